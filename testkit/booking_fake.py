@@ -1,0 +1,289 @@
+"""A real HTTP server that speaks the booking platform contract of PROTOCOL.md §5.
+
+Tests (and the demo) control its bookings and make it fail on demand: status codes,
+timeouts, garbage and truncated bodies, wrong types, page loops, rate limits, slow pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULT_KINDS = ("status", "timeout", "slow", "garbage", "truncated", "wrong_types", "page_loop", "rate_limit")
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError("time without offset")
+    return t
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int | None = 1  # None: until heal()
+    status: int = 500
+    seconds: float = 0.0
+    retry_after: int = 1
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any = None
+    auth: str | None = None
+
+
+@dataclass
+class BookingPlatform:
+    """The fake. ``start()`` it, point a client at ``base_url``, change ``bookings`` at will."""
+
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    page_size: int = 100
+    host: str = "127.0.0.1"
+    bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    checkins: list[tuple[str, Any]] = field(default_factory=list)
+    releases: list[tuple[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self._faults: collections.deque[Fault] = collections.deque()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._clock_skew = 0
+
+    # --- control ----------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        # Strictly increasing updated_at, so that paging order is total even within one ms.
+        with self.lock:
+            self._clock_skew += 1
+            return dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(microseconds=self._clock_skew)
+
+    def put(self, booking: dict[str, Any], *, touch: bool = True) -> dict[str, Any]:
+        """Add or replace a booking (raw JSON object; garbage allowed on purpose)."""
+        with self.lock:
+            b = dict(booking)
+            if touch or "updated_at" not in b:
+                b["updated_at"] = iso(self.now())
+            self.bookings[str(b.get("id"))] = b
+            return b
+
+    def add(self, id: str, resource_id: str, member_id: str, start: dt.datetime, end: dt.datetime,
+            *, status: str = "confirmed", pin: str | None = None) -> dict[str, Any]:
+        return self.put({"id": id, "resource_id": resource_id, "member_id": member_id, "start": iso(start),
+                         "end": iso(end), "status": status, "pin": pin})
+
+    def cancel(self, id: str) -> dict[str, Any]:
+        with self.lock:
+            b = dict(self.bookings[id])
+            b["status"] = "cancelled"
+            return self.put(b)
+
+    def fail(self, kind: str, times: int | None = 1, **params: Any) -> None:
+        """Make the next ``times`` booking listings fail in the way ``kind`` names
+        (``times=None``: until ``heal()``)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        with self.lock:
+            self._faults.append(Fault(kind, times, **params))
+
+    def heal(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    def listing_calls(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == "GET" and c.path == "/api/v1/bookings"]
+
+    # --- server -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        return f"http://{self.host}:{self._server.server_address[1]}"
+
+    def start(self, port: int = 0) -> BookingPlatform:
+        platform = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                platform._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                platform._handle(self, "POST")
+
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer((self.host, port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="booking-fake", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> BookingPlatform:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- request handling -------------------------------------------------------------
+
+    def _next_fault(self) -> Fault | None:
+        with self.lock:
+            if not self._faults:
+                return None
+            f = self._faults[0]
+            if f.times is not None:
+                f.times -= 1
+                if f.times <= 0:
+                    self._faults.popleft()
+            return f
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urllib.parse.urlsplit(h.path)
+        query = urllib.parse.parse_qs(url.query)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        with self.lock:
+            self.calls.append(Call(method, url.path, query, body, h.headers.get("Authorization")))
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(h, 401, {"error": "unauthorized"})
+        parts = url.path.strip("/").split("/")
+        if method == "GET" and url.path == "/api/v1/bookings":
+            return self._list(h, query)
+        if method == "POST" and len(parts) == 5 and parts[:3] == ["api", "v1", "bookings"]:
+            bid, action = parts[3], parts[4]
+            with self.lock:
+                if bid not in self.bookings:
+                    return self._send(h, 404, {"error": "no such booking"})
+                if action == "check-in":
+                    self.checkins.append((bid, body))
+                    return self._send(h, 204, None)
+                if action == "release":
+                    self.releases.append((bid, body))
+                    self.cancel(bid)
+                    return self._send(h, 204, None)
+        return self._send(h, 404, {"error": "not found"})
+
+    def _list(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
+        fault = self._next_fault()
+        if fault is not None:
+            if fault.kind in ("timeout", "slow"):
+                self._stopping.wait(fault.seconds)
+                if fault.kind == "timeout":
+                    return self._send(h, 504, {"error": "gateway timeout"})
+            elif fault.kind == "status":
+                return self._send(h, fault.status, {"error": "injected failure"})
+            elif fault.kind == "rate_limit":
+                return self._send(h, 429, {"error": "slow down"}, {"Retry-After": str(fault.retry_after)})
+            elif fault.kind == "garbage":
+                return self._send_raw(h, 200, b"<html><body>Wartungsarbeiten</body></html>", "application/json")
+        try:
+            since = parse_iso(query["updated_since"][0]) if "updated_since" in query else None
+            token = query.get("page_token", [None])[0]
+            offset = int(json.loads(base64.urlsafe_b64decode(token))["o"]) if token else 0
+        except (ValueError, KeyError, TypeError):
+            return self._send(h, 400, {"error": "bad updated_since or page_token"})
+        with self.lock:
+            items = list(self.bookings.values())
+
+        def key(b: dict[str, Any]) -> tuple[str, str]:
+            return (str(b.get("updated_at", "")), str(b.get("id", "")))
+
+        if since is not None:
+            def changed(b: dict[str, Any]) -> bool:
+                try:
+                    return parse_iso(str(b.get("updated_at"))) >= since
+                except ValueError:
+                    return True  # garbage items are served; the client must cope
+
+            items = [b for b in items if changed(b)]
+        items.sort(key=key)
+        page = items[offset : offset + self.page_size]
+        more = offset + self.page_size < len(items)
+        nxt = base64.urlsafe_b64encode(json.dumps({"o": offset + self.page_size}).encode()).decode() if more else None
+        if fault is not None and fault.kind == "page_loop":
+            nxt = token or base64.urlsafe_b64encode(json.dumps({"o": 0}).encode()).decode()
+        doc: dict[str, Any] = {"items": page, "next_page_token": nxt}
+        if fault is not None and fault.kind == "wrong_types":
+            doc = {"items": {"not": "a list"}, "next_page_token": 17}
+        data = json.dumps(doc).encode()
+        if fault is not None and fault.kind == "truncated":
+            data = data[: max(1, len(data) // 2)]
+        self._send_raw(h, 200, data, "application/json")
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(h, status, b"" if doc is None else json.dumps(doc).encode(), "application/json", headers)
+
+    def _send_raw(self, h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str,
+                  headers: dict[str, str] | None = None) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            if data:
+                h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout fired first)
+
+
+def webhook_signature(body: bytes, secret: bytes) -> str:
+    """The ``X-Torwart-Signature`` header value of PROTOCOL.md §5."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def push_webhook(hub_url: str, booking: dict[str, Any], secret: bytes, *, signature: str | None = None,
+                 timeout: float = 10.0) -> int:
+    """POST ``booking`` to the hub's webhook as the platform would; return the HTTP status."""
+    body = json.dumps(booking).encode()
+    req = urllib.request.Request(  # noqa: S310 (test tool; the URL is the hub under test)
+        hub_url.rstrip("/") + "/api/v1/webhooks/booking",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json",
+                 "X-Torwart-Signature": signature or webhook_signature(body, secret)},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            status: int = resp.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code

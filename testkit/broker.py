@@ -1,0 +1,180 @@
+"""A real Mosquitto broker on a free loopback port, from a generated configuration.
+
+It can be stopped, killed and restarted on the same port with its persistence, which
+is what the fault-injection tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub import pki
+from hub.mosquitto import acl_text, password_line
+
+from .util import free_port, port_open, wait_for
+
+
+def mosquitto_binary() -> str:
+    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if path is None:
+        raise RuntimeError("mosquitto is not installed: run scripts/setup (it installs Debian's mosquitto)")
+    return path
+
+
+@dataclass
+class TlsFiles:
+    """Everything a TLS test needs: the CA and the broker's server pair, written to ``dir``."""
+
+    dir: Path
+    ca: pki.KeyPair
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+
+    @classmethod
+    def make(cls, dir: Path) -> TlsFiles:
+        dir.mkdir(parents=True, exist_ok=True)
+        ca = pki.make_ca("Torwart test CA")
+        server = pki.issue(ca, "localhost", server=True, hosts=("127.0.0.1", "localhost"))
+        (dir / "ca.crt").write_bytes(ca.cert_pem())
+        server.write(dir / "server.crt", dir / "server.key")
+        return cls(dir, ca, dir / "ca.crt", dir / "server.crt", dir / "server.key")
+
+    def client(self, cn: str, ca: pki.KeyPair | None = None) -> tuple[Path, Path]:
+        """Issue a client certificate with CN ``cn`` (from another CA when ``ca`` is given)."""
+        pair = pki.issue(ca or self.ca, cn)
+        cert, key = self.dir / f"{cn}.crt", self.dir / f"{cn}.key"
+        pair.write(cert, key)
+        return cert, key
+
+
+@dataclass
+class Mosquitto:
+    """One Mosquitto process. ``users`` switches on password auth and the PROTOCOL.md ACL."""
+
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    users: dict[str, str] | None = None
+    hub_users: tuple[str, ...] = ("hub",)
+    tls: TlsFiles | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    starts: int = 0
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        (self.workdir / "data").mkdir(exist_ok=True)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def _write_config(self) -> Path:
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence true",
+            f"persistence_location {self.workdir / 'data'}/",
+            "autosave_interval 1",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "log_timestamp_format %H:%M:%S",
+            "max_queued_messages 100000",
+        ]
+        if os.geteuid() == 0:
+            # As root Mosquitto would switch to user "mosquitto", which may not read our files.
+            lines.append(f"user {pwd.getpwuid(0).pw_name}")
+        if self.users is not None:
+            pw = self.workdir / "passwd"
+            pw.write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
+            pw.chmod(0o600)
+            acl = self.workdir / "acl"
+            acl.write_text(acl_text(self.hub_users))
+            lines += [f"password_file {pw}", f"acl_file {acl}"]
+        if self.tls is not None:
+            lines += [
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+                "require_certificate true",
+                "use_identity_as_username true",
+                "tls_version tlsv1.2",
+            ]
+            if self.users is None:
+                acl = self.workdir / "acl"
+                acl.write_text(acl_text(self.hub_users))
+                lines.append(f"acl_file {acl}")
+        secured = self.users is not None or self.tls is not None
+        lines.append(f"allow_anonymous {'false' if secured else 'true'}")
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        if self.running:
+            return self
+        conf = self._write_config()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        self.starts += 1
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return port_open(self.host, self.port)
+
+        wait_for(ready, timeout, what=f"mosquitto on port {self.port}")
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop cleanly (SIGTERM): Mosquitto saves its persistence first."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Kill without warning (SIGKILL), as a power cut or OOM kill would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self, *, hard: bool = False) -> Mosquitto:
+        self.kill() if hard else self.stop()
+        return self.start()
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,65 @@
+"""Credential strings and their keyed hashes (PROTOCOL.md §1).
+
+A reader turns what it read into a credential string; the site only ever stores and
+sends ``cred_hash(site_cred_key, credential)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from .errors import MALFORMED, WireError
+
+_FORMS = {
+    "em4100": re.compile(r"^[0-9A-F]{10}$"),
+    "iso14443a": re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$"),
+    "wiegand26": re.compile(r"^[0-9A-F]{6}$"),
+    "wiegand34": re.compile(r"^[0-9A-F]{8}$"),
+    "pin": re.compile(r"^[0-9]{4,12}$"),
+}
+
+
+def check_credential(credential: str) -> str:
+    """Return ``credential`` if it has one of the PROTOCOL.md §1 forms, else raise WireError."""
+    kind, sep, value = credential.partition(":")
+    form = _FORMS.get(kind)
+    if not sep or form is None:
+        raise WireError(MALFORMED, f"unknown credential type {kind!r} (want one of {', '.join(_FORMS)})")
+    if not form.match(value):
+        raise WireError(MALFORMED, f"{kind} credential has a malformed value")
+    return credential
+
+
+def cred_hash(site_key: bytes, credential: str) -> str:
+    """HMAC-SHA256(site_key, credential)[:16 bytes] as 32 lower-case hex characters."""
+    return hmac.new(site_key, credential.encode("utf-8"), hashlib.sha256).digest()[:16].hex()
+
+
+def em4100(data_hex: str) -> str:
+    """``em4100:`` + the 10 hex digits of an RDM6300 frame (version byte + 32-bit id)."""
+    return check_credential("em4100:" + data_hex.upper())
+
+
+def iso14443a(uid: bytes) -> str:
+    """``iso14443a:`` + the UID bytes (4, 7 or 10) in upper-case hex."""
+    return check_credential("iso14443a:" + uid.hex().upper())
+
+
+def wiegand(bits: int, data: int) -> str:
+    """``wiegand26:``/``wiegand34:`` + the data bits without parity, upper-case hex."""
+    if bits == 26:
+        return check_credential(f"wiegand26:{data & 0xFFFFFF:06X}")
+    if bits == 34:
+        return check_credential(f"wiegand34:{data & 0xFFFFFFFF:08X}")
+    raise ValueError(f"unsupported Wiegand format: {bits} bits")
+
+
+def pin(digits: str) -> str:
+    return check_credential("pin:" + digits)
+
+
+def redact(credential: str) -> str:
+    """A form of a credential string safe for logs: the type only."""
+    return credential.partition(":")[0] + ":…"

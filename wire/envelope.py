@@ -1,0 +1,133 @@
+"""The signed envelope of PROTOCOL.md §3 (hub → site).
+
+Opening an envelope checks its size first, then the signature over the exact body
+bytes, and only then decompresses and parses the body. Nothing unsigned is ever parsed
+beyond the envelope's five fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import zlib
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from . import messages as m
+from .errors import BAD_SIGNATURE, MALFORMED, TOO_LARGE, UNKNOWN_KEY, WRONG_SITE, WireError
+from .keys import ed25519_public_raw, kid
+
+DEFAULT_LIMIT = 16 * 1024 * 1024
+#: Bodies above this many bytes are gzip-compressed by default.
+COMPRESS_ABOVE = 2048
+
+
+class Envelope(msgspec.Struct, kw_only=True, frozen=True):
+    alg: Literal["Ed25519"]
+    kid: str
+    enc: Literal["json", "json+gzip"]
+    body: str
+    sig: str
+
+
+_env_decoder = msgspec.json.Decoder(Envelope)
+
+
+def sign(body: m.Body | bytes, key: Ed25519PrivateKey, *, compress: bool | None = None) -> bytes:
+    """Serialize ``body`` and wrap it in a signed envelope; return the envelope's JSON bytes.
+
+    ``compress`` None compresses bodies larger than COMPRESS_ABOVE bytes.
+    """
+    raw = body if isinstance(body, bytes) else m.encode(body)
+    if compress is None:
+        compress = len(raw) > COMPRESS_ABOVE
+    if compress:
+        raw = gzip.compress(raw, compresslevel=6, mtime=0)
+    env = Envelope(
+        alg="Ed25519",
+        kid=kid(ed25519_public_raw(key.public_key())),
+        enc="json+gzip" if compress else "json",
+        body=base64.b64encode(raw).decode("ascii"),
+        sig=base64.b64encode(key.sign(raw)).decode("ascii"),
+    )
+    return m.encode(env)
+
+
+def _strict_b64(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError(MALFORMED, f"envelope {what} is not standard base64", field=f"$.{what}") from None
+    # Refuse non-canonical encodings (stray padding bits): one body, one spelling.
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise WireError(MALFORMED, f"envelope {what} is not canonical base64", field=f"$.{what}")
+    return raw
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise WireError(MALFORMED, f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise WireError(TOO_LARGE, f"decompressed body exceeds {limit} bytes")
+    if not d.eof or d.unused_data:
+        raise WireError(MALFORMED, "body is truncated or has trailing data after the gzip stream")
+    return out
+
+
+def open_envelope(
+    data: bytes, keys: Mapping[str, Ed25519PublicKey], *, limit: int = DEFAULT_LIMIT
+) -> bytes:
+    """Verify an envelope against ``keys`` (kid → public key); return the body's JSON bytes.
+
+    Raises WireError with code too_large, malformed, unknown_key or bad_signature.
+    """
+    if len(data) > limit:
+        raise WireError(TOO_LARGE, f"envelope of {len(data)} bytes exceeds the limit of {limit}")
+    try:
+        env = _env_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError(MALFORMED, f"envelope: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise WireError(MALFORMED, f"envelope is not valid JSON: {exc}") from None
+    pub = keys.get(env.kid)
+    if pub is None:
+        raise WireError(UNKNOWN_KEY, f"no trusted key with kid {env.kid!r}", field="$.kid")
+    body = _strict_b64(env.body, "body")
+    sig = _strict_b64(env.sig, "sig")
+    if len(sig) != 64:
+        raise WireError(BAD_SIGNATURE, "signature is not 64 bytes", field="$.sig")
+    try:
+        pub.verify(sig, body)
+    except InvalidSignature:
+        raise WireError(BAD_SIGNATURE, "signature does not verify", field="$.sig") from None
+    if env.enc == "json+gzip":
+        body = _gunzip(body, limit)
+    return body
+
+
+def open_body(
+    data: bytes,
+    keys: Mapping[str, Ed25519PublicKey],
+    site: str,
+    *,
+    limit: int = DEFAULT_LIMIT,
+) -> m.CacheFull | m.CacheDelta | m.Command:
+    """Open an envelope addressed to ``site`` and decode its body (verified first)."""
+    verified = open_envelope(data, keys, limit=limit)
+    body: m.CacheFull | m.CacheDelta | m.Command = m.decode(verified, m.SignedBody)
+    if body.site != site:
+        raise WireError(WRONG_SITE, f"body is for site {body.site!r}, this is {site!r}", field="$.site")
+    return body
+
+
+def trusted_keys(*public_keys: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:
+    """The kid → key map ``open_envelope`` wants."""
+    return {kid(ed25519_public_raw(k)): k for k in public_keys}

@@ -1,0 +1,89 @@
+"""Key files and key identities (PROTOCOL.md §1, §3).
+
+A key file holds the standard base64 of 32 raw bytes on one line and must be readable
+by its owner only; a file that group or others can read is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .errors import KeyFileError
+
+
+def b64_32(text: str, what: str = "key") -> bytes:
+    """Decode the standard base64 of exactly 32 bytes, or raise KeyFileError."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyFileError(f"{what} is not standard base64: {exc}") from None
+    if len(raw) != 32:
+        raise KeyFileError(f"{what} must be 32 bytes, got {len(raw)}")
+    return raw
+
+
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """Read a 32-byte key file; refuse one that others can read, or that is malformed."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        text = p.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise KeyFileError(f"{p}: key file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{p}: cannot read key file: {exc}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{p}: key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod 600 {p}"
+        )
+    return b64_32(text, str(p))
+
+
+def write_key_file(path: str | os.PathLike[str], raw: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``raw`` (32 bytes) as a 0600 key file, created with that mode from the start."""
+    if len(raw) != 32:
+        raise ValueError("a key file holds exactly 32 bytes")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    fd = os.open(p, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(base64.b64encode(raw).decode("ascii") + "\n")
+    os.chmod(p, 0o600)
+    return p
+
+
+def new_key() -> bytes:
+    """32 fresh random bytes (a site credential key, a signing seed)."""
+    return os.urandom(32)
+
+
+def ed25519_public_raw(pub: Ed25519PublicKey | X25519PublicKey) -> bytes:
+    return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def kid(public_raw: bytes) -> str:
+    """Key id of PROTOCOL.md §3: first 16 hex chars of SHA-256 over the raw public key."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def signing_key_from_seed(seed: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def public_key_from_b64(text: str, what: str = "signing_public_key") -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(b64_32(text, what))
+
+
+def public_key_b64(key: Ed25519PrivateKey | X25519PrivateKey) -> str:
+    return base64.b64encode(ed25519_public_raw(key.public_key())).decode("ascii")

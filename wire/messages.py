@@ -1,0 +1,376 @@
+"""One typed message per PROTOCOL.md payload, with strict decoding.
+
+Decoding is strict about types and constraints (a wrong type, a bad identifier, a
+missing required field is refused with the JSON path of the offending field) and
+tolerant of unknown fields, because PROTOCOL.md lets implementations add fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from .errors import MALFORMED, WireError
+
+Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+Cred = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+Seq = Annotated[int, Meta(ge=1)]
+Version = Annotated[int, Meta(ge=0)]
+UnixTime = Annotated[int, Meta(ge=0)]
+UnixTimeF = Annotated[float, Meta(ge=0)]
+Text = Annotated[str, Meta(max_length=256)]
+NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
+Count = Annotated[int, Meta(ge=0)]
+
+# Every struct is keyword-only and immutable; unknown fields are ignored on decode.
+
+
+# --- hub -> site bodies (inside signed envelopes) -----------------------------------
+
+
+class Entry(Struct, kw_only=True, frozen=True):
+    """One grant in a site cache: a credential hash allowed through some doors."""
+
+    id: NonEmpty
+    cred: Cred
+    doors: list[Ident]
+    from_: UnixTime | None = field(default=None, name="from")
+    until: UnixTime | None = None
+    who: Text
+    ref: Text | None = None
+    room: Ident | None = None
+
+    def __post_init__(self) -> None:
+        if self.from_ is not None and self.until is not None and self.from_ > self.until:
+            raise ValueError(f"entry {self.id!r}: from ({self.from_}) is after until ({self.until})")
+
+
+def _unique_ids(entries: list[Entry]) -> None:
+    seen: set[str] = set()
+    for e in entries:
+        if e.id in seen:
+            raise ValueError(f"entry id {e.id!r} appears twice")
+        seen.add(e.id)
+
+
+class Body(Struct, tag_field="type", kw_only=True, frozen=True):
+    """Base of everything the hub signs for a site."""
+
+    site: Ident
+    issued_at: UnixTime
+    expires_at: UnixTime
+
+
+class CacheFull(Body, tag="cache.full", kw_only=True, frozen=True):
+    version: Version
+    entries: list[Entry]
+
+    def __post_init__(self) -> None:
+        _unique_ids(self.entries)
+
+
+class CacheDelta(Body, tag="cache.delta", kw_only=True, frozen=True):
+    version: Version
+    base_version: Version
+    upsert: list[Entry]
+    remove: list[NonEmpty]
+
+    def __post_init__(self) -> None:
+        if self.version <= self.base_version:
+            raise ValueError(f"version {self.version} is not after base_version {self.base_version}")
+        _unique_ids(self.upsert)
+
+
+Action = Literal["unlock", "lockdown", "lockdown_end", "checkout_all", "enroll"]
+
+
+class Command(Body, tag="command", kw_only=True, frozen=True):
+    id: NonEmpty
+    action: Action
+    door: Ident | None = None
+    seconds: Annotated[int, Meta(ge=1, le=86400)] | None = None
+    room: Ident | None = None
+    reader: Ident | None = None
+
+    def __post_init__(self) -> None:
+        if self.action == "unlock" and self.door is None:
+            raise ValueError("unlock needs a door")
+        if self.action == "enroll":
+            if self.reader is None:
+                raise ValueError("enroll needs a reader")
+            if self.seconds is None or self.seconds > 120:
+                raise ValueError("enroll needs seconds between 1 and 120")
+
+
+SignedBody = CacheFull | CacheDelta | Command
+
+
+# --- site -> hub ---------------------------------------------------------------------
+
+
+class Event(Struct, tag_field="type", kw_only=True, frozen=True):
+    """Common fields of every event (PROTOCOL.md §4)."""
+
+    id: NonEmpty
+    site: Ident
+    seq: Seq
+    boot: Text
+    ts: UnixTimeF
+    clock_synced: bool
+
+
+GrantReason = Literal["booking", "standing", "exit_button", "command"]
+DenyReason = Literal[
+    "unknown_credential",
+    "outside_window",
+    "wrong_door",
+    "cache_expired",
+    "clock_untrusted",
+    "lockdown",
+    "rate_limited",
+]
+OccupancyReason = Literal["badge", "booking_ended", "command", "daily_reset"]
+
+
+class AccessGranted(Event, tag="access.granted", kw_only=True, frozen=True):
+    door: Ident
+    cred: Cred | None
+    who: Text | None
+    ref: Text | None
+    reason: GrantReason
+
+
+class AccessDenied(Event, tag="access.denied", kw_only=True, frozen=True):
+    door: Ident
+    cred: Cred | None
+    reason: DenyReason
+
+
+class DoorOpened(Event, tag="door.opened", kw_only=True, frozen=True):
+    door: Ident
+
+
+class DoorClosed(Event, tag="door.closed", kw_only=True, frozen=True):
+    door: Ident
+
+
+class DoorForcedOpen(Event, tag="door.forced_open", kw_only=True, frozen=True):
+    door: Ident
+
+
+class DoorHeldOpen(Event, tag="door.held_open", kw_only=True, frozen=True):
+    door: Ident
+    seconds: Annotated[float, Meta(ge=0)]
+
+
+class OccupancyCheckin(Event, tag="occupancy.checkin", kw_only=True, frozen=True):
+    room: Ident
+    who: Text
+    ref: Text | None
+    reason: OccupancyReason
+
+
+class OccupancyCheckout(Event, tag="occupancy.checkout", kw_only=True, frozen=True):
+    room: Ident
+    who: Text
+    ref: Text | None
+    reason: OccupancyReason
+
+
+class CacheApplied(Event, tag="cache.applied", kw_only=True, frozen=True):
+    version: Version | None
+    error: Text | None = None
+
+
+class CacheRejected(Event, tag="cache.rejected", kw_only=True, frozen=True):
+    version: Version | None
+    error: Text | None
+
+
+class CommandExecuted(Event, tag="command.executed", kw_only=True, frozen=True):
+    """``id`` is the event's own id; the command's id travels in ``command``
+    (as in ``enroll.read``), since one JSON object cannot hold two ``id`` keys."""
+
+    command: NonEmpty
+    action: Text
+    error: Text | None = None
+
+
+class CommandRejected(Event, tag="command.rejected", kw_only=True, frozen=True):
+    command: NonEmpty | None
+    action: Text | None
+    error: Text | None
+
+
+class ReaderError(Event, tag="reader.error", kw_only=True, frozen=True):
+    reader: Ident
+    error: Text
+
+
+class EnrollRead(Event, tag="enroll.read", kw_only=True, frozen=True):
+    reader: Ident
+    command: NonEmpty
+    sealed: Annotated[str, Meta(max_length=4096)]
+
+
+class SystemStarted(Event, tag="system.started", kw_only=True, frozen=True):
+    software: Text
+
+
+class SystemStopping(Event, tag="system.stopping", kw_only=True, frozen=True):
+    software: Text
+
+
+class ClockTrusted(Event, tag="clock.trusted", kw_only=True, frozen=True):
+    detail: Text
+
+
+class ClockUntrusted(Event, tag="clock.untrusted", kw_only=True, frozen=True):
+    detail: Text
+
+
+AnyEvent = (
+    AccessGranted
+    | AccessDenied
+    | DoorOpened
+    | DoorClosed
+    | DoorForcedOpen
+    | DoorHeldOpen
+    | OccupancyCheckin
+    | OccupancyCheckout
+    | CacheApplied
+    | CacheRejected
+    | CommandExecuted
+    | CommandRejected
+    | ReaderError
+    | EnrollRead
+    | SystemStarted
+    | SystemStopping
+    | ClockTrusted
+    | ClockUntrusted
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls
+    for cls in AnyEvent.__args__
+}
+
+
+class Status(Struct, kw_only=True, frozen=True):
+    """Retained site status; also the Last Will (``state`` = offline)."""
+
+    state: Literal["online", "offline"]
+    ts: UnixTimeF = 0.0
+    boot: Text = ""
+    software: Text = ""
+    cache_version: Version | None = None
+    cache_expires_at: UnixTime | None = None
+    clock_synced: bool = False
+    outbox_pending: Count = 0
+    lockdown: bool = False
+
+
+class DoorState(Struct, kw_only=True, frozen=True):
+    door: Ident
+    locked: bool
+    open: bool | None
+    alarm: Literal["held_open", "forced_open"] | None
+    mode: Literal["normal", "office_hours", "lockdown"]
+    ts: UnixTimeF
+
+
+class RoomOccupancy(Struct, kw_only=True, frozen=True):
+    present: Count
+    capacity: Count | None
+    who: list[Text]
+
+
+class Occupancy(Struct, kw_only=True, frozen=True):
+    ts: UnixTimeF
+    rooms: dict[Ident, RoomOccupancy]
+
+
+class EventAck(Struct, kw_only=True, frozen=True):
+    upto: Annotated[int, Meta(ge=0)]
+
+
+class CacheAck(Struct, kw_only=True, frozen=True):
+    version: Version | None
+    ok: bool
+    error: Text | None
+    ts: UnixTimeF
+
+
+class CommandAck(Struct, kw_only=True, frozen=True):
+    id: Text
+    ok: bool
+    error: Text | None
+    ts: UnixTimeF
+
+
+# --- booking platform (PROTOCOL.md §5) -------------------------------------------------
+
+AwareTime = Annotated[datetime, Meta(tz=True)]
+
+
+class Booking(Struct, kw_only=True, frozen=True):
+    id: NonEmpty
+    resource_id: NonEmpty
+    member_id: NonEmpty
+    start: AwareTime
+    end: AwareTime
+    status: Literal["confirmed", "cancelled"]
+    updated_at: AwareTime
+    pin: Annotated[str, Meta(pattern=r"^[0-9]{4,12}$")] | None = None
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"booking {self.id!r}: end is not after start")
+
+
+class BookingPage(Struct, kw_only=True, frozen=True):
+    """One page; items stay raw so that one bad booking can be skipped, not the page."""
+
+    items: list[msgspec.Raw]
+    next_page_token: str | None = None
+
+
+# --- encoding and decoding ---------------------------------------------------------------
+
+T = TypeVar("T")
+_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of a message (or any JSON-able value)."""
+    return _encoder.encode(obj)
+
+
+def decode(data: bytes | str, type_: Any) -> Any:
+    """Decode and validate ``data`` as ``type_``; raise WireError(malformed) naming the field.
+
+    ``type_`` is a message class or a union such as ``AnyEvent`` or ``SignedBody``.
+    """
+    dec = _decoders.get(type_)
+    if dec is None:
+        dec = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        return dec.decode(data)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = _PATH_RE.search(msg)
+        raise WireError(MALFORMED, msg, field=m.group(1) if m else None) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec lets invalid UTF-8 inside a string escape as UnicodeDecodeError.
+        raise WireError(MALFORMED, f"not valid JSON: {exc}") from None
+
+
+def to_builtins(obj: Any) -> Any:
+    """A message as plain dicts and lists (e.g. to store it)."""
+    return msgspec.to_builtins(obj)

@@ -1,19 +1,137 @@
-"""``torwart-edge``: the site agent's command line."""
+"""``torwart-edge``: the site agent's command line.
+
+    torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
+    torwart-edge check  --config PATH   validate the config and print the resolved site
+    torwart-edge status --config PATH   cache, outbox and recent events from the local database
+
+A bad config stops every command before it touches a pin: the error names the file and
+the key, and the exit status is 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import logging
+import os
+import signal
 import sys
+from types import FrameType
 
 from wire import software_version
+
+from . import config as config_mod
+from .errors import ConfigError, EdgeError
+
+log = logging.getLogger("edge")
+
+
+def setup_logging(level: str) -> None:
+    """One line per record; journald adds its own time stamps, a terminal gets ours."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
+
+    agent = Agent(cfg)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.run()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    print(f"site {cfg.site.id} ({cfg.site.name or 'no name'}), data in {cfg.site.data_dir}, "
+          f"time zone {cfg.site.timezone}")
+    hub = cfg.hub
+    auth = ", ".join(x for x in (
+        "password" if hub.password_file else "", "client certificate" if hub.cert_file else "") if x) or "anonymous"
+    print(f"hub   {hub.host}:{hub.effective_port} tls={'on' if hub.tls else 'off'} auth={auth}")
+    for r in cfg.rooms:
+        print(f"room  {r.id}: {r.name or '-'} capacity={r.capacity if r.capacity is not None else '-'}"
+              f"{' toggle' if r.toggle else ''}")
+    for d in cfg.doors:
+        extras = ", ".join(f"{k}={getattr(d, k)}" for k in ("contact_pin", "exit_pin", "buzzer_pin", "led_pin")
+                           if getattr(d, k) is not None)
+        print(f"door  {d.id}: room={d.room or '-'} lock_pin={d.lock_pin} active_high={d.lock_active_high} "
+              f"fail={d.fail} unlock={d.unlock_seconds}s {extras}".rstrip())
+    for rd in cfg.readers:
+        where = rd.port or rd.path or f"d0={rd.d0_pin} d1={rd.d1_pin}"
+        print(f"reader {rd.id}: {rd.type} at {where} → door {rd.door} ({rd.direction})")
+    print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
+          f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
+    print("config OK")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .cache import CacheStore
+    from .outbox import Outbox
+
+    cfg = config_mod.load(args.config, check_files=False)
+    data = cfg.data_path
+    if not (data / "cache.db").exists():
+        print(f"site {cfg.site.id}: no local database yet in {data} (the agent has not run)")
+        return 1
+    with CacheStore(data / "cache.db", read_only=True) as cache:
+        meta = cache.meta()
+    print(f"site {cfg.site.id}")
+    print(f"cache    version {meta.version if meta.version is not None else '-'}, {meta.entry_count} entries, "
+          f"issued {_when(meta.issued_at)}, expires {_when(meta.expires_at)}, applied {_when(meta.applied_at)}")
+    ob = Outbox(data / "outbox.db", cfg.site.id, "status", read_only=True)
+    try:
+        print(f"outbox   last seq {ob.last_seq}, acknowledged up to {ob.acked_upto}, {ob.pending_count()} pending")
+        print("recent events:")
+        for ev in ob.recent(args.events):
+            extra = " ".join(f"{k}={ev[k]}" for k in ("door", "reason", "room", "version", "error", "reader")
+                             if ev.get(k) is not None)
+            print(f"  #{ev['seq']:<6} {_when(ev['ts'])}  {ev['type']:<20} {extra}")
+    finally:
+        ob.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torwart-edge", description="Torwart site agent")
     parser.add_argument("--version", action="version", version=f"torwart-edge {software_version()}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (("run", cmd_run, "run the agent"),
+                            ("check", cmd_check, "validate the config and print the resolved site"),
+                            ("status", cmd_status, "show cache, outbox and recent events")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", required=True, help="the site's TOML file")
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        if name == "status":
+            p.add_argument("--events", type=int, default=10, help="how many recent events to show")
+        p.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        rc: int = args.fn(args)
+        return rc
+    except ConfigError as exc:
+        print(f"torwart-edge: config error: {exc}", file=sys.stderr)
+        return 2
+    except EdgeError as exc:
+        print(f"torwart-edge: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

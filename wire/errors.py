@@ -53,3 +53,15 @@ class KeyFileError(WireError):
 
     def __init__(self, message: str) -> None:
         super().__init__("key_file", message)
+
+
+class ConfigFileError(Exception):
+    """A configuration file is missing, unreadable or invalid; names the file and the key.
+
+    Edge and hub each subclass it under their own error base."""
+
+    def __init__(self, file: str, key: str | None, message: str) -> None:
+        self.file = file
+        self.key = key
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {message}")

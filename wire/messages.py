@@ -122,6 +122,11 @@ class Event(Struct, tag_field="type", kw_only=True, frozen=True):
     ts: UnixTimeF
     clock_synced: bool
 
+    @property
+    def type(self) -> str:
+        """The event type (the ``type`` tag on the wire)."""
+        return str(self.__struct_config__.tag)
+
 
 GrantReason = Literal["booking", "standing", "exit_button", "command"]
 DenyReason = Literal[

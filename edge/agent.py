@@ -1,0 +1,419 @@
+"""The site agent: wires readers, doors, the local stores and the MQTT link together.
+
+Threads meet at one queue (ARCHITECTURE.md): reader threads, gpiozero callbacks, paho's
+network thread and APScheduler jobs only put work items on ``self._q``; the main loop
+runs them one at a time and alone touches the main SQLite connections. Cache envelopes
+are verified and applied on a worker thread with its own connection, so that badges are
+still decided (from the old cache, thanks to WAL) while a large cache is applied.
+
+The unlock path never touches the network: read → hash → indexed lookup → decide →
+relay; the event is committed to the outbox after the relay is driven, and published
+when the link is up.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from wire import messages as m
+from wire import software_version
+from wire.creds import cred_hash, redact
+from wire.errors import WireError
+from wire.topics import Kind
+
+from .cache import CacheStore
+from .clock import ClockJudge, ClockSource, SystemClock
+from .commands import CommandHandler
+from .config import EdgeConfig, site_key
+from .decide import DenialLimiter, decide, exit_decision
+from .door import Door
+from .errors import StorageError
+from .link import Link
+from .occupancy import Occupancy
+from .outbox import Outbox
+from .readers import make_reader
+from .readers.base import Reader
+from .schedule import in_office_hours
+from .sdnotify import Notifier
+from .statedb import StateDB
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[], object]
+
+
+class Agent:
+    def __init__(self, cfg: EdgeConfig, *, clock: ClockSource | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.site = cfg.site.id
+        self.boot = secrets.token_hex(8)
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self._q: queue.Queue[Work] = queue.Queue()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._beat = time.monotonic()
+        self._sched_beat = time.monotonic()
+        # Doors first: every relay is driven to its locked state before anything else runs.
+        self.doors: dict[str, Door] = {}
+        try:
+            for d in cfg.doors:
+                self.doors[d.id] = Door(d, self)
+        except Exception:
+            self._close_doors()
+            raise
+        self._key = site_key(cfg)
+        self.judge = ClockJudge(self.clock, cfg.policy.clock_trust)
+        self.limiter = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
+        self.readers: dict[str, Reader] = {}
+        self.reader_cfg = {r.id: r for r in cfg.readers}
+        self._cache_q: queue.Queue[tuple[Kind, bytes] | None] = queue.Queue()
+        self._cache_worker = threading.Thread(target=self._cache_loop, name="cache-apply", daemon=True)
+        self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
+        self._sent_upto = 0
+        self._ack_seen_at = time.monotonic()
+        self._storage_error: str | None = None
+        self._unsaved: list[tuple[str, dict[str, Any]]] = []
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def post(self, work: Work) -> None:
+        """Run ``work`` on the main loop (from any thread)."""
+        self._q.put(work)
+
+    def run(self) -> None:
+        """Start everything and run the main loop until ``stop()``."""
+        try:
+            self._startup()
+            while not self._stopping.is_set():
+                self._beat = time.monotonic()
+                try:
+                    work = self._q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    work()
+                except StorageError as exc:
+                    self._storage_failed(exc)
+                except Exception:
+                    log.exception("work item failed; the agent carries on")
+        finally:
+            self._shutdown()
+            self._stopped.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def wait_stopped(self, timeout: float) -> bool:
+        return self._stopped.wait(timeout)
+
+    def _open(self) -> None:
+        """Open the stores (on the main loop's thread: SQLite connections stay on their thread)."""
+        data = self.cfg.data_path
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.cache = CacheStore(data / "cache.db")
+        self.outbox = Outbox(data / "outbox.db", self.site, self.boot)
+        self.state = StateDB(data / "state.db")
+        self.link = Link(self.cfg, self, will=self._status_bytes(online=False))
+        self.commands = CommandHandler(self)
+        self.occupancy = Occupancy(self.cfg, self.state, self.emit,
+                                   lambda b: self.link.publish(Kind.OCCUPANCY, b, retain=True), self.clock.time)
+
+    def _startup(self) -> None:
+        self._open()
+        if self.state.flag("lockdown", False):
+            for d in self.doors.values():
+                d.set_mode("lockdown")
+        else:
+            self._office_hours()
+        self._check_clock()
+        self.emit("system.started", software=software_version())
+        for rcfg in self.cfg.readers:
+            reader = make_reader(rcfg, self)
+            self.readers[rcfg.id] = reader
+            reader.start()
+        self._cache_worker.start()
+        self.link.start()
+        p = self.cfg.policy
+        self._sched.add_job(lambda: self.post(self.publish_status), "interval", seconds=p.status_interval_seconds)
+        self._sched.add_job(lambda: self.post(self._resend_check), "interval", seconds=max(1.0, p.resend_seconds / 4))
+        self._sched.add_job(lambda: self.post(self._check_clock), "interval", seconds=10)
+        self._sched.add_job(lambda: self.post(self._office_hours), "interval", seconds=15)
+        self._sched.add_job(lambda: self.post(self._housekeeping), "interval", hours=1)
+        self._sched.add_job(lambda: self.post(self.occupancy.expire), "interval", seconds=30)
+        hh, mm = p.daily_reset.split(":")
+        self._sched.add_job(lambda: self.post(lambda: self.occupancy.checkout_all(None, "daily_reset")), "cron",
+                            hour=int(hh), minute=int(mm))
+        self._sched.add_job(self._scheduler_alive, "interval", seconds=1)
+        self._sched.start()
+        self._housekeeping()
+        if self.notifier.watchdog_seconds:
+            threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
+        self.notifier.ready(f"site {self.site}: {len(self.doors)} doors, {len(self.readers)} readers")
+        log.info("site %s running (boot %s, cache version %s)", self.site, self.boot, self.cache.version)
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if not hasattr(self, "commands"):  # startup failed before everything was open
+            self._close_doors()
+            for name in ("cache", "outbox", "state"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
+            return
+        for r in self.readers.values():
+            r.stop()
+        self._sched.shutdown(wait=False)
+        self._cache_q.put(None)
+        if self._cache_worker.is_alive():
+            self._cache_worker.join(timeout=10)
+        try:
+            self.emit("system.stopping", software=software_version())
+            # Drain what is left on the queue (events from the last moments) before going.
+            while True:
+                try:
+                    self._q.get_nowait()()
+                except queue.Empty:
+                    break
+        except StorageError as exc:
+            log.error("could not record system.stopping: %s", exc)
+        self.link.stop(goodbye=self._status_bytes(online=False))
+        self._close_doors()
+        for store in (self.cache, self.outbox, self.state):
+            store.close()
+        log.info("site %s stopped", self.site)
+
+    def _close_doors(self) -> None:
+        for d in self.doors.values():
+            d.close()
+
+    def _scheduler_alive(self) -> None:
+        self._sched_beat = time.monotonic()
+
+    def _watchdog(self) -> None:
+        """Pet systemd's watchdog only while the main loop and the scheduler are alive."""
+        period = (self.notifier.watchdog_seconds or 10) / 2
+        while not self._stopping.wait(period):
+            now = time.monotonic()
+            if now - self._beat < period and now - self._sched_beat < period + 2:
+                self.notifier.watchdog()
+            else:
+                log.error("a loop is stuck (main %.1f s, scheduler %.1f s ago): not petting the watchdog",
+                          now - self._beat, now - self._sched_beat)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        """Commit an event to the outbox, then publish it if the link is up."""
+        try:
+            raw = self.outbox.emit(type_, ts=self.clock.time(), clock_synced=bool(self.judge.state), **fields)
+        except StorageError as exc:
+            # Keep it in memory and retry: the agent goes on deciding from its cache.
+            self._unsaved.append((type_, fields))
+            self._storage_failed(exc)
+            return
+        if self._storage_error is not None and not self._unsaved:
+            self._storage_error = None
+            log.warning("local storage writable again")
+        seq = self.outbox.last_seq
+        if self.link.connected and seq == self._sent_upto + 1 and self.link.publish(Kind.EVENT, raw):
+            self._sent_upto = seq
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        if self._storage_error is None:
+            log.error("local storage failing: %s (deciding from the cache continues)", exc)
+        self._storage_error = str(exc)
+
+    def _flush(self) -> None:
+        """Publish unacknowledged events after ``_sent_upto``, a batch at a time."""
+        if not self.link.connected:
+            return
+        batch = self.outbox.pending(limit=200, after_seq=self._sent_upto)
+        for seq, raw in batch:
+            if not self.link.publish(Kind.EVENT, raw):
+                return
+            self._sent_upto = seq
+        if len(batch) == 200:
+            self.post(self._flush)  # let badges in between batches
+
+    def _resend_check(self) -> None:
+        if self._unsaved:
+            pending, self._unsaved = self._unsaved, []
+            for type_, fields in pending:
+                self.emit(type_, **fields)
+        if self.outbox.pending_count() and time.monotonic() - self._ack_seen_at > self.cfg.policy.resend_seconds:
+            self._sent_upto = self.outbox.acked_upto
+            self._ack_seen_at = time.monotonic()
+            self._flush()
+
+    # --- badges -----------------------------------------------------------------------------------
+
+    def on_credential(self, reader_id: str, credential: str) -> None:  # reader thread
+        self.post(lambda: self._badge(reader_id, credential))
+
+    def on_reader_error(self, reader_id: str, error: str) -> None:  # reader thread
+        self.post(lambda: self.emit("reader.error", reader=reader_id, error=error[:200]))
+
+    def _badge(self, reader_id: str, credential: str) -> None:
+        rcfg = self.reader_cfg[reader_id]
+        if self.commands.take_enrollment(reader_id, credential):
+            return
+        door = self.doors[rcfg.door]
+        cred = cred_hash(self._key, credential)
+        now = self.clock.time()
+        trusted, _ = self.judge.trusted(self.cache.newest_issued_at)
+        limited = self.limiter.limited(reader_id, now)
+        entries = [] if limited else self.cache.lookup(cred)
+        d = decide(entries, door=door.id, now=now, cache_expires_at=self.cache.expires_at, clock_trusted=trusted,
+                   mode=door.mode, rate_limited=limited, door_room=door.cfg.room)
+        if d.granted:
+            door.unlock()
+            e = d.entry
+            self.emit("access.granted", door=door.id, cred=cred, who=e.who if e else None,
+                      ref=e.ref if e else None, reason=d.reason)
+            if e is not None:
+                self.occupancy.on_grant(door.cfg.room, rcfg.direction, e.who, e.ref, e.until)
+        else:
+            door.deny_feedback()
+            if d.reason != "rate_limited":
+                self.limiter.record_denial(reader_id, now)
+            log.info("denied %s at %s: %s", redact(credential), door.id, d.reason)
+            self.emit("access.denied", door=door.id, cred=cred, reason=d.reason)
+
+    # --- doors ------------------------------------------------------------------------------------
+
+    def door_event(self, door_id: str, type_: str, fields: dict[str, object]) -> None:  # gpio/timer thread
+        self.post(lambda: self.emit(type_, door=door_id, **fields))
+
+    def door_state_changed(self, door_id: str) -> None:  # gpio/timer thread
+        self.post(lambda: self.publish_door(door_id))
+
+    def exit_pressed(self, door_id: str) -> None:  # gpio thread
+        def work() -> None:
+            door = self.doors[door_id]
+            d = exit_decision(door.mode)
+            door.unlock()
+            self.emit("access.granted", door=door_id, cred=None, who=None, ref=None, reason=d.reason)
+
+        self.post(work)
+
+    def publish_door(self, door_id: str) -> None:
+        s = self.doors[door_id].snapshot()
+        msg = m.DoorState(door=s.door, locked=s.locked, open=s.open, alarm=s.alarm, mode=s.mode,
+                          ts=self.clock.time())
+        self.link.publish(Kind.DOOR, m.encode(msg), door=door_id, retain=True)
+
+    def set_lockdown(self, on: bool) -> None:
+        self.state.set_flag("lockdown", on)
+        if on:
+            for d in self.doors.values():
+                d.set_mode("lockdown")
+        else:
+            for d in self.doors.values():
+                d.set_mode("normal")
+            self._office_hours()
+        self.publish_status()
+
+    def _office_hours(self) -> None:
+        if self.state.flag("lockdown", False):
+            return
+        for d in self.doors.values():
+            if d.cfg.office_hours:
+                inside = in_office_hours(d.cfg.office_hours, self.clock.time(), self.cfg.site.timezone)
+                d.set_mode("office_hours" if inside else "normal")
+
+    # --- status, clock, housekeeping ----------------------------------------------------------------
+
+    def _status_bytes(self, *, online: bool) -> bytes:
+        meta = self.cache.meta()
+        msg = m.Status(
+            state="online" if online else "offline", ts=self.clock.time(), boot=self.boot,
+            software=software_version(), cache_version=meta.version, cache_expires_at=meta.expires_at,
+            clock_synced=bool(self.judge.state), outbox_pending=self.outbox.pending_count(),
+            lockdown=bool(self.state.flag("lockdown", False)),
+        )
+        return m.encode(msg)
+
+    def publish_status(self) -> None:
+        self.link.publish(Kind.STATUS, self._status_bytes(online=True), retain=True)
+
+    def _check_clock(self) -> None:
+        change = self.judge.check(self.cache.newest_issued_at)
+        if change is not None:
+            self.emit(change, detail=self.judge.detail[:200])
+            self.publish_status()
+
+    def _housekeeping(self) -> None:
+        now = self.clock.time()
+        n = self.outbox.purge(now, self.cfg.policy.retention_days)
+        c = self.state.purge_commands(now)
+        if n or c:
+            log.info("retention: deleted %d acknowledged events and %d old command ids", n, c)
+
+    # --- link (paho thread) ---------------------------------------------------------------------------
+
+    def link_up(self) -> None:
+        def work() -> None:
+            self._sent_upto = self.outbox.acked_upto
+            self._ack_seen_at = time.monotonic()
+            self.publish_status()
+            for door_id in self.doors:
+                self.publish_door(door_id)
+            self.occupancy.publish()
+            self._flush()
+
+        self.post(work)
+
+    def link_down(self, reason: str) -> None:
+        log.info("link down (%s); deciding offline, events wait in the outbox", reason)
+
+    def link_message(self, kind: Kind, payload: bytes) -> None:
+        if kind in (Kind.CACHE, Kind.CACHE_DELTA):
+            self._cache_q.put((kind, payload))
+        elif kind is Kind.EVENT_ACK:
+            self.post(lambda: self._event_ack(payload))
+        elif kind is Kind.COMMAND:
+            self.post(lambda: self.commands.handle(payload))
+
+    def _event_ack(self, payload: bytes) -> None:
+        try:
+            ack = m.decode(payload, m.EventAck)
+        except WireError as exc:
+            log.warning("malformed event ack dropped: %s", exc)
+            return
+        if self.outbox.ack(ack.upto):
+            self._ack_seen_at = time.monotonic()
+
+    # --- cache worker thread ---------------------------------------------------------------------------
+
+    def _cache_loop(self) -> None:
+        store = CacheStore(self.cache.path)
+        try:
+            while True:
+                item = self._cache_q.get()
+                if item is None:
+                    return
+                kind, payload = item
+                version, error = self.commands.apply_cache(store, kind, payload)
+                self.post(lambda v=version, e=error: self._cache_done(v, e))  # type: ignore[misc]
+        finally:
+            store.close()
+
+    def _cache_done(self, version: int | None, error: str | None) -> None:
+        ack = m.CacheAck(version=version, ok=error is None, error=error, ts=self.clock.time())
+        self.link.publish(Kind.CACHE_ACK, m.encode(ack))
+        if error is None:
+            self.emit("cache.applied", version=version, error=None)
+        else:
+            self.emit("cache.rejected", version=version, error=error)
+        self.publish_status()
+        self._check_clock()
+

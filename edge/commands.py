@@ -1,0 +1,139 @@
+"""Signed messages from the hub: cache envelopes (on the cache worker thread) and commands
+(on the main loop), with every refusal code of PROTOCOL.md §3.
+
+Every envelope is verified before its body is parsed (wire.envelope.open_body), refused
+when its body is not for this site, and answered with an ack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from wire import envelope
+from wire import messages as m
+from wire.errors import EXPIRED, MALFORMED, REPLAYED, UNKNOWN_DOOR, UNKNOWN_ROOM, WireError
+from wire.keys import b64_32, public_key_from_b64
+from wire.seal import seal
+from wire.topics import Kind
+
+from .cache import CacheStore
+from .errors import StorageError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger(__name__)
+
+
+class CommandHandler:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        cfg = agent.cfg
+        self.keys = envelope.trusted_keys(public_key_from_b64(cfg.hub.signing_public_key))
+        self.limit = cfg.policy.max_envelope_bytes
+        self.enroll_key = (X25519PublicKey.from_public_bytes(b64_32(cfg.hub.enroll_public_key))
+                           if cfg.hub.enroll_public_key else None)
+        self._enroll: dict[str, tuple[str, float]] = {}  # reader → (command id, monotonic deadline)
+
+    # --- caches (worker thread: touches only ``store`` and immutable config) ---------------------
+
+    def apply_cache(self, store: CacheStore, kind: Kind, payload: bytes) -> tuple[int | None, str | None]:
+        """Verify, check and apply one cache envelope; return (version, error code or None)."""
+        version: int | None = None
+        try:
+            body = envelope.open_body(payload, self.keys, self.agent.site, limit=self.limit)
+            want = m.CacheFull if kind is Kind.CACHE else m.CacheDelta
+            if not isinstance(body, want):
+                raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the {kind} topic")
+            version = body.version
+            store.note_issued_at(body.issued_at)
+            t0 = time.perf_counter()
+            n = store.apply(body)
+            log.info("cache version %d applied: %d entries in %.0f ms", body.version, n,
+                     (time.perf_counter() - t0) * 1000)
+            return version, None
+        except WireError as exc:
+            log.warning("cache refused (%s): %s", exc.code, exc)
+            return version, exc.code
+        except StorageError as exc:
+            log.error("cache version %s could not be stored: %s", version, exc)
+            return version, "storage"
+
+    # --- commands (main loop) ---------------------------------------------------------------------
+
+    def handle(self, payload: bytes) -> None:
+        a = self.agent
+        cmd: m.Command | None = None
+        try:
+            body = envelope.open_body(payload, self.keys, a.site, limit=self.limit)
+            if not isinstance(body, m.Command):
+                raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the command topic")
+            cmd = body
+            a.cache.note_issued_at(cmd.issued_at)
+            now = a.clock.time()
+            if now > cmd.expires_at:
+                raise WireError(EXPIRED, f"command {cmd.id} expired at {cmd.expires_at}")
+            if a.state.command_seen(cmd.id):
+                raise WireError(REPLAYED, f"command {cmd.id} was executed before")
+            if cmd.door is not None and cmd.door not in a.doors:
+                raise WireError(UNKNOWN_DOOR, f"no door {cmd.door!r} at this site")
+            if cmd.room is not None and cmd.room not in {r.id for r in a.cfg.rooms}:
+                raise WireError(UNKNOWN_ROOM, f"no room {cmd.room!r} at this site")
+            if cmd.reader is not None and cmd.reader not in a.reader_cfg:
+                raise WireError(MALFORMED, f"no reader {cmd.reader!r} at this site")
+            if cmd.action == "enroll" and self.enroll_key is None:
+                raise WireError(MALFORMED, "enroll needs [hub] enroll_public_key in this site's config")
+            a.state.record_command(cmd.id, now, cmd.expires_at)
+        except WireError as exc:
+            log.warning("command refused (%s): %s", exc.code, exc)
+            self._ack(cmd.id if cmd else None, exc.code)
+            a.emit("command.rejected", command=cmd.id if cmd else None, action=cmd.action if cmd else None,
+                   error=exc.code)
+            return
+        self._execute(cmd)
+        self._ack(cmd.id, None)
+        a.emit("command.executed", command=cmd.id, action=cmd.action, error=None)
+
+    def _execute(self, cmd: m.Command) -> None:
+        a = self.agent
+        log.info("command %s: %s door=%s", cmd.id, cmd.action, cmd.door)
+        if cmd.action == "unlock":
+            assert cmd.door is not None  # checked by the message type
+            a.doors[cmd.door].unlock(cmd.seconds)
+            a.emit("access.granted", door=cmd.door, cred=None, who=None, ref=None, reason="command")
+        elif cmd.action == "lockdown":
+            a.set_lockdown(True)
+        elif cmd.action == "lockdown_end":
+            a.set_lockdown(False)
+        elif cmd.action == "checkout_all":
+            a.occupancy.checkout_all(cmd.room, reason="command")
+        elif cmd.action == "enroll":
+            assert cmd.reader is not None and cmd.seconds is not None
+            self._enroll[cmd.reader] = (cmd.id, time.monotonic() + cmd.seconds)
+
+    def _ack(self, command_id: str | None, error: str | None) -> None:
+        a = self.agent
+        ack = m.CommandAck(id=command_id or "", ok=error is None, error=error, ts=a.clock.time())
+        a.link.publish(Kind.COMMAND_ACK, m.encode(ack))
+
+    # --- enrollment -------------------------------------------------------------------------------
+
+    def take_enrollment(self, reader_id: str, credential: str) -> bool:
+        """If an enroll command waits at this reader, seal ``credential`` for the hub, report
+        it as ``enroll.read`` and return True: the read opens no door."""
+        pending = self._enroll.get(reader_id)
+        if pending is None:
+            return False
+        del self._enroll[reader_id]
+        command_id, deadline = pending
+        if time.monotonic() > deadline or self.enroll_key is None:
+            return False
+        sealed = seal(credential, self.enroll_key, self.agent.site)
+        self.agent.emit("enroll.read", reader=reader_id, command=command_id, sealed=sealed)
+        door = self.agent.doors[self.agent.reader_cfg[reader_id].door]
+        door.deny_feedback()  # audible, but the door stays shut
+        return True

@@ -1,0 +1,266 @@
+"""Site configuration: TOML (``firmware_configs/sites/*.toml``) into frozen structs.
+
+``load()`` validates everything before the agent touches a pin: types, unknown keys,
+identifiers, references between doors, rooms and readers, pins used twice, key files and
+keys. Every error is a ConfigError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from wire.configfile import load_toml
+from wire.errors import KeyFileError
+from wire.keys import read_key_file
+
+from .errors import ConfigError
+from .schedule import parse_days
+
+Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+Pin = int | str  # a BCM number (17) or a gpiozero pin name ("GPIO17", "BOARD11")
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+
+
+class SiteSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    data_dir: str
+    name: str = ""
+    timezone: str = "Europe/Berlin"
+
+
+class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    retention_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    clock_trust: Literal["ntp", "system"] = "ntp"
+    #: Denial rate limit per reader: a burst of this many denials, then one more per refill period.
+    deny_burst: Annotated[int, Meta(ge=1, le=1000)] = 5
+    deny_refill_seconds: Seconds = 300.0
+    max_envelope_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 16 * 1024 * 1024
+    status_interval_seconds: Seconds = 60.0
+    #: Unacknowledged events are sent again after this long without an ack.
+    resend_seconds: Seconds = 20.0
+    #: Everyone still checked in is checked out at this local time every day.
+    daily_reset: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
+
+
+class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    tls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    signing_public_key: str
+    cred_key_file: str
+    enroll_public_key: str | None = None
+    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
+class RoomSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    name: str = ""
+    capacity: Annotated[int, Meta(ge=0)] | None = None
+    #: A second badge at the room's door checks the member out.
+    toggle: bool = False
+
+
+class OfficeHours(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Unlocked on a schedule: ``days`` in cron form ("mon-fri", "sat,sun"), local times."""
+
+    days: str = "mon-fri"
+    start: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    end: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class DoorSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    room: Ident | None = None
+    lock_pin: Pin
+    lock_active_high: bool = True
+    unlock_seconds: Annotated[float, Meta(ge=0.5, le=600)] = 5.0
+    fail: Literal["secure", "safe"] = "secure"
+    contact_pin: Pin | None = None
+    #: The contact reads low (closed to ground) while the door is shut (a reed switch to GND).
+    contact_closed_low: bool = True
+    exit_pin: Pin | None = None
+    buzzer_pin: Pin | None = None
+    led_pin: Pin | None = None
+    held_open_seconds: Seconds = 60.0
+    office_hours: list[OfficeHours] = field(default_factory=list)
+
+
+class ReaderSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    type: Literal["rdm6300", "pn532", "wiegand", "sim"]
+    door: Ident
+    direction: Literal["in", "out"] = "in"
+    port: str | None = None
+    baudrate: Annotated[int, Meta(ge=1200, le=921600)] | None = None
+    d0_pin: Pin | None = None
+    d1_pin: Pin | None = None
+    #: RDM6300 repeats its frame while a card stays in the field: one read per presentation.
+    holdoff_seconds: Annotated[float, Meta(ge=0, le=60)] = 1.0
+    #: sim: path of the FIFO (or Unix socket) that credential strings are written to.
+    path: str | None = None
+
+
+class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    site: SiteSection
+    policy: PolicySection = field(default_factory=PolicySection)
+    hub: HubSection
+    rooms: list[RoomSection] = field(default_factory=list)
+    doors: list[DoorSection]
+    readers: list[ReaderSection] = field(default_factory=list)
+
+    def door(self, door_id: str) -> DoorSection:
+        return next(d for d in self.doors if d.id == door_id)
+
+    def room(self, room_id: str) -> RoomSection:
+        return next(r for r in self.rooms if r.id == room_id)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.site.data_dir)
+
+
+DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200}
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _pin_key(pin: Pin) -> str:
+    if isinstance(pin, int):
+        return f"GPIO{pin}"
+    return pin.upper().replace("BCM", "GPIO")
+
+
+def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
+    """Load and validate a site config. ``check_files`` also reads the key files and checks
+    the keys (what the agent needs); ``torwart-edge status`` passes False."""
+    p = Path(path)
+    cfg = load_toml(p, EdgeConfig, ConfigError)
+    f = str(p)
+    base = p.resolve().parent
+
+    def err(key: str, msg: str) -> ConfigError:
+        return ConfigError(f, key, msg)
+
+    # Paths are relative to the config file.
+    hub = msgspec.structs.replace(
+        cfg.hub,
+        password_file=_resolve(base, cfg.hub.password_file),
+        ca_file=_resolve(base, cfg.hub.ca_file),
+        cert_file=_resolve(base, cfg.hub.cert_file),
+        key_file=_resolve(base, cfg.hub.key_file),
+        cred_key_file=_resolve(base, cfg.hub.cred_key_file) or "",
+    )
+    site = msgspec.structs.replace(cfg.site, data_dir=_resolve(base, cfg.site.data_dir) or "")
+    readers = []
+    for i, given in enumerate(cfg.readers):
+        key = f"readers[{i}]"
+        r = given
+        if r.type in ("rdm6300", "pn532"):
+            if not r.port:
+                raise err(f"{key}.port", f"a {r.type} reader needs the serial port (e.g. /dev/ttyAMA0)")
+            r = msgspec.structs.replace(r, baudrate=r.baudrate or DEFAULT_BAUD[r.type])
+        if r.type == "wiegand" and (r.d0_pin is None or r.d1_pin is None):
+            raise err(f"{key}.d0_pin", "a wiegand reader needs d0_pin and d1_pin")
+        if r.type == "sim":
+            r = msgspec.structs.replace(r, path=_resolve(base, r.path) or str(Path(site.data_dir) / f"sim-{r.id}"))
+        readers.append(r)
+    cfg = msgspec.structs.replace(cfg, hub=hub, site=site, readers=readers)
+
+    for what, ids in (("rooms", [r.id for r in cfg.rooms]), ("doors", [d.id for d in cfg.doors]),
+                      ("readers", [r.id for r in cfg.readers])):
+        for i, id_ in enumerate(ids):
+            if id_ in ids[:i]:
+                raise err(f"{what}[{i}].id", f"{id_!r} is used twice")
+    if not cfg.doors:
+        raise err("doors", "a site needs at least one door")
+    rooms = {r.id for r in cfg.rooms}
+    doors = {d.id for d in cfg.doors}
+    pins: dict[str, str] = {}
+
+    def claim(pin: Pin | None, key: str) -> None:
+        if pin is None:
+            return
+        k = _pin_key(pin)
+        if k in pins:
+            raise err(key, f"pin {pin} is already used by {pins[k]}")
+        pins[k] = key
+
+    try:
+        ZoneInfo(cfg.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise err("site.timezone", f"unknown time zone {cfg.site.timezone!r} (e.g. Europe/Berlin)") from None
+    for i, d in enumerate(cfg.doors):
+        for j, oh in enumerate(d.office_hours):
+            try:
+                parse_days(oh.days)
+            except ValueError as exc:
+                raise err(f"doors[{i}].office_hours[{j}].days", str(exc)) from None
+        if d.room is not None and d.room not in rooms:
+            raise err(f"doors[{i}].room", f"no room {d.room!r} in [[rooms]]")
+        for name in ("lock_pin", "contact_pin", "exit_pin", "buzzer_pin", "led_pin"):
+            claim(getattr(d, name), f"doors[{i}].{name}")
+    for i, r in enumerate(cfg.readers):
+        if r.door not in doors:
+            raise err(f"readers[{i}].door", f"no door {r.door!r} in [[doors]]")
+        claim(r.d0_pin, f"readers[{i}].d0_pin")
+        claim(r.d1_pin, f"readers[{i}].d1_pin")
+
+    try:
+        raw = base64.b64decode(cfg.hub.signing_public_key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise err("hub.signing_public_key", "must be the standard base64 of the hub's 32-byte Ed25519 public key")
+    if cfg.hub.enroll_public_key is not None:
+        try:
+            raw = base64.b64decode(cfg.hub.enroll_public_key, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
+    if cfg.hub.tls and not cfg.hub.ca_file:
+        raise err("hub.ca_file", "tls = true needs the CA certificate that signed the broker's certificate")
+    if bool(cfg.hub.cert_file) != bool(cfg.hub.key_file):
+        raise err("hub.cert_file", "cert_file and key_file go together")
+    if check_files:
+        for name in ("password_file", "ca_file", "cert_file", "key_file"):
+            value = getattr(cfg.hub, name)
+            if value is not None and not Path(value).is_file():
+                raise err(f"hub.{name}", f"{value} does not exist")
+        try:
+            read_key_file(cfg.hub.cred_key_file)
+        except KeyFileError as exc:
+            raise err("hub.cred_key_file", str(exc.args[0])) from None
+    return cfg
+
+
+def site_key(cfg: EdgeConfig) -> bytes:
+    """The site's credential key (checked for permissions)."""
+    return read_key_file(cfg.hub.cred_key_file)
+
+
+def read_password(cfg: EdgeConfig) -> str | None:
+    if cfg.hub.password_file is None:
+        return None
+    return Path(cfg.hub.password_file).read_text(encoding="utf-8").strip()

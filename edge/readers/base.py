@@ -1,0 +1,51 @@
+"""The one interface every card reader backend implements.
+
+A reader runs on its own thread(s). For each presentation of a card (or a PIN entry) it
+calls ``sink.on_credential(reader_id, credential_string)`` exactly once, with a credential
+string of PROTOCOL.md §1 (``em4100:0A00B1C2D3`` …). It never decides anything. When its
+device fails (unplugged, timing out, speaking garbage) it calls ``sink.on_reader_error``
+once per failure episode and keeps trying to reopen the device with backoff, so the
+agent keeps serving its other readers. Garbled input is dropped and counted in
+``stats``, never delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ReadSink(Protocol):
+    """Where readers deliver. Called on the reader's thread: implementations hand over to a
+    queue and return at once."""
+
+    def on_credential(self, reader_id: str, credential: str) -> None: ...
+
+    def on_reader_error(self, reader_id: str, error: str) -> None: ...
+
+
+@dataclass
+class ReaderStats:
+    """Counters a reader keeps (shown by ``torwart-edge status`` and the benchmarks)."""
+
+    reads: int = 0
+    dropped: int = 0
+    errors: int = 0
+    reopens: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+class Reader(Protocol):
+    id: str
+    stats: ReaderStats
+
+    def start(self) -> None:
+        """Start the reader's thread(s); returns at once."""
+
+    def stop(self) -> None:
+        """Stop and join the reader's thread(s) within about a second; release the device."""

@@ -1,0 +1,47 @@
+"""Office hours: is a local time inside a door's configured schedule?"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from .config import OfficeHours
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_days(spec: str) -> set[int]:
+    """``"mon-fri"``, ``"sat,sun"``, ``"mon,wed-fri"`` → weekday numbers (Monday = 0)."""
+    out: set[int] = set()
+    for part in spec.lower().replace(" ", "").split(","):
+        lo, _, hi = part.partition("-")
+        if lo not in _DAYS or (hi and hi not in _DAYS):
+            raise ValueError(f"bad day list {spec!r}: use mon..sun, ranges like mon-fri, commas")
+        a, b = _DAYS.index(lo), _DAYS.index(hi or lo)
+        out.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return out
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def in_office_hours(hours: Sequence[OfficeHours], t: float, timezone: str) -> bool:
+    """True when the Unix time ``t`` falls in one of ``hours`` in ``timezone`` local time.
+    A window whose end is before its start runs past midnight into the next day."""
+    local = dt.datetime.fromtimestamp(t, ZoneInfo(timezone))
+    now = local.hour * 60 + local.minute
+    today = local.weekday()
+    for h in hours:
+        days = parse_days(h.days)
+        start, end = _minutes(h.start), _minutes(h.end)
+        if start <= end:
+            if today in days and start <= now < end:
+                return True
+        elif (today in days and now >= start) or ((today - 1) % 7 in days and now < end):
+            return True
+    return False

@@ -1,0 +1,83 @@
+"""The agent's own small durable state: command ids already executed (replay refusal),
+the lockdown flag (a lockdown survives a restart), and who is checked in where.
+
+One connection, used from the agent's main thread only (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, executed_at REAL NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS presence (
+    room TEXT NOT NULL, who TEXT NOT NULL, ref TEXT, until INTEGER, since REAL NOT NULL,
+    PRIMARY KEY (room, who)
+);
+"""
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot write: {exc}") from exc
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def command_seen(self, command_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM commands WHERE id = ?", (command_id,)).fetchone() is not None
+
+    def record_command(self, command_id: str, executed_at: float, expires_at: int) -> None:
+        self._write("INSERT OR IGNORE INTO commands (id, executed_at, expires_at) VALUES (?, ?, ?)",
+                    (command_id, executed_at, expires_at))
+
+    def purge_commands(self, now: float) -> int:
+        """Forget executed ids whose command has expired (an expired command is refused
+        as ``expired`` anyway, so its id need not be remembered)."""
+        with self._db:
+            return self._db.execute("DELETE FROM commands WHERE expires_at < ?", (int(now) - 3600,)).rowcount
+
+    # --- flags ----------------------------------------------------------------------------------
+
+    def flag(self, name: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_flag(self, name: str, value: Any) -> None:
+        self._write("INSERT INTO flags (name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, json.dumps(value)))
+
+    # --- presence ---------------------------------------------------------------------------
+
+    def presence(self) -> list[tuple[str, str, str | None, int | None, float]]:
+        """(room, who, ref, until, since) of everyone checked in, oldest first."""
+        return list(self._db.execute("SELECT room, who, ref, until, since FROM presence ORDER BY since"))
+
+    def check_in(self, room: str, who: str, ref: str | None, until: int | None, since: float) -> None:
+        self._write("INSERT INTO presence (room, who, ref, until, since) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(room, who) DO UPDATE SET ref = excluded.ref, until = excluded.until",
+                    (room, who, ref, until, since))
+
+    def check_out(self, room: str, who: str) -> None:
+        self._write("DELETE FROM presence WHERE room = ? AND who = ?", (room, who))
+
+    def close(self) -> None:
+        self._db.close()

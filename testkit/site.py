@@ -1,0 +1,144 @@
+"""A complete site on disk for tests, benchmarks and the demo: the config file, a
+generated credential key, MQTT credentials, and simulated readers (FIFOs).
+
+Pins are gpiozero mock pins (``GPIOZERO_PIN_FACTORY=mock``), so a whole site runs
+without hardware, in this process or in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from wire.keys import new_key, public_key_b64, write_key_file
+
+from .broker import Mosquitto
+from .util import wait_for
+
+
+def default_layout() -> dict[str, Any]:
+    """One room, an entrance and a room door, a simulated reader at each."""
+    return {
+        "rooms": [{"id": "coworking", "name": "Coworking", "capacity": 8}],
+        "doors": [
+            {"id": "eingang", "lock_pin": 17, "contact_pin": 27, "exit_pin": 22, "unlock_seconds": 2},
+            {"id": "coworking", "room": "coworking", "lock_pin": 5, "contact_pin": 6, "unlock_seconds": 2},
+        ],
+        "readers": [
+            {"id": "eingang-sim", "type": "sim", "door": "eingang"},
+            {"id": "coworking-sim", "type": "sim", "door": "coworking"},
+        ],
+    }
+
+
+@dataclass
+class SiteFiles:
+    site: str
+    dir: Path
+    config_path: Path
+    cred_key: bytes
+    layout: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    def sim_path(self, reader: str) -> Path:
+        return self.data_dir / f"sim-{reader}"
+
+    def badge(self, reader: str, credential: str, timeout: float = 10.0) -> None:
+        """Present ``credential`` at a simulated reader (its FIFO must exist: agent running)."""
+        path = self.sim_path(reader)
+        wait_for(path.exists, timeout, what=f"reader FIFO {path}")
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, credential.encode() + b"\n")
+        finally:
+            os.close(fd)
+
+    # --- the agent as a subprocess ----------------------------------------------------------
+
+    def start(self, *, log_level: str = "info", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        e = dict(os.environ)
+        e.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+        e.update(env or {})
+        log = (self.dir / "agent.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "--config", str(self.config_path), "--log-level", log_level],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=e,
+        )
+        log.close()
+        return self.proc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join((self.dir / "agent.log").read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def write_site(
+    dir: Path,
+    site: str,
+    broker: Mosquitto,
+    hub_key: Ed25519PrivateKey,
+    *,
+    layout: dict[str, Any] | None = None,
+    password: str | None = None,
+    policy: dict[str, Any] | None = None,
+    enroll_public_key: str | None = None,
+    tls_files: tuple[Path, Path, Path] | None = None,
+) -> SiteFiles:
+    """Write ``dir/site.toml`` for ``site`` talking to ``broker``, with a fresh credential key."""
+    dir.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    write_key_file(dir / "cred.key", key, overwrite=True)
+    hub: dict[str, Any] = {
+        "host": broker.host, "port": broker.port, "signing_public_key": public_key_b64(hub_key),
+        "cred_key_file": "cred.key", "keepalive": 10,
+    }
+    if password is not None:
+        (dir / "mqtt.password").write_text(password + "\n")
+        os.chmod(dir / "mqtt.password", 0o600)
+        hub.update(username=site, password_file="mqtt.password")  # noqa: S106 (a file name)
+    if tls_files is not None:
+        ca, cert, key_file = tls_files
+        hub.update(tls=True, ca_file=str(ca), cert_file=str(cert), key_file=str(key_file))
+    if enroll_public_key is not None:
+        hub["enroll_public_key"] = enroll_public_key
+    lay = layout or default_layout()
+    doc: dict[str, Any] = {
+        "site": {"id": site, "name": f"Test site {site}", "data_dir": "data", "timezone": "Europe/Berlin"},
+        "policy": {"clock_trust": "system", "resend_seconds": 2, "status_interval_seconds": 5, **(policy or {})},
+        "hub": hub,
+        **lay,
+    }
+    path = dir / "site.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return SiteFiles(site, dir, path, key, lay)
+

@@ -1,0 +1,59 @@
+"""Reading TOML configuration into typed, frozen structs (shared by edge and hub).
+
+Unknown keys are errors (a misspelt key must not silently fall back to a default), and
+every error names the file and the key path, e.g. ``minheim.toml: doors[1].lock_pin``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from .errors import ConfigFileError
+
+T = TypeVar("T")
+E = TypeVar("E", bound=ConfigFileError)
+
+_PATH = re.compile(r" - at `\$(\S*)`$")
+
+
+def _key(path: str) -> str | None:
+    key = path.lstrip(".")
+    return key or None
+
+
+def load_toml(path: str | Path, type_: type[T], error: type[E]) -> T:
+    """Parse the TOML file at ``path`` into ``type_``; raise ``error(file, key, message)``."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(str(p), None, "file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(str(p), None, f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(str(p), None, f"not valid TOML: {exc}") from None
+    return convert(data, type_, str(p), error)
+
+
+def convert(data: Any, type_: type[T], file: str, error: type[E]) -> T:
+    try:
+        return msgspec.convert(data, type_, str_keys=True)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = _PATH.search(msg)
+        key = _key(m.group(1)) if m else None
+        text = _PATH.sub("", msg)
+        if text.startswith("Object contains unknown field"):
+            field = text.split("`")[1]
+            key = f"{key}.{field}" if key else field
+            text = "unknown key (misspelt? see the annotated example config)"
+        elif text.startswith("Object missing required field"):
+            field = text.split("`")[1]
+            key = f"{key}.{field}" if key else field
+            text = "required key is missing"
+        raise error(file, key, text) from None

@@ -32,6 +32,8 @@ def setup_logging(level: str) -> None:
     if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
+    # APScheduler reports every job run at INFO; only its problems matter here.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _when(t: float | None) -> str:

@@ -2,6 +2,11 @@
 
 Tests (and the demo) control its bookings and make it fail on demand: status codes,
 timeouts, garbage and truncated bodies, wrong types, page loops, rate limits, slow pages.
+
+It also serves one ICS feed per room at ``/ics/{resource_id}.ics`` (``put_ics``), without
+the bearer token, as booking tools publish feeds under secret URLs; the query string is
+ignored. Faults apply to feeds too, except ``wrong_types`` and ``page_loop``, which only
+mean something for listings (a feed request still uses them up).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class BookingPlatform:
     calls: list[Call] = field(default_factory=list)
     checkins: list[tuple[str, Any]] = field(default_factory=list)
     releases: list[tuple[str, Any]] = field(default_factory=list)
+    ics_feeds: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -112,6 +118,19 @@ class BookingPlatform:
         with self.lock:
             self._faults.clear()
 
+    def put_ics(self, resource_id: str, body: str | bytes) -> str:
+        """Serve ``body`` as the ICS feed of ``resource_id``; return the feed's URL."""
+        with self.lock:
+            self.ics_feeds[resource_id] = body.encode() if isinstance(body, str) else body
+        return self.ics_url(resource_id)
+
+    def ics_url(self, resource_id: str) -> str:
+        return f"{self.base_url}/ics/{urllib.parse.quote(resource_id)}.ics"
+
+    def feed_calls(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == "GET" and c.path.startswith("/ics/")]
+
     def listing_calls(self) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.method == "GET" and c.path == "/api/v1/bookings"]
@@ -141,7 +160,9 @@ class BookingPlatform:
         self._stopping.clear()
         self._server = ThreadingHTTPServer((self.host, port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="booking-fake", daemon=True).start()
+        # A short poll interval makes stop() (shutdown) take milliseconds instead of up to 0.5 s.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="booking-fake",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -181,6 +202,8 @@ class BookingPlatform:
             body = raw
         with self.lock:
             self.calls.append(Call(method, url.path, query, body, h.headers.get("Authorization")))
+        if method == "GET" and url.path.startswith("/ics/") and url.path.endswith(".ics"):
+            return self._feed(h, urllib.parse.unquote(url.path[len("/ics/"):-len(".ics")]))
         if h.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(h, 401, {"error": "unauthorized"})
         parts = url.path.strip("/").split("/")
@@ -200,19 +223,42 @@ class BookingPlatform:
                     return self._send(h, 204, None)
         return self._send(h, 404, {"error": "not found"})
 
+    def _answer_fault(self, h: BaseHTTPRequestHandler, fault: Fault | None) -> bool:
+        """Answer for the faults that do not depend on the document; True if answered."""
+        if fault is None:
+            return False
+        if fault.kind in ("timeout", "slow"):
+            self._stopping.wait(fault.seconds)
+            if fault.kind == "timeout":
+                self._send(h, 504, {"error": "gateway timeout"})
+                return True
+        elif fault.kind == "status":
+            self._send(h, fault.status, {"error": "injected failure"})
+            return True
+        elif fault.kind == "rate_limit":
+            self._send(h, 429, {"error": "slow down"}, {"Retry-After": str(fault.retry_after)})
+            return True
+        elif fault.kind == "garbage":
+            self._send_raw(h, 200, b"<html><body>Wartungsarbeiten</body></html>", "application/json")
+            return True
+        return False
+
+    def _feed(self, h: BaseHTTPRequestHandler, resource_id: str) -> None:
+        fault = self._next_fault()
+        if self._answer_fault(h, fault):
+            return
+        with self.lock:
+            data = self.ics_feeds.get(resource_id)
+        if data is None:
+            return self._send(h, 404, {"error": "no such feed"})
+        if fault is not None and fault.kind == "truncated":
+            data = data[: max(1, len(data) // 2)]
+        self._send_raw(h, 200, data, "text/calendar; charset=utf-8")
+
     def _list(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         fault = self._next_fault()
-        if fault is not None:
-            if fault.kind in ("timeout", "slow"):
-                self._stopping.wait(fault.seconds)
-                if fault.kind == "timeout":
-                    return self._send(h, 504, {"error": "gateway timeout"})
-            elif fault.kind == "status":
-                return self._send(h, fault.status, {"error": "injected failure"})
-            elif fault.kind == "rate_limit":
-                return self._send(h, 429, {"error": "slow down"}, {"Retry-After": str(fault.retry_after)})
-            elif fault.kind == "garbage":
-                return self._send_raw(h, 200, b"<html><body>Wartungsarbeiten</body></html>", "application/json")
+        if self._answer_fault(h, fault):
+            return
         try:
             since = parse_iso(query["updated_since"][0]) if "updated_since" in query else None
             token = query.get("page_token", [None])[0]

@@ -60,6 +60,8 @@ class TestClient:
         self._connected = threading.Event()
         self._connect_reason: str | None = None
         self._acks: dict[int, ReasonCode | list[ReasonCode]] = {}
+        self._subscriptions: dict[str, int] = {}
+        self.connects = 0
         self._ack_cv = threading.Condition()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
         if username is not None:
@@ -89,6 +91,11 @@ class TestClient:
     def _on_connect(self, c: Any, ud: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
             self._connect_reason = str(rc)
+        else:
+            self.connects += 1
+            # paho reconnects by itself; a clean session needs its subscriptions again.
+            for t, qos in self._subscriptions.items():
+                c.subscribe(t, qos)
         self._connected.set()
 
     def _on_disconnect(self, c: Any, ud: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
@@ -117,6 +124,7 @@ class TestClient:
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 10.0) -> list[ReasonCode]:
         """Subscribe and wait for SUBACK; return its reason codes (granted QoS or a refusal)."""
+        self._subscriptions[topic] = qos
         rc, mid = self.c.subscribe(topic, qos)
         if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise ConnectionError(f"subscribe failed: {mqtt.error_string(rc)}")

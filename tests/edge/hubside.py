@@ -32,8 +32,12 @@ def entry(site_key: bytes, credential: str, doors: list[str], *, id: str | None 
 
 
 class HubSide:
-    def __init__(self, broker: Mosquitto, key: Ed25519PrivateKey, site: str) -> None:
+    def __init__(self, broker: Mosquitto, key: Ed25519PrivateKey, site: str, *, auto_ack: bool = False) -> None:
         self.key = key
+        self.auto_ack = auto_ack
+        self.seqs: set[int] = set()
+        self.duplicates = 0
+        self.contiguous = 0
         self.site = site
         self.client = TestClient(broker.host, broker.port, client_id=f"hubside-{uuid.uuid4().hex[:6]}")
         self.inbox: dict[Kind, queue.Queue[bytes]] = {k: queue.Queue() for k in Kind}
@@ -50,7 +54,16 @@ class HubSide:
         if t.kind is Kind.EVENT:
             ev = m.decode(payload, m.AnyEvent)
             with self._lock:
-                self.events.append(ev)
+                if ev.seq in self.seqs:
+                    self.duplicates += 1
+                else:
+                    self.seqs.add(ev.seq)
+                    self.events.append(ev)
+                while self.contiguous + 1 in self.seqs:
+                    self.contiguous += 1
+                upto = self.contiguous
+            if self.auto_ack:  # as the hub does: ack what is stored without a gap
+                c.publish(topic(self.site, Kind.EVENT_ACK), m.encode(m.EventAck(upto=upto)), qos=1)
         self.inbox[t.kind].put(payload)
 
     def close(self) -> None:

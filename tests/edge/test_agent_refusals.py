@@ -142,7 +142,7 @@ def test_bad_commands_are_refused(rig: Any, site: SiteFiles, kw: dict[str, Any],
 
 
 def test_a_replayed_command_is_refused(rig: Any, site: SiteFiles, mock_pins: Any) -> None:
-    hub, agent = rig
+    hub, _ = rig
     cmd = hub.command("unlock", door="eingang", seconds=1)
     hub.send(Kind.COMMAND, cmd)
     assert hub.command_ack().ok

@@ -1,0 +1,151 @@
+"""What every booking platform adapter returns, whatever the platform speaks.
+
+An adapter turns one platform's view of bookings into :class:`PlatformBooking` values and
+reports a sync as a :class:`SyncResult`. Adapters only read and raise: they keep no
+bookings between calls, so a failing platform can never take the last good bookings away
+from the hub. The one piece of state a sync produces, the cursor, travels in the result;
+the caller persists it and hands it back as ``since`` on the next ``fetch``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from hub.errors import HubError
+from wire.messages import Booking
+
+Status = Literal["confirmed", "cancelled"]
+
+
+class UnsupportedOperation(HubError):
+    """The adapter's platform cannot do this (e.g. check in against a read-only ICS feed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformBooking:
+    """One booking, normalized across adapters.
+
+    Times are Unix seconds, UTC. ``updated_at`` orders versions of the same ``id``: of two,
+    the one with the larger ``updated_at`` wins. ``source`` names the adapter instance that
+    produced it (``"rest"``, ``"ics"``, ``"webhook"`` unless configured otherwise).
+    """
+
+    id: str
+    resource_id: str
+    member_id: str
+    start: int
+    end: int
+    status: Status
+    updated_at: int
+    pin: str | None = field(repr=False)  # a door credential: kept out of logs
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An item a sync left out, and why: ``id`` is the booking id (REST) or the event UID
+    (ICS), None when the item had no usable id.
+
+    ``reason`` never holds a credential, a token or an e-mail address."""
+
+    id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The outcome of one ``fetch``.
+
+    ``bookings`` holds each id once, in its newest version, sorted by (updated_at, id).
+    ``cursor`` is the high-water mark to pass back as ``since`` next time (None: the
+    adapter has no incremental sync, or nothing has been seen yet). ``pages`` counts the
+    HTTP documents read (pages for REST, feeds for ICS).
+
+    ``complete`` says that ``bookings`` is the platform's whole set, within ``window``
+    (Unix seconds, start inclusive, end exclusive) when that is set: a booking of this
+    source missing from a complete result is gone from the platform, except that a booking
+    whose id appears in ``skipped`` was present but unreadable, so the caller should keep
+    what it had for it.
+    """
+
+    bookings: tuple[PlatformBooking, ...]
+    cursor: int | None
+    pages: int
+    skipped: tuple[Skipped, ...] = ()
+    complete: bool = False
+    window: tuple[int, int] | None = None
+
+
+class BookingAdapter(Protocol):
+    """A booking platform as the hub sees it.
+
+    ``fetch`` raises :class:`hub.errors.SyncError` when the platform cannot be read; the
+    caller then keeps its last good bookings and cursor. ``check_in`` and ``release``
+    raise SyncError when the platform refuses, and :class:`UnsupportedOperation` when
+    ``supports_write`` is False.
+    """
+
+    @property
+    def supports_write(self) -> bool:
+        """True when check_in and release reach the platform."""
+        ...
+
+    def fetch(self, since: int | None) -> SyncResult:
+        """Bookings changed at or after ``since`` (all when None, or when the platform has no
+        incremental sync: see ``SyncResult.complete``)."""
+        ...
+
+    def check_in(self, booking_id: str, at: int) -> None:
+        """Tell the platform the member arrived at ``at`` (Unix seconds)."""
+        ...
+
+    def release(self, booking_id: str, reason: str = "no_show") -> None:
+        """Give the room back (the member did not come)."""
+        ...
+
+    def close(self) -> None:
+        """Release network resources; the adapter is not used afterwards."""
+        ...
+
+
+def unix(t: dt.datetime) -> int:
+    """Whole Unix seconds of an aware datetime, rounded down (sub-second parts are dropped
+    the same way everywhere, so versions compare consistently)."""
+    if t.tzinfo is None:
+        raise ValueError("naive datetime")
+    return math.floor(t.timestamp())
+
+
+def iso_z(t: int | float) -> str:
+    """ISO 8601 in UTC with a ``Z``: ``2026-11-23T08:00:00Z``."""
+    return dt.datetime.fromtimestamp(math.floor(t), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_wire(b: Booking, source: str) -> PlatformBooking:
+    """A validated PROTOCOL.md §5 Booking as a PlatformBooking."""
+    return PlatformBooking(
+        id=b.id,
+        resource_id=b.resource_id,
+        member_id=b.member_id,
+        start=unix(b.start),
+        end=unix(b.end),
+        status=b.status,
+        updated_at=unix(b.updated_at),
+        pin=b.pin,
+        source=source,
+    )
+
+
+def newest(bookings: dict[str, PlatformBooking], b: PlatformBooking) -> None:
+    """Put ``b`` into ``bookings`` (by id) unless a newer version is already there; on a tie
+    the later one wins, as a platform lists changes in order."""
+    old = bookings.get(b.id)
+    if old is None or b.updated_at >= old.updated_at:
+        bookings[b.id] = b
+
+
+def ordered(bookings: dict[str, PlatformBooking]) -> tuple[PlatformBooking, ...]:
+    return tuple(sorted(bookings.values(), key=lambda b: (b.updated_at, b.id)))

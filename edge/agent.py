@@ -13,6 +13,7 @@ when the link is up.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import secrets
@@ -158,6 +159,10 @@ class Agent:
         self._housekeeping()
         if self.notifier.watchdog_seconds:
             threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
+        # Everything made so far lives as long as the agent: keep the collector from walking
+        # it again and again (shorter pauses on the badge path).
+        gc.collect()
+        gc.freeze()
         self.notifier.ready(f"site {self.site}: {len(self.doors)} doors, {len(self.readers)} readers")
         log.info("site %s running (boot %s, cache version %s)", self.site, self.boot, self.cache.version)
 

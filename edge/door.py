@@ -70,8 +70,11 @@ class Door:
         self._mode: Mode = "normal"
         self._unlocked_until = 0.0  # monotonic time a grant's unlock ends
         self._authorised_until = 0.0  # opening before this is not forced (grant, exit, relock grace)
-        self._relock_timer: threading.Timer | None = None
-        self._held_timer: threading.Timer | None = None
+        # One timing thread per door handles relock and held-open deadlines: no thread is
+        # started on the unlock path (a thread start costs a GIL hand-off, up to 5 ms).
+        self._wake = threading.Condition(self._lock)
+        self._held_due: float | None = None
+        self._relock_due: float | None = None
         self._opened_at: float | None = None
         self._alarm: Alarm | None = None
         self._closed = False
@@ -97,6 +100,8 @@ class Door:
         except Exception:
             self.close()
             raise
+        self._timer = threading.Thread(target=self._timing, name=f"door-{self.id}", daemon=True)
+        self._timer.start()
 
     # --- relay -------------------------------------------------------------------------------
 
@@ -148,17 +153,34 @@ class Door:
             now = self._clock()
             self._unlocked_until = max(self._unlocked_until, now + secs)
             self._authorised_until = max(self._authorised_until, self._unlocked_until + RELOCK_GRACE_S)
-            if self._relock_timer is not None:
-                self._relock_timer.cancel()
-            self._relock_timer = threading.Timer(self._unlocked_until - now, self._relock_due)
-            self._relock_timer.daemon = True
-            self._relock_timer.start()
-        self._apply()
+        self._apply()  # the relay first: everything else can wait
+        with self._lock:
+            self._relock_due = self._unlocked_until
+            self._wake.notify()
         if self._buzzer is not None:
             self._buzzer.beep(on_time=0.15, off_time=0.1, n=1, background=True)
 
-    def _relock_due(self) -> None:
-        self._apply()
+    def _timing(self) -> None:
+        """Relock when an unlock runs out; raise held-open when the door stays open too long."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                dues = [t for t in (self._relock_due, self._held_due) if t is not None]
+                now = self._clock()
+                if not dues or min(dues) > now:
+                    self._wake.wait(None if not dues else min(dues) - now)
+                    continue
+                relock = self._relock_due is not None and self._relock_due <= now
+                if relock:
+                    self._relock_due = None
+                held = self._held_due is not None and self._held_due <= now
+                if held:
+                    self._held_due = None
+            if relock:
+                self._apply()
+            if held:
+                self._held_check()
 
     def deny_feedback(self) -> None:
         """Three short beeps and LED blinks for a refused badge."""
@@ -206,15 +228,12 @@ class Door:
                 if self.locked and now >= self._authorised_until and self._mode != "office_hours":
                     self._alarm = "forced_open"
                     events.append(("door.forced_open", {}))
-                self._held_timer = threading.Timer(self.cfg.held_open_seconds, self._held_check)
-                self._held_timer.daemon = True
-                self._held_timer.start()
+                self._held_due = now + self.cfg.held_open_seconds
+                self._wake.notify()
             else:
                 self._opened_at = None
                 self._alarm = None
-                if self._held_timer is not None:
-                    self._held_timer.cancel()
-                    self._held_timer = None
+                self._held_due = None
                 events.append(("door.closed", {}))
         for type_, fields in events:
             self._sink.door_event(self.id, type_, fields)
@@ -243,9 +262,7 @@ class Door:
         """Relock and release the pins."""
         with self._lock:
             self._closed = True
-            for t in (self._relock_timer, self._held_timer):
-                if t is not None:
-                    t.cancel()
+            self._wake.notify_all()
         for dev in (self._exit, self._contact, self._buzzer, self._led):
             if dev is not None:
                 dev.close()

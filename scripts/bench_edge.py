@@ -33,21 +33,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge import config as edge_config  # noqa: E402
-from edge.agent import Agent  # noqa: E402
-from edge.cache import CacheStore  # noqa: E402
-from testkit.broker import Mosquitto  # noqa: E402
-from testkit.mqttclient import TestClient  # noqa: E402
-from testkit.rdm6300_fake import rdm6300_frame  # noqa: E402
-from testkit.serialpty import PtyPort  # noqa: E402
-from testkit.site import write_site  # noqa: E402
-from testkit.util import wait_for  # noqa: E402
-from wire import envelope  # noqa: E402
-from wire import messages as m  # noqa: E402
-from wire.creds import cred_hash  # noqa: E402
-from wire.topics import Kind, topic  # noqa: E402
+from edge import config as edge_config
+from edge.agent import Agent
+from edge.cache import CacheStore
+from testkit.broker import Mosquitto
+from testkit.mqttclient import TestClient
+from testkit.rdm6300_fake import rdm6300_frame
+from testkit.serialpty import PtyPort
+from testkit.site import write_site
+from testkit.util import wait_for
+from wire import envelope
+from wire import messages as m
+from wire.creds import cred_hash
+from wire.topics import Kind, topic
 
 LOCK_PIN = 17
 WIRE_MS = 14 * 10 / 9600 * 1000

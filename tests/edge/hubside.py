@@ -118,11 +118,12 @@ class HubSide:
             time.sleep(0.01)
         raise TimeoutError("no matching event")
 
-    def wait_online(self, timeout: float = 15.0) -> m.Status:
+    def wait_online(self, timeout: float = 15.0, *, not_boot: str | None = None) -> m.Status:
+        """The next online status (of a boot other than ``not_boot``: a restarted agent)."""
         deadline = time.monotonic() + timeout
         while True:
             st: m.Status = m.decode(self.next(Kind.STATUS, max(0.1, deadline - time.monotonic())), m.Status)
-            if st.state == "online":
+            if st.state == "online" and st.boot != not_boot:
                 return st
 
     def ack_events(self, upto: int) -> None:

@@ -1,0 +1,365 @@
+"""Hub configuration: one TOML file (``hub.toml``) into frozen structs.
+
+``load()`` validates everything before the hub connects to anything: types, unknown keys,
+identifiers, which platform resource opens which room, adapter-specific keys, listen
+address, and (with ``check_files``) that key and secret files exist and are readable by
+their owner only. Every error is a ConfigError naming the file and the key.
+
+Relative paths resolve against the config file's directory. After ``load()``:
+
+- every site's ``doors`` holds all of its doors (given, or the union of its rooms' doors);
+- every room's ``resources`` is non-empty: with the ICS adapter a room without explicit
+  resources gets the single synthetic resource ``ics:{site}/{room}``, which the ICS
+  adapter puts into the bookings it reads from that room's feed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from msgspec import Meta, Struct, field
+
+from wire.configfile import load_toml
+from wire.errors import KeyFileError
+from wire.keys import read_key_file, signing_key_from_seed
+
+from .errors import ConfigError
+
+Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
+HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
+#: A calendar feed; ``file://`` serves demos and tests.
+FeedUrl = Annotated[str, Meta(pattern=r"^(https?|file)://\S+$")]
+
+
+class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str
+    #: Standard base64 of the 32-byte Ed25519 seed that signs caches and commands.
+    signing_key_file: str
+    #: Standard base64 of the 32-byte X25519 private key that opens sealed enrollment reads.
+    enroll_key_file: str | None = None
+    ca_cert_file: str | None = None
+    ca_key_file: str | None = None
+    #: A cache expires this long after it was built (expires_at = issued_at + this).
+    cache_valid_hours: Annotated[int, Meta(ge=1, le=24 * 366)] = 48
+    #: Events (and ended bookings) older than this are purged.
+    retention_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    #: A new retained cache.full is published once the changes since the last one exceed
+    #: this fraction of its entries.
+    full_refresh_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.25
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def store_path(self) -> Path:
+        """The hub's SQLite database."""
+        return Path(self.data_dir) / "hub.sqlite3"
+
+
+class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    tls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    #: None with tls = true: the system's trusted CAs.
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_id: Annotated[str, Meta(min_length=1, max_length=128)] = "torwart-hub"
+    #: Subscribe through ``$share/hub/...`` so that several hub workers share the load.
+    shared_subscription: bool = False
+    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
+class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    listen: str = "127.0.0.1:8080"
+
+    @property
+    def host(self) -> str:
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+class BookingSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    adapter: Literal["rest", "ics"]
+    base_url: HttpUrl | None = None
+    token_file: str | None = None
+    sync_interval_seconds: Annotated[int, Meta(ge=5, le=86400)] = 60
+    grace_before_minutes: Annotated[int, Meta(ge=0, le=1440)] = 15
+    grace_after_minutes: Annotated[int, Meta(ge=0, le=1440)] = 15
+    horizon_days: Annotated[int, Meta(ge=1, le=366)] = 7
+    webhook_secret_file: str | None = None
+    #: ``updated_since`` goes back this far before the last successful sync (clock skew).
+    overlap_seconds: Annotated[int, Meta(ge=0, le=86400)] = 300
+    #: Release a booking nobody checked in to after this many minutes; None: never.
+    no_show_minutes: Annotated[int, Meta(ge=1, le=1440)] | None = None
+    timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 20.0
+
+
+class RoomConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    name: str = ""
+    capacity: Annotated[int, Meta(ge=0)] | None = None
+    #: Platform resource ids whose bookings are bookings of this room.
+    resources: list[ResourceId] = field(default_factory=list)
+    #: The doors a booking of this room opens.
+    doors: Annotated[list[Ident], Meta(min_length=1)]
+    ics_url: FeedUrl | None = None
+
+
+class SiteConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Ident
+    name: str = ""
+    cred_key_file: str
+    #: All doors of the site (what a standing grant without doors opens); default: the
+    #: union of its rooms' doors.
+    doors: list[Ident] = field(default_factory=list)
+    no_show_minutes: Annotated[int, Meta(ge=1, le=1440)] | None = None
+    rooms: list[RoomConfig] = field(default_factory=list)
+
+    def room(self, room_id: str) -> RoomConfig:
+        return next(r for r in self.rooms if r.id == room_id)
+
+
+class HubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    hub: HubSection
+    mqtt: MqttSection
+    http: HttpSection = field(default_factory=HttpSection)
+    booking: BookingSection
+    sites: list[SiteConfig] = field(default_factory=list)
+
+    def site(self, site_id: str) -> SiteConfig:
+        """The site ``site_id``; KeyError if it is not configured."""
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+    def resource_map(self) -> dict[str, tuple[str, str]]:
+        """Platform resource id → (site id, room id)."""
+        return {res: (s.id, r.id) for s in self.sites for r in s.rooms for res in r.resources}
+
+    def no_show_minutes(self, site_id: str) -> int | None:
+        own = self.site(site_id).no_show_minutes
+        return own if own is not None else self.booking.no_show_minutes
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port); ValueError if malformed."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, e.g. [::1]:8080")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1..65535")
+    return host, port
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _owner_only(path: str) -> str | None:
+    """Why the secret file at ``path`` is unusable, or None if it is fine."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return f"{p} does not exist"
+    except OSError as exc:
+        return f"cannot read {p}: {exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{p} is not a file"
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}"
+    if not os.access(p, os.R_OK):
+        return f"cannot read {p}"
+    return None
+
+
+def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
+    r = _resolve
+    hub = msgspec.structs.replace(
+        cfg.hub,
+        data_dir=r(base, cfg.hub.data_dir) or "",
+        signing_key_file=r(base, cfg.hub.signing_key_file) or "",
+        enroll_key_file=r(base, cfg.hub.enroll_key_file),
+        ca_cert_file=r(base, cfg.hub.ca_cert_file),
+        ca_key_file=r(base, cfg.hub.ca_key_file),
+    )
+    mqtt = msgspec.structs.replace(
+        cfg.mqtt,
+        password_file=r(base, cfg.mqtt.password_file),
+        ca_file=r(base, cfg.mqtt.ca_file),
+        cert_file=r(base, cfg.mqtt.cert_file),
+        key_file=r(base, cfg.mqtt.key_file),
+    )
+    booking = msgspec.structs.replace(
+        cfg.booking,
+        token_file=r(base, cfg.booking.token_file),
+        webhook_secret_file=r(base, cfg.booking.webhook_secret_file),
+    )
+    sites = [msgspec.structs.replace(s, cred_key_file=r(base, s.cred_key_file) or "") for s in cfg.sites]
+    return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, booking=booking, sites=sites)
+
+
+def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
+    """Cross-references between sites, rooms, doors and resources; fills defaults."""
+    err = ConfigError
+    ics = cfg.booking.adapter == "ics"
+    seen_sites: set[str] = set()
+    owner: dict[str, str] = {}
+    sites: list[SiteConfig] = []
+    for i, s in enumerate(cfg.sites):
+        key = f"sites[{i}]"
+        if s.id in seen_sites:
+            raise err(f, f"{key}.id", f"site {s.id!r} is configured twice")
+        seen_sites.add(s.id)
+        rooms: list[RoomConfig] = []
+        room_ids: set[str] = set()
+        for j, room in enumerate(s.rooms):
+            rkey = f"{key}.rooms[{j}]"
+            if room.id in room_ids:
+                raise err(f, f"{rkey}.id", f"room {room.id!r} appears twice in site {s.id!r}")
+            room_ids.add(room.id)
+            if len(set(room.doors)) != len(room.doors):
+                raise err(f, f"{rkey}.doors", "a door is listed twice")
+            if s.doors:
+                missing = [d for d in room.doors if d not in s.doors]
+                if missing:
+                    raise err(f, f"{rkey}.doors", f"door {missing[0]!r} is not in the site's doors")
+            if ics and room.ics_url is None:
+                raise err(f, f"{rkey}.ics_url", 'adapter = "ics" needs the calendar feed of every room')
+            resources = list(room.resources)
+            if not resources:
+                if not ics:
+                    raise err(
+                        f, f"{rkey}.resources",
+                        "no platform resource is mapped to this room, so no booking can open its doors",
+                    )
+                resources = [f"ics:{s.id}/{room.id}"]
+            for k, res in enumerate(resources):
+                where = f"site {s.id!r} room {room.id!r}"
+                if res in owner:
+                    raise err(f, f"{rkey}.resources[{k}]", f"resource {res!r} is already mapped to {owner[res]}")
+                owner[res] = where
+            rooms.append(msgspec.structs.replace(room, resources=resources))
+        doors = list(s.doors)
+        if len(set(doors)) != len(doors):
+            raise err(f, f"{key}.doors", "a door is listed twice")
+        if not doors:
+            doors = list(dict.fromkeys(d for room in rooms for d in room.doors))
+        sites.append(msgspec.structs.replace(s, doors=doors, rooms=rooms))
+    return msgspec.structs.replace(cfg, sites=sites)
+
+
+def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
+    """Load and validate the hub's config; raise ConfigError(file, key, message).
+
+    ``check_files`` also checks that key and secret files exist, are readable by their
+    owner only, and (for 32-byte keys) hold a well-formed key: what the running hub
+    needs. Tools that only inspect the config pass False.
+    """
+    p = Path(path)
+    f = str(p)
+    cfg = load_toml(p, HubConfig, ConfigError)
+    cfg = _resolve_paths(cfg, p.resolve().parent)
+
+    try:
+        _split_listen(cfg.http.listen)
+    except ValueError as exc:
+        raise ConfigError(f, "http.listen", str(exc)) from None
+    b = cfg.booking
+    if b.adapter == "rest":
+        if b.base_url is None:
+            raise ConfigError(f, "booking.base_url", 'adapter = "rest" needs the platform\'s base URL')
+        if b.token_file is None:
+            raise ConfigError(f, "booking.token_file", 'adapter = "rest" needs the file holding the API token')
+    if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
+        raise ConfigError(f, "mqtt.cert_file", "cert_file and key_file go together")
+    if bool(cfg.hub.ca_cert_file) != bool(cfg.hub.ca_key_file):
+        raise ConfigError(f, "hub.ca_cert_file", "ca_cert_file and ca_key_file go together")
+    if cfg.mqtt.password_file is not None and cfg.mqtt.username is None:
+        raise ConfigError(f, "mqtt.username", "password_file needs a username")
+    cfg = _check_sites(cfg, f)
+    if check_files:
+        _check_files(cfg, f)
+    return cfg
+
+
+def _check_files(cfg: HubConfig, f: str) -> None:
+    keys: list[tuple[str, str | None]] = [
+        ("hub.signing_key_file", cfg.hub.signing_key_file),
+        ("hub.enroll_key_file", cfg.hub.enroll_key_file),
+    ]
+    keys += [(f"sites[{i}].cred_key_file", s.cred_key_file) for i, s in enumerate(cfg.sites)]
+    for key, value in keys:
+        if value is None:
+            continue
+        try:
+            read_key_file(value)
+        except KeyFileError as exc:
+            raise ConfigError(f, key, str(exc.args[0])) from None
+    secrets = [
+        ("hub.ca_key_file", cfg.hub.ca_key_file),
+        ("mqtt.password_file", cfg.mqtt.password_file),
+        ("mqtt.key_file", cfg.mqtt.key_file),
+        ("booking.token_file", cfg.booking.token_file),
+        ("booking.webhook_secret_file", cfg.booking.webhook_secret_file),
+    ]
+    for key, value in secrets:
+        if value is not None and (why := _owner_only(value)) is not None:
+            raise ConfigError(f, key, why)
+    public = [
+        ("hub.ca_cert_file", cfg.hub.ca_cert_file),
+        ("mqtt.ca_file", cfg.mqtt.ca_file),
+        ("mqtt.cert_file", cfg.mqtt.cert_file),
+    ]
+    for key, value in public:
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f, key, f"{value} does not exist")
+
+
+def signing_key(cfg: HubConfig) -> Ed25519PrivateKey:
+    """The hub's Ed25519 signing key (file checked for permissions)."""
+    return signing_key_from_seed(read_key_file(cfg.hub.signing_key_file))
+
+
+def site_key(cfg: HubConfig, site_id: str) -> bytes:
+    """The credential key of site ``site_id`` (file checked for permissions)."""
+    return read_key_file(cfg.site(site_id).cred_key_file)
+
+
+def read_secret(path: str) -> str:
+    """A secret (password, token, webhook secret) from an owner-only file, stripped.
+
+    Raise ConfigError if the file is missing, readable by others, or empty."""
+    why = _owner_only(path)
+    if why is not None:
+        raise ConfigError(path, None, why)
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if not text:
+        raise ConfigError(path, None, "secret file is empty")
+    return text

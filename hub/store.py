@@ -1,0 +1,298 @@
+"""The hub's persistent state in SQLite: ``SqliteStore`` implements ``store_types.Store``.
+
+Sites and rooms (synced from the config), members, their credentials and standing grants,
+bookings and the booking sync's state live here (this module); events and what sites
+report in ``store_events``; published cache versions in ``store_caches``; the schema and
+transactions in ``store_schema``.
+
+Each method is one explicit transaction. A store object belongs to one thread: each
+thread (the MQTT link, the booking sync, the web server's workers) opens its own
+``SqliteStore`` on the same file; WAL lets readers run beside the one writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .store_caches import CachesMixin
+from .store_events import EventsMixin
+from .store_members import MembersMixin, chunks, marks
+from .store_types import (
+    BookingChanges,
+    BookingLike,
+    CacheLogRow,
+    CacheState,
+    CacheVersionConflict,
+    Credential,
+    CredentialConflict,
+    EventsStored,
+    EventTuple,
+    Grant,
+    InvalidCredential,
+    Member,
+    RoomRow,
+    SiteRow,
+    SiteSpec,
+    SiteState,
+    SiteStateChanges,
+    Store,
+    StoredBooking,
+    StoredEvent,
+    StoreError,
+    SyncState,
+    UnknownMember,
+    UnknownSite,
+)
+
+__all__ = [
+    "BookingChanges", "BookingLike", "CacheLogRow", "CacheState", "CacheVersionConflict", "Credential",
+    "CredentialConflict", "EventTuple", "EventsStored", "Grant", "InvalidCredential", "Member", "RoomRow",
+    "SiteRow", "SiteState", "SiteStateChanges", "SqliteStore", "Store", "StoreError", "StoredBooking",
+    "StoredEvent", "SyncState", "UnknownMember", "UnknownSite",
+]
+
+log = logging.getLogger(__name__)
+# SQL text is only ever built from constant column lists and "?" placeholders; every
+# value travels as a parameter (hence the noqa: S608 below).
+
+_BOOKING_COLS = "id, resource_id, member_id, start, end, status, updated_at, pin, source"
+_FIELDS_THAT_MATTER = (1, 2, 3, 4, 5, 7)  # resource, member, start, end, status, pin
+
+
+def _booking(row: tuple[Any, ...], room_id: str | None = None) -> StoredBooking:
+    return StoredBooking(id=row[0], resource_id=row[1], member_id=row[2], start=row[3], end=row[4],
+                         status=row[5], updated_at=row[6], pin=row[7], source=row[8], room_id=room_id)
+
+
+class SqliteStore(MembersMixin, EventsMixin, CachesMixin):
+    """The hub's store on one SQLite file (created and migrated on open)."""
+
+    # --- sites and rooms ----------------------------------------------------------------
+
+    def sync_sites(self, sites: Sequence[SiteSpec]) -> None:
+        """Make sites, rooms and the resource map exactly the configured ones. Sites no
+        longer configured are kept (their events stay until purged) but marked inactive
+        and lose their rooms."""
+        with self._write() as c:
+            c.execute("DELETE FROM room_resources")
+            c.execute("UPDATE sites SET active = 0")
+            for s in sites:
+                self.upsert_site(s.id, s.name, s.doors)
+                keep = [r.id for r in s.rooms]
+                c.execute(f"DELETE FROM rooms WHERE site_id = ? AND id NOT IN ({marks(len(keep))})",  # noqa: S608
+                          (s.id, *keep))
+                for r in s.rooms:
+                    self.upsert_room(s.id, r.id, name=r.name, capacity=r.capacity, doors=r.doors, resources=r.resources)
+            c.execute("DELETE FROM rooms WHERE site_id IN (SELECT id FROM sites WHERE active = 0)")
+
+    def upsert_site(self, site_id: str, name: str, doors: Sequence[str]) -> None:
+        """Create or update a site (and mark it active)."""
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO sites (id, name, doors, active) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, doors = excluded.doors, active = 1",
+                (site_id, name, json.dumps(list(doors))),
+            )
+
+    def upsert_room(
+        self, site_id: str, room_id: str, *, name: str, capacity: int | None,
+        doors: Sequence[str], resources: Sequence[str],
+    ) -> None:
+        """Create or update a room and map its resources to it. A resource mapped to
+        another room moves here (the config is the truth and validates uniqueness)."""
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone() is None:
+                raise UnknownSite(f"no site {site_id!r}")
+            c.execute(
+                "INSERT INTO rooms (site_id, id, name, capacity, doors) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (site_id, id) DO UPDATE SET name = excluded.name, "
+                "capacity = excluded.capacity, doors = excluded.doors",
+                (site_id, room_id, name, capacity, json.dumps(list(doors))),
+            )
+            c.execute("DELETE FROM room_resources WHERE site_id = ? AND room_id = ?", (site_id, room_id))
+            c.executemany(
+                "INSERT OR REPLACE INTO room_resources (resource_id, site_id, room_id) VALUES (?, ?, ?)",
+                [(res, site_id, room_id) for res in resources],
+            )
+
+    def sites(self) -> list[SiteRow]:
+        with self._read() as c:
+            rows = c.execute("SELECT id, name, doors, active FROM sites ORDER BY id").fetchall()
+        return [SiteRow(id=r[0], name=r[1], doors=tuple(json.loads(r[2])), active=bool(r[3])) for r in rows]
+
+    def rooms(self, site_id: str) -> list[RoomRow]:
+        with self._read() as c:
+            rows = c.execute("SELECT id, name, capacity, doors FROM rooms WHERE site_id = ? ORDER BY id",
+                             (site_id,)).fetchall()
+            res: dict[str, list[str]] = {}
+            for rid, room in c.execute(
+                "SELECT resource_id, room_id FROM room_resources WHERE site_id = ? ORDER BY resource_id", (site_id,)
+            ):
+                res.setdefault(room, []).append(rid)
+        return [RoomRow(site_id=site_id, id=r[0], name=r[1], capacity=r[2], doors=tuple(json.loads(r[3])),
+                        resources=tuple(res.get(r[0], ()))) for r in rows]
+
+    def room_for_resource(self, resource_id: str) -> tuple[str, str] | None:
+        """(site, room) of a platform resource, or None when it is not mapped."""
+        with self._read() as c:
+            row = c.execute("SELECT site_id, room_id FROM room_resources WHERE resource_id = ?",
+                            (resource_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    # --- bookings ---------------------------------------------------------------------------------
+
+    def upsert_bookings(self, bookings: Iterable[BookingLike]) -> BookingChanges:
+        """Store bookings in one transaction; report which changed.
+
+        A booking counts as changed when it is new or its resource, member, start, end,
+        status or pin differ from the stored one; a booking that differs only in
+        ``updated_at`` or ``source`` is stored silently, so re-syncing identical data
+        triggers no cache rebuild. A booking older than the stored one (``updated_at``
+        earlier: a late webhook after a newer sync) is ignored."""
+        latest: dict[str, tuple[Any, ...]] = {}
+        for b in bookings:
+            row = (b.id, b.resource_id, b.member_id, int(b.start), int(b.end), b.status,
+                   int(b.updated_at), b.pin, b.source)
+            if b.id not in latest or row[6] >= latest[b.id][6]:
+                latest[b.id] = row
+        changed: list[str] = []
+        sites: set[str] = set()
+        writes: list[tuple[Any, ...]] = []
+        with self._write() as c:
+            site_of = dict(c.execute("SELECT resource_id, site_id FROM room_resources").fetchall())
+            stored: dict[str, tuple[Any, ...]] = {}
+            for part in chunks(list(latest)):
+                sql = f"SELECT {_BOOKING_COLS} FROM bookings WHERE id IN ({marks(len(part))})"  # noqa: S608
+                for row in c.execute(sql, tuple(part)):
+                    stored[row[0]] = tuple(row)
+            for bid, row in latest.items():
+                old = stored.get(bid)
+                if old is not None and row[6] < old[6]:
+                    continue
+                if old is None or any(row[i] != old[i] for i in _FIELDS_THAT_MATTER):
+                    changed.append(bid)
+                    for res in (row[1], None if old is None else old[1]):
+                        if res in site_of:
+                            sites.add(site_of[res])
+                elif row == old:
+                    continue
+                writes.append(row)
+            c.executemany(
+                f"INSERT INTO bookings ({_BOOKING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+                "ON CONFLICT (id) DO UPDATE SET resource_id = excluded.resource_id, member_id = excluded.member_id, "
+                "start = excluded.start, end = excluded.end, status = excluded.status, "
+                "updated_at = excluded.updated_at, pin = excluded.pin, source = excluded.source",
+                writes,
+            )
+        if changed:
+            log.info("bookings: %d changed of %d, sites %s", len(changed), len(latest), ",".join(sorted(sites)))
+        return BookingChanges(changed=changed, sites=frozenset(sites))
+
+    def replace_bookings(
+        self, source: str, bookings: Iterable[BookingLike], *, window: tuple[int, int] | None = None,
+        keep: Iterable[str] = (),
+    ) -> BookingChanges:
+        """Apply a complete sync result of ``source`` (e.g. every ICS feed read in full) in
+        one transaction: upsert ``bookings`` as ``upsert_bookings`` does, then cancel the
+        source's confirmed bookings that overlap ``window`` (start inclusive, end exclusive;
+        None: all of them) but are neither in ``bookings`` nor in ``keep`` (ids present but
+        unreadable this time). A vanished booking that comes back is confirmed again."""
+        given = list(bookings)
+        with self._write() as c:
+            up = self.upsert_bookings(given)
+            present = {b.id for b in given} | set(keep)
+            sql = "SELECT b.id, r.site_id FROM bookings b LEFT JOIN room_resources r ON r.resource_id = b.resource_id "
+            sql += "WHERE b.source = ? AND b.status = 'confirmed'"
+            params: list[Any] = [source]
+            if window is not None:
+                sql += " AND b.end > ? AND b.start < ?"
+                params += list(window)
+            gone = [(bid, site) for bid, site in c.execute(sql, params).fetchall() if bid not in present]
+            c.executemany("UPDATE bookings SET status = 'cancelled' WHERE id = ?", [(bid,) for bid, _ in gone])
+        if gone:
+            log.info("bookings: %d of source %s vanished from the platform, cancelled", len(gone), source)
+        return BookingChanges(changed=up.changed + [bid for bid, _ in gone],
+                              sites=up.sites | {site for _, site in gone if site is not None})
+
+    def get_booking(self, booking_id: str) -> StoredBooking | None:
+        with self._read() as c:
+            sql = f"SELECT {_BOOKING_COLS} FROM bookings WHERE id = ?"  # noqa: S608
+            row = c.execute(sql, (booking_id,)).fetchone()
+        return _booking(row) if row else None
+
+    def bookings_for_site_window(
+        self, site_id: str, t0: int, t1: int, *, status: str | None = None
+    ) -> list[StoredBooking]:
+        """Bookings of the site's rooms whose [start, end) overlaps [t0, t1), by start;
+        only those with ``status`` when given. ``room_id`` is filled in."""
+        cols = ", ".join(f"b.{col.strip()}" for col in _BOOKING_COLS.split(","))
+        sql = (f"SELECT {cols}, r.room_id FROM room_resources r "  # noqa: S608
+               "JOIN bookings b ON b.resource_id = r.resource_id WHERE r.site_id = ? AND b.end > ? AND b.start < ?")
+        params: list[Any] = [site_id, t0, t1]
+        if status is not None:
+            sql += " AND b.status = ?"
+            params.append(status)
+        with self._read() as c:
+            rows = c.execute(sql + " ORDER BY b.start, b.id", params).fetchall()
+        return [_booking(r, r[9]) for r in rows]
+
+    def sites_for_member(self, member_id: str, since: int) -> set[str]:
+        """Sites whose caches may hold this member: bookings ending after ``since``, grants."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT r.site_id FROM bookings b JOIN room_resources r ON r.resource_id = b.resource_id "
+                "WHERE b.member_id = ? AND b.end > ? UNION SELECT site_id FROM grants WHERE member_id = ?",
+                (member_id, since, member_id),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def purge_bookings(self, ended_before: int) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM bookings WHERE end < ?", (ended_before,)).rowcount
+
+    # --- booking sync state -------------------------------------------------------------------------
+
+    def get_sync_state(self, source: str) -> SyncState:
+        """The sync state of a source (an adapter, or one ICS feed); empty if never synced."""
+        with self._read() as c:
+            row = c.execute("SELECT source, cursor, last_ok_at, last_error, last_error_at, failures "
+                            "FROM sync_state WHERE source = ?", (source,)).fetchone()
+        if row is None:
+            return SyncState(source=source)
+        return SyncState(source=row[0], cursor=row[1], last_ok_at=row[2], last_error=row[3],
+                         last_error_at=row[4], failures=row[5])
+
+    def set_sync_state(self, state: SyncState) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO sync_state (source, cursor, last_ok_at, last_error, last_error_at, "
+                "failures) VALUES (?, ?, ?, ?, ?, ?)",
+                (state.source, state.cursor, state.last_ok_at, state.last_error, state.last_error_at,
+                 state.failures),
+            )
+
+    def record_sync_ok(self, source: str, cursor: str | None, at: int) -> SyncState:
+        """A successful sync: new cursor, failures reset."""
+        state = SyncState(source=source, cursor=cursor, last_ok_at=at, last_error=None, failures=0)
+        self.set_sync_state(state)
+        return state
+
+    def record_sync_error(self, source: str, error: str, at: int) -> SyncState:
+        """A failed sync: the cursor and the last success stay, failures count up."""
+        with self._write():
+            old = self.get_sync_state(source)
+            state = SyncState(source=source, cursor=old.cursor, last_ok_at=old.last_ok_at,
+                              last_error=error[:500], last_error_at=at, failures=old.failures + 1)
+            self.set_sync_state(state)
+        return state
+
+
+def open_store(path: str | os.PathLike[str]) -> Store:
+    """Open (create, migrate) the hub's store at ``path``: the one place that picks the
+    implementation, and where mypy checks that SqliteStore fulfils the Store interface."""
+    return SqliteStore(Path(path))

@@ -1,0 +1,210 @@
+"""The SQLite side of the hub's store: connection, transactions, schema and migrations.
+
+``SqliteBase`` opens the database in WAL mode with ``synchronous = FULL`` (an ack tells a
+site its events are stored, and a cache version once published must never come back
+with other contents after a power cut), and brings the schema up to date: migrations are
+numbered functions, applied in order inside one ``BEGIN IMMEDIATE`` transaction each,
+and the ``schema_version`` table records the last one applied. Two processes opening the
+same file at once serialize on that lock; the second finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+from sqlite_utils import Database
+
+from .store_types import StoreError
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[Database], None]
+
+
+def _v1(db: Database) -> None:
+    """The initial schema."""
+    db.table("meta").create({"key": str, "value": bytes}, pk="key", not_null={"value"})
+    db.table("sites").create(
+        {"id": str, "name": str, "doors": str, "active": int},
+        pk="id", not_null={"name", "doors", "active"}, defaults={"active": 1},
+    )
+    db.table("rooms").create(
+        {"site_id": str, "id": str, "name": str, "capacity": int, "doors": str},
+        pk=("site_id", "id"), not_null={"name", "doors"},
+    )
+    # One resource opens one room: the primary key enforces what the config validates.
+    db.table("room_resources").create(
+        {"resource_id": str, "site_id": str, "room_id": str},
+        pk="resource_id", not_null={"site_id", "room_id"},
+    )
+    db.table("room_resources").create_index(["site_id"])
+    db.table("members").create(
+        {"id": str, "who": str, "display_name": str, "email": str, "created_at": int},
+        pk="id", not_null={"who", "display_name", "created_at"},
+    )
+    db.table("members").create_index(["who"], unique=True)
+    db.table("credentials").create(
+        {"id": int, "member_id": str, "credential": str, "type": str, "label": str, "created_at": int},
+        pk="id", not_null={"member_id", "credential", "type", "created_at"},
+    )
+    db.table("credentials").create_index(["credential"], unique=True)
+    db.table("credentials").create_index(["member_id"])
+    db.table("grants").create(
+        {"id": int, "member_id": str, "site_id": str, "doors": str, "valid_from": int,
+         "valid_until": int, "label": str},
+        pk="id", not_null={"member_id", "site_id", "label"},
+    )
+    db.table("grants").create_index(["site_id"])
+    db.table("grants").create_index(["member_id"])
+    db.table("bookings").create(
+        {"id": str, "resource_id": str, "member_id": str, "start": int, "end": int, "status": str,
+         "updated_at": int, "pin": str, "source": str},
+        pk="id",
+        not_null={"resource_id", "member_id", "start", "end", "status", "updated_at", "source"},
+    )
+    # Site windows: resource equality, then a range on end (start is filtered after).
+    db.table("bookings").create_index(["resource_id", "end"])
+    db.table("bookings").create_index(["member_id", "end"])
+    db.table("bookings").create_index(["end"])
+    db.table("sync_state").create(
+        {"source": str, "cursor": str, "last_ok_at": int, "last_error": str, "last_error_at": int,
+         "failures": int},
+        pk="source", not_null={"failures"}, defaults={"failures": 0},
+    )
+    db.table("events").create(
+        {"site_id": str, "seq": int, "id": str, "type": str, "ts": float, "received_at": float,
+         "payload": str},
+        pk=("site_id", "seq"), not_null={"id", "type", "ts", "received_at", "payload"},
+    )
+    db.table("events").create_index(["site_id", "ts"])
+    db.table("events").create_index(["type", "ts"])
+    db.table("events").create_index(["ts"])
+    db.table("events").create_index(["received_at"])
+    db.table("site_state").create(
+        {"site_id": str, "online": int, "since": float, "last_seen": float, "boot": str,
+         "software": str, "cache_version": int, "cache_expires_at": int, "clock_synced": int,
+         "outbox_pending": int, "lockdown": int, "status": str, "acked_upto": int,
+         "max_seq": int, "gaps": str},
+        pk="site_id",
+        not_null={"online", "clock_synced", "outbox_pending", "lockdown", "acked_upto", "max_seq", "gaps"},
+        defaults={"online": 0, "clock_synced": 0, "outbox_pending": 0, "lockdown": 0,
+                  "acked_upto": 0, "max_seq": 0, "gaps": "[]"},
+    )
+    db.table("door_states").create(
+        {"site_id": str, "door": str, "payload": str, "ts": float},
+        pk=("site_id", "door"), not_null={"payload", "ts"},
+    )
+    db.table("occupancy").create(
+        {"site_id": str, "payload": str, "ts": float}, pk="site_id", not_null={"payload", "ts"},
+    )
+    db.table("cache_sites").create(
+        {"site_id": str, "version": int, "built_at": int, "n_entries": int, "size": int,
+         "retained_version": int, "retained_entries": int},
+        pk="site_id", not_null={"version", "built_at", "n_entries", "size"},
+    )
+    db.table("cache_entries").create(
+        {"site_id": str, "id": str, "entry": str}, pk=("site_id", "id"), not_null={"entry"},
+    )
+    db.table("cache_versions").create(
+        {"site_id": str, "version": int, "base_version": int, "built_at": int, "n_entries": int,
+         "size": int, "added": str, "changed": str, "removed": str},
+        pk=("site_id", "version"),
+        not_null={"base_version", "built_at", "n_entries", "size", "added", "changed", "removed"},
+    )
+
+
+#: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
+MIGRATIONS: list[Migration] = [_v1]
+
+
+class SqliteBase:
+    """Connection and transaction helpers shared by the store's parts.
+
+    A connection belongs to the thread that opened it (sqlite3 refuses use from another
+    thread): each thread opens its own store on the same file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: the driver opens no implicit transactions, so every
+        # transaction is the explicit BEGIN of _write()/_read().
+        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        self._conn = conn
+        self.db = Database(conn, execute_plugins=False)
+        self.db.enable_wal()
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: take the write lock before reading,
+        so read-modify-write is safe across processes); a savepoint when nested."""
+        conn = self._conn
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT nested")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
+                raise
+            conn.execute("RELEASE nested")
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several queries see one snapshot."""
+        conn = self._conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._read() as c:
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        with self._write() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+            current = int(row[0]) if row else 0
+            if row is None:
+                c.execute("INSERT INTO schema_version (version) VALUES (0)")
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path}: schema version {current} is newer than this hub ({len(MIGRATIONS)})"
+                )
+            for n in range(current + 1, len(MIGRATIONS) + 1):
+                log.info("store %s: migrating schema to version %d", self.path, n)
+                MIGRATIONS[n - 1](self.db)
+                c.execute("UPDATE schema_version SET version = ?", (n,))

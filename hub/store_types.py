@@ -1,0 +1,381 @@
+"""What the hub's store holds and can do: records, the ``Store`` interface, store errors.
+
+``hub.store.SqliteStore`` implements ``Store`` on SQLite; a PostgreSQL store for a
+multi-worker hub would implement the same Protocol. Times are Unix seconds (UTC):
+integers for bookings, grants and caches, floats for what sites report.
+
+Credential strings and members' names and e-mails live only here; records that hold
+them keep them out of ``repr()`` so that logging a record cannot leak them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict
+
+from wire import messages as m
+
+from .errors import HubError
+
+
+class StoreError(HubError):
+    """A store operation was refused (unknown member or site, conflicting data)."""
+
+
+class UnknownMember(StoreError):
+    """The member does not exist."""
+
+
+class UnknownSite(StoreError):
+    """The site (or one of the doors named) is not configured."""
+
+
+class InvalidCredential(StoreError):
+    """The credential string has none of the PROTOCOL.md §1 forms."""
+
+
+class CredentialConflict(StoreError):
+    """The credential is already enrolled to another member."""
+
+
+class CacheVersionConflict(StoreError):
+    """Another writer recorded a cache version for this site in between; rebuild again."""
+
+
+def pseudonym(secret: bytes, member_id: str) -> str:
+    """A member's pseudonymous reference (``who`` in caches and events): ``m-`` + 16 hex.
+
+    HMAC-SHA256 of the member id under a hub secret, so it is stable, reveals neither the
+    platform's member id nor a name, and the hub can map it back through its members."""
+    return "m-" + hmac.new(secret, member_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+# --- input shapes -------------------------------------------------------------------------
+
+
+class BookingLike(Protocol):
+    """A normalized booking as the booking adapters produce it (times in Unix seconds)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def resource_id(self) -> str: ...
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def updated_at(self) -> int: ...
+    @property
+    def pin(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+class RoomSpec(Protocol):
+    """A room as configured (``hub.config.RoomConfig`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def capacity(self) -> int | None: ...
+    @property
+    def doors(self) -> Sequence[str]: ...
+    @property
+    def resources(self) -> Sequence[str]: ...
+
+
+class SiteSpec(Protocol):
+    """A site as configured (``hub.config.SiteConfig`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def doors(self) -> Sequence[str]: ...
+    @property
+    def rooms(self) -> Sequence[RoomSpec]: ...
+
+
+class SiteStateChanges(TypedDict, total=False):
+    """Fields of a site's state that ``update_site_state`` may set."""
+
+    online: bool
+    since: float
+    last_seen: float
+    boot: str
+    software: str
+    cache_version: int | None
+    cache_expires_at: int | None
+    clock_synced: bool
+    outbox_pending: int
+    lockdown: bool
+    status: str | None
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRow:
+    id: str
+    name: str
+    doors: tuple[str, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRow:
+    site_id: str
+    id: str
+    name: str
+    capacity: int | None
+    doors: tuple[str, ...]
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    who: str
+    display_name: str = field(repr=False)
+    email: str | None = field(repr=False)
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: int
+    member_id: str
+    #: The credential string (``em4100:0A00B1C2D3``); never log it.
+    credential: str = field(repr=False)
+    #: Its type (``em4100``, ``pin``, ...), safe to show.
+    type: str
+    label: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A standing grant: the member's credentials open these doors of the site (all of
+    them when ``doors`` is None) between ``valid_from`` and ``valid_until`` (None: unbounded)."""
+
+    id: int
+    member_id: str
+    site_id: str
+    doors: tuple[str, ...] | None
+    valid_from: int | None
+    valid_until: int | None
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBooking:
+    id: str
+    resource_id: str
+    member_id: str
+    start: int
+    end: int
+    status: str
+    updated_at: int
+    pin: str | None = field(repr=False)
+    source: str
+    #: The room the resource maps to (filled by site queries; None elsewhere).
+    room_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookingChanges:
+    """What ``upsert_bookings`` changed: booking ids, and the sites whose caches they touch
+    (the sites of the old and of the new resource, when a booking moved)."""
+
+    changed: list[str]
+    sites: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.changed)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    source: str
+    cursor: str | None = None
+    last_ok_at: int | None = None
+    last_error: str | None = None
+    last_error_at: int | None = None
+    #: Consecutive failures since the last success.
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    site_id: str
+    seq: int
+    id: str
+    type: str
+    ts: float
+    received_at: float
+    payload: str
+
+
+#: (seq, id, type, ts, payload JSON) as ``store_events`` takes it.
+EventTuple = tuple[int, str, str, float, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EventsStored:
+    """Outcome of ``store_events``: how many were new, and what the site may be told."""
+
+    new: int
+    #: Every seq 1..acked_upto of the site is stored: the ``event/ack`` value.
+    acked_upto: int
+    #: Missing seq ranges (inclusive) below the highest seq seen.
+    gaps: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    site_id: str
+    online: bool = False
+    since: float | None = None
+    last_seen: float | None = None
+    boot: str | None = None
+    software: str | None = None
+    cache_version: int | None = None
+    cache_expires_at: int | None = None
+    clock_synced: bool = False
+    outbox_pending: int = 0
+    lockdown: bool = False
+    #: The last Status payload as JSON.
+    status: str | None = None
+    acked_upto: int = 0
+    max_seq: int = 0
+    gaps: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheState:
+    """A site's latest cache version and its last retained cache.full."""
+
+    site_id: str
+    version: int
+    built_at: int
+    n_entries: int
+    #: Bytes of the latest version's entries as JSON (their sum): to compare deltas with.
+    size: int
+    retained_version: int | None
+    retained_entries: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLogRow:
+    """How ``version`` differs from ``base_version``: entries added and changed (JSON
+    arrays of Entry) and ids removed (JSON array of strings)."""
+
+    version: int
+    base_version: int
+    built_at: int
+    n_entries: int
+    size: int
+    added: str
+    changed: str
+    removed: str
+
+
+# --- the interface -----------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """The hub's persistent state. One instance per thread; every method is one
+    transaction (or one consistent read)."""
+
+    def close(self) -> None: ...
+
+    # sites and rooms (from config)
+    def sync_sites(self, sites: Sequence[SiteSpec]) -> None: ...
+    def upsert_site(self, site_id: str, name: str, doors: Sequence[str]) -> None: ...
+    def upsert_room(
+        self, site_id: str, room_id: str, *, name: str, capacity: int | None,
+        doors: Sequence[str], resources: Sequence[str],
+    ) -> None: ...
+    def sites(self) -> list[SiteRow]: ...
+    def rooms(self, site_id: str) -> list[RoomRow]: ...
+    def room_for_resource(self, resource_id: str) -> tuple[str, str] | None: ...
+
+    # members, credentials, grants
+    def add_member(self, member_id: str, display_name: str, email: str | None = None) -> Member: ...
+    def remove_member(self, member_id: str) -> bool: ...
+    def get_member(self, member_id: str) -> Member | None: ...
+    def member_by_who(self, who: str) -> Member | None: ...
+    def members(self) -> list[Member]: ...
+    def add_credential(self, member_id: str, credential: str, *, label: str | None = None) -> Credential: ...
+    def import_credentials(self, rows: Iterable[tuple[str, str]]) -> int: ...
+    def remove_credential(self, credential_id: int) -> bool: ...
+    def credentials_of(self, member_id: str) -> list[Credential]: ...
+    def credentials_for_members(self, member_ids: Iterable[str]) -> dict[str, list[str]]: ...
+    def owner_of_credential(self, credential: str) -> str | None: ...
+    def add_grant(
+        self, member_id: str, site_id: str, doors: Sequence[str] | None = None, *,
+        valid_from: int | None = None, valid_until: int | None = None, label: str = "",
+    ) -> Grant: ...
+    def remove_grant(self, grant_id: int) -> bool: ...
+    def grants_for_site(self, site_id: str) -> list[Grant]: ...
+    def grants_of(self, member_id: str) -> list[Grant]: ...
+
+    # bookings and sync state
+    def upsert_bookings(self, bookings: Iterable[BookingLike]) -> BookingChanges: ...
+    def replace_bookings(
+        self, source: str, bookings: Iterable[BookingLike], *, window: tuple[int, int] | None = None,
+        keep: Iterable[str] = (),
+    ) -> BookingChanges: ...
+    def get_booking(self, booking_id: str) -> StoredBooking | None: ...
+    def bookings_for_site_window(
+        self, site_id: str, t0: int, t1: int, *, status: str | None = None
+    ) -> list[StoredBooking]: ...
+    def sites_for_member(self, member_id: str, since: int) -> set[str]: ...
+    def purge_bookings(self, ended_before: int) -> int: ...
+    def get_sync_state(self, source: str) -> SyncState: ...
+    def set_sync_state(self, state: SyncState) -> None: ...
+    def record_sync_ok(self, source: str, cursor: str | None, at: int) -> SyncState: ...
+    def record_sync_error(self, source: str, error: str, at: int) -> SyncState: ...
+    def hub_secret(self, name: str) -> bytes: ...
+
+    # events and what sites report
+    def store_events(
+        self, site_id: str, events: Sequence[EventTuple], *, received_at: float | None = None
+    ) -> EventsStored: ...
+    def events(
+        self, *, site_id: str | None = None, type: str | None = None,
+        since: float | None = None, until: float | None = None, limit: int = 100,
+    ) -> list[StoredEvent]: ...
+    def purge_events(self, received_before: float) -> int: ...
+    def site_state(self, site_id: str) -> SiteState | None: ...
+    def site_states(self) -> list[SiteState]: ...
+    def update_site_state(self, site_id: str, changes: SiteStateChanges) -> SiteState: ...
+    def record_status(self, site_id: str, status: m.Status, received_at: float) -> SiteState: ...
+    def upsert_door_state(self, site_id: str, door: str, payload: str, ts: float) -> bool: ...
+    def door_states(self, site_id: str) -> dict[str, tuple[str, float]]: ...
+    def upsert_occupancy(self, site_id: str, payload: str, ts: float) -> bool: ...
+    def occupancy(self, site_id: str) -> tuple[str, float] | None: ...
+
+    # published caches
+    def cache_state(self, site_id: str) -> CacheState | None: ...
+    def cache_snapshot(self, site_id: str) -> tuple[CacheState, dict[str, str]] | None: ...
+    def record_cache_version(
+        self, site_id: str, *, version: int, base_version: int, built_at: int,
+        added: Mapping[str, str], changed: Mapping[str, str], removed: Sequence[str],
+        n_entries: int, size: int,
+    ) -> None: ...
+    def cache_log(self, site_id: str, after_version: int) -> list[CacheLogRow]: ...
+    def set_retained_full(self, site_id: str, version: int) -> None: ...
+    def prune_cache_log(self, site_id: str, *, keep_last: int, hard_max: int) -> int: ...

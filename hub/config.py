@@ -85,6 +85,9 @@ class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:8080"
+    #: A bearer token (in this file, owner-readable only) for the admin JSON API; without
+    #: it the admin API is off.
+    admin_token_file: str | None = None
 
     @property
     def host(self) -> str:
@@ -221,8 +224,9 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
         token_file=r(base, cfg.booking.token_file),
         webhook_secret_file=r(base, cfg.booking.webhook_secret_file),
     )
+    http = msgspec.structs.replace(cfg.http, admin_token_file=r(base, cfg.http.admin_token_file))
     sites = [msgspec.structs.replace(s, cred_key_file=r(base, s.cred_key_file) or "") for s in cfg.sites]
-    return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, booking=booking, sites=sites)
+    return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, http=http, booking=booking, sites=sites)
 
 
 def _check_sites(cfg: HubConfig, f: str) -> HubConfig:

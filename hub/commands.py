@@ -1,0 +1,30 @@
+"""Signed commands for sites (PROTOCOL.md §3 ``command``), built in one place for the
+running hub's admin API and the CLI."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import get_args
+
+from wire import messages as m
+
+ACTIONS: tuple[str, ...] = get_args(m.Action)
+
+#: A command not executed within this long is refused by the site as expired.
+COMMAND_TTL = 120
+
+
+def build(site: str, action: str, *, door: str | None = None, seconds: int | None = None, room: str | None = None,
+          reader: str | None = None, now: float | None = None, ttl: int = COMMAND_TTL) -> m.Command:
+    """A command body with a fresh id; validated by the message type (e.g. unlock needs a
+    door, enroll a reader and at most 120 s)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    t = int(time.time() if now is None else now)
+    try:
+        return m.Command(site=site, id=uuid.uuid4().hex, issued_at=t, expires_at=t + ttl,
+                         action=action,  # type: ignore[arg-type]
+                         door=door, seconds=seconds, room=room, reader=reader)
+    except ValueError as exc:
+        raise ValueError(f"{action}: {exc}") from None

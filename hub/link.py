@@ -1,0 +1,131 @@
+"""The hub's MQTT connection: the only hub module that imports paho.
+
+A persistent MQTT 5 session (events published while the hub is down wait at the broker,
+on top of the sites' own outboxes), resubscription on every connect, and optionally an
+MQTT 5 shared subscription (``$share/hub/...``) for events, so that several hub
+processes split the ingest. Retained state (status, doors, occupancy) is subscribed
+normally by every process: shared subscriptions get no retained messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from wire.errors import WireError
+from wire.topics import Kind, parse, shared, site_filter, topic
+
+from .config import MqttSection, read_secret
+
+log = logging.getLogger(__name__)
+
+#: What the hub listens to, from every site.
+INBOUND = (Kind.STATUS, Kind.EVENT, Kind.OCCUPANCY, Kind.DOOR, Kind.CACHE_ACK, Kind.COMMAND_ACK)
+
+
+class HubLinkSink(Protocol):
+    """Called on paho's network thread: hand over and return."""
+
+    def link_up(self) -> None: ...
+
+    def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None: ...
+
+
+class HubLink:
+    def __init__(self, cfg: MqttSection, sink: HubLinkSink | None, *, client_id: str | None = None,
+                 persistent: bool = True, subscribe: tuple[Kind, ...] = INBOUND,
+                 session_expiry: int = 7 * 86400) -> None:
+        self.cfg = cfg
+        self._sink = sink
+        self._subscribe = subscribe if sink is not None else ()
+        self._persistent = persistent
+        self._session_expiry = session_expiry if persistent else 0
+        self._connected = threading.Event()
+        self.refusal: str | None = None
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or cfg.client_id,
+                        protocol=MQTTProtocolVersion.MQTTv5)
+        c.max_inflight_messages_set(200)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, read_secret(cfg.password_file) if cfg.password_file else None)
+        if cfg.tls:
+            c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self._client = c
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._session_expiry
+        self._client.connect_async(self.cfg.host, self.cfg.effective_port, keepalive=self.cfg.keepalive,
+                                   clean_start=not self._persistent, properties=props)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, site: str, kind: Kind, payload: bytes, *, retain: bool = False) -> bool:
+        """Publish at QoS 1 to a site's topic; False when the link is down."""
+        return self.publish_topic(topic(site, kind), payload, retain=retain)
+
+    def publish_topic(self, name: str, payload: bytes, *, retain: bool = False) -> bool:
+        if not self.connected:
+            return False
+        return self._client.publish(name, payload, qos=1, retain=retain).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def subscribe_site(self, site: str, kinds: tuple[Kind, ...]) -> None:
+        """Extra subscriptions for one site (the CLI waits for that site's acks)."""
+        for kind in kinds:
+            self._client.subscribe(site_filter(kind, site), qos=1)
+
+    # --- paho callbacks --------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            self.refusal = str(rc)
+            log.error("broker refused the hub's connection: %s", rc)
+            return
+        for kind in self._subscribe:
+            f = site_filter(kind)
+            if kind is Kind.EVENT and self.cfg.shared_subscription:
+                f = shared(f)
+            client.subscribe(f, qos=1)
+        self._connected.set()
+        log.info("connected to %s:%s (session %s)", self.cfg.host, self.cfg.effective_port,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
+        if self._sink is not None:
+            self._sink.link_up()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if self._connected.is_set():
+            log.warning("disconnected from the broker: %s", rc)
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._sink is None:
+            return
+        try:
+            t = parse(msg.topic)
+        except WireError as exc:
+            log.warning("dropped a message on %r: %s", msg.topic, exc)
+            return
+        self._sink.site_message(t.site, t.kind, t.door, bytes(msg.payload))

@@ -1,0 +1,164 @@
+"""The hub's HTTP side (Starlette, served by uvicorn on a thread of the hub process).
+
+- ``GET /healthz``: no login; whether the hub runs and is connected to the broker.
+- ``POST /api/v1/webhooks/booking``: a booking pushed by the platform (PROTOCOL.md §5),
+  HMAC-verified over the raw body before anything is parsed; applied at once, so that
+  the booking reaches the site's cache within seconds.
+- Admin JSON API, with ``Authorization: Bearer TOKEN`` (``[http] admin_token_file``):
+  ``GET /api/v1/sites``, ``POST /api/v1/sites/{site}/push``,
+  ``POST /api/v1/sites/{site}/commands`` (``{"action": "unlock", "door": ..., "seconds": ...}``).
+
+Handlers run on the server's thread and hand every store access to the hub's main loop
+(``service.call``), which alone uses the store connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from wire.topics import Kind
+
+from . import commands
+from .booking.webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, verify_and_parse
+from .config import read_secret
+from .errors import WebhookError
+
+if TYPE_CHECKING:
+    from .service import HubService
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(service: HubService) -> Starlette:
+    cfg = service.cfg
+    secret = read_secret(cfg.booking.webhook_secret_file).encode() if cfg.booking.webhook_secret_file else None
+    token = read_secret(cfg.http.admin_token_file) if cfg.http.admin_token_file else None
+
+    def admin(request: Request) -> JSONResponse | None:
+        if token is None:
+            return _error(403, "the admin API is off: set [http] admin_token_file")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _error(401, "missing or wrong admin token")
+        return None
+
+    def known(site: str) -> bool:
+        return any(s.id == site for s in cfg.sites)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "mqtt": service.link.connected, "sites": len(cfg.sites)})
+
+    async def webhook(request: Request) -> Response:
+        if secret is None:
+            return _error(404, "webhooks are off: set [booking] webhook_secret_file")
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        raw = await request.body()
+        try:
+            booking = verify_and_parse(raw, request.headers.get(SIGNATURE_HEADER), secret)
+        except WebhookError as exc:
+            log.warning("webhook refused: %s", exc)
+            return _error(401 if "signature" in str(exc).lower() else 400, str(exc))
+        versions = service.call(lambda: service.apply_webhook(booking), timeout=30)
+        return JSONResponse({"applied": booking.id, "cache_versions": versions})
+
+    async def sites(request: Request) -> Response:
+        if (denied := admin(request)) is not None:
+            return denied
+
+        def read() -> list[dict[str, Any]]:
+            out = []
+            for s in cfg.sites:
+                st = service.store.site_state(s.id)
+                cs = service.store.cache_state(s.id)
+                out.append({
+                    "id": s.id, "name": s.name,
+                    "state": msgspec.to_builtins(st) if st is not None else None,
+                    "cache_published": cs.version if cs else None,
+                    "cache_retained": cs.retained_version if cs else None,
+                })
+            return out
+
+        return JSONResponse(service.call(read))
+
+    async def push(request: Request) -> Response:
+        if (denied := admin(request)) is not None:
+            return denied
+        site = request.path_params["site"]
+        if not known(site):
+            return _error(404, f"no site {site!r}")
+
+        def do() -> int:
+            service.caches.rebuild(site, int(time.time()))
+            return service.publisher.publish_full(site)
+
+        return JSONResponse({"site": site, "published_version": service.call(do)}, status_code=202)
+
+    async def command(request: Request) -> Response:
+        if (denied := admin(request)) is not None:
+            return denied
+        site = request.path_params["site"]
+        if not known(site):
+            return _error(404, f"no site {site!r}")
+        try:
+            doc = await request.json()
+            cmd = commands.build(site, str(doc.get("action")), door=doc.get("door"), seconds=doc.get("seconds"),
+                                 room=doc.get("room"), reader=doc.get("reader"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(400, f"bad command: {exc}")
+        sent = service.call(lambda: service.link.publish(site, Kind.COMMAND, service.caches.signed(cmd)))
+        if not sent:
+            return _error(503, "not connected to the broker")
+        return JSONResponse({"site": site, "id": cmd.id, "action": cmd.action}, status_code=202)
+
+    return Starlette(routes=[
+        Route("/healthz", health),
+        Route("/api/v1/webhooks/booking", webhook, methods=["POST"]),
+        Route("/api/v1/sites", sites),
+        Route("/api/v1/sites/{site}/push", push, methods=["POST"]),
+        Route("/api/v1/sites/{site}/commands", command, methods=["POST"]),
+    ])
+
+
+class WebServer:
+    """uvicorn on a thread; ``stop()`` shuts it down."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    lifespan="off", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> WebServer:
+        self.thread.start()
+        t0 = time.monotonic()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the HTTP server did not start (is the port in use?)")
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError("the HTTP server did not start in time")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def start_web(service: HubService) -> WebServer:
+    return WebServer(create_app(service), service.cfg.http.host, service.cfg.http.port).start()

@@ -113,10 +113,12 @@ def write_site(
     policy: dict[str, Any] | None = None,
     enroll_public_key: str | None = None,
     tls_files: tuple[Path, Path, Path] | None = None,
+    cred_key: bytes | None = None,
 ) -> SiteFiles:
-    """Write ``dir/site.toml`` for ``site`` talking to ``broker``, with a fresh credential key."""
+    """Write ``dir/site.toml`` for ``site`` talking to ``broker``, with ``cred_key`` (the
+    key the hub holds for this site) or a fresh one."""
     dir.mkdir(parents=True, exist_ok=True)
-    key = new_key()
+    key = cred_key if cred_key is not None else new_key()
     write_key_file(dir / "cred.key", key, overwrite=True)
     hub: dict[str, Any] = {
         "host": broker.host, "port": broker.port, "signing_public_key": public_key_b64(hub_key),

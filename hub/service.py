@@ -1,0 +1,289 @@
+"""The running hub (``torwart-hub run``): booking sync, cache building and publishing,
+ingest of every site's messages, and the HTTP side (webhook, admin API, health).
+
+Threads meet at one queue, as on the edge: paho's network thread, the HTTP server,
+APScheduler jobs and the booking-feedback worker only hand work to the main loop, which
+alone uses the store connection. Events are ingested in batches (one transaction and
+one ack per site per batch), which is what keeps up with a county's sites.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from wire import messages as m
+from wire.topics import Kind
+
+from .caches import CacheManager
+from .config import HubConfig, signing_key
+from .ingest import Ingest
+from .link import HubLink
+from .publisher import Publisher
+from .store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[], object]
+EVENT_BATCH = 1000
+
+
+class HubService:
+    def __init__(self, cfg: HubConfig) -> None:
+        self.cfg = cfg
+        self._q: queue.Queue[Work] = queue.Queue()
+        self._stopping = threading.Event()
+        self.ready = threading.Event()
+        self._events: dict[str, list[bytes]] = defaultdict(list)
+        self._events_lock = threading.Lock()
+        self._events_posted = False
+        self._known: dict[str, int | None] = {}
+        self._sched = BackgroundScheduler(timezone="UTC")
+        self._feedback = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="booking-feedback")
+        self.web: Any = None
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def post(self, work: Work) -> None:
+        self._q.put(work)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the main loop and return its result (from another thread)."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self.post(work)
+        return fut.result(timeout)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        try:
+            self._startup()
+            while not self._stopping.is_set():
+                try:
+                    work = self._q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    work()
+                except Exception:
+                    log.exception("work item failed; the hub carries on")
+        finally:
+            self._shutdown()
+
+    def _startup(self) -> None:
+        cfg = self.cfg
+        cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = SqliteStore(cfg.hub.store_path)
+        self.caches = CacheManager(self.store, cfg, signing_key(cfg))
+        self.link = HubLink(cfg.mqtt, self)
+        self.ingest = Ingest(self.store, self._ack_events, self._on_event)
+        self.publisher = Publisher(self.caches, self.link)
+        from .sync import BookingSync
+
+        self.sync = BookingSync(cfg, self.store)
+        self._feedback_sync: BookingSync | None = None
+        now = int(time.time())
+        built = self.caches.rebuild_all(now)
+        if built:
+            log.info("built caches: %s", ", ".join(f"{s} v{v}" for s, v in built.items()))
+        self.link.start()
+        b = cfg.booking
+        self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
+                            next_run_time=_soon())
+        self._sched.add_job(lambda: self.post(self._watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
+        self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
+        self._sched.start()
+        from .web import start_web
+
+        self.web = start_web(self)
+        self.ready.set()
+        log.info("hub running: %d sites, HTTP on %s", len(cfg.sites), cfg.http.listen)
+
+    def _shutdown(self) -> None:
+        self._sched.shutdown(wait=False)
+        if self.web is not None:
+            self.web.stop()
+        if hasattr(self, "link"):
+            self.link.stop()
+        self._feedback.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "store"):
+            self.store.close()
+        log.info("hub stopped")
+
+    # --- MQTT (paho thread) ------------------------------------------------------------------------
+
+    def link_up(self) -> None:
+        self.post(self._converge_all)
+
+    def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
+        if kind is Kind.EVENT:
+            with self._events_lock:
+                self._events[site].append(payload)
+                if self._events_posted:
+                    return
+                self._events_posted = True
+            self.post(self._drain_events)
+        elif kind is Kind.STATUS:
+            self.post(lambda: self._status(site, payload))
+        elif kind is Kind.DOOR:
+            self.post(lambda: self.ingest.door(site, door, payload))
+        elif kind is Kind.OCCUPANCY:
+            self.post(lambda: self.ingest.occupancy(site, payload))
+        elif kind is Kind.CACHE_ACK:
+            self.post(lambda: self._cache_ack(site, payload))
+        elif kind is Kind.COMMAND_ACK:
+            self.post(lambda: self.ingest.command_ack(site, payload))
+
+    # --- handlers (main loop) ------------------------------------------------------------------------
+
+    def _configured(self, site: str) -> bool:
+        try:
+            self.cfg.site(site)
+            return True
+        except KeyError:
+            log.warning("message from unknown site %r dropped", site)
+            return False
+
+    def _drain_events(self) -> None:
+        with self._events_lock:
+            batches, self._events = self._events, defaultdict(list)
+            self._events_posted = False
+        for site, payloads in batches.items():
+            if not self._configured(site):
+                continue
+            for i in range(0, len(payloads), EVENT_BATCH):
+                self.ingest.events(site, payloads[i : i + EVENT_BATCH])
+
+    def _ack_events(self, site: str, upto: int) -> None:
+        self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(upto=upto)))
+
+    def _on_event(self, site: str, ev: m.Event) -> None:
+        if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
+            ref, at = ev.ref, int(ev.ts)
+            self._feedback.submit(self._report_checkin, ref, at)
+
+    def _report_checkin(self, ref: str, at: int) -> None:  # feedback worker thread
+        from .errors import HubError
+        from .sync import BookingSync
+
+        if self._feedback_sync is None:
+            # Its own store connection and HTTP session: this runs on the worker thread.
+            self._feedback_sync = BookingSync(self.cfg, SqliteStore(self.cfg.hub.store_path))
+        try:
+            self._feedback_sync.adapter.check_in(ref, at)
+            log.info("reported check-in of booking %s to the platform", ref)
+        except HubError as exc:
+            log.warning("could not report check-in of booking %s: %s", ref, exc)
+
+    def _status(self, site: str, payload: bytes) -> None:
+        if not self._configured(site):
+            return
+        st = self.ingest.status(site, payload)
+        if st is not None and st.state == "online":
+            self.publisher.converge(site, st.cache_version)
+
+    def _cache_ack(self, site: str, payload: bytes) -> None:
+        if not self._configured(site):
+            return
+        ack = self.ingest.cache_ack(site, payload)
+        if ack is None:
+            return
+        state = self.store.site_state(site)
+        reported = state.cache_version if state is not None else None
+        if ack.ok:
+            self.publisher.converge(site, ack.version)
+        else:
+            self.publisher.refused(site, ack.error, reported)
+
+    def _converge_all(self) -> None:
+        for s in self.cfg.sites:
+            state = self.store.site_state(s.id)
+            online = state is not None and state.online
+            self.publisher.converge(s.id, state.cache_version if online and state else None)
+            self._known[s.id] = self.caches.latest_version(s.id)
+
+    def changed(self, sites: set[str] | frozenset[str]) -> dict[str, int]:
+        """Rebuild the caches of ``sites`` and bring them out; site → new version."""
+        now = int(time.time())
+        out = {}
+        for site in sorted(sites):
+            if not any(s.id == site for s in self.cfg.sites):
+                continue
+            v = self.caches.rebuild(site, now)
+            if v is not None:
+                out[site] = v
+                self._known[site] = v
+                state = self.store.site_state(site)
+                self.publisher.converge(site, state.cache_version if state and state.online else None)
+        return out
+
+    def _watch_versions(self) -> None:
+        """Versions built by another process (the CLI) on the same store: publish them."""
+        for s in self.cfg.sites:
+            latest = self.caches.latest_version(s.id)
+            if latest != self._known.get(s.id):
+                self._known[s.id] = latest
+                state = self.store.site_state(s.id)
+                self.publisher.converge(s.id, state.cache_version if state and state.online else None)
+
+    def _rebuild_all(self) -> None:
+        # Entries depend on now (the booking window) and versions need fresh expiry.
+        self.changed({s.id for s in self.cfg.sites})
+
+    def sync_now(self) -> Any:
+        report = self.sync.run_once(int(time.time()))
+        if report.ok and report.sites:
+            self.changed(set(report.sites))
+        return report
+
+    def apply_webhook(self, booking: Any) -> dict[str, int]:
+        report = self.sync.apply_webhook(booking, int(time.time()))
+        return self.changed(set(report.sites)) if report.ok else {}
+
+    def _retention(self) -> None:
+        days = self.cfg.hub.retention_days
+        now = time.time()
+        n = self.store.purge_events(now - days * 86400)
+        b = self.store.purge_bookings(int(now) - days * 86400)
+        if n or b:
+            log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
+
+
+def _soon() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+
+def run(cfg: HubConfig) -> int:
+    """``torwart-hub run``: serve until SIGTERM/SIGINT; return the exit status."""
+    service = HubService(cfg)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    service.run()
+    return 0

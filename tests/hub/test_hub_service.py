@@ -1,0 +1,137 @@
+"""The running hub (real Mosquitto, real booking fake): exactly-once ingest with
+contiguous acks and gap reports, and a failing platform that never empties a cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.store import SqliteStore
+from testkit.booking_fake import BookingPlatform
+from testkit.broker import Mosquitto
+from testkit.county import County, HubThread, make_county
+from testkit.mqttclient import TestClient
+from testkit.util import wait_for
+from wire import messages as m
+from wire.topics import Kind, topic
+
+
+@pytest.fixture
+def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
+    return make_county(tmp_path, broker, booking_platform, ("minheim", "wittlich"))
+
+
+@pytest.fixture
+def hub(county: County) -> Iterator[HubThread]:
+    with HubThread(county) as h:
+        yield h
+
+
+def event(site: str, seq: int) -> bytes:
+    return m.encode(m.DoorOpened(id=uuid.uuid4().hex, site=site, seq=seq, boot="b", ts=1_800_000_000.0 + seq,
+                                 clock_synced=True, door="eingang"))
+
+
+def test_replayed_and_shuffled_events_are_stored_once_and_acked_contiguously(
+    hub: HubThread, broker: Mosquitto, mqtt_client: type[TestClient]
+) -> None:
+    site = mqtt_client(broker)  # type: ignore[call-arg]
+    site.subscribe(topic("minheim", Kind.EVENT_ACK))
+    payloads = {seq: event("minheim", seq) for seq in range(1, 301)}
+    order = list(payloads) * 2  # the whole outbox, twice
+    random.Random(5).shuffle(order)
+    for seq in order:
+        site.publish(topic("minheim", Kind.EVENT), payloads[seq])
+
+    def acked(upto: int) -> bool:
+        return any(m.decode(msg.payload, m.EventAck).upto == upto for msg in site.drain())
+
+    wait_for(lambda: acked(300), 20, what="ack up to 300")
+    store = SqliteStore(hub.service.cfg.hub.store_path)
+    try:
+        state = store.site_state("minheim")
+        assert state is not None
+        assert (state.acked_upto, state.max_seq, state.gaps) == (300, 300, ())
+        assert len(store.events(site_id="minheim", limit=10_000)) == 300
+        assert hub.service.ingest.stats.events_duplicate >= 300
+
+        # A real gap: 301 never arrives. The hub keeps acking 300 and reports 301 missing.
+        for seq in range(302, 311):
+            site.publish(topic("minheim", Kind.EVENT), event("minheim", seq))
+        wait_for(lambda: (s := store.site_state("minheim")) is not None and s.max_seq == 310, 20,
+                 what="events after the gap stored")
+        state = store.site_state("minheim")
+        assert state is not None and (state.acked_upto, state.gaps) == (300, ((301, 301),))
+        acks = [m.decode(x.payload, m.EventAck).upto for x in site.drain()]
+        assert acks and max(acks) == 300
+        site.publish(topic("minheim", Kind.EVENT), event("minheim", 301))  # the site resends it
+        wait_for(lambda: acked(310), 20, what="ack up to 310 once the gap is filled")
+        state = store.site_state("minheim")
+        assert state is not None and (state.acked_upto, state.gaps) == (310, ())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("payload", [
+    b"not json", b'{"type":"door.opened"}', b"\xff\xfe",
+    event("wittlich", 1),  # names another site than its topic
+])
+def test_malformed_site_messages_are_dropped_and_the_hub_carries_on(
+    hub: HubThread, broker: Mosquitto, mqtt_client: type[TestClient], payload: bytes
+) -> None:
+    site = mqtt_client(broker)  # type: ignore[call-arg]
+    site.subscribe(topic("minheim", Kind.EVENT_ACK))
+    dropped = hub.service.ingest.stats.dropped
+    site.publish(topic("minheim", Kind.EVENT), payload)
+    site.publish(topic("minheim", Kind.STATUS), payload)
+    site.publish(topic("minheim", Kind.EVENT), event("minheim", 1))
+    wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 1 for x in site.drain()), 20,
+             what="the good event acked after the bad one")
+    assert hub.service.ingest.stats.dropped >= dropped + 2
+
+
+@pytest.mark.parametrize(("fault", "params"), [
+    ("status", {"status": 500}),
+    ("timeout", {"seconds": 3}),
+    ("truncated", {}),
+    ("garbage", {}),
+    ("wrong_types", {}),
+    ("page_loop", {}),
+])
+def test_a_failing_platform_never_empties_a_cache_and_recovery_follows(
+    county: County, booking_platform: BookingPlatform, fault: str, params: dict[str, float]
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    booking_platform.page_size = 2
+    for i in range(5):
+        booking_platform.add(f"bk-{i}", county.resource("minheim"), "m-1", now, now + dt.timedelta(hours=1))
+    with HubThread(county) as hub:
+        svc = hub.service
+        svc.call(lambda: svc.store.add_member("m-1", "Member One"))
+        svc.call(lambda: svc.store.add_credential("m-1", "em4100:0A00B1C2D3"))
+        assert svc.call(svc.sync_now).ok
+        svc.call(lambda: svc.changed({"minheim"}))
+        before = svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp())))
+        version = svc.call(lambda: svc.caches.latest_version("minheim"))
+        assert len(before) == 5
+
+        booking_platform.fail(fault, times=None, **params)  # until healed
+        report = svc.call(svc.sync_now, timeout=120)
+        assert not report.ok and report.error
+        state = svc.call(lambda: svc.store.get_sync_state(svc.sync.source))
+        assert state.failures >= 1 and state.last_error
+        # Nothing was thrown away: same bookings, same cache version and entries.
+        assert svc.call(lambda: svc.caches.latest_version("minheim")) == version
+        assert svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp()))) == before
+
+        booking_platform.heal()
+        booking_platform.cancel("bk-0")
+        report = svc.call(svc.sync_now, timeout=60)
+        assert report.ok and "bk-0" in report.changed
+        assert svc.call(lambda: svc.store.get_sync_state(svc.sync.source)).failures == 0
+        assert len(svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp())))) == 4

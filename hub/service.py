@@ -27,6 +27,7 @@ from wire.topics import Kind
 
 from .caches import CacheManager
 from .config import HubConfig, signing_key
+from .feedback import Feedback
 from .ingest import Ingest
 from .link import HubLink
 from .publisher import Publisher
@@ -50,7 +51,6 @@ class HubService:
         self._events_posted = False
         self._known: dict[str, int | None] = {}
         self._sched = BackgroundScheduler(timezone="UTC")
-        self._feedback = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="booking-feedback")
         self.web: Any = None
 
     # --- the loop ------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ class HubService:
         from .sync import BookingSync
 
         self.sync = BookingSync(cfg, self.store)
-        self._feedback_sync: BookingSync | None = None
+        self.feedback = Feedback(cfg, supports_write=self.sync.adapter.supports_write)
         now = int(time.time())
         built = self.caches.rebuild_all(now)
         if built:
@@ -112,6 +112,8 @@ class HubService:
         self._sched.add_job(lambda: self.post(self._watch_versions), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
         self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
+        if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
+            self._sched.add_job(lambda: self.post(self.release_no_shows), "interval", minutes=1)
         self._sched.start()
         from .web import start_web
 
@@ -125,7 +127,8 @@ class HubService:
             self.web.stop()
         if hasattr(self, "link"):
             self.link.stop()
-        self._feedback.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "feedback"):
+            self.feedback.close()
         if hasattr(self, "store"):
             self.store.close()
         log.info("hub stopped")
@@ -179,21 +182,10 @@ class HubService:
 
     def _on_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
-            ref, at = ev.ref, int(ev.ts)
-            self._feedback.submit(self._report_checkin, ref, at)
+            self.feedback.checked_in(ev.ref, int(ev.ts))
 
-    def _report_checkin(self, ref: str, at: int) -> None:  # feedback worker thread
-        from .errors import HubError
-        from .sync import BookingSync
-
-        if self._feedback_sync is None:
-            # Its own store connection and HTTP session: this runs on the worker thread.
-            self._feedback_sync = BookingSync(self.cfg, SqliteStore(self.cfg.hub.store_path))
-        try:
-            self._feedback_sync.adapter.check_in(ref, at)
-            log.info("reported check-in of booking %s to the platform", ref)
-        except HubError as exc:
-            log.warning("could not report check-in of booking %s: %s", ref, exc)
+    def release_no_shows(self) -> list[str]:
+        return self.feedback.release_no_shows(self.store, int(time.time()))
 
     def _status(self, site: str, payload: bytes) -> None:
         if not self._configured(site):

@@ -96,6 +96,19 @@ class MembersMixin(SqliteBase):
                             (member_id,)).fetchone()
         return _member(row)
 
+    def add_members(self, rows: Iterable[tuple[str, str, str | None]]) -> int:
+        """Add or update many (member id, display name, e-mail) in one transaction; return
+        how many rows were written."""
+        secret = self.hub_secret("who")
+        now = int(time.time())
+        with self._write() as c:
+            cur = c.executemany(
+                "INSERT INTO members (id, who, display_name, email, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, email = excluded.email",
+                ((mid, pseudonym(secret, mid), name, email, now) for mid, name, email in rows),
+            )
+            return cur.rowcount
+
     def remove_member(self, member_id: str) -> bool:
         """Remove a member with all their credentials and standing grants."""
         with self._write() as c:

@@ -388,3 +388,19 @@ def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: SqliteSt
     assert store.replace_bookings("ics", back, window=(NOW - 100, NOW + 1000), keep=["unreadable"]).changed == [
         "vanishes"]
     assert not store.replace_bookings("ics", back, window=(NOW - 100, NOW + 1000), keep=["unreadable"])
+
+
+def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
+    from hub.store import SqliteStore
+
+    s = SqliteStore(tmp_path / "bulk.db")
+    try:
+        assert s.add_members((f"m-{i}", f"Member {i}", None) for i in range(500)) == 500
+        assert len(s.members()) == 500
+        one = s.get_member("m-7")
+        assert one is not None and one.display_name == "Member 7" and one.who.startswith("m-")
+        assert s.add_members([("m-7", "Renamed", "x@example.org")]) == 1
+        again = s.get_member("m-7")
+        assert again is not None and again.display_name == "Renamed" and again.who == one.who
+    finally:
+        s.close()

@@ -274,11 +274,12 @@ class Agent:
         door = self.doors[rcfg.door]
         cred = cred_hash(self._key, credential)
         now = self.clock.time()
-        trusted, _ = self.judge.trusted(self.cache.newest_issued_at)
         limited = self.limiter.limited(reader_id, now)
-        entries = [] if limited else self.cache.lookup(cred)
-        d = decide(entries, door=door.id, now=now, cache_expires_at=self.cache.expires_at, clock_trusted=trusted,
-                   mode=door.mode, rate_limited=limited, door_room=door.cfg.room)
+        # Entries and expiry from one snapshot: the worker thread may commit a new cache in between.
+        entries, meta = self.cache.lookup_with_meta(cred)
+        trusted, _ = self.judge.trusted(meta.newest_issued_at)
+        d = decide([] if limited else entries, door=door.id, now=now, cache_expires_at=meta.expires_at,
+                   clock_trusted=trusted, mode=door.mode, rate_limited=limited, door_room=door.cfg.room)
         if d.granted:
             door.unlock()
             e = d.entry

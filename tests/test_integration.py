@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from edge.cache import CacheStore
-from edge.errors import StorageError
 from hub.store import SqliteStore
 from testkit.booking_fake import BookingPlatform, iso, push_webhook
 from testkit.broker import Mosquitto
@@ -46,11 +45,8 @@ def site_version(county: County) -> int | None:
     path = county.sites["minheim"].data_dir / "cache.db"
     if not path.exists():
         return None
-    try:
-        with CacheStore(path, read_only=True) as c:
-            return c.version
-    except StorageError:  # the agent is creating its database right now
-        return None
+    with CacheStore(path, read_only=True) as c:
+        return c.version
 
 
 def access_events(store: SqliteStore) -> list[dict[str, Any]]:

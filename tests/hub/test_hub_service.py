@@ -170,7 +170,7 @@ def test_bookings_nobody_checked_in_to_are_released_after_no_show_minutes(
         ev = m.OccupancyCheckin(id=uuid.uuid4().hex, site="minheim", seq=1, boot="b", ts=now.timestamp(),
                                 clock_synced=True, room="coworking", who="m-x", ref="came", reason="badge")
         site.publish(topic("minheim", Kind.EVENT), m.encode(ev))
-        wait_for(lambda: site.drain(), 20, what="the check-in stored")
+        wait_for(site.drain, 20, what="the check-in stored")
         assert svc.call(svc.release_no_shows) == ["late"]
         wait_for(lambda: booking_platform.releases, 20, what="the release at the platform")
         assert booking_platform.releases == [("late", {"reason": "no_show"})]

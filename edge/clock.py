@@ -1,0 +1,225 @@
+"""Clock honesty: may booking windows be judged by this clock? (ARCHITECTURE.md)
+
+A Raspberry Pi has no real-time clock: after a power cut it boots with the time it had at
+shutdown (fake-hwclock) or 1970 until NTP answers. Judging a booking window by such a
+clock would open doors for bookings long over. So booking entries are granted only while
+the clock is *trusted*:
+
+- policy ``ntp`` (default): the kernel reports the clock NTP-synchronised AND it is not
+  earlier than the newest hub-signed time the site has seen;
+- policy ``system`` (sites without NTP, e.g. a GPS clock set by other means): the clock is
+  not earlier than the newest hub-signed time.
+
+The newest signed time (``issued_at`` of caches and commands) is a lower bound for the real
+time that a broker cannot forge; it comes from ``CacheStore.newest_issued_at``.
+
+``SystemClock`` reads the NTP state through adjtimex(2) (read-only, no privileges needed);
+``FakeClock`` is the working fake for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+ClockPolicy = Literal["ntp", "system"]
+
+#: ``timex.status`` bit: the kernel clock is not synchronised (linux/timex.h).
+STA_UNSYNC = 0x0040
+#: adjtimex return value: the clock is not synchronised (linux/timex.h).
+TIME_ERROR = 5
+
+
+class ClockSource(Protocol):
+    """Where the agent gets wall-clock time and the NTP state."""
+
+    def time(self) -> float:
+        """Seconds since the epoch (UTC), like ``time.time()``."""
+
+    def ntp_synchronized(self) -> bool:
+        """Whether the kernel says the clock is synchronised (NTP or a similar discipline)."""
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long))
+
+
+class _Timex(ctypes.Structure):
+    """``struct timex`` as the plain ``adjtimex`` symbol takes it (fields are C ``long``s
+    on 32- and 64-bit Linux alike; 64-bit-time_t builds use a separate symbol)."""
+
+    _fields_ = (
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", _Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        # 11 reserved ints in the kernel's struct, plus slack: the kernel must never
+        # write past our buffer, whatever the libc's idea of the layout.
+        ("_reserved", ctypes.c_int * 32),
+    )
+
+
+def synchronized_from(ret: int, status: int) -> bool:
+    """Interpret an adjtimex(2) result: -1 (failure) and TIME_ERROR mean unsynchronised,
+    as does the STA_UNSYNC bit in ``status``."""
+    return ret >= 0 and ret != TIME_ERROR and not status & STA_UNSYNC
+
+
+def _load_adjtimex() -> Callable[[ctypes._Pointer[_Timex]], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        fn = libc.adjtimex
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.POINTER(_Timex),)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+class SystemClock:
+    """The real clock: ``time.time()``, and the kernel's NTP state via adjtimex(2).
+
+    Where adjtimex is unavailable (not Linux, no libc), the clock counts as not
+    synchronised; with policy ``ntp`` bookings are then refused, which is the safe side.
+    """
+
+    def __init__(self) -> None:
+        self._adjtimex = _load_adjtimex()
+        self._warned = False
+
+    def time(self) -> float:
+        return time.time()
+
+    def adjtimex(self) -> tuple[int, int] | None:
+        """(return value, status) of a read-only adjtimex call; None if unavailable."""
+        if self._adjtimex is None:
+            return None
+        tx = _Timex()  # modes = 0: read only, needs no privileges
+        ret = self._adjtimex(ctypes.pointer(tx))
+        if ret < 0:
+            err = ctypes.get_errno()
+            if not self._warned:
+                log.warning("adjtimex failed (errno %d); the clock counts as not NTP-synchronised", err)
+                self._warned = True
+        return ret, tx.status
+
+    def ntp_synchronized(self) -> bool:
+        result = self.adjtimex()
+        if result is None:
+            if not self._warned:
+                log.warning("adjtimex is not available; the clock counts as not NTP-synchronised")
+                self._warned = True
+            return False
+        return synchronized_from(*result)
+
+
+class FakeClock:
+    """A settable clock for tests and the demo: set, step forwards or backwards, and set
+    the NTP flag. Thread-safe (a demo may step it from another thread)."""
+
+    def __init__(self, t: float = 1_700_000_000.0, *, synchronized: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._t = float(t)
+        self._synced = synchronized
+
+    def time(self) -> float:
+        with self._lock:
+            return self._t
+
+    def ntp_synchronized(self) -> bool:
+        with self._lock:
+            return self._synced
+
+    def set(self, t: float) -> None:
+        with self._lock:
+            self._t = float(t)
+
+    def advance(self, seconds: float) -> None:
+        """Step by ``seconds``; negative steps the clock backwards."""
+        with self._lock:
+            self._t += seconds
+
+    def set_synchronized(self, synchronized: bool) -> None:
+        with self._lock:
+            self._synced = synchronized
+
+
+def _iso(t: float) -> str:
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.0f}"
+
+
+class ClockJudge:
+    """Decides whether the clock is trusted, and reports changes once.
+
+    ``trusted(newest)`` is the current verdict with a human-readable detail (for the
+    ``clock.trusted`` / ``clock.untrusted`` event). ``check(newest)`` returns the event
+    type when the verdict changed since the last check (the first check always reports),
+    else None. Used from the agent's main loop.
+    """
+
+    def __init__(self, source: ClockSource, policy: ClockPolicy = "ntp") -> None:
+        if policy not in ("ntp", "system"):
+            raise ValueError(f"clock policy must be 'ntp' or 'system', not {policy!r}")
+        self.source = source
+        self.policy: ClockPolicy = policy
+        self._state: bool | None = None
+        self._detail = "not checked yet"
+
+    @property
+    def state(self) -> bool | None:
+        """The verdict of the last ``check`` (None before the first)."""
+        return self._state
+
+    @property
+    def detail(self) -> str:
+        """The detail of the last ``check``."""
+        return self._detail
+
+    def trusted(self, newest_issued_at: int) -> tuple[bool, str]:
+        now = self.source.time()
+        if self.policy == "ntp" and not self.source.ntp_synchronized():
+            return False, f"NTP is not synchronised (clock reads {_iso(now)})"
+        if now < newest_issued_at:
+            return False, (
+                f"clock reads {_iso(now)}, {newest_issued_at - now:.0f} s before the newest signed time "
+                f"{_iso(newest_issued_at)}"
+            )
+        basis = "NTP synchronised" if self.policy == "ntp" else "system clock (no NTP required)"
+        return True, f"{basis}; clock reads {_iso(now)}, not before the newest signed time {_iso(newest_issued_at)}"
+
+    def check(self, newest_issued_at: int) -> str | None:
+        ok, detail = self.trusted(newest_issued_at)
+        self._detail = detail
+        if ok == self._state:
+            return None
+        self._state = ok
+        event = "clock.trusted" if ok else "clock.untrusted"
+        log.info("%s: %s", event, detail)
+        return event

@@ -64,6 +64,9 @@ class Mosquitto:
     users: dict[str, str] | None = None
     hub_users: tuple[str, ...] = ("hub",)
     tls: TlsFiles | None = None
+    #: Use these files (e.g. written by hub.provision) instead of generating them from ``users``.
+    password_file: Path | None = None
+    acl_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
 
@@ -95,7 +98,12 @@ class Mosquitto:
         if os.geteuid() == 0:
             # As root Mosquitto would switch to user "mosquitto", which may not read our files.
             lines.append(f"user {pwd.getpwuid(0).pw_name}")
-        if self.users is not None:
+        if self.password_file is not None or self.acl_file is not None:
+            if self.password_file is not None:
+                lines.append(f"password_file {self.password_file}")
+            if self.acl_file is not None:
+                lines.append(f"acl_file {self.acl_file}")
+        elif self.users is not None:
             pw = self.workdir / "passwd"
             pw.write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
             pw.chmod(0o600)
@@ -111,11 +119,11 @@ class Mosquitto:
                 "use_identity_as_username true",
                 "tls_version tlsv1.2",
             ]
-            if self.users is None:
+            if self.users is None and self.acl_file is None:
                 acl = self.workdir / "acl"
                 acl.write_text(acl_text(self.hub_users))
                 lines.append(f"acl_file {acl}")
-        secured = self.users is not None or self.tls is not None
+        secured = self.users is not None or self.tls is not None or self.password_file is not None
         lines.append(f"allow_anonymous {'false' if secured else 'true'}")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")

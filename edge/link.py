@@ -46,6 +46,7 @@ class Link:
         self._cfg = cfg.hub
         self._sink = sink
         self._connected = threading.Event()
+        self._closing = False
         self._status_topic = topic(self.site, Kind.STATUS)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"torwart-site-{self.site}",
                         protocol=MQTTProtocolVersion.MQTTv5)
@@ -79,6 +80,7 @@ class Link:
             info = self._client.publish(self._status_topic, goodbye, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -114,7 +116,7 @@ class Link:
         was = self._connected.is_set()
         self._connected.clear()
         if was:
-            log.warning("disconnected from the broker: %s", rc)
+            (log.info if self._closing else log.warning)("disconnected from the broker: %s", rc)
             self._sink.link_down(str(rc))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

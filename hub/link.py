@@ -49,6 +49,7 @@ class HubLink:
         self._persistent = persistent
         self._session_expiry = session_expiry if persistent else 0
         self._connected = threading.Event()
+        self._closing = False
         self.refusal: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or cfg.client_id,
                         protocol=MQTTProtocolVersion.MQTTv5)
@@ -73,6 +74,7 @@ class HubLink:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -117,7 +119,7 @@ class HubLink:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if self._connected.is_set():
-            log.warning("disconnected from the broker: %s", rc)
+            (log.info if self._closing else log.warning)("disconnected from the broker: %s", rc)
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

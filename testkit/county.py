@@ -100,11 +100,11 @@ def make_county(
 class HubThread:
     """The real hub service on a thread of this process."""
 
-    def __init__(self, county: County) -> None:
+    def __init__(self, county: County, cfg: Any = None) -> None:
         from hub import config as hub_config
         from hub.service import HubService
 
-        self.service = HubService(hub_config.load(county.hub_config_path))
+        self.service = HubService(cfg if cfg is not None else hub_config.load(county.hub_config_path))
         self.thread = threading.Thread(target=self.service.run, name="hub", daemon=True)
 
     def __enter__(self) -> HubThread:

@@ -181,3 +181,36 @@ def test_bookings_nobody_checked_in_to_are_released_after_no_show_minutes(
         wait_for(lambda: booking_platform.releases, 20, what="the release at the platform")
         assert booking_platform.releases == [("late", {"reason": "no_show"})]
         assert svc.call(svc.release_no_shows) == []  # once is enough
+
+
+def test_two_hub_workers_split_ingest_through_a_shared_subscription(
+    county: County, broker: Mosquitto, mqtt_client: type[TestClient]
+) -> None:
+    import msgspec
+
+    from hub import config as hub_config
+    from testkit.util import free_port
+
+    base = hub_config.load(county.hub_config_path)
+
+    def worker(n: int) -> hub_config.HubConfig:
+        return msgspec.structs.replace(
+            base, mqtt=msgspec.structs.replace(base.mqtt, client_id=f"hub-worker-{n}", shared_subscription=True),
+            http=msgspec.structs.replace(base.http, listen=f"127.0.0.1:{free_port()}"))
+
+    with HubThread(county, worker(1)) as one, HubThread(county, worker(2)) as two:
+        wait_for(lambda: one.service.link.connected and two.service.link.connected, 20, what="both connected")
+        site = mqtt_client(broker)  # type: ignore[call-arg]
+        site.subscribe(topic("minheim", Kind.EVENT_ACK))
+        for seq in range(1, 401):
+            site.publish(topic("minheim", Kind.EVENT), event("minheim", seq))
+        wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 400 for x in site.drain()), 30,
+                 what="ack up to 400")
+        a, b = one.service.ingest.stats, two.service.ingest.stats
+        assert a.events_new > 0 and b.events_new > 0  # the load was split
+        assert a.events_new + b.events_new == 400  # and nothing was stored twice
+        store = SqliteStore(base.hub.store_path)
+        try:
+            assert len(store.events(site_id="minheim", limit=1000)) == 400
+        finally:
+            store.close()

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import logging
@@ -52,8 +53,13 @@ def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> None:
     """One publisher for both measurements: QoS 1, as sites publish."""
     c = _client(broker, "bench-pub")
     try:
-        infos = [c.publish(t, p, qos=1) for t, p in payloads]
-        for info in infos:
+        # Message ids are 16 bits: keep well under 65,535 unacknowledged publishes.
+        window: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
+        for t, p in payloads:
+            if len(window) >= 20_000:
+                window.popleft().wait_for_publish(60)
+            window.append(c.publish(t, p, qos=1))
+        for info in window:
             info.wait_for_publish(60)
     finally:
         c.disconnect()

@@ -139,12 +139,19 @@ class SiteConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return next(r for r in self.rooms if r.id == room_id)
 
 
+class HomeAssistantSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: Publish Home Assistant MQTT discovery configs (retained) for every room and door.
+    enabled: bool = False
+    prefix: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "homeassistant"
+
+
 class HubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     hub: HubSection
     mqtt: MqttSection
     http: HttpSection = field(default_factory=HttpSection)
     booking: BookingSection
     sites: list[SiteConfig] = field(default_factory=list)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
 
     def site(self, site_id: str) -> SiteConfig:
         """The site ``site_id``; KeyError if it is not configured."""

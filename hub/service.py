@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from wire import messages as m
 from wire.topics import Kind
 
+from . import homeassistant
 from .caches import CacheManager
 from .config import HubConfig, signing_key
 from .feedback import Feedback
@@ -137,6 +138,7 @@ class HubService:
 
     def link_up(self) -> None:
         self.post(self._converge_all)
+        self.post(lambda: homeassistant.publish(self.cfg, self.link.publish_topic))
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
         if kind is Kind.EVENT:

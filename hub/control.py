@@ -7,7 +7,9 @@ from __future__ import annotations
 import queue
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from wire import messages as m
 from wire.errors import WireError
@@ -19,6 +21,8 @@ from .config import HubConfig, signing_key
 from .errors import HubError
 from .link import HubLink
 from .store import SqliteStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,25 @@ def _connect(cfg: HubConfig, site: str, acks: _Acks, timeout: float) -> HubLink:
     return link
 
 
+def _wait(acks: _Acks, kind: Kind, type_: type[T], match: Callable[[T], bool], deadline: float) -> T | None:
+    """The first ack of ``kind`` that decodes as ``type_`` and satisfies ``match``, or None
+    at ``deadline`` (monotonic)."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            k, raw = acks.q.get(timeout=left)
+        except queue.Empty:
+            break
+        if k is not kind:
+            continue
+        try:
+            ack: T = m.decode(raw, type_)
+        except WireError:
+            continue
+        if match(ack):
+            return ack
+    return None
+
+
 def _site(cfg: HubConfig, site: str) -> None:
     if not any(s.id == site for s in cfg.sites):
         raise HubError(f"no site {site!r} in the configuration")
@@ -75,26 +98,15 @@ def push(cfg: HubConfig, site: str, *, timeout: float = 30.0) -> Result:
             if not link.publish(site, Kind.CACHE, caches.signed(body), retain=True):
                 raise HubError("publishing failed: the broker connection dropped")
             caches.mark_retained_full(site, body.version)
-            deadline = t0 + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    kind, raw = acks.q.get(timeout=left)
-                except queue.Empty:
-                    break
-                if kind is not Kind.CACHE_ACK:
-                    continue
-                try:
-                    ack = m.decode(raw, m.CacheAck)
-                except WireError:
-                    continue
+            ack = _wait(acks, Kind.CACHE_ACK, m.CacheAck, lambda a: a.version == body.version, t0 + timeout)
+            if ack is not None:
                 secs = time.monotonic() - t0
-                if ack.ok and ack.version == body.version:
+                if ack.ok:
                     store.update_site_state(site, {"cache_version": ack.version})
                     return Result(True, body.version, None, secs)
-                if not ack.ok and ack.version == body.version:
-                    if ack.error == "stale_version":  # it already holds this version or newer
-                        return Result(True, body.version, "already held", secs)
-                    return Result(False, body.version, ack.error, secs)
+                if ack.error == "stale_version":  # it already holds this version or newer
+                    return Result(True, body.version, "already held", secs)
+                return Result(False, body.version, ack.error, secs)
             return Result(False, body.version, f"no acknowledgement within {timeout:.0f} s (is the site online?)",
                           timeout)
         finally:
@@ -119,20 +131,9 @@ def command(cfg: HubConfig, site: str, action: str, *, door: str | None = None, 
         t0 = time.monotonic()
         if not link.publish(site, Kind.COMMAND, envelope.sign(cmd, signing_key(cfg))):
             raise HubError("publishing failed: the broker connection dropped")
-        deadline = t0 + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                kind, raw = acks.q.get(timeout=left)
-            except queue.Empty:
-                break
-            if kind is not Kind.COMMAND_ACK:
-                continue
-            try:
-                ack = m.decode(raw, m.CommandAck)
-            except WireError:
-                continue
-            if ack.id == cmd.id:
-                return Result(ack.ok, None, ack.error, time.monotonic() - t0)
+        cack = _wait(acks, Kind.COMMAND_ACK, m.CommandAck, lambda a: a.id == cmd.id, t0 + timeout)
+        if cack is not None:
+            return Result(cack.ok, None, cack.error, time.monotonic() - t0)
         return Result(False, None, f"no acknowledgement within {timeout:.0f} s (is the site online?)", timeout)
     finally:
         link.stop()

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from wire import messages as m
 from wire.errors import WireError
@@ -19,6 +20,8 @@ from wire.errors import WireError
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +35,16 @@ class IngestStats:
 
 class Ingest:
     """Used from the hub's main loop thread only (it owns the store connection)."""
+
+    def _decode(self, site: str, raw: bytes, type_: type[T], what: str) -> T | None:
+        """``raw`` as ``type_``, or None after logging and counting a malformed message."""
+        try:
+            msg: T = m.decode(raw, type_)
+            return msg
+        except WireError as exc:
+            self.stats.dropped += 1
+            log.warning("site %s: malformed %s dropped: %s", site, what, exc)
+            return None
 
     def __init__(self, store: Store, ack: Callable[[str, int], object],
                  on_event: Callable[[str, m.Event], None] | None = None) -> None:
@@ -76,21 +89,15 @@ class Ingest:
         return stored.acked_upto
 
     def status(self, site: str, raw: bytes) -> m.Status | None:
-        try:
-            st: m.Status = m.decode(raw, m.Status)
-        except WireError as exc:
-            self.stats.dropped += 1
-            log.warning("site %s: malformed status dropped: %s", site, exc)
+        st = self._decode(site, raw, m.Status, "status")
+        if st is None:
             return None
         self.store.record_status(site, st, time.time())
         return st
 
     def door(self, site: str, door: str | None, raw: bytes) -> bool:
-        try:
-            st: m.DoorState = m.decode(raw, m.DoorState)
-        except WireError as exc:
-            self.stats.dropped += 1
-            log.warning("site %s: malformed door state dropped: %s", site, exc)
+        st = self._decode(site, raw, m.DoorState, "door state")
+        if st is None:
             return False
         if st.door != door:
             self.stats.dropped += 1
@@ -99,20 +106,14 @@ class Ingest:
         return self.store.upsert_door_state(site, st.door, raw.decode("utf-8"), st.ts)
 
     def occupancy(self, site: str, raw: bytes) -> bool:
-        try:
-            occ: m.Occupancy = m.decode(raw, m.Occupancy)
-        except WireError as exc:
-            self.stats.dropped += 1
-            log.warning("site %s: malformed occupancy dropped: %s", site, exc)
+        occ = self._decode(site, raw, m.Occupancy, "occupancy")
+        if occ is None:
             return False
         return self.store.upsert_occupancy(site, raw.decode("utf-8"), occ.ts)
 
     def cache_ack(self, site: str, raw: bytes) -> m.CacheAck | None:
-        try:
-            ack: m.CacheAck = m.decode(raw, m.CacheAck)
-        except WireError as exc:
-            self.stats.dropped += 1
-            log.warning("site %s: malformed cache ack dropped: %s", site, exc)
+        ack = self._decode(site, raw, m.CacheAck, "cache ack")
+        if ack is None:
             return None
         if ack.ok:
             self.store.update_site_state(site, {"cache_version": ack.version})
@@ -121,11 +122,8 @@ class Ingest:
         return ack
 
     def command_ack(self, site: str, raw: bytes) -> m.CommandAck | None:
-        try:
-            ack: m.CommandAck = m.decode(raw, m.CommandAck)
-        except WireError as exc:
-            self.stats.dropped += 1
-            log.warning("site %s: malformed command ack dropped: %s", site, exc)
+        ack = self._decode(site, raw, m.CommandAck, "command ack")
+        if ack is None:
             return None
         log.info("site %s: command %s %s%s", site, ack.id, "done" if ack.ok else "refused: ",
                  "" if ack.ok else ack.error)

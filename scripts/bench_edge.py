@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import shutil
@@ -39,6 +38,7 @@ from edge.cache import CacheStore
 from testkit.broker import Mosquitto
 from testkit.mqttclient import TestClient
 from testkit.rdm6300_fake import rdm6300_frame
+from testkit.report import report
 from testkit.serialpty import PtyPort
 from testkit.site import write_site
 from testkit.util import wait_for
@@ -256,14 +256,7 @@ def main() -> int:
         ("agent RSS with the cache", f"{mem['rss_after_cache_mb']:.1f} MB",
          f"goal < 80 MB (idle {mem['idle_rss_mb']:.1f} MB, peak {mem['peak_rss_mb']:.1f} MB)"),
     ]
-    w = max(len(r[0]) for r in rows)
-    print()
-    for name, value, note in rows:
-        print(f"{name:<{w}}  {value:>10}  {note}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+    report(rows, results, args.out)
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from testkit.booking_fake import BookingPlatform, iso
 from testkit.broker import Mosquitto
 from testkit.county import HubThread, make_county
+from testkit.report import report
 from testkit.util import wait_for
 from wire import messages as m
 from wire.topics import Kind, topic
@@ -272,14 +272,7 @@ def main() -> int:
         (f"delta for one changed booking vs full ({dl['full_entries']} entries)",
          f"{dl['delta_bytes']:,} B", f"full {dl['full_bytes']:,} B, ratio {dl['ratio']:.4f}"),
     ]
-    w = max(len(r[0]) for r in rows)
-    print()
-    for name, value, note in rows:
-        print(f"{name:<{w}}  {value:>10}  {note}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+    report(rows, results, args.out)
     return 0
 
 

@@ -45,8 +45,8 @@ from types import TracebackType
 import msgspec
 from sqlite_utils import Database, Migrations
 
-from wire.errors import BASE_MISMATCH, STALE_VERSION, WireError
-from wire.messages import CacheDelta, CacheFull, Entry
+from wire.errors import BASE_MISMATCH, MALFORMED, STALE_VERSION, WireError
+from wire.messages import CacheDelta, CacheFull, CacheFullStream, Entry
 
 from .errors import StorageError
 
@@ -303,7 +303,7 @@ class CacheStore:
 
     # --- writing -----------------------------------------------------------------------
 
-    def apply(self, body: CacheFull | CacheDelta, *, now: float | None = None) -> int:
+    def apply(self, body: CacheFull | CacheFullStream | CacheDelta, *, now: float | None = None) -> int:
         """Apply a verified cache body in one transaction; return the number of entries after.
 
         Raises WireError(stale_version | base_mismatch) without changing anything, or
@@ -318,10 +318,15 @@ class CacheStore:
             try:
                 (current,) = conn.execute("SELECT version FROM meta WHERE k = 1").fetchone()
                 self._check(body, current)
-                if isinstance(body, CacheFull):
+                if not isinstance(body, CacheDelta):
                     # DELETE without WHERE is SQLite's truncate optimisation: no per-row work.
                     conn.execute("DELETE FROM entries")
-                    conn.executemany(_INSERT, map(_row, body.entries))
+                    entries = body.entries if isinstance(body, CacheFull) else body.iter_entries()
+                    try:
+                        conn.executemany(_INSERT, map(_row, entries))
+                    except sqlite3.IntegrityError:
+                        raise WireError(MALFORMED, "an entry id appears twice in the cache",
+                                        field="$.entries") from None
                 else:
                     conn.executemany(_UPSERT, map(_row, body.upsert))
                     conn.executemany("DELETE FROM entries WHERE id = ?", ((i,) for i in body.remove))
@@ -344,7 +349,7 @@ class CacheStore:
         return int(count)
 
     @staticmethod
-    def _check(body: CacheFull | CacheDelta, current: int | None) -> None:
+    def _check(body: CacheFull | CacheFullStream | CacheDelta, current: int | None) -> None:
         # Stale first: a late or duplicated delta (QoS 1 redelivery) needs no full resend.
         if current is not None and body.version <= current:
             raise WireError(STALE_VERSION, f"version {body.version} is not after the applied version {current}",

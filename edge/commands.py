@@ -45,10 +45,10 @@ class CommandHandler:
         """Verify, check and apply one cache envelope; return (version, error code or None)."""
         version: int | None = None
         try:
-            body = envelope.open_body(payload, self.keys, self.agent.site, limit=self.limit)
-            want = m.CacheFull if kind is Kind.CACHE else m.CacheDelta
+            body = envelope.open_body(payload, self.keys, self.agent.site, limit=self.limit, stream=True)
+            want = m.CacheFullStream if kind is Kind.CACHE else m.CacheDelta
             if not isinstance(body, want):
-                raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the {kind} topic")
+                raise WireError(MALFORMED, f"a {body.__struct_config__.tag} arrived on the {kind} topic")
             version = body.version
             store.note_issued_at(body.issued_at)
             t0 = time.perf_counter()

@@ -94,9 +94,9 @@ def bench_apply(tmp: Path, key: Ed25519PrivateKey, body: m.CacheFull, runs: int 
         db = tmp / f"apply-{r}.db"
         store = CacheStore(db)
         t0 = time.perf_counter()
-        opened = envelope.open_body(env, keys, body.site)
+        opened = envelope.open_body(env, keys, body.site, stream=True)  # as the agent does
         t1 = time.perf_counter()
-        assert isinstance(opened, m.CacheFull)
+        assert isinstance(opened, m.CacheFullStream)
         store.apply(opened)
         t2 = time.perf_counter()
         store.close()

@@ -384,3 +384,26 @@ def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
             m.decode(data, type_)
     with pytest.raises(WireError):
         envelope.open_envelope(data, {})
+
+
+def test_a_streamed_cache_full_yields_exactly_the_entries_of_the_decoded_one(hub_key: Ed25519PrivateKey) -> None:
+    body = _cache(300)
+    env = envelope.sign(body, hub_key)
+    keys = envelope.trusted_keys(hub_key.public_key())
+    streamed = envelope.open_body(env, keys, "minheim", stream=True)
+    assert isinstance(streamed, m.CacheFullStream)
+    assert (streamed.version, streamed.issued_at, streamed.expires_at) == (7, body.issued_at, body.expires_at)
+    assert list(streamed.iter_entries()) == body.entries
+
+
+def test_a_bad_entry_in_a_streamed_cache_is_refused_by_its_index() -> None:
+    doc = {"type": "cache.full", "site": "s", "version": 1, "issued_at": 1, "expires_at": 2, "entries": [
+        {"id": "a", "cred": "0" * 32, "doors": ["d"], "who": "w"},
+        {"id": "b", "cred": "XYZ", "doors": ["d"], "who": "w"},
+    ]}
+    body = m.decode(m.encode(doc), m.SignedBodyStream)
+    it = body.iter_entries()
+    assert next(it).id == "a"
+    with pytest.raises(WireError) as exc:
+        next(it)
+    assert (exc.value.code, exc.value.field) == ("malformed", "$.entries[1].cred")

@@ -12,7 +12,7 @@ import binascii
 import gzip
 import zlib
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, overload
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -113,16 +113,31 @@ def open_envelope(
     return body
 
 
+@overload
+def open_body(data: bytes, keys: Mapping[str, Ed25519PublicKey], site: str, *, limit: int = ...,
+              stream: Literal[False] = ...) -> m.CacheFull | m.CacheDelta | m.Command: ...
+
+
+@overload
+def open_body(data: bytes, keys: Mapping[str, Ed25519PublicKey], site: str, *, limit: int = ...,
+              stream: Literal[True]) -> m.CacheFullStream | m.CacheDelta | m.Command: ...
+
+
 def open_body(
     data: bytes,
     keys: Mapping[str, Ed25519PublicKey],
     site: str,
     *,
     limit: int = DEFAULT_LIMIT,
-) -> m.CacheFull | m.CacheDelta | m.Command:
-    """Open an envelope addressed to ``site`` and decode its body (verified first)."""
+    stream: bool = False,
+) -> m.CacheFull | m.CacheFullStream | m.CacheDelta | m.Command:
+    """Open an envelope addressed to ``site`` and decode its body (verified first).
+
+    ``stream``: a cache.full comes back as CacheFullStream, its entries decoded only as
+    they are consumed (what a site with little memory wants)."""
     verified = open_envelope(data, keys, limit=limit)
-    body: m.CacheFull | m.CacheDelta | m.Command = m.decode(verified, m.SignedBody)
+    body: m.CacheFull | m.CacheFullStream | m.CacheDelta | m.Command = m.decode(
+        verified, m.SignedBodyStream if stream else m.SignedBody)
     if body.site != site:
         raise WireError(WRONG_SITE, f"body is for site {body.site!r}, this is {site!r}", field="$.site")
     return body

@@ -8,6 +8,7 @@ tolerant of unknown fields, because PROTOCOL.md lets implementations add fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -49,6 +50,9 @@ class Entry(Struct, kw_only=True, frozen=True):
             raise ValueError(f"entry {self.id!r}: from ({self.from_}) is after until ({self.until})")
 
 
+_entry_decoder = msgspec.json.Decoder(Entry)
+
+
 def _unique_ids(entries: list[Entry]) -> None:
     seen: set[str] = set()
     for e in entries:
@@ -85,6 +89,27 @@ class CacheDelta(Body, tag="cache.delta", kw_only=True, frozen=True):
         _unique_ids(self.upsert)
 
 
+class CacheFullStream(Body, tag="cache.full", kw_only=True, frozen=True):
+    """The same ``cache.full`` on the wire, with its entries left undecoded: a site
+    decodes them one at a time while it inserts them (``iter_entries``), so that applying
+    100,000 entries never holds 100,000 entry objects. Duplicate ids are left to the
+    store (a primary key) to find."""
+
+    version: Version
+    entries: list[msgspec.Raw]
+
+    def iter_entries(self) -> Iterator[Entry]:
+        """Each entry, validated like ``Entry``; WireError(malformed) names ``$.entries[i]...``."""
+        for i, raw in enumerate(self.entries):
+            try:
+                yield _entry_decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                msg = str(exc)
+                m = _PATH_RE.search(msg)
+                path = f"$.entries[{i}]" + (m.group(1)[1:] if m else "")
+                raise WireError(MALFORMED, _PATH_RE.sub("", msg) + f" - at `{path}`", field=path) from None
+
+
 Action = Literal["unlock", "lockdown", "lockdown_end", "checkout_all", "enroll"]
 
 
@@ -107,6 +132,8 @@ class Command(Body, tag="command", kw_only=True, frozen=True):
 
 
 SignedBody = CacheFull | CacheDelta | Command
+#: What a site decodes: a cache.full with its entries still raw (see CacheFullStream).
+SignedBodyStream = CacheFullStream | CacheDelta | Command
 
 
 # --- site -> hub ---------------------------------------------------------------------

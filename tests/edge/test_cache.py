@@ -22,7 +22,7 @@ from edge.errors import StorageError
 from tests.edge._faults import Child, fill, small_tmpfs
 from tests.strategies import struct
 from wire.errors import WireError
-from wire.messages import CacheDelta, CacheFull, Entry
+from wire.messages import CacheDelta, CacheFull, CacheFullStream, Entry, SignedBodyStream, decode, encode
 
 SITE = "minheim"
 
@@ -435,3 +435,32 @@ def test_a_read_only_view_of_a_file_being_created_shows_no_cache_yet(tmp_path: P
     _sqlite3.connect(path).close()  # the file exists, the agent has not made its tables yet
     with CacheStore(path, read_only=True) as c:
         assert (c.version, c.count()) == (None, 0)
+
+
+def streamed(version: int, entries: list[dict[str, object]]) -> CacheFullStream:
+    doc = {"type": "cache.full", "site": SITE, "version": version, "issued_at": 1_700_000_000,
+           "expires_at": 1_700_086_400, "entries": entries}
+    body = decode(encode(doc), SignedBodyStream)
+    assert isinstance(body, CacheFullStream)
+    return body
+
+
+def test_a_streamed_full_cache_applies_like_a_decoded_one(store: CacheStore) -> None:
+    entries = [entry(n) for n in range(50)]
+    assert store.apply(streamed(1, [msgspec.to_builtins(e) for e in entries])) == 50
+    assert list(store.entries()) == sorted(entries, key=lambda e: e.id)
+
+
+@pytest.mark.parametrize("bad", ["duplicate", "malformed"])
+def test_a_streamed_cache_with_a_bad_entry_changes_nothing(store: CacheStore, bad: str) -> None:
+    store.apply(full(1, [entry(1), entry(2)]))
+    before = snapshot(store)
+    rows: list[dict[str, object]] = [msgspec.to_builtins(entry(n)) for n in range(10, 30)]
+    if bad == "duplicate":
+        rows.append(dict(rows[3]))
+    else:
+        rows.insert(15, {**rows[15], "cred": "not-a-hash"})
+    with pytest.raises(WireError) as exc:
+        store.apply(streamed(2, rows))
+    assert exc.value.code == "malformed"
+    assert snapshot(store) == before

@@ -4,9 +4,10 @@
     torwart-hub site add    provision a new site: keys, broker login, certificate, site.toml
     torwart-hub sites       state of every site: online, caches, events, sync health
     torwart-hub sync        one booking sync now, then rebuild the affected caches
-    torwart-hub cards ...   enroll, import, remove and list members' credentials
+    torwart-hub cards ...   enroll (by reading a card, at the desk or at a site), add, import, remove, list
     torwart-hub grants ...  standing grants (caretakers, cleaners)
     torwart-hub events      the event log
+    torwart-hub users ...   dashboard accounts (admins, caretakers)
     torwart-hub run         run the hub (systemd)
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
@@ -41,6 +42,7 @@ from .cli_admin import (
     cmd_sites,
 )
 from .cli_common import _iso_time, _load, _rebuild, _store, setup_logging
+from .cli_users import add_user_commands
 from .config import HubConfig
 from .errors import ConfigError, HubError
 
@@ -234,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("credential", help="the credential, or its fingerprint from `cards list`")
     p = add(cards, "list", cmd_cards_list, "list members and their credentials (type and fingerprint only)")
     p.add_argument("member", nargs="?")
+    from .cli_enroll import add_parser as add_enroll
+
+    add_enroll(cards, common)
 
     grants = sub.add_parser("grants", help="standing grants").add_subparsers(dest="grants_command", required=True)
     p = add(grants, "add", cmd_grants_add, "let a member's credentials open doors of a site, without a booking")
@@ -247,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p = add(grants, "list", cmd_grants_list, "list standing grants")
     p.add_argument("--site")
+
+    add_user_commands(sub, add)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

@@ -85,9 +85,11 @@ class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:8080"
-    #: A bearer token (in this file, owner-readable only) for the admin JSON API; without
-    #: it the admin API is off.
+    #: A bearer token (in this file, owner-readable only) for API clients, with an admin's
+    #: rights; without it the API takes dashboard logins only (``torwart-hub users``).
     admin_token_file: str | None = None
+    #: A dashboard login lasts this long (then the user logs in again).
+    session_hours: Annotated[int, Meta(ge=1, le=24 * 30)] = 12
 
     @property
     def host(self) -> str:
@@ -133,6 +135,9 @@ class SiteConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: union of its rooms' doors.
     doors: list[Ident] = field(default_factory=list)
     no_show_minutes: Annotated[int, Meta(ge=1, le=1440)] | None = None
+    #: Show caretakers the names of who is in (admins always see them); otherwise
+    #: caretakers see counts only.
+    show_names: bool = False
     rooms: list[RoomConfig] = field(default_factory=list)
 
     def room(self, room_id: str) -> RoomConfig:

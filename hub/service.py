@@ -31,6 +31,7 @@ from .config import HubConfig, signing_key
 from .feedback import Feedback
 from .ingest import Ingest
 from .link import HubLink
+from .live import Live
 from .publisher import Publisher
 from .store import SqliteStore
 
@@ -53,6 +54,8 @@ class HubService:
         self._known: dict[str, int | None] = {}
         self._sched = BackgroundScheduler(timezone="UTC")
         self.web: Any = None
+        #: Change notices for the dashboard's live view (any thread may wait on it).
+        self.live = Live()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -97,6 +100,9 @@ class HubService:
         self.caches = CacheManager(self.store, cfg, signing_key(cfg))
         self.link = HubLink(cfg.mqtt, self)
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
+        from .enroll import for_service
+
+        self.enroll = for_service(cfg, self.store)
         self.publisher = Publisher(self.caches, self.link)
         from .sync import BookingSync
 
@@ -124,6 +130,7 @@ class HubService:
 
     def _shutdown(self) -> None:
         self._sched.shutdown(wait=False)
+        self.live.close()  # ends the SSE streams, so that the HTTP server can stop
         if self.web is not None:
             self.web.stop()
         if hasattr(self, "link"):
@@ -151,9 +158,9 @@ class HubService:
         elif kind is Kind.STATUS:
             self.post(lambda: self._status(site, payload))
         elif kind is Kind.DOOR:
-            self.post(lambda: self.ingest.door(site, door, payload))
+            self.post(lambda: self._notify(site, "door", self.ingest.door(site, door, payload)))
         elif kind is Kind.OCCUPANCY:
-            self.post(lambda: self.ingest.occupancy(site, payload))
+            self.post(lambda: self._notify(site, "occupancy", self.ingest.occupancy(site, payload)))
         elif kind is Kind.CACHE_ACK:
             self.post(lambda: self._cache_ack(site, payload))
         elif kind is Kind.COMMAND_ACK:
@@ -178,6 +185,11 @@ class HubService:
                 continue
             for i in range(0, len(payloads), EVENT_BATCH):
                 self.ingest.events(site, payloads[i : i + EVENT_BATCH])
+            self.live.notify(site, "events")
+
+    def _notify(self, site: str, what: str, stored: bool) -> None:
+        if stored:
+            self.live.notify(site, what)
 
     def _ack_events(self, site: str, upto: int) -> None:
         self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(upto=upto)))
@@ -185,6 +197,10 @@ class HubService:
     def _on_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
             self.feedback.checked_in(ev.ref, int(ev.ts))
+        elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub/enroll.py)
+            done = self.enroll.on_read(site, ev, time.time())
+            if done is not None and done.sites:
+                self.changed(done.sites)
 
     def release_no_shows(self) -> list[str]:
         return self.feedback.release_no_shows(self.store, int(time.time()))
@@ -193,6 +209,7 @@ class HubService:
         if not self._configured(site):
             return
         st = self.ingest.status(site, payload)
+        self._notify(site, "status", st is not None)
         if st is not None and st.state == "online":
             self.publisher.converge(site, st.cache_version)
 
@@ -202,12 +219,13 @@ class HubService:
         ack = self.ingest.cache_ack(site, payload)
         if ack is None:
             return
+        self.live.notify(site, "cache")
         state = self.store.site_state(site)
         reported = state.cache_version if state is not None else None
         if ack.ok:
             self.publisher.converge(site, ack.version)
         else:
-            self.publisher.refused(site, ack.error, reported)
+            self.publisher.refused(site, ack.error, reported, ack.version)
 
     def _converge_all(self) -> None:
         for s in self.cfg.sites:
@@ -227,6 +245,7 @@ class HubService:
             if v is not None:
                 out[site] = v
                 self._known[site] = v
+                self.live.notify(site, "cache")
                 state = self.store.site_state(site)
                 self.publisher.converge(site, state.cache_version if state and state.online else None)
         return out
@@ -237,6 +256,7 @@ class HubService:
             latest = self.caches.latest_version(s.id)
             if latest != self._known.get(s.id):
                 self._known[s.id] = latest
+                self.live.notify(s.id, "cache")
                 state = self.store.site_state(s.id)
                 self.publisher.converge(s.id, state.cache_version if state and state.online else None)
 
@@ -259,6 +279,7 @@ class HubService:
         now = time.time()
         n = self.store.purge_events(now - days * 86400)
         b = self.store.purge_bookings(int(now) - days * 86400)
+        self.store.purge_enrollments(int(now) - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

@@ -2,8 +2,8 @@
 
 Sites and rooms (synced from the config), members, their credentials and standing grants,
 bookings and the booking sync's state live here (this module); events and what sites
-report in ``store_events``; published cache versions in ``store_caches``; the schema and
-transactions in ``store_schema``.
+report in ``store_events``; published cache versions in ``store_caches``; dashboard users
+and sessions in ``store_users``; the schema and transactions in ``store_schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each
 thread (the MQTT link, the booking sync, the web server's workers) opens its own
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .store_caches import CachesMixin
+from .store_enroll import EnrollMixin
 from .store_events import EventsMixin
 from .store_members import MembersMixin, chunks, marks
 from .store_types import (
@@ -47,13 +48,16 @@ from .store_types import (
     SyncState,
     UnknownMember,
     UnknownSite,
+    User,
+    UserExists,
 )
+from .store_users import UsersMixin
 
 __all__ = [
     "BookingChanges", "BookingLike", "CacheLogRow", "CacheState", "CacheVersionConflict", "Credential",
     "CredentialConflict", "EventTuple", "EventsStored", "Grant", "InvalidCredential", "Member", "RoomRow",
     "SiteRow", "SiteState", "SiteStateChanges", "SqliteStore", "Store", "StoreError", "StoredBooking",
-    "StoredEvent", "SyncState", "UnknownMember", "UnknownSite",
+    "StoredEvent", "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,7 +73,7 @@ def _booking(row: tuple[Any, ...], room_id: str | None = None) -> StoredBooking:
                          status=row[5], updated_at=row[6], pin=row[7], source=row[8], room_id=room_id)
 
 
-class SqliteStore(MembersMixin, EventsMixin, CachesMixin):
+class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -118,8 +118,35 @@ def _v1(db: Database) -> None:
     )
 
 
+def _v2(db: Database) -> None:
+    """Dashboard users and their login sessions. A session is stored under a hash of the
+    cookie's value, so a copy of the database opens no session."""
+    db.table("users").create(
+        {"name": str, "role": str, "sites": str, "password_hash": str, "created_at": int},
+        pk="name", not_null={"role", "password_hash", "created_at"},
+    )
+    db.table("sessions").create(
+        {"id_hash": str, "user_name": str, "csrf": str, "created_at": float, "expires_at": float},
+        pk="id_hash", not_null={"user_name", "csrf", "created_at", "expires_at"},
+        foreign_keys=[("user_name", "users", "name")],
+    )
+    db.table("sessions").create_index(["user_name"])
+    db.table("sessions").create_index(["expires_at"])
+
+
+def _v3(db: Database) -> None:
+    """Pending card enrollments at sites: the enroll command's id → the member the card is
+    for, so that whichever hub process sees the site's ``enroll.read`` enrolls it, once."""
+    db.table("enrollments").create(
+        {"command_id": str, "site_id": str, "member_id": str, "reader": str, "created_at": int,
+         "expires_at": int, "status": str, "detail": str, "credential_id": int, "done_at": float},
+        pk="command_id", not_null={"site_id", "member_id", "reader", "created_at", "expires_at", "status"},
+    )
+    db.table("enrollments").create_index(["created_at"])
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
-MIGRATIONS: list[Migration] = [_v1]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 
 
 class SqliteBase:

@@ -45,6 +45,10 @@ class CacheVersionConflict(StoreError):
     """Another writer recorded a cache version for this site in between; rebuild again."""
 
 
+class UserExists(StoreError):
+    """A dashboard user of that name exists already."""
+
+
 def pseudonym(secret: bytes, member_id: str) -> str:
     """A member's pseudonymous reference (``who`` in caches and events): ``m-`` + 16 hex.
 
@@ -292,6 +296,51 @@ class CacheLogRow:
     removed: str
 
 
+@dataclass(frozen=True, slots=True)
+class User:
+    """A dashboard account (``torwart-hub users``)."""
+
+    name: str
+    #: ``admin`` or ``caretaker``.
+    role: str
+    #: The sites the user may see; None: every site.
+    sites: tuple[str, ...] | None
+    #: ``scrypt$...`` (hub.dashboard.passwords); never log it.
+    password_hash: str = field(repr=False)
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A dashboard login session: the store keys it by a hash of the cookie's value."""
+
+    user: User
+    #: The session's CSRF token; never log it.
+    csrf: str = field(repr=False)
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """A card enrollment at a site (``torwart-hub cards enroll --site``), keyed by the id
+    of the signed ``enroll`` command. ``status``: ``pending`` until the site's read is
+    handled, then ``enrolled``, ``conflict`` (``detail``: the member the card belongs to),
+    ``refused`` (``detail``: why), ``expired`` or ``cancelled``."""
+
+    command_id: str
+    site_id: str
+    member_id: str
+    reader: str
+    created_at: int
+    #: The last moment (hub time) a read for it is accepted.
+    expires_at: int
+    status: str
+    detail: str | None
+    credential_id: int | None
+    done_at: float | None
+
+
 # --- the interface -----------------------------------------------------------------------
 
 
@@ -380,3 +429,22 @@ class Store(Protocol):
     def cache_log(self, site_id: str, after_version: int) -> list[CacheLogRow]: ...
     def set_retained_full(self, site_id: str, version: int) -> None: ...
     def prune_cache_log(self, site_id: str, *, keep_last: int, hard_max: int) -> int: ...
+
+    # card enrollments at sites (store_enroll)
+    def add_enrollment(self, command_id: str, site_id: str, member_id: str, reader: str, *,
+                       created_at: int, expires_at: int) -> Enrollment: ...
+    def get_enrollment(self, command_id: str) -> Enrollment | None: ...
+    def finish_enrollment(self, command_id: str, site_id: str, credential: str, *, now: float,
+                          label: str | None = None) -> tuple[Enrollment, bool]: ...
+    def close_enrollment(self, command_id: str, status: str, detail: str, *, now: float) -> Enrollment | None: ...
+    def purge_enrollments(self, created_before: int) -> int: ...
+
+    # dashboard users and sessions
+    def add_user(self, name: str, role: str, sites: Sequence[str] | None, password_hash: str) -> User: ...
+    def get_user(self, name: str) -> User | None: ...
+    def users(self) -> list[User]: ...
+    def remove_user(self, name: str) -> bool: ...
+    def create_session(self, key: str, user: str, csrf: str, *, now: float, expires_at: float) -> None: ...
+    def get_session(self, key: str, now: float) -> SessionRow | None: ...
+    def delete_session(self, key: str) -> bool: ...
+    def active_sessions(self, now: float) -> dict[str, int]: ...

@@ -4,34 +4,33 @@
 - ``POST /api/v1/webhooks/booking``: a booking pushed by the platform (PROTOCOL.md §5),
   HMAC-verified over the raw body before anything is parsed; applied at once, so that
   the booking reaches the site's cache within seconds.
-- Admin JSON API, with ``Authorization: Bearer TOKEN`` (``[http] admin_token_file``):
-  ``GET /api/v1/sites``, ``POST /api/v1/sites/{site}/push``,
+- The caretakers' dashboard and its JSON API (``hub.dashboard``): pages, ``/api/v1/...``
+  with a login session or ``Authorization: Bearer TOKEN`` (``[http] admin_token_file``),
+  e.g. ``GET /api/v1/sites``, ``POST /api/v1/sites/{site}/push``,
   ``POST /api/v1/sites/{site}/commands`` (``{"action": "unlock", "door": ..., "seconds": ...}``).
 
 Handlers run on the server's thread and hand every store access to the hub's main loop
-(``service.call``), which alone uses the store connection.
+(``service.call``; the dashboard awaits it without blocking the server's event loop),
+which alone uses the store connection.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgspec
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wire.topics import Kind
-
-from . import commands
 from .booking.webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, verify_and_parse
 from .config import read_secret
+from .dashboard.app import routes as dashboard_routes
+from .dashboard.common import on_loop
 from .errors import WebhookError
 
 if TYPE_CHECKING:
@@ -49,17 +48,6 @@ def create_app(service: HubService) -> Starlette:
     secret = read_secret(cfg.booking.webhook_secret_file).encode() if cfg.booking.webhook_secret_file else None
     token = read_secret(cfg.http.admin_token_file) if cfg.http.admin_token_file else None
 
-    def admin(request: Request) -> JSONResponse | None:
-        if token is None:
-            return _error(403, "the admin API is off: set [http] admin_token_file")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _error(401, "missing or wrong admin token")
-        return None
-
-    def known(site: str) -> bool:
-        return any(s.id == site for s in cfg.sites)
-
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "mqtt": service.link.connected, "sites": len(cfg.sites)})
 
@@ -75,71 +63,25 @@ def create_app(service: HubService) -> Starlette:
         except WebhookError as exc:
             log.warning("webhook refused: %s", exc)
             return _error(401 if "signature" in str(exc).lower() else 400, str(exc))
-        versions = service.call(lambda: service.apply_webhook(booking), timeout=30)
+        # Awaited, not blocking: the live dashboard streams share this event loop.
+        versions = await on_loop(service, lambda: service.apply_webhook(booking), timeout=30)
         return JSONResponse({"applied": booking.id, "cache_versions": versions})
 
-    async def sites(request: Request) -> Response:
-        if (denied := admin(request)) is not None:
-            return denied
-
-        def read() -> list[dict[str, Any]]:
-            out = []
-            for s in cfg.sites:
-                st = service.store.site_state(s.id)
-                cs = service.store.cache_state(s.id)
-                out.append({
-                    "id": s.id, "name": s.name,
-                    "state": msgspec.to_builtins(st) if st is not None else None,
-                    "cache_published": cs.version if cs else None,
-                    "cache_retained": cs.retained_version if cs else None,
-                })
-            return out
-
-        return JSONResponse(service.call(read))
-
-    async def push(request: Request) -> Response:
-        if (denied := admin(request)) is not None:
-            return denied
-        site = request.path_params["site"]
-        if not known(site):
-            return _error(404, f"no site {site!r}")
-
-        def do() -> int:
-            service.caches.rebuild(site, int(time.time()))
-            return service.publisher.publish_full(site)
-
-        return JSONResponse({"site": site, "published_version": service.call(do)}, status_code=202)
-
-    async def command(request: Request) -> Response:
-        if (denied := admin(request)) is not None:
-            return denied
-        site = request.path_params["site"]
-        if not known(site):
-            return _error(404, f"no site {site!r}")
-        try:
-            doc = await request.json()
-            cmd = commands.build(site, str(doc.get("action")), door=doc.get("door"), seconds=doc.get("seconds"),
-                                 room=doc.get("room"), reader=doc.get("reader"))
-        except (ValueError, TypeError, AttributeError) as exc:
-            return _error(400, f"bad command: {exc}")
-        sent = service.call(lambda: service.link.publish(site, Kind.COMMAND, service.caches.signed(cmd)))
-        if not sent:
-            return _error(503, "not connected to the broker")
-        return JSONResponse({"site": site, "id": cmd.id, "action": cmd.action}, status_code=202)
-
-    return Starlette(routes=[
+    auth, dashboard = dashboard_routes(service, token)
+    app = Starlette(routes=[
         Route("/healthz", health),
         Route("/api/v1/webhooks/booking", webhook, methods=["POST"]),
-        Route("/api/v1/sites", sites),
-        Route("/api/v1/sites/{site}/push", push, methods=["POST"]),
-        Route("/api/v1/sites/{site}/commands", command, methods=["POST"]),
+        *dashboard,
     ])
+    app.state.auth = auth
+    return app
 
 
 class WebServer:
     """uvicorn on a thread; ``stop()`` shuts it down."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                     lifespan="off", access_log=False))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)

@@ -318,7 +318,9 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     secret = s1.hub_secret("who")
     s1.close()
     s2 = SqliteStore(path)
-    assert s2.schema_version() == 1
+    from hub.store_schema import MIGRATIONS
+
+    assert s2.schema_version() == len(MIGRATIONS)
     assert s2.hub_secret("who") == secret
     assert s2.get_member("m1") is not None
     r = s2.store_events("minheim", events([3]))

@@ -1,0 +1,187 @@
+"""Every string of the dashboard's pages, German first, English second.
+
+The language comes from ``?lang=de|en`` (which also sets the ``lang`` cookie), else the
+cookie, else German: the caretakers are in Minheim. Templates call ``t("key", **values)``;
+times are shown absolute and relative (the page refreshes the relative ones itself with
+the browser's ``Intl.RelativeTimeFormat``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+LANGS = ("de", "en")
+DEFAULT = "de"
+
+#: key → (German, English)
+STRINGS: dict[str, tuple[str, str]] = {
+    "app": ("Torwart", "Torwart"),
+    "overview": ("Übersicht", "Overview"),
+    "login": ("Anmelden", "Log in"),
+    "logout": ("Abmelden", "Log out"),
+    "username": ("Benutzername", "User name"),
+    "password": ("Passwort", "Password"),
+    "login_failed": ("Benutzername oder Passwort falsch.", "Wrong user name or password."),
+    "login_limited": ("Zu viele Fehlversuche. Bitte in {seconds} s erneut versuchen.",
+                      "Too many failed attempts. Please try again in {seconds} s."),
+    "login_stale": ("Das Formular war abgelaufen. Bitte noch einmal anmelden.",
+                    "The form had expired. Please log in again."),
+    "role_admin": ("Admin", "Admin"),
+    "role_caretaker": ("Hausmeisterei", "Caretaker"),
+    "lang_other": ("English", "Deutsch"),
+    "online": ("online", "online"),
+    "offline": ("offline", "offline"),
+    "never_seen": ("noch nie verbunden", "never connected"),
+    "since": ("seit", "since"),
+    "stale": ("Letzter bekannter Stand", "Last known state"),
+    "last_seen": ("zuletzt gemeldet", "last report"),
+    "no_sites": ("Keine Standorte freigegeben.", "No sites to show."),
+    "rooms": ("Räume", "Rooms"),
+    "present_of": ("{present} von {capacity}", "{present} of {capacity}"),
+    "present_n": ("{present} anwesend", "{present} present"),
+    "full": ("voll", "full"),
+    "nobody": ("niemand da", "nobody in"),
+    "names_hidden": ("Namen sehen nur Admins.", "Only admins see names."),
+    "doors": ("Türen", "Doors"),
+    "locked": ("verriegelt", "locked"),
+    "unlocked": ("entriegelt", "unlocked"),
+    "open": ("offen", "open"),
+    "closed": ("zu", "closed"),
+    "no_contact": ("ohne Kontakt", "no contact"),
+    "door_unknown": ("kein Zustand gemeldet", "no state reported"),
+    "alarm_held_open": ("Tür zu lange offen", "Door held open"),
+    "alarm_forced_open": ("Tür aufgebrochen", "Door forced open"),
+    "alarms": ("Alarme", "Alarms"),
+    "mode_normal": ("normal", "normal"),
+    "mode_office_hours": ("Bürozeit", "office hours"),
+    "mode_lockdown": ("gesperrt", "lockdown"),
+    "lockdown_active": ("Sperre aktiv: keine Karte öffnet eine Tür", "Lockdown: no badge opens a door"),
+    "status": ("Zustand", "Status"),
+    "cache": ("Zutrittsliste", "Access list"),
+    "cache_published": ("Hub", "Hub"),
+    "cache_applied": ("vor Ort", "at the site"),
+    "cache_current": ("aktuell", "up to date"),
+    "cache_behind": ("nicht aktuell", "behind"),
+    "cache_none": ("keine", "none"),
+    "built": ("erstellt", "built"),
+    "expires": ("gültig bis", "valid until"),
+    "clock": ("Uhr", "Clock"),
+    "clock_ok": ("synchron (NTP)", "synchronised (NTP)"),
+    "clock_bad_short": ("nicht vertrauenswürdig", "not trusted"),
+    "clock_bad": ("nicht vertrauenswürdig: Buchungen öffnen keine Tür", "not trusted: bookings open no door"),
+    "outbox": ("Ereignisse unterwegs", "events in transit"),
+    "events": ("Letzte Ereignisse", "Last events"),
+    "no_events": ("Noch keine Ereignisse.", "No events yet."),
+    "chart_title": ("Gebucht und erschienen, letzte 7 Tage", "Booked vs. present, last 7 days"),
+    "chart_booked": ("gebucht", "booked"),
+    "chart_present": ("erschienen", "present"),
+    "chart_none": ("Keine Buchungen in den letzten 7 Tagen.", "No bookings in the last 7 days."),
+    "actions": ("Aktionen", "Actions"),
+    "act_push": ("Zutrittsliste jetzt senden", "Push access list now"),
+    "act_unlock": ("Tür öffnen", "Unlock door"),
+    "act_lockdown": ("Sperre beginnen", "Start lockdown"),
+    "act_lockdown_end": ("Sperre beenden", "End lockdown"),
+    "act_checkout_all": ("Alle abmelden", "Check everybody out"),
+    "door": ("Tür", "Door"),
+    "room": ("Raum", "Room"),
+    "seconds": ("Sekunden", "Seconds"),
+    "all_rooms": ("alle Räume", "all rooms"),
+    "confirm_title": ("Bitte bestätigen", "Please confirm"),
+    "confirm_do": ("Ja, ausführen", "Yes, do it"),
+    "cancel": ("Abbrechen", "Cancel"),
+    "confirm_push": ("Die vollständige Zutrittsliste an „{site}“ senden?", "Push the full access list to “{site}”?"),
+    "confirm_unlock": ("Tür „{door}“ in „{site}“ für {seconds} s öffnen?",
+                       "Unlock door “{door}” at “{site}” for {seconds} s?"),
+    "confirm_lockdown": ("„{site}“ sperren? Danach öffnet keine Karte eine Tür (die Taster innen schon).",
+                         "Lock “{site}” down? No badge will open a door (exit buttons still do)."),
+    "confirm_lockdown_end": ("Die Sperre in „{site}“ beenden?", "End the lockdown at “{site}”?"),
+    "confirm_checkout_all": ("Alle in „{room}“ ({site}) abmelden?", "Check everybody out of “{room}” ({site})?"),
+    "sent": ("Gesendet – der Standort bestätigt gleich.", "Sent – the site will confirm shortly."),
+    "failed": ("Fehlgeschlagen: {error}", "Failed: {error}"),
+    "live": ("live", "live"),
+    "live_lost": ("Verbindung unterbrochen – verbinde neu …", "Connection lost – reconnecting …"),
+    "logged_out": ("Sitzung beendet – bitte neu anmelden.", "Session ended – please log in again."),
+    "not_found": ("Nicht gefunden.", "Not found."),
+    "forbidden": ("Das dürfen Sie hier nicht.", "You may not do that here."),
+    "details": ("Einzelheiten", "Details"),
+    "ev.access.granted": ("Zutritt", "Access granted"),
+    "ev.access.denied": ("Abgewiesen", "Access denied"),
+    "ev.door.opened": ("Tür geöffnet", "Door opened"),
+    "ev.door.closed": ("Tür geschlossen", "Door closed"),
+    "ev.door.forced_open": ("Tür aufgebrochen!", "Door forced open!"),
+    "ev.door.held_open": ("Tür zu lange offen", "Door held open"),
+    "ev.occupancy.checkin": ("Angekommen", "Checked in"),
+    "ev.occupancy.checkout": ("Gegangen", "Checked out"),
+    "ev.cache.applied": ("Zutrittsliste übernommen", "Access list applied"),
+    "ev.cache.rejected": ("Zutrittsliste abgelehnt", "Access list refused"),
+    "ev.command.executed": ("Befehl ausgeführt", "Command executed"),
+    "ev.command.rejected": ("Befehl abgelehnt", "Command refused"),
+    "ev.reader.error": ("Leser gestört", "Reader error"),
+    "ev.enroll.read": ("Karte eingelesen", "Card read for enrollment"),
+    "ev.system.started": ("Standort gestartet", "Site started"),
+    "ev.system.stopping": ("Standort fährt herunter", "Site stopping"),
+    "ev.clock.trusted": ("Uhr synchron", "Clock trusted"),
+    "ev.clock.untrusted": ("Uhr nicht vertrauenswürdig", "Clock not trusted"),
+    "r.booking": ("Buchung", "booking"),
+    "r.standing": ("Dauerberechtigung", "standing grant"),
+    "r.exit_button": ("Taster", "exit button"),
+    "r.command": ("Fernbefehl", "remote command"),
+    "r.unknown_credential": ("unbekannte Karte", "unknown card"),
+    "r.outside_window": ("außerhalb der Buchung", "outside the booking"),
+    "r.wrong_door": ("falsche Tür", "wrong door"),
+    "r.cache_expired": ("Liste abgelaufen", "list expired"),
+    "r.clock_untrusted": ("Uhr unsicher", "clock not trusted"),
+    "r.lockdown": ("Sperre", "lockdown"),
+    "r.rate_limited": ("zu viele Versuche", "too many attempts"),
+    "r.badge": ("Karte", "badge"),
+    "r.booking_ended": ("Buchungsende", "booking ended"),
+    "r.daily_reset": ("Tagesende", "end of day"),
+}
+
+_WEEKDAYS = {"de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"), "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+
+
+def pick(*candidates: str | None) -> str:
+    """The first supported language among ``candidates`` (query, cookie), else German."""
+    for c in candidates:
+        if c in LANGS:
+            return c
+    return DEFAULT
+
+
+def t(lang: str, key: str, **values: object) -> str:
+    """The text of ``key`` in ``lang`` with ``values`` filled in; the key itself if unknown."""
+    pair = STRINGS.get(key)
+    if pair is None:
+        return key
+    text = pair[LANGS.index(lang)] if lang in LANGS else pair[0]
+    return text.format(**values) if values else text
+
+
+def when(lang: str, ts: float | None) -> str:
+    """An absolute local time, e.g. ``20.11. 14:05`` / ``Nov 20, 14:05``."""
+    if ts is None:
+        return "–"
+    d = dt.datetime.fromtimestamp(ts).astimezone()
+    return d.strftime("%d.%m. %H:%M") if lang == "de" else d.strftime("%b %d, %H:%M")
+
+
+def ago(lang: str, ts: float | None, now: float) -> str:
+    """A relative time, e.g. ``vor 5 Min.`` / ``5 min ago`` (``in …`` for the future)."""
+    if ts is None:
+        return "–"
+    s = now - ts
+    future, s = s < 0, abs(s)
+    units = (("d", 86400, "Tg.", "d"), ("h", 3600, "Std.", "h"), ("m", 60, "Min.", "min"), ("s", 1, "s", "s"))
+    n, de, en = 0, "s", "s"
+    for _, size, de_u, en_u in units:
+        if s >= size or size == 1:
+            n, de, en = int(s // size), de_u, en_u
+            break
+    if lang == "de":
+        return f"in {n} {de}" if future else f"vor {n} {de}"
+    return f"in {n} {en}" if future else f"{n} {en} ago"
+
+
+def weekday(lang: str, day: dt.date) -> str:
+    return _WEEKDAYS.get(lang, _WEEKDAYS[DEFAULT])[day.weekday()]

@@ -1,0 +1,116 @@
+// Torwart dashboard: live updates (Server-Sent Events), relative times, and the confirm
+// step of actions. No framework; the pages work without this file (no live updates, and
+// actions get a server-side confirm page instead of the dialog).
+(() => {
+  "use strict";
+  const body = document.body;
+  const lang = body.dataset.lang || "de";
+  const csrf = body.dataset.csrf || "";
+  const rtf = window.Intl && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(lang, { numeric: "auto", style: "short" }) : null;
+
+  function refreshTimes(root) {
+    if (!rtf) return;
+    const now = Date.now() / 1000;
+    (root || document).querySelectorAll("time[data-ts]").forEach((el) => {
+      const d = Number(el.dataset.ts) - now;
+      const a = Math.abs(d);
+      let value = d, unit = "second";
+      if (a >= 86400) { value = d / 86400; unit = "day"; }
+      else if (a >= 3600) { value = d / 3600; unit = "hour"; }
+      else if (a >= 60) { value = d / 60; unit = "minute"; }
+      el.textContent = rtf.format(Math.round(value), unit);
+    });
+  }
+  refreshTimes(document);
+  setInterval(() => refreshTimes(document), 15000);
+
+  function toLogin() {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname);
+  }
+
+  // --- live updates ----------------------------------------------------------------------------
+  const liveUrl = body.dataset.live;
+  const banner = document.getElementById("livestatus");
+  function showLost(lost) {
+    body.dataset.liveState = lost ? "lost" : "open";
+    if (!banner) return;
+    banner.hidden = !lost;
+    banner.textContent = lost ? body.dataset.tLost : "";
+  }
+  if (liveUrl && window.EventSource) {
+    let source = null;
+    const connect = () => {
+      source = new EventSource(liveUrl + (liveUrl.includes("?") ? "&" : "?") + "lang=" + encodeURIComponent(lang));
+      source.addEventListener("open", () => showLost(false));
+      source.addEventListener("site", (ev) => {
+        const doc = JSON.parse(ev.data);
+        const old = document.getElementById("site-" + doc.site);
+        if (!old || typeof doc.html !== "string") return;
+        old.outerHTML = doc.html;
+        const fresh = document.getElementById("site-" + doc.site);
+        if (fresh) {
+          refreshTimes(fresh);
+          fresh.dataset.updated = String(Date.now());
+        }
+      });
+      source.addEventListener("logout", () => { source.close(); toLogin(); });
+      source.addEventListener("error", () => {
+        showLost(true);
+        if (source.readyState === EventSource.CLOSED) {
+          // The server refused the stream (e.g. 401): find out why before retrying.
+          setTimeout(() => {
+            fetch("/api/v1/me", { credentials: "same-origin" })
+              .then((r) => (r.status === 401 ? toLogin() : connect()))
+              .catch(() => connect());
+          }, 3000);
+        }
+      });
+    };
+    connect();
+    window.addEventListener("pagehide", () => source && source.close());
+  }
+
+  // --- actions with a confirm step ----------------------------------------------------------------
+  const dialog = document.getElementById("confirm");
+  document.querySelectorAll("form.action").forEach((form) => {
+    form.addEventListener("submit", (ev) => {
+      if (!dialog || typeof dialog.showModal !== "function" || !window.fetch) return; // server-side confirm
+      ev.preventDefault();
+      const data = new FormData(form);
+      let text = form.dataset.confirm || "";
+      form.querySelectorAll("select, input[name]").forEach((el) => {
+        const shown = el.tagName === "SELECT" ? el.options[el.selectedIndex].text : el.value;
+        text = text.split("{" + el.name + "}").join(shown);
+      });
+      dialog.querySelector(".confirm-text").textContent = text;
+      dialog.returnValue = "";
+      dialog.addEventListener("close", () => {
+        if (dialog.returnValue === "ok") send(form, data);
+      }, { once: true });
+      dialog.showModal();
+    });
+  });
+
+  function send(form, data) {
+    const doc = {};
+    for (const [k, v] of data.entries()) {
+      if (k === "csrf" || v === "") continue;
+      doc[k] = k === "seconds" ? Number(v) : v;
+    }
+    const out = form.querySelector(".result");
+    fetch(form.dataset.api, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(doc),
+    }).then(async (r) => {
+      if (r.status === 401) return toLogin();
+      const answer = await r.json().catch(() => ({}));
+      if (!out) return;
+      out.className = "result " + (r.ok ? "ok" : "failed");
+      out.textContent = r.ok ? body.dataset.tSent : body.dataset.tFailed.replace("{error}", answer.error || r.status);
+    }).catch((e) => {
+      if (out) { out.className = "result failed"; out.textContent = body.dataset.tFailed.replace("{error}", String(e)); }
+    });
+  }
+})();

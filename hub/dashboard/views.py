@@ -1,0 +1,181 @@
+"""The dashboard's HTML pages: login and logout, the county overview, a site's page, and
+the confirm step of an action for browsers without JavaScript.
+
+Pages need a session (else a redirect to ``/login``); a site the user may not see
+answers 404, as if it did not exist. Every POST checks the CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from . import actions, data
+from .auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal
+from .common import SECURITY_HEADERS, on_loop
+from .render import lang_of, page
+
+if TYPE_CHECKING:
+    from ..service import HubService
+
+log = logging.getLogger(__name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths of this hub (no ``//host`` or scheme): no open redirect after login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+class Views:
+    def __init__(self, service: HubService, auth: Auth) -> None:
+        self.service = service
+        self.auth = auth
+        self.cfg = service.cfg
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _user(self, request: Request) -> Principal | Response:
+        p = await self.auth.principal(request)
+        if p is None:
+            resp = _redirect("/login?next=" + quote(request.url.path, safe="/"))
+            self.auth.clear_session_cookie(resp)
+            return resp
+        return p
+
+    def _names(self, p: Principal, site: str) -> bool:
+        return p.admin or self.cfg.site(site).show_names
+
+    def _visible(self, p: Principal) -> list[str]:
+        return [s.id for s in self.cfg.sites if p.may_see(s.id)]
+
+    def _error_page(self, request: Request, p: Principal | None, status: int) -> Response:
+        key = "not_found" if status == 404 else "forbidden"
+        return page(request, "error.html", {"message_key": key, "status": status}, user=p, status=status)
+
+    # --- login / logout ------------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        return self._login_page(request, None, 200)
+
+    def _login_page(self, request: Request, message: str | None, status: int,
+                    headers: dict[str, str] | None = None) -> Response:
+        token = self.auth.login_token(request)
+        resp = page(request, "login.html", {
+            "message": message, "login_csrf": token, "next": _safe_next(request.query_params.get("next")),
+        }, user=None, status=status, headers=headers)
+        self.auth.set_login_cookie(request, resp, token)
+        return resp
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("name") or "").strip(), str(form.get("password") or "")
+        token, cookie = str(form.get(CSRF_FIELD) or ""), request.cookies.get(LOGIN_COOKIE) or ""
+        if not cookie or not hmac.compare_digest(token.encode(), cookie.encode()):
+            return self._login_page(request, "login_stale", 403)
+        result = await self.auth.login(request, name, password)
+        if isinstance(result, float):
+            secs = math.ceil(result)
+            return self._login_page(request, f"login_limited:{secs}", 429, {"Retry-After": str(secs)})
+        if result is None:
+            return self._login_page(request, "login_failed", 401)
+        sid, _csrf = result
+        resp = _redirect(_safe_next(str(form.get("next") or "/")))
+        self.auth.set_session_cookie(request, resp, sid)
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        p = await self.auth.principal(request)
+        if p is None:
+            return _redirect("/login")
+        form = await request.form()
+        if not p.csrf_ok(str(form.get(CSRF_FIELD) or "") or request.headers.get("x-csrf-token")):
+            return self._error_page(request, p, 403)
+        await self.auth.logout(p)
+        resp = _redirect("/login")
+        self.auth.clear_session_cookie(resp)
+        return resp
+
+    # --- pages -------------------------------------------------------------------------------------
+
+    async def county(self, request: Request) -> Response:
+        p = await self._user(request)
+        if isinstance(p, Response):
+            return p
+        visible = self._visible(p)
+        names = {s: self._names(p, s) for s in visible}
+
+        def read() -> list[dict[str, Any]]:
+            now = time.time()
+            return [data.site_snapshot(self.service.store, self.cfg, s, names=names[s], now=now, events=0)
+                    for s in visible]
+
+        sites = await on_loop(self.service, read)
+        return page(request, "county.html", {
+            "sites": sites, "live_url": "/api/v1/live?view=card", "title_key": "overview",
+        }, user=p)
+
+    async def site(self, request: Request) -> Response:
+        p = await self._user(request)
+        if isinstance(p, Response):
+            return p
+        site = request.path_params["site"]
+        if site not in self._visible(p):
+            return self._error_page(request, p, 404)
+        names = self._names(p, site)
+
+        def read() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            now = time.time()
+            store = self.service.store
+            return (data.site_snapshot(store, self.cfg, site, names=names, now=now),
+                    data.noshows(store, self.cfg, site, now))
+
+        snap, chart = await on_loop(self.service, read)
+        q = request.query_params
+        flash = ("sent", None) if q.get("sent") else ("failed", q.get("failed")) if q.get("failed") else None
+        return page(request, "site.html", {
+            "s": snap, "chart": chart, "flash": flash,
+            "allowed": sorted(a for a in actions.ACTIONS if p.may(a, site)),
+            "live_url": "/api/v1/live?" + urlencode({"view": "detail", "site": site}),
+        }, user=p)
+
+    async def action(self, request: Request) -> Response:
+        """The form fallback: first POST shows the confirm step, the second (``confirmed``) acts."""
+        p = await self._user(request)
+        if isinstance(p, Response):
+            return p
+        site = request.path_params["site"]
+        form = await request.form()
+        if not p.csrf_ok(str(form.get(CSRF_FIELD) or "")):
+            return self._error_page(request, p, 403)
+        params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader")}
+        action = str(form.get("action") or "")
+        refused = actions.check(self.service, p, site, action, params)
+        if refused is not None:
+            if refused.status in (403, 404):
+                return self._error_page(request, p, refused.status)
+            return _redirect(f"/sites/{site}?" + urlencode({"failed": refused.doc["error"]}))
+        if form.get("confirmed") != "1":
+            conf = self.cfg.site(site)
+            room = params["room"] or None
+            room_name = next((r.name or r.id for r in conf.rooms if r.id == room), None)
+            return page(request, "confirm.html", {
+                "site": {"id": site, "name": conf.name or site}, "action": action, "params": params,
+                "room_name": room_name, "lang_choice": lang_of(request),
+            }, user=p)
+        out = await actions.perform(self.service, p, site, action, params)
+        if out.ok:
+            return _redirect(f"/sites/{site}?" + urlencode({"sent": action}))
+        return _redirect(f"/sites/{site}?" + urlencode({"failed": out.doc.get("error", "?")}))

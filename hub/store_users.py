@@ -1,0 +1,98 @@
+"""Dashboard users and their login sessions in the hub's SQLite store.
+
+A user has a role (``admin`` or ``caretaker``), the sites it may see (all of them when
+``sites`` is NULL) and a password hash made by ``hub.dashboard.passwords``; the store
+never sees a password. Sessions are keyed by a hash of the session cookie's value (the
+caller hashes), carry their CSRF token and expire at a fixed time; expired sessions are
+deleted whenever a new one is created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .store_schema import SqliteBase
+from .store_types import SessionRow, StoreError, User, UserExists
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "caretaker")
+_USER_COLS = "name, role, sites, password_hash, created_at"
+
+
+def _user(row: Sequence[Any]) -> User:
+    sites = None if row[2] is None else tuple(json.loads(row[2]))
+    return User(name=row[0], role=row[1], sites=sites, password_hash=row[3], created_at=row[4])
+
+
+class UsersMixin(SqliteBase):
+    """Dashboard accounts and sessions."""
+
+    def add_user(self, name: str, role: str, sites: Sequence[str] | None, password_hash: str) -> User:
+        """Create a user; UserExists if the name is taken."""
+        if role not in ROLES:
+            raise StoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        now = int(time.time())
+        doc = None if sites is None else json.dumps(sorted(set(sites)))
+        with self._write() as c:
+            try:
+                c.execute(f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
+                          (name, role, doc, password_hash, now))
+            except sqlite3.IntegrityError:
+                raise UserExists(f"a user {name!r} exists already") from None
+        log.info("dashboard user added (role %s)", role)
+        return User(name=name, role=role, sites=None if doc is None else tuple(json.loads(doc)),
+                    password_hash=password_hash, created_at=now)
+
+    def get_user(self, name: str) -> User | None:
+        with self._read() as c:
+            row = c.execute(f"SELECT {_USER_COLS} FROM users WHERE name = ?", (name,)).fetchone()  # noqa: S608
+        return _user(row) if row else None
+
+    def users(self) -> list[User]:
+        with self._read() as c:
+            rows = c.execute(f"SELECT {_USER_COLS} FROM users ORDER BY name").fetchall()  # noqa: S608
+        return [_user(r) for r in rows]
+
+    def remove_user(self, name: str) -> bool:
+        """Delete a user and every session of it (logged out at once)."""
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+            return c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def create_session(self, key: str, user: str, csrf: str, *, now: float, expires_at: float) -> None:
+        """Store a new session (``key``: a hash of the cookie's value); purge expired ones."""
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            c.execute("INSERT INTO sessions (id_hash, user_name, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                      (key, user, csrf, now, expires_at))
+
+    def get_session(self, key: str, now: float) -> SessionRow | None:
+        """The session and its user, or None when unknown or expired at ``now``."""
+        cols = ", ".join(f"u.{col.strip()}" for col in _USER_COLS.split(","))
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {cols}, s.csrf, s.created_at, s.expires_at FROM sessions s "  # noqa: S608
+                "JOIN users u ON u.name = s.user_name WHERE s.id_hash = ? AND s.expires_at > ?", (key, now),
+            ).fetchone()
+        if row is None:
+            return None
+        return SessionRow(user=_user(row[:5]), csrf=row[5], created_at=row[6], expires_at=row[7])
+
+    def delete_session(self, key: str) -> bool:
+        with self._write() as c:
+            return c.execute("DELETE FROM sessions WHERE id_hash = ?", (key,)).rowcount > 0
+
+    def active_sessions(self, now: float) -> dict[str, int]:
+        """User name → number of unexpired sessions."""
+        with self._read() as c:
+            rows = c.execute("SELECT user_name, count(*) FROM sessions WHERE expires_at > ? GROUP BY user_name",
+                             (now,)).fetchall()
+        return {r[0]: r[1] for r in rows}

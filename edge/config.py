@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,6 +115,8 @@ class ReaderSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     holdoff_seconds: Annotated[float, Meta(ge=0, le=60)] = 1.0
     #: sim: path of the FIFO (or Unix socket) that credential strings are written to.
     path: str | None = None
+    #: wiegand: a partial PIN entry on a keypad is dropped after this long without a key.
+    keypad_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 5.0
 
 
 class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -248,6 +251,14 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             value = getattr(cfg.hub, name)
             if value is not None and not Path(value).is_file():
                 raise err(f"hub.{name}", f"{value} does not exist")
+        # Secrets, like the credential key: readable by their owner only (the hub's config
+        # checks its own broker password and TLS key the same way).
+        for name in ("password_file", "key_file"):
+            value = getattr(cfg.hub, name)
+            mode = stat.S_IMODE(Path(value).stat().st_mode) if value is not None else 0
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise err(f"hub.{name}", f"{value} is accessible by group or others (mode {mode:04o}); "
+                                         f"run: chmod 600 {value}")
         try:
             read_key_file(cfg.hub.cred_key_file)
         except KeyFileError as exc:

@@ -11,8 +11,9 @@ from typing import Any
 
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from wire.keys import new_key, write_key_file
+from wire.keys import new_key, public_key_b64, write_key_file
 
 from .booking_fake import BookingPlatform
 from .broker import Mosquitto
@@ -53,15 +54,20 @@ def make_county(
     layouts: dict[str, dict[str, Any]] | None = None,
     booking: dict[str, Any] | None = None,
     site_policy: dict[str, Any] | None = None,
+    mqtt_users: dict[str, str] | None = None,
 ) -> County:
     """Write ``dir/hub/hub.toml`` and ``dir/sites/{id}/site.toml`` for each site. Every
     room of a site's layout is bookable as resource ``res-{site}-{room}`` and opens the
-    room's door and every door without a room (the entrance)."""
+    room's door and every door without a room (the entrance). ``mqtt_users`` (user →
+    password, with ``hub`` and every site id) makes the hub and the sites log in to a
+    broker with passwords."""
     hub_dir = dir / "hub"
     hub_dir.mkdir(parents=True, exist_ok=True)
     seed = new_key()
     write_key_file(hub_dir / "signing.key", seed, overwrite=True)
     hub_key = Ed25519PrivateKey.from_private_bytes(seed)
+    enroll_key = X25519PrivateKey.generate()  # sites seal enrollment reads to it (PROTOCOL.md §3)
+    write_key_file(hub_dir / "enroll.key", enroll_key.private_bytes_raw(), overwrite=True)
     admin_token = secrets.token_urlsafe(24)
     webhook_secret = secrets.token_bytes(24).hex().encode()
     port = free_port()
@@ -72,7 +78,9 @@ def make_county(
         key = new_key()
         write_key_file(hub_dir / f"{site_id}.cred.key", key, overwrite=True)
         county.sites[site_id] = write_site(dir / "sites" / site_id, site_id, broker, hub_key, layout=layout,
-                                           cred_key=key, policy=site_policy)
+                                           cred_key=key, policy=site_policy,
+                                           enroll_public_key=public_key_b64(enroll_key),
+                                           password=mqtt_users[site_id] if mqtt_users else None)
         open_doors = [d["id"] for d in layout["doors"] if not d.get("room")]
         rooms = []
         for r in layout.get("rooms", []):
@@ -81,9 +89,13 @@ def make_county(
                           "resources": [county.resource(site_id, r["id"])], "doors": doors})
         sites_doc.append({"id": site_id, "name": f"Site {site_id}", "cred_key_file": f"{site_id}.cred.key",
                           "rooms": rooms})
+    mqtt: dict[str, Any] = {"host": broker.host, "port": broker.port,
+                            "client_id": f"torwart-hub-{secrets.token_hex(3)}"}
+    if mqtt_users:
+        mqtt.update(username="hub", password_file=_secret_file(hub_dir / "mqtt.password", mqtt_users["hub"]))
     doc = {
-        "hub": {"data_dir": "data", "signing_key_file": "signing.key"},
-        "mqtt": {"host": broker.host, "port": broker.port, "client_id": f"torwart-hub-{secrets.token_hex(3)}"},
+        "hub": {"data_dir": "data", "signing_key_file": "signing.key", "enroll_key_file": "enroll.key"},
+        "mqtt": mqtt,
         "http": {"listen": f"127.0.0.1:{port}",
                  "admin_token_file": _secret_file(hub_dir / "admin.token", admin_token)},
         "booking": {"adapter": "rest", "base_url": platform.base_url,

@@ -4,7 +4,9 @@ Both lines idle high (pull-up); a pulse is the line going low: a pulse on D0 is 
 on D1 a 1 bit. A burst ends when no bit arrives for ``timeout`` (25 ms by default; bits
 within a burst are 1–2 ms apart). ``WiegandDecoder`` is the pure part; ``WiegandReader``
 wires it to the pins and runs a timer thread so that a burst is delivered without
-waiting for a further edge.
+waiting for a further edge. Keypad bursts (4 and 8 bits, one per key) are assembled into
+``pin:`` credentials by ``keypad.PinEntry``: a keypad is a wiegand reader like any other
+(a keypad beside an RDM6300 or PN532 is a second reader entry on the same door).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from edge.errors import ReaderError
 from wire.creds import redact, wiegand
 
 from .base import ReaderStats, ReadSink
+from .keypad import DEFAULT_KEYPAD_TIMEOUT, KEY_FORMATS, PinEntry
 from .serialbase import Clock, Holdoff
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,8 @@ def _card(nbits: int) -> Callable[[list[int]], str | None]:
     return decode
 
 
-#: Burst length → decoder (None: bad parity). Keypad bursts (4 and 8 bits, a later
-#: issue) are added here; they will need state of their own to assemble a PIN.
+#: Burst length → card decoder (None: bad parity). Keypad bursts (4 and 8 bits) are
+#: keys, decoded by ``keypad.KEY_FORMATS`` and assembled into a PIN by ``PinEntry``.
 FORMATS: dict[int, Callable[[list[int]], str | None]] = {26: _card(26), 34: _card(34)}
 
 
@@ -59,10 +62,14 @@ class WiegandDecoder:
     returned. ``flush(t)`` ends the pending burst when it has been quiet for ``timeout``
     at time ``t`` (``flush(None)`` ends it unconditionally). A burst of an unknown length
     or with bad parity is dropped and counted in ``dropped``; ``bursts`` counts all.
+    A 4- or 8-bit burst is a key press, handed to ``keypad`` (a ``PinEntry`` with an
+    inter-key timeout of ``keypad_timeout`` seconds); a complete entry is returned as
+    ``pin:DIGITS``, a malformed key or a PIN of a wrong length is counted in ``dropped``.
     """
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, *, keypad_timeout: float = DEFAULT_KEYPAD_TIMEOUT) -> None:
         self.timeout = timeout
+        self.keypad = PinEntry(keypad_timeout)
         self.bursts = 0
         self.dropped = 0
         self._bits: list[int] = []
@@ -95,6 +102,9 @@ class WiegandDecoder:
         bits, overflow = self._bits, self._overflow
         self._bits, self._overflow = [], False
         self.bursts += 1
+        key_of = None if overflow else KEY_FORMATS.get(len(bits))
+        if key_of is not None:
+            return self._key(key_of(bits))
         decode = None if overflow else FORMATS.get(len(bits))
         cred = decode(bits) if decode is not None else None
         if cred is None:
@@ -103,6 +113,16 @@ class WiegandDecoder:
                       "" if overflow or decode is None else ", bad parity")
             return []
         return [cred]
+
+    def _key(self, key: int | None) -> list[str]:
+        if key is None:
+            self.dropped += 1
+            log.debug("wiegand key burst dropped: not a key")
+            return []
+        before = self.keypad.dropped
+        cred = self.keypad.key(key, self._last)
+        self.dropped += self.keypad.dropped - before
+        return [] if cred is None else [cred]
 
 
 class WiegandReader:
@@ -124,7 +144,7 @@ class WiegandReader:
         self.cfg = cfg
         self.sink = sink
         self.stats = ReaderStats()
-        self.decoder = WiegandDecoder(timeout)
+        self.decoder = WiegandDecoder(timeout, keypad_timeout=cfg.keypad_timeout_seconds)
         self.holdoff = Holdoff(cfg.holdoff_seconds)
         self.clock = clock
         self._factory = pin_factory
@@ -181,12 +201,12 @@ class WiegandReader:
         self._deliver(creds)
 
     def _account(self, creds: list[str]) -> list[str]:
-        """Under the lock: count drops, apply the hold-off."""
+        """Under the lock: count drops, apply the hold-off (not to PINs: each ``#`` is meant)."""
         dropped = self.decoder.dropped - self.stats.dropped
         if dropped:
             self.stats.add("dropped", dropped)
         now = self.clock()
-        return [c for c in creds if self.holdoff.admit(c, now)]
+        return [c for c in creds if c.startswith("pin:") or self.holdoff.admit(c, now)]
 
     def _deliver(self, creds: list[str]) -> None:
         for cred in creds:

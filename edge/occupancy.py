@@ -44,6 +44,7 @@ class Occupancy:
         if direction == "out" or (self.rooms[room].toggle and who in present):
             if who in present:
                 self._out(room, who, ref, "badge")
+                self.publish()
             return
         if who not in present:
             self.state.check_in(room, who, ref, until, self._clock())

@@ -75,18 +75,11 @@ def enroll_at_site(cfg: HubConfig, store: Store, site: str, member_id: str, read
                    timeout: float, say: Say) -> Enrollment:
     """Run the whole conversation; return the finished enrollment (status ``enrolled``) or
     raise EnrollError saying what went wrong (nothing is enrolled then)."""
-    if not any(s.id == site for s in cfg.sites):
-        raise EnrollError(f"no site {site!r} in the configuration")
     if not 1 <= timeout <= MAX_SECONDS:
         raise EnrollError(f"--timeout at a site is 1 to {MAX_SECONDS} s (how long a site waits for a card at most)")
     key = load_enroll_key(cfg)
     seconds = int(timeout)
-    try:
-        cmd = commands.build(site, "enroll", reader=reader, seconds=seconds)
-    except ValueError as exc:
-        raise EnrollError(str(exc)) from None
-    store.add_enrollment(cmd.id, site, member_id, reader, created_at=cmd.issued_at,
-                         expires_at=cmd.expires_at + seconds + DELIVERY_GRACE)
+    cmd = begin(cfg, store, site, member_id, reader, seconds=seconds)
     inbox = _Inbox()
     link = HubLink(cfg.mqtt, inbox, client_id=f"{cfg.mqtt.client_id}-enroll-{uuid.uuid4().hex[:8]}",
                    persistent=False, subscribe=())
@@ -109,6 +102,25 @@ def enroll_at_site(cfg: HubConfig, store: Store, site: str, member_id: str, read
         return done
     finally:
         link.stop()
+
+
+def begin(cfg: HubConfig, store: Store, site: str, member_id: str, reader: str, *, seconds: int) -> m.Command:
+    """Check the request, build the ``enroll`` command and record the pending enrollment
+    (before the command goes out: whichever process sees the read then knows the member).
+    The CLI (above) and the dashboard (``hub.dashboard.enroll``) start enrollments here.
+    EnrollError when the site is unknown, the window is out of range or the command is
+    malformed; UnknownMember when there is no such member."""
+    if not any(s.id == site for s in cfg.sites):
+        raise EnrollError(f"no site {site!r} in the configuration")
+    if not 1 <= seconds <= MAX_SECONDS:
+        raise EnrollError(f"seconds at a site is 1 to {MAX_SECONDS} (how long a site waits for a card at most)")
+    try:
+        cmd = commands.build(site, "enroll", reader=reader, seconds=seconds)
+    except ValueError as exc:
+        raise EnrollError(str(exc)) from None
+    store.add_enrollment(cmd.id, site, member_id, reader, created_at=cmd.issued_at,
+                         expires_at=cmd.expires_at + seconds + DELIVERY_GRACE, seconds=seconds)
+    return cmd
 
 
 def _cancel(store: Store, command_id: str, why: str) -> Enrollment | None:

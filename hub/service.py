@@ -164,7 +164,7 @@ class HubService:
         elif kind is Kind.CACHE_ACK:
             self.post(lambda: self._cache_ack(site, payload))
         elif kind is Kind.COMMAND_ACK:
-            self.post(lambda: self.ingest.command_ack(site, payload))
+            self.post(lambda: self._command_ack(site, payload))
 
     # --- handlers (main loop) ------------------------------------------------------------------------
 
@@ -191,6 +191,11 @@ class HubService:
         if stored:
             self.live.notify(site, what)
 
+    def _command_ack(self, site: str, payload: bytes) -> None:
+        ack = self.ingest.command_ack(site, payload)
+        if ack is not None and self.store.get_enrollment(ack.id) is not None:  # an enroll command's
+            self.store.ack_enrollment(ack.id, site, None if ack.ok else (ack.error or "refused"), now=time.time())
+
     def _ack_events(self, site: str, upto: int) -> None:
         self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(upto=upto)))
 
@@ -200,7 +205,11 @@ class HubService:
         elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub/enroll.py)
             done = self.enroll.on_read(site, ev, time.time())
             if done is not None and done.sites:
-                self.changed(done.sites)
+                versions = self.changed(done.sites)
+                if site in done.sites:  # the version the dashboard waits for (hub/dashboard/enroll.py)
+                    version = versions.get(site) or self.caches.latest_version(site)
+                    if version is not None:
+                        self.store.set_enrollment_cache(ev.command, version)
 
     def release_no_shows(self) -> list[str]:
         return self.feedback.release_no_shows(self.store, int(time.time()))

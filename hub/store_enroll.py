@@ -1,4 +1,4 @@
-"""Card enrollments at sites in the hub's SQLite store (table ``enrollments``, migration 3).
+"""Card enrollments at sites in the hub's SQLite store (table ``enrollments``, migrations 3 and 4).
 
 An enrollment is recorded (``pending``) before the signed ``enroll`` command goes out.
 When the site's ``enroll.read`` arrives, the CLI that sent the command and the running
@@ -19,13 +19,15 @@ from .store_types import CredentialConflict, Enrollment, InvalidCredential, Unkn
 
 log = logging.getLogger(__name__)
 
-_COLS = "command_id, site_id, member_id, reader, created_at, expires_at, status, detail, credential_id, done_at"
+_COLS = ("command_id, site_id, member_id, reader, created_at, expires_at, status, detail, credential_id, done_at, "
+         "seconds, acked_at, ack_error, cache_version")
 FINAL = ("enrolled", "conflict", "refused", "expired", "cancelled")
 
 
 def _row(r: tuple[Any, ...]) -> Enrollment:
     return Enrollment(command_id=r[0], site_id=r[1], member_id=r[2], reader=r[3], created_at=r[4],
-                      expires_at=r[5], status=r[6], detail=r[7], credential_id=r[8], done_at=r[9])
+                      expires_at=r[5], status=r[6], detail=r[7], credential_id=r[8], done_at=r[9],
+                      seconds=r[10], acked_at=r[11], ack_error=r[12], cache_version=r[13])
 
 
 class EnrollMixin(SqliteBase):
@@ -36,14 +38,16 @@ class EnrollMixin(SqliteBase):
                     where: str = "") -> tuple[int, bool]: ...
 
     def add_enrollment(self, command_id: str, site_id: str, member_id: str, reader: str, *,
-                       created_at: int, expires_at: int) -> Enrollment:
-        """Record a pending enrollment for the command about to be sent."""
+                       created_at: int, expires_at: int, seconds: int | None = None) -> Enrollment:
+        """Record a pending enrollment for the command about to be sent (``seconds``: the
+        site's window for the card)."""
         with self._write() as c:
             if c.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone() is None:
                 raise UnknownMember(f"no member {member_id!r}")
             c.execute(
-                f"INSERT INTO enrollments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL)",  # noqa: S608
-                (command_id, site_id, member_id, reader, created_at, expires_at),
+                f"INSERT INTO enrollments ({_COLS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, ?, NULL, NULL, NULL)",
+                (command_id, site_id, member_id, reader, created_at, expires_at, seconds),
             )
             return self._get(c, command_id)  # type: ignore[return-value]
 
@@ -95,6 +99,30 @@ class EnrollMixin(SqliteBase):
             c.execute("UPDATE enrollments SET status = ?, detail = ?, done_at = ? "
                       "WHERE command_id = ? AND status = 'pending'", (status, detail, now, command_id))
             return self._get(c, command_id)
+
+    def ack_enrollment(self, command_id: str, site_id: str, error: str | None, *,
+                       now: float) -> Enrollment | None:
+        """The site acknowledged the enroll command (``error`` None) or refused it with
+        ``error``, which also closes a pending enrollment as ``refused``. The first
+        acknowledgement counts; None when there is no enrollment of ``site_id`` for it."""
+        with self._write() as c:
+            row = self._get(c, command_id)
+            if row is None or row.site_id != site_id:
+                return None
+            if row.acked_at is None:
+                c.execute("UPDATE enrollments SET acked_at = ?, ack_error = ? WHERE command_id = ?",
+                          (now, error, command_id))
+            if error is not None:
+                c.execute("UPDATE enrollments SET status = 'refused', detail = ?, done_at = ? "
+                          "WHERE command_id = ? AND status = 'pending'",
+                          (f"refused by the site: {error}", now, command_id))
+            return self._get(c, command_id)
+
+    def set_enrollment_cache(self, command_id: str, version: int) -> None:
+        """The version of the enrollment's site's cache built with the new card."""
+        with self._write() as c:
+            c.execute("UPDATE enrollments SET cache_version = ? WHERE command_id = ? AND cache_version IS NULL",
+                      (version, command_id))
 
     def purge_enrollments(self, created_before: int) -> int:
         """Forget enrollments started before ``created_before`` (retention)."""

@@ -145,8 +145,19 @@ def _v3(db: Database) -> None:
     db.table("enrollments").create_index(["created_at"])
 
 
+def _v4(db: Database) -> None:
+    """What the dashboard shows of an enrollment as it goes: the site's window (``seconds``),
+    the site's acknowledgement of the command (``acked_at``; ``ack_error`` when it refused
+    it) and the cache version of the enrollment's site built with the new card."""
+    t = db.table("enrollments")
+    t.add_column("seconds", int)
+    t.add_column("acked_at", float)
+    t.add_column("ack_error", str)
+    t.add_column("cache_version", int)
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 
 
 class SqliteBase:

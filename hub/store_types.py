@@ -339,6 +339,14 @@ class Enrollment:
     detail: str | None
     credential_id: int | None
     done_at: float | None
+    #: The site's window for the card (None: recorded before the store knew it).
+    seconds: int | None = None
+    #: When the site acknowledged the command (as the running hub saw it), and its error
+    #: code when it refused it.
+    acked_at: float | None = None
+    ack_error: str | None = None
+    #: The version of the site's cache first built with the new card (running hub).
+    cache_version: int | None = None
 
 
 # --- the interface -----------------------------------------------------------------------
@@ -432,8 +440,11 @@ class Store(Protocol):
 
     # card enrollments at sites (store_enroll)
     def add_enrollment(self, command_id: str, site_id: str, member_id: str, reader: str, *,
-                       created_at: int, expires_at: int) -> Enrollment: ...
+                       created_at: int, expires_at: int, seconds: int | None = None) -> Enrollment: ...
     def get_enrollment(self, command_id: str) -> Enrollment | None: ...
+    def ack_enrollment(self, command_id: str, site_id: str, error: str | None, *,
+                       now: float) -> Enrollment | None: ...
+    def set_enrollment_cache(self, command_id: str, version: int) -> None: ...
     def finish_enrollment(self, command_id: str, site_id: str, credential: str, *, now: float,
                           label: str | None = None) -> tuple[Enrollment, bool]: ...
     def close_enrollment(self, command_id: str, status: str, detail: str, *, now: float) -> Enrollment | None: ...

@@ -83,6 +83,10 @@ async def perform(service: HubService, p: Principal, site: str, action: str, par
     refused = check(service, p, site, action, params)
     if refused is not None:
         return refused
+    if action == "enroll":  # recorded as a pending enrollment first (hub/dashboard/enroll.py)
+        from . import enroll
+
+        return await enroll.start(service, p, site, params)
     if action == "push":
         def push() -> int:
             service.caches.rebuild(site, int(time.time()))

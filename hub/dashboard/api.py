@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from . import actions, data
+from . import actions, data, enroll
 from .auth import CSRF_HEADER, PERMISSIONS, Auth, Principal
 from .common import SECURITY_HEADERS, error, json, on_loop
 from .openapi import OPENAPI
@@ -172,6 +172,24 @@ class Api:
         if not isinstance(doc, dict):
             return error(400, "the body must be a JSON object")
         out = await actions.perform(self.service, p, request.path_params["site"], str(doc.get("action")), doc)
+        return json(out.doc, out.status)
+
+    async def enroll(self, request: Request, p: Principal) -> Response:
+        """Enroll a card at the site (admins): ``{"member", "reader", "seconds" ≤ 120}``; the
+        next card read at that reader is enrolled to the member. Answers ``{"id": ...}``."""
+        try:
+            doc = await request.json()
+        except ValueError:
+            return error(400, "the body must be a JSON object")
+        if not isinstance(doc, dict):
+            return error(400, "the body must be a JSON object")
+        out = await enroll.start(self.service, p, request.path_params["site"], doc)
+        return json(out.doc, out.status)
+
+    async def enrollment(self, request: Request, p: Principal) -> Response:
+        """An enrollment's state: sent, acknowledged, read, enrolled, pushed, held, refused
+        (``code``) or expired (admins)."""
+        out = await enroll.status(self.service, p, request.path_params["id"])
         return json(out.doc, out.status)
 
     # --- live ----------------------------------------------------------------------------------------

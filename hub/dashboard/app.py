@@ -45,4 +45,6 @@ def routes(service: HubService, token: str | None) -> tuple[Auth, list[BaseRoute
         Route("/api/v1/live", g(a.live), methods=["GET"]),
         Route("/api/v1/sites/{site}/push", g(a.push, post=True), methods=["POST"]),
         Route("/api/v1/sites/{site}/commands", g(a.command, post=True), methods=["POST"]),
+        Route("/api/v1/sites/{site}/enroll", g(a.enroll, post=True), methods=["POST"]),
+        Route("/api/v1/enrollments/{id}", g(a.enrollment), methods=["GET"]),
     ]

@@ -96,6 +96,44 @@ STRINGS: dict[str, tuple[str, str]] = {
                          "Lock “{site}” down? No badge will open a door (exit buttons still do)."),
     "confirm_lockdown_end": ("Die Sperre in „{site}“ beenden?", "End the lockdown at “{site}”?"),
     "confirm_checkout_all": ("Alle in „{room}“ ({site}) abmelden?", "Check everybody out of “{room}” ({site})?"),
+    "act_enroll": ("Karte anlernen", "Enroll a card"),
+    "member": ("Mitglied (ID)", "Member (id)"),
+    "reader": ("Leser", "Reader"),
+    "confirm_enroll": ("In „{site}“ am Leser „{reader}“ eine Karte für Mitglied „{member}“ anlernen? Der Standort "
+                       "wartet {seconds} s auf die Karte; die nächste Karte an diesem Leser öffnet keine Tür.",
+                       "Enroll a card for member “{member}” at reader “{reader}” of “{site}”? The site waits "
+                       "{seconds} s for the card; the next card at that reader opens no door."),
+    "enroll_hint": ("Die Hausmeisterei hält die neue Karte einmal an den Leser, sobald hier „wartet auf die "
+                    "Karte“ steht.", "The caretaker holds the new card to the reader once, as soon as this says "
+                    "“waiting for the card”."),
+    "enroll.sent": ("Befehl gesendet – warte auf den Standort …", "Command sent – waiting for the site …"),
+    "enroll.acknowledged": ("Der Standort wartet auf die Karte an „{reader}“ (noch {left} s): jetzt die Karte "
+                            "einmal vorhalten.", "The site is waiting for the card at “{reader}” ({left} s left): "
+                            "hold the card to the reader once now."),
+    "enroll.read": ("Karte eingelesen – wird angelernt …", "Card read – enrolling …"),
+    "enroll.enrolled": ("Karte für „{member}“ angelernt – neue Zutrittsliste wird erstellt …",
+                        "Card enrolled to “{member}” – building the new access list …"),
+    "enroll.enrolled_final": ("Karte für „{member}“ angelernt. „{member}“ hat hier keine Buchung und keine "
+                              "Dauerberechtigung: die Karte öffnet hier noch keine Tür.",
+                              "Card enrolled to “{member}”. “{member}” has no booking or standing grant here: "
+                              "the card opens no door here yet."),
+    "enroll.pushed": ("Karte angelernt; Zutrittsliste {version} an den Standort gesendet – warte auf Bestätigung …",
+                      "Card enrolled; access list {version} sent to the site – waiting for it to apply it …"),
+    "enroll.held": ("Fertig: der Standort hat die Zutrittsliste {version} mit der Karte. Die Karte öffnet jetzt, "
+                    "was „{member}“ öffnen darf.", "Done: the site holds access list {version} with the card. "
+                    "It now opens what “{member}” may open."),
+    "enroll.refused_code": ("Der Standort hat den Befehl abgelehnt ({code}): gibt es dort den Leser „{reader}“? "
+                            "Nichts angelernt.", "The site refused the command ({code}): does it have a reader "
+                            "“{reader}”? Nothing enrolled."),
+    "enroll.conflict": ("Diese Karte gehört schon Mitglied „{detail}“ – nichts angelernt.",
+                        "This card belongs to member “{detail}” already – nothing enrolled."),
+    "enroll.refused": ("Abgelehnt ({detail}) – nichts angelernt.", "Refused ({detail}) – nothing enrolled."),
+    "enroll.expired": ("Zeit abgelaufen: keine Karte vorgehalten – nichts angelernt. Der Leser arbeitet wieder "
+                       "normal.", "Timed out: no card was presented – nothing enrolled. The reader is back to "
+                       "normal."),
+    "enroll.noack": ("Der Standort hat nicht geantwortet (offline?) – nichts angelernt.",
+                     "The site did not answer (offline?) – nothing enrolled."),
+    "enroll.lost": ("Stand nicht abrufbar: {error}", "Cannot get the state: {error}"),
     "sent": ("Gesendet – der Standort bestätigt gleich.", "Sent – the site will confirm shortly."),
     "failed": ("Fehlgeschlagen: {error}", "Failed: {error}"),
     "live": ("live", "live"),

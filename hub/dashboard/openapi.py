@@ -102,6 +102,25 @@ OPENAPI: dict[str, Any] = {
                 }}}}},
             "responses": _POST_RESPONSES,
         }},
+        "/api/v1/sites/{site}/enroll": {"post": {
+            "summary": "Enroll a card at the site",
+            "description": "Admins. Records a pending enrollment and sends the signed enroll command: the next card "
+                           "read at `reader` within `seconds` is enrolled to `member` (who must exist). Answers "
+                           "{id}; follow it with GET /api/v1/enrollments/{id}.",
+            "parameters": [_SITE], "security": [{"session": [], "csrf": []}, {"adminToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["member", "reader"],
+                "properties": {
+                    "member": {"type": "string"}, "reader": {"type": "string"},
+                    "seconds": {"type": "integer", "minimum": 1, "maximum": 120, "default": 60},
+                }}}}},
+            "responses": _POST_RESPONSES,
+        }},
+        "/api/v1/enrollments/{id}": _get(
+            "An enrollment's state", "Admins. `state`: sent, acknowledged, read, enrolled, pushed, held (the site "
+            "applied the cache with the card), refused (`code`: the site's error code, or conflict) or expired; "
+            "`final` when nothing more will change.",
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]),
         "/api/v1/openapi.json": _get("This document", "The OpenAPI document (needs a login too)."),
     },
 }

@@ -160,7 +160,7 @@ class Views:
         form = await request.form()
         if not p.csrf_ok(str(form.get(CSRF_FIELD) or "")):
             return self._error_page(request, p, 403)
-        params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader")}
+        params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader", "member")}
         action = str(form.get("action") or "")
         refused = actions.check(self.service, p, site, action, params)
         if refused is not None:

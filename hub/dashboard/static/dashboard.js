@@ -109,8 +109,57 @@
       if (!out) return;
       out.className = "result " + (r.ok ? "ok" : "failed");
       out.textContent = r.ok ? body.dataset.tSent : body.dataset.tFailed.replace("{error}", answer.error || r.status);
+      if (r.ok && form.dataset.follow && answer.id) follow(form, out, answer.id);
     }).catch((e) => {
       if (out) { out.className = "result failed"; out.textContent = body.dataset.tFailed.replace("{error}", String(e)); }
     });
+  }
+
+  // --- following an enrollment (GET /api/v1/enrollments/{id} once a second) ----------------------
+  function fill(text, values) {
+    return Object.keys(values).reduce((t, k) => t.split("{" + k + "}").join(String(values[k] ?? "")), text || "");
+  }
+
+  function enrollText(out, doc) {
+    let key = doc.state;
+    if (key === "enrolled" && doc.final) key = "enrolledFinal";
+    else if (key === "refused") key = doc.code === "conflict" ? "conflict" : doc.code ? "refusedCode" : "refused";
+    else if (key === "expired" && doc.window_ends_at === null) key = "noack";
+    const left = doc.window_ends_at ? Math.max(0, Math.round(doc.window_ends_at - Date.now() / 1000)) : "";
+    return fill(out.dataset["s" + key.charAt(0).toUpperCase() + key.slice(1)], {
+      member: doc.member, reader: doc.reader, left, version: doc.cache_version, code: doc.code, detail: doc.detail,
+    });
+  }
+
+  function follow(form, out, id) {
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    let failures = 0;
+    let timer = null;
+    const done = () => { clearInterval(timer); if (button) button.disabled = false; };
+    const poll = () => {
+      fetch(form.dataset.follow + encodeURIComponent(id), { credentials: "same-origin" })
+        .then(async (r) => {
+          if (r.status === 401) { done(); return toLogin(); }
+          const doc = await r.json();
+          if (!r.ok) throw new Error(doc.error || String(r.status));
+          failures = 0;
+          const good = doc.state === "held" || doc.state === "enrolled";
+          out.className = "result " + (doc.final ? (good ? "ok" : "failed") : "pending");
+          out.dataset.state = doc.state;
+          out.textContent = enrollText(out, doc);
+          if (doc.final) done();
+        })
+        .catch((e) => {
+          failures += 1;
+          if (failures >= 10) {  // ten seconds without an answer: stop, say why
+            out.className = "result failed";
+            out.textContent = fill(out.dataset.sLost, { error: String(e.message || e) });
+            done();
+          }
+        });
+    };
+    timer = setInterval(poll, 1000);
+    poll();
   }
 })();

@@ -4,6 +4,11 @@
     torwart-edge check  --config PATH   validate the config and print the resolved site
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
 
+Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
+``run`` takes its wall clock from an ``edge.clock.OffsetClock``: system time plus the offset
+(seconds) in PATH, re-read when the file changes; ``TORWART_CLOCK_NTP=synced|unsynced``
+forces its NTP flag. The chaos run (scripts/chaos) steps one site's clock this way.
+
 A bad config stops every command before it touches a pin: the error names the file and
 the key, and the exit status is 2.
 """
@@ -21,6 +26,7 @@ from types import FrameType
 from wire import software_version
 
 from . import config as config_mod
+from .clock import ClockSource
 from .errors import ConfigError, EdgeError
 
 log = logging.getLogger("edge")
@@ -46,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
 
-    agent = Agent(cfg)
+    agent = Agent(cfg, clock=_test_clock())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
@@ -56,6 +62,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     agent.run()
     return 0
+
+
+def _test_clock() -> ClockSource | None:
+    """The test and chaos hook (never on a real site): ``TORWART_CLOCK_OFFSET_FILE`` runs the
+    agent on an ``OffsetClock`` (system time + the offset in that file, re-read when it
+    changes), ``TORWART_CLOCK_NTP`` = ``synced`` / ``unsynced`` forces its NTP flag."""
+    path = os.environ.get("TORWART_CLOCK_OFFSET_FILE")
+    if not path:
+        return None
+    from .clock import OffsetClock
+
+    ntp = os.environ.get("TORWART_CLOCK_NTP", "").strip().lower()
+    forced = {"synced": True, "unsynced": False}.get(ntp)
+    log.warning("TEST HOOK: clock = system time + the offset in %s (TORWART_CLOCK_OFFSET_FILE)%s", path,
+                f", NTP forced {ntp}" if forced is not None else "")
+    return OffsetClock(path, synchronized=forced)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

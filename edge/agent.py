@@ -82,8 +82,10 @@ class Agent:
         self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
         self._sent_upto = 0
         self._ack_seen_at = time.monotonic()
-        self._storage_error: str | None = None
-        self._unsaved: list[tuple[str, dict[str, Any]]] = []
+        self._storage_error: str | None = None  # writing events or state fails
+        self._cache_error: str | None = None  # storing a new cache failed (until one is stored)
+        #: Events that could not be stored (disk full): (type, ts, clock_synced, fields), retried.
+        self._unsaved: list[tuple[str, float, bool, dict[str, Any]]] = []
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -216,26 +218,36 @@ class Agent:
 
     # --- events -------------------------------------------------------------------------------
 
-    def emit(self, type_: str, **fields: Any) -> None:
-        """Commit an event to the outbox, then publish it if the link is up."""
+    def emit(self, type_: str, *, ts: float | None = None, clock_synced: bool | None = None, **fields: Any) -> None:
+        """Commit an event to the outbox, then publish it if the link is up. ``ts`` and
+        ``clock_synced`` default to now and the clock judge's last verdict; a decision
+        passes the ones it was made with."""
+        if ts is None:
+            ts = self.clock.time()
+        if clock_synced is None:
+            clock_synced = bool(self.judge.state)
         try:
-            raw = self.outbox.emit(type_, ts=self.clock.time(), clock_synced=bool(self.judge.state), **fields)
+            raw = self.outbox.emit(type_, ts=ts, clock_synced=clock_synced, **fields)
         except StorageError as exc:
             # Keep it in memory and retry: the agent goes on deciding from its cache.
-            self._unsaved.append((type_, fields))
+            self._unsaved.append((type_, ts, clock_synced, fields))
             self._storage_failed(exc)
             return
         if self._storage_error is not None and not self._unsaved:
             self._storage_error = None
             log.warning("local storage writable again")
+            self.post(self.publish_status)
         seq = self.outbox.last_seq
         if self.link.connected and seq == self._sent_upto + 1 and self.link.publish(Kind.EVENT, raw):
             self._sent_upto = seq
 
     def _storage_failed(self, exc: StorageError) -> None:
-        if self._storage_error is None:
-            log.error("local storage failing: %s (deciding from the cache continues)", exc)
-        self._storage_error = str(exc)
+        first = self._storage_error is None
+        self._storage_error = str(exc)[:512]
+        if first:
+            log.error("local storage failing: %s (deciding from the cache continues; events wait in memory "
+                      "until it is writable again)", exc)
+            self.post(self.publish_status)  # the hub shows it (Status.storage_error)
 
     def _flush(self) -> None:
         """Publish unacknowledged events after ``_sent_upto``, a batch at a time."""
@@ -252,8 +264,8 @@ class Agent:
     def _resend_check(self) -> None:
         if self._unsaved:
             pending, self._unsaved = self._unsaved, []
-            for type_, fields in pending:
-                self.emit(type_, **fields)
+            for type_, ts, synced, fields in pending:
+                self.emit(type_, ts=ts, clock_synced=synced, **fields)
         if self.outbox.pending_count() and time.monotonic() - self._ack_seen_at > self.cfg.policy.resend_seconds:
             self._sent_upto = self.outbox.acked_upto
             self._ack_seen_at = time.monotonic()
@@ -274,29 +286,33 @@ class Agent:
         door = self.doors[rcfg.door]
         cred = cred_hash(self._key, credential)
         now = self.clock.time()
-        limited = self.limiter.limited(reader_id, now)
+        # The denial budget runs on the monotonic clock: a wall-clock step must not refill it.
+        mono = self.clock.monotonic()
+        limited = self.limiter.limited(reader_id, mono)
         # Entries and expiry from one snapshot: the worker thread may commit a new cache in between.
         entries, meta = self.cache.lookup_with_meta(cred)
         trusted, _ = self.judge.trusted(meta.newest_issued_at)
         d = decide([] if limited else entries, door=door.id, now=now, cache_expires_at=meta.expires_at,
                    clock_trusted=trusted, mode=door.mode, rate_limited=limited, door_room=door.cfg.room)
+        # The event records what the decision was made from: its time, clock verdict and cache version.
+        made_from: dict[str, Any] = {"ts": now, "clock_synced": trusted, "cache_version": meta.version}
         if d.granted:
             door.unlock()
             e = d.entry
             self.emit("access.granted", door=door.id, cred=cred, who=e.who if e else None,
-                      ref=e.ref if e else None, reason=d.reason)
+                      ref=e.ref if e else None, reason=d.reason, **made_from)
             if e is not None:
                 self.occupancy.on_grant(door.cfg.room, rcfg.direction, e.who, e.ref, e.until)
         else:
             door.deny_feedback()
             if d.reason != "rate_limited":
-                self.limiter.record_denial(reader_id, now)
+                self.limiter.record_denial(reader_id, mono)
             log.info("denied %s at %s: %s", redact(credential), door.id, d.reason)
-            self.emit("access.denied", door=door.id, cred=cred, reason=d.reason)
+            self.emit("access.denied", door=door.id, cred=cred, reason=d.reason, **made_from)
 
     # --- doors ------------------------------------------------------------------------------------
 
-    def door_event(self, door_id: str, type_: str, fields: dict[str, object]) -> None:  # gpio/timer thread
+    def door_event(self, door_id: str, type_: str, fields: dict[str, Any]) -> None:  # gpio/timer thread
         self.post(lambda: self.emit(type_, door=door_id, **fields))
 
     def door_state_changed(self, door_id: str) -> None:  # gpio/timer thread
@@ -345,6 +361,7 @@ class Agent:
             software=software_version(), cache_version=meta.version, cache_expires_at=meta.expires_at,
             clock_synced=bool(self.judge.state), outbox_pending=self.outbox.pending_count(),
             lockdown=bool(self.state.flag("lockdown", False)),
+            storage_error="; ".join(e for e in (self._storage_error, self._cache_error) if e)[:512] or None,
         )
         return m.encode(msg)
 
@@ -416,6 +433,15 @@ class Agent:
     def _cache_done(self, version: int | None, error: str | None) -> None:
         ack = m.CacheAck(version=version, ok=error is None, error=error, ts=self.clock.time())
         self.link.publish(Kind.CACHE_ACK, m.encode(ack))
+        # Kept apart from event writes: an event written since says nothing about the room a
+        # whole cache needs, so only a cache stored again clears it.
+        if error == "storage":
+            if self._cache_error is None:
+                log.error("cache version %s could not be stored; the old one stays in force", version)
+            self._cache_error = f"cache version {version} could not be stored (the old one stays in force)"
+        elif error is None and self._cache_error is not None:
+            self._cache_error = None
+            log.warning("caches can be stored again")
         if error is None:
             self.emit("cache.applied", version=version, error=None)
         else:

@@ -318,6 +318,10 @@ class CacheStore:
             try:
                 (current,) = conn.execute("SELECT version FROM meta WHERE k = 1").fetchone()
                 self._check(body, current)
+                size = (f"+{len(body.upsert)} -{len(body.remove)}" if isinstance(body, CacheDelta)
+                        else f"{len(body.entries)} entries")
+                log.info("cache version %d: applying %s (%s) over version %s", body.version,
+                         body.__struct_config__.tag, size, current)
                 if not isinstance(body, CacheDelta):
                     # DELETE without WHERE is SQLite's truncate optimisation: no per-row work.
                     conn.execute("DELETE FROM entries")

@@ -14,7 +14,8 @@ The newest signed time (``issued_at`` of caches and commands) is a lower bound f
 time that a broker cannot forge; it comes from ``CacheStore.newest_issued_at``.
 
 ``SystemClock`` reads the NTP state through adjtimex(2) (read-only, no privileges needed);
-``FakeClock`` is the working fake for tests and the demo.
+``FakeClock`` is the working fake for tests and the demo; ``OffsetClock`` (system time plus
+an offset from a file) lets the chaos run step a running agent's clock.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ class ClockSource(Protocol):
 
     def ntp_synchronized(self) -> bool:
         """Whether the kernel says the clock is synchronised (NTP or a similar discipline)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps (for intervals such as the denial limit):
+        a wall-clock step, forwards or backwards, does not move it."""
 
 
 class _Timeval(ctypes.Structure):
@@ -114,6 +122,9 @@ class SystemClock:
     def time(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     def adjtimex(self) -> tuple[int, int] | None:
         """(return value, status) of a read-only adjtimex call; None if unavailable."""
         if self._adjtimex is None:
@@ -144,6 +155,7 @@ class FakeClock:
     def __init__(self, t: float = 1_700_000_000.0, *, synchronized: bool = True) -> None:
         self._lock = threading.Lock()
         self._t = float(t)
+        self._mono = 0.0
         self._synced = synchronized
 
     def time(self) -> float:
@@ -154,18 +166,98 @@ class FakeClock:
         with self._lock:
             return self._synced
 
+    def monotonic(self) -> float:
+        """Moves with every forward step or ``set`` and never goes back: the fake stands
+        for time passing, whereas a backward step is a clock correction."""
+        with self._lock:
+            return self._mono
+
     def set(self, t: float) -> None:
         with self._lock:
+            self._mono += max(0.0, float(t) - self._t)
             self._t = float(t)
 
     def advance(self, seconds: float) -> None:
         """Step by ``seconds``; negative steps the clock backwards."""
         with self._lock:
             self._t += seconds
+            self._mono += max(0.0, seconds)
 
     def set_synchronized(self, synchronized: bool) -> None:
         with self._lock:
             self._synced = synchronized
+
+
+class OffsetClock:
+    """The system clock plus an offset read from a file: a test and chaos hook that steps
+    one agent's clock without touching the machine's (``TORWART_CLOCK_OFFSET_FILE``, read
+    by ``torwart-edge run``; never set it on a real site).
+
+    The file holds one number, the offset in seconds (``-3600``: an hour behind); a missing
+    or empty file means 0. It is re-read whenever its identity or mtime changes (write a
+    temp file and rename it over, so that a reader never sees half a number); an
+    unreadable value keeps the last good offset and is logged once per change.
+    ``synchronized`` forces the NTP flag; None asks the kernel, as SystemClock does.
+    ``monotonic`` ignores the offset: steps are clock corrections, not time passing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronized: bool | None = None,
+                 base: SystemClock | None = None) -> None:
+        self.path = Path(path)
+        self._synced = synchronized
+        self._base = base or SystemClock()
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._offset = 0.0
+
+    @property
+    def offset(self) -> float:
+        """The offset in force (after re-reading the file if it changed)."""
+        self._refresh()
+        return self._offset
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        except OSError as exc:
+            log.warning("clock offset file %s: %s; keeping offset %+.0f s", self.path, exc, self._offset)
+            return
+        with self._lock:
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            if stamp is None:
+                text = ""
+            else:
+                try:
+                    text = self.path.read_text(encoding="ascii").strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    log.warning("clock offset file %s: %s; keeping offset %+.0f s", self.path, exc, self._offset)
+                    return
+            try:
+                offset = float(text) if text else 0.0
+                if not math.isfinite(offset):
+                    raise ValueError("not a finite number")
+            except ValueError as exc:
+                log.warning("clock offset file %s: %r is not a number of seconds (%s); keeping offset %+.0f s",
+                            self.path, text[:40], exc, self._offset)
+                return
+            if offset != self._offset:
+                log.warning("test clock: offset now %+.3f s (from %s)", offset, self.path)
+            self._offset = offset
+
+    def time(self) -> float:
+        self._refresh()
+        return self._base.time() + self._offset
+
+    def ntp_synchronized(self) -> bool:
+        return self._base.ntp_synchronized() if self._synced is None else self._synced
+
+    def monotonic(self) -> float:
+        return self._base.monotonic()
 
 
 def _iso(t: float) -> str:

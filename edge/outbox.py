@@ -144,7 +144,7 @@ class Outbox:
                 rollback_quietly(conn, "event emit")
                 raise
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot store {type} event in {self.path}: {exc}; the event is lost") from exc
+            raise StorageError(f"cannot store {type} event in {self.path}: {exc}; the event was not stored") from exc
         log.debug("event %d %s committed", seq, type)
         return data
 

@@ -4,8 +4,11 @@ Each site always has a retained ``cache.full`` on its ``cache`` topic (a freshly
 installed site gets it on subscribe); it is republished when the changes since it
 outgrow a fraction of its size. A site that reports an older version (status or ack)
 gets a ``cache.delta`` from exactly that version, or a new full when it is too far
-behind or answers ``base_mismatch``. A sent delta is not repeated until it was refused
-or ``resend_seconds`` passed without an ack.
+behind or answers ``base_mismatch``. What was sent (a delta, or a full of the latest version) is
+not sent again until it was refused or ``resend_seconds`` passed without an ack; a site
+that refuses again within ``resend_seconds`` of a full sent for its last refusal (its disk
+is full, its size limit or hub key is wrong) gets the next attempt only after that time,
+so that a site which cannot apply anything is not flooded with caches in a tight loop.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ class Publisher:
         self.link = link
         self.resend_seconds = resend_seconds
         self._sent: dict[str, _Sent] = {}
+        self._forced: dict[str, float] = {}  # site → when a refusal last got a full at once
         self.fulls = 0
         self.deltas = 0
+        self.held_off = 0
 
     def publish_full(self, site: str) -> int:
         """Publish the latest version as the retained cache.full; return its version."""
@@ -69,14 +74,11 @@ class Publisher:
             self.publish_full(site)
             return
         sent = self._sent.get(site)
-        if sent is not None and sent.base == reported and sent.version == latest \
+        if sent is not None and sent.version == latest and sent.base in (reported, None) \
                 and time.monotonic() - sent.at < self.resend_seconds:
-            return  # already on its way
+            return  # already on its way: a delta from this version, or the latest full
         delta = self.caches.delta_body(site, reported)
         if delta is None:
-            if state.retained_version == latest and sent is not None and sent.base is None \
-                    and time.monotonic() - sent.at < self.resend_seconds:
-                return  # the retained full of the latest version is on its way
             self.publish_full(site)
             return
         if self.link.publish(site, Kind.CACHE_DELTA, self.caches.signed(delta)):
@@ -85,9 +87,28 @@ class Publisher:
             log.info("site %s: published cache.delta %d→%d (+%d -%d)", site, reported, delta.version,
                      len(delta.upsert), len(delta.remove))
 
-    def refused(self, site: str, error: str | None, reported: int | None) -> None:
-        """A site refused what we sent: base_mismatch (or anything but stale) → a new full."""
+    def refused(self, site: str, error: str | None, reported: int | None, version: int | None) -> None:
+        """A site refused cache ``version``: base_mismatch (or anything but stale) → a new
+        full, at once the first time, after ``resend_seconds`` if it refuses again before
+        then. A refusal naming no version (None) was of an envelope the site could not
+        open (a forgery, another site's cache, garbage): nothing we sent, so nothing is
+        resent for it, or anyone who can publish there could make the hub send fulls."""
+        if version is None:
+            log.info("site %s refused an envelope it could not open (%s); not ours to resend", site, error)
+            return
         self._sent.pop(site, None)
         if error == "stale_version":
             return  # it already holds that version or a newer one; its status will say which
+        now = time.monotonic()
+        last = self._forced.get(site)
+        if last is not None and now - last < self.resend_seconds:
+            latest = self.caches.latest_version(site)
+            if latest is not None:
+                # Counts as sent: converge() waits resend_seconds before the next attempt.
+                self._sent[site] = _Sent(reported, latest, now)
+            self.held_off += 1
+            log.warning("site %s refused its cache again (%s); next attempt in %.0f s", site, error,
+                        self.resend_seconds - (now - last))
+            return
+        self._forced[site] = now
         self.converge(site, reported, force_full=True)

@@ -1,7 +1,8 @@
 """A real HTTP server that speaks the booking platform contract of PROTOCOL.md §5.
 
 Tests (and the demo) control its bookings and make it fail on demand: status codes,
-timeouts, garbage and truncated bodies, wrong types, page loops, rate limits, slow pages.
+timeouts, garbage and truncated bodies, wrong types, page loops, rate limits, slow pages,
+and ``raw`` bodies of the test's choosing (``fail("raw", body=b"...")``, for fuzzing).
 
 It also serves one ICS feed per room at ``/ics/{resource_id}.ics`` (``put_ics``), without
 the bearer token, as booking tools publish feeds under secret URLs; the query string is
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULT_KINDS = ("status", "timeout", "slow", "garbage", "truncated", "wrong_types", "page_loop", "rate_limit")
+FAULT_KINDS = ("status", "timeout", "slow", "garbage", "truncated", "wrong_types", "page_loop", "rate_limit", "raw")
 
 
 def iso(t: dt.datetime) -> str:
@@ -47,6 +48,8 @@ class Fault:
     status: int = 500
     seconds: float = 0.0
     retry_after: int = 1
+    #: ``raw``: this body is served as a 200 ``application/json`` answer (fuzzing).
+    body: bytes = b""
 
 
 @dataclass
@@ -240,6 +243,9 @@ class BookingPlatform:
             return True
         elif fault.kind == "garbage":
             self._send_raw(h, 200, b"<html><body>Wartungsarbeiten</body></html>", "application/json")
+            return True
+        elif fault.kind == "raw":
+            self._send_raw(h, 200, fault.body, "application/json")
             return True
         return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import os
@@ -380,7 +381,9 @@ def test_invalid_utf8_inside_a_string_is_malformed_not_a_crash(data: bytes) -> N
 @given(st.binary(max_size=400))
 def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
     for type_ in (m.AnyEvent, m.SignedBody, m.Status, m.Occupancy, m.DoorState, m.EventAck, m.BookingPage):
-        with pytest.raises(WireError):
+        # Refused as malformed, or (rarely, e.g. b'{"items":[0,""]}' is a BookingPage) valid:
+        # never any other exception.
+        with contextlib.suppress(WireError):
             m.decode(data, type_)
     with pytest.raises(WireError):
         envelope.open_envelope(data, {})

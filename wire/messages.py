@@ -169,17 +169,25 @@ OccupancyReason = Literal["badge", "booking_ended", "command", "daily_reset"]
 
 
 class AccessGranted(Event, tag="access.granted", kw_only=True, frozen=True):
+    """``cache_version`` (an added field): the cache version the decision was read from
+    (None: no cache, or no cache consulted: exit button, command); ``ts`` and
+    ``clock_synced`` are the time and the clock verdict the decision used."""
+
     door: Ident
     cred: Cred | None
     who: Text | None
     ref: Text | None
     reason: GrantReason
+    cache_version: Version | None = None
 
 
 class AccessDenied(Event, tag="access.denied", kw_only=True, frozen=True):
+    """``cache_version``, ``ts`` and ``clock_synced`` as in AccessGranted."""
+
     door: Ident
     cred: Cred | None
     reason: DenyReason
+    cache_version: Version | None = None
 
 
 class DoorOpened(Event, tag="door.opened", kw_only=True, frozen=True):
@@ -304,6 +312,9 @@ class Status(Struct, kw_only=True, frozen=True):
     clock_synced: bool = False
     outbox_pending: Count = 0
     lockdown: bool = False
+    #: An added field: why the site's local storage fails (e.g. the disk is full), None
+    #: while it works. The site keeps deciding from its cache meanwhile.
+    storage_error: Annotated[str, Meta(max_length=512)] | None = None
 
 
 class DoorState(Struct, kw_only=True, frozen=True):

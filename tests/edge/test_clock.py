@@ -3,12 +3,23 @@ transitions reported once, and the kernel's NTP state read through adjtimex(2)."
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from edge.clock import STA_UNSYNC, TIME_ERROR, ClockJudge, ClockSource, FakeClock, SystemClock, synchronized_from
+from edge.clock import (
+    STA_UNSYNC,
+    TIME_ERROR,
+    ClockJudge,
+    ClockSource,
+    FakeClock,
+    OffsetClock,
+    SystemClock,
+    synchronized_from,
+)
 
 SIGNED = 1_700_000_000  # the newest hub-signed time the site has seen
 
@@ -24,8 +35,8 @@ def test_fake_clock_steps_both_ways_and_sets_the_ntp_flag() -> None:
     assert (c.time(), c.ntp_synchronized()) == (5000.5, True)
 
 
-def test_both_clocks_are_clock_sources() -> None:
-    sources: list[ClockSource] = [FakeClock(), SystemClock()]
+def test_every_clock_is_a_clock_source(tmp_path: Path) -> None:
+    sources: list[ClockSource] = [FakeClock(), SystemClock(), OffsetClock(tmp_path / "offset")]
     assert all(isinstance(s.ntp_synchronized(), bool) for s in sources)
 
 
@@ -115,3 +126,74 @@ def test_the_system_clock_reads_the_kernel_ntp_state() -> None:
     assert 0 <= ret <= TIME_ERROR
     assert clock.ntp_synchronized() is synchronized_from(ret, status)
     assert abs(clock.time() - time.time()) < 5
+
+
+# --- OffsetClock: the chaos run's way to step one agent's clock -------------------------------
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_offset_clock_follows_its_file_both_ways(tmp_path: Path) -> None:
+    f = tmp_path / "offset"
+    c = OffsetClock(f, synchronized=True)
+    assert abs(c.time() - time.time()) < 1  # no file: no offset
+    _write(f, "-7200\n")
+    assert abs(c.time() - (time.time() - 7200)) < 1
+    _write(f, "259200.5")
+    assert c.offset == 259200.5
+    _write(f, "")
+    assert c.offset == 0.0
+    f.unlink()
+    assert c.offset == 0.0
+
+
+def test_offset_clock_keeps_the_last_good_offset_on_garbage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "offset"
+    _write(f, "600")
+    c = OffsetClock(f)
+    assert c.offset == 600
+    for bad in ("ten minutes", "nan", "inf", "\xff"):
+        _write(f, bad)
+        assert c.offset == 600
+    assert "is not a number" in caplog.text or "offset file" in caplog.text
+
+
+def test_offset_clock_steps_do_not_move_its_monotonic_clock(tmp_path: Path) -> None:
+    f = tmp_path / "offset"
+    c = OffsetClock(f)
+    m0 = c.monotonic()
+    _write(f, "86400")
+    assert c.time() > time.time() + 86000
+    assert c.monotonic() - m0 < 5
+
+
+def test_offset_clock_takes_the_ntp_flag_from_the_system_unless_forced(tmp_path: Path) -> None:
+    f = tmp_path / "offset"
+    assert OffsetClock(f, synchronized=False).ntp_synchronized() is False
+    assert OffsetClock(f, synchronized=True).ntp_synchronized() is True
+    assert OffsetClock(f).ntp_synchronized() == SystemClock().ntp_synchronized()
+
+
+def test_fake_clock_monotonic_moves_forward_only() -> None:
+    c = FakeClock(1000.0)
+    c.advance(30)
+    c.advance(-500)
+    c.set(400.0)  # backwards: a correction
+    c.set(460.0)
+    assert c.monotonic() == 90.0
+
+
+def test_the_agent_cli_runs_on_an_offset_clock_only_when_the_test_hook_asks(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.__main__ import _test_clock
+
+    monkeypatch.delenv("TORWART_CLOCK_OFFSET_FILE", raising=False)
+    assert _test_clock() is None
+    monkeypatch.setenv("TORWART_CLOCK_OFFSET_FILE", str(tmp_path / "offset"))
+    monkeypatch.setenv("TORWART_CLOCK_NTP", "unsynced")
+    clock = _test_clock()
+    assert isinstance(clock, OffsetClock) and clock.ntp_synchronized() is False

@@ -41,7 +41,6 @@ def test_a_booking_pin_opens_the_door_on_a_keypad_during_its_window_only(
     start, end = now + dt.timedelta(hours=1), now + dt.timedelta(hours=3)
     # A guest booking: the platform's member has no card at the hub, only the booking's PIN.
     booking_platform.add("bk-pin", county.resource("minheim"), "guest-7", start, end, pin="4821")
-    clock = FakeClock(time.time())
     with HubThread(county) as hub:
         store = SqliteStore(hub.service.cfg.hub.store_path)
         try:
@@ -61,6 +60,8 @@ def test_a_booking_pin_opens_the_door_on_a_keypad_during_its_window_only(
                 return [json.loads(x.payload) for x in reversed(store.events(site_id="minheim", limit=1000))
                         if x.type.startswith("access.")]
 
+            # Made after the cache was signed: a clock behind its issued_at would be untrusted.
+            clock = FakeClock(time.time() + 1)
             with agent_in_thread(site, clock=clock) as agent:
                 wait_for(lambda: (site.data_dir / "cache.db").exists() and read_cache(site)[0] == latest, 20,
                          what="the PIN's cache at the site")

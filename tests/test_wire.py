@@ -410,3 +410,14 @@ def test_a_bad_entry_in_a_streamed_cache_is_refused_by_its_index() -> None:
     with pytest.raises(WireError) as exc:
         next(it)
     assert (exc.value.code, exc.value.field) == ("malformed", "$.entries[1].cred")
+
+
+def test_invalid_utf8_inside_an_unknown_key_is_malformed_too() -> None:
+    # msgspec skips unknown keys without looking at them; the document is still not JSON.
+    body = b'{"items": [], "\x80next_page_token": null}'
+    with pytest.raises(WireError) as exc:
+        m.decode(body, m.BookingPage)
+    assert exc.value.code == "malformed"
+    with pytest.raises(WireError) as exc:
+        envelope.open_envelope(b'{"\x80":1,' + b'"alg":"Ed25519","kid":"x","enc":"json","body":"","sig":""}', {})
+    assert exc.value.code == "malformed"

@@ -91,6 +91,7 @@ def open_envelope(
     """
     if len(data) > limit:
         raise WireError(TOO_LARGE, f"envelope of {len(data)} bytes exceeds the limit of {limit}")
+    m.check_utf8(data)
     try:
         env = _env_decoder.decode(data)
     except msgspec.ValidationError as exc:

@@ -7,6 +7,7 @@ tolerant of unknown fields, because PROTOCOL.md lets implementations add fields.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -395,6 +396,16 @@ def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
+def check_utf8(data: bytes | str) -> None:
+    """Refuse bytes that are not UTF-8 anywhere, also inside keys that decoding would skip
+    as unknown (msgspec does not look at those): such a document is not JSON."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            codecs.decode(data, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(MALFORMED, f"not valid UTF-8 at byte {exc.start}") from None
+
+
 def decode(data: bytes | str, type_: Any) -> Any:
     """Decode and validate ``data`` as ``type_``; raise WireError(malformed) naming the field.
 
@@ -403,6 +414,7 @@ def decode(data: bytes | str, type_: Any) -> Any:
     dec = _decoders.get(type_)
     if dec is None:
         dec = _decoders[type_] = msgspec.json.Decoder(type_)
+    check_utf8(data)
     try:
         return dec.decode(data)
     except msgspec.ValidationError as exc:

@@ -32,7 +32,12 @@ def entry(site_key: bytes, credential: str, doors: list[str], *, id: str | None 
 
 
 class HubSide:
-    def __init__(self, broker: Mosquitto, key: Ed25519PrivateKey, site: str, *, auto_ack: bool = False) -> None:
+    def __init__(self, broker: Mosquitto, key: Ed25519PrivateKey, site: str, *, auto_ack: bool = False,
+                 now: Callable[[], float] = time.time) -> None:
+        # Sign with the site's clock when the site runs on a frozen FakeClock: a body signed by
+        # the wall clock a second boundary later would be "from the future" to the site, and the
+        # site would rightly distrust its clock (clock_untrusted) -- a race, not a product defect.
+        self.now = now
         self.key = key
         self.auto_ack = auto_ack
         self.seqs: set[int] = set()
@@ -76,17 +81,17 @@ class HubSide:
         if version is None:
             self.version += 1
             version = self.version
-        now = int(time.time())
+        now = int(self.now())
         return m.CacheFull(site=site or self.site, version=version, issued_at=now, expires_at=now + expires_in,
                            entries=entries)
 
     def body_delta(self, base: int, version: int, upsert: list[m.Entry], remove: list[str]) -> m.CacheDelta:
-        now = int(time.time())
+        now = int(self.now())
         return m.CacheDelta(site=self.site, version=version, base_version=base, issued_at=now,
                             expires_at=now + 86400, upsert=upsert, remove=remove)
 
     def command(self, action: str, *, id: str | None = None, expires_in: int = 60, **kw: Any) -> m.Command:
-        now = int(time.time())
+        now = int(self.now())
         return m.Command(site=self.site, id=id or uuid.uuid4().hex, issued_at=now, expires_at=now + expires_in,
                          action=action, **kw)  # type: ignore[arg-type]
 

@@ -40,7 +40,7 @@ def start_rig(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, clo
               policy: dict[str, Any] | None = None, notifier: Notifier | None = None
               ) -> tuple[SiteFiles, HubSide, Any]:
     site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy=policy)
-    hub = HubSide(broker, hub_key, site.site)
+    hub = HubSide(broker, hub_key, site.site, now=clock.time if clock is not None else time.time)
     kw: dict[str, Any] = {}
     if clock is not None:
         kw["clock"] = clock

@@ -44,7 +44,7 @@ def fake_clock_site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKe
                     ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
     clock = FakeClock(time.time(), synchronized=True)
     site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
-    hub = HubSide(broker, hub_key, site.site)
+    hub = HubSide(broker, hub_key, site.site, now=clock.time)
     try:
         with agent_in_thread(site, clock=clock) as agent:
             hub.wait_online()

@@ -229,8 +229,8 @@ def test_brute_force_on_a_keypad_turns_into_rate_limited_and_the_right_pin_waits
     refill = 60
     site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, layout=layout,
                       policy={"deny_burst": 5, "deny_refill_seconds": refill})
-    hub = HubSide(broker, hub_key, "minheim")
     clock = FakeClock(time.time())
+    hub = HubSide(broker, hub_key, "minheim", now=clock.time)
     try:
         with agent_in_thread(site, clock=clock) as agent:
             hub.wait_online()

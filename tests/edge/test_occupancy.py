@@ -44,7 +44,7 @@ def rig(tmp_path: Path, broker: Mosquitto, mock_pins: Any) -> Iterator[tuple[Sit
 
 
 def cache(site: SiteFiles, hub: HubSide, until: int) -> None:
-    now = int(time.time())
+    now = int(hub.now())
     hub.send(Kind.CACHE, hub.body_full([
         entry(site.cred_key, ANNA, ["coworking", "besprechung"], ref="bk-a", start=now - 60, end=until, who="m-anna"),
         entry(site.cred_key, BEN, ["coworking", "besprechung"], ref="bk-b", start=now - 60, end=now + 3600,
@@ -103,6 +103,7 @@ def test_presence_survives_a_restart_and_ends_with_the_booking_or_by_command(
 ) -> None:
     site, hub = rig
     clock = FakeClock(time.time())
+    hub.now = clock.time
     with agent_in_thread(site, clock=clock) as first:
         hub.wait_online()
         cache(site, hub, int(clock.time()) + 600)  # Anna's booking ends in ten minutes

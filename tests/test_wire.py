@@ -248,6 +248,30 @@ def test_a_signed_gzip_bomb_is_refused(hub_key: Ed25519PrivateKey) -> None:
     assert exc.value.code == "too_large"
 
 
+def _with_trailer_size(gz: bytes, size: int) -> bytes:
+    return gz[:-4] + size.to_bytes(4, "little")
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (_with_trailer_size(gzip.compress(b" " * (8 * 1024 * 1024)), 10), "too_large"),  # a bomb that lies small
+    (_with_trailer_size(gzip.compress(b"{}" * 100), 10), "malformed"),  # longer than it says
+    (_with_trailer_size(gzip.compress(b"{}" * 100), 400), "malformed"),  # shorter than it says
+    (gzip.compress(b"{}" * 100)[:-9], "malformed"),  # truncated
+    (gzip.compress(b"{}") + b"x", "malformed"),  # trailing data
+    (gzip.compress(b"{}") * 2, "malformed"),  # a second gzip member
+    (b"\x1f\x8b", "malformed"),  # shorter than a header
+    (b"\x1f\x8b" + b"\x00" * 30, "malformed"),  # not deflate
+])
+def test_a_signed_gzip_body_that_lies_about_itself_is_refused(hub_key: Ed25519PrivateKey, body: bytes,
+                                                              code: str) -> None:
+    trusted = envelope.trusted_keys(hub_key.public_key())
+    doc = msgspec.json.decode(envelope.sign(body, hub_key, compress=False))
+    doc["enc"] = "json+gzip"
+    with pytest.raises(WireError) as exc:
+        envelope.open_envelope(msgspec.json.encode(doc), trusted, limit=1024 * 1024)
+    assert exc.value.code == code, exc.value
+
+
 def test_a_body_for_another_site_is_refused(hub_key: Ed25519PrivateKey) -> None:
     env = envelope.sign(_cache(site="wittlich"), hub_key)
     with pytest.raises(WireError) as exc:
@@ -421,3 +445,24 @@ def test_invalid_utf8_inside_an_unknown_key_is_malformed_too() -> None:
     with pytest.raises(WireError) as exc:
         envelope.open_envelope(b'{"\x80":1,' + b'"alg":"Ed25519","kid":"x","enc":"json","body":"","sig":""}', {})
     assert exc.value.code == "malformed"
+
+
+@pytest.mark.parametrize("at", [0, 65535, 65536, 65537, 131071, 199_999])
+def test_a_large_document_is_checked_for_utf8_in_pieces_and_names_the_exact_byte(at: int) -> None:
+    # Large bodies are validated piece by piece (no full-size copy); a character cut at a
+    # piece boundary must still pass, and a bad byte must be reported where it is.
+    good = ("xä€😀" * 20_000).encode()
+    m.check_utf8(good)
+    bad = bytearray(good)
+    bad[at] = 0xFF
+    with pytest.raises(UnicodeDecodeError) as plain:
+        bytes(bad).decode()  # where Python's own decoder places the error
+    assert at - 3 <= plain.value.start <= at
+    with pytest.raises(WireError) as exc:
+        m.check_utf8(bytes(bad))
+    assert exc.value.code == "malformed"
+    assert str(exc.value).endswith(f"not valid UTF-8 at byte {plain.value.start}")
+    truncated = good[:-1]  # ends in the middle of the 4-byte emoji
+    with pytest.raises(WireError) as exc:
+        m.check_utf8(truncated)
+    assert str(exc.value).endswith(f"not valid UTF-8 at byte {len(good) - 4}")

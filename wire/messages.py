@@ -389,6 +389,7 @@ T = TypeVar("T")
 _PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+_UTF8_CHUNK = 1 << 16
 
 
 def encode(obj: Any) -> bytes:
@@ -396,17 +397,32 @@ def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def check_utf8(data: bytes | str) -> None:
+def check_utf8(data: bytes | bytearray | memoryview | str) -> None:
     """Refuse bytes that are not UTF-8 anywhere, also inside keys that decoding would skip
     as unknown (msgspec does not look at those): such a document is not JSON."""
-    if isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return
+    view = memoryview(data).cast("B")
+    if view.nbytes <= _UTF8_CHUNK:
         try:
-            codecs.decode(data, "utf-8")
+            codecs.decode(view, "utf-8")
         except UnicodeDecodeError as exc:
             raise WireError(MALFORMED, f"not valid UTF-8 at byte {exc.start}") from None
+        return
+    if isinstance(data, bytes | bytearray) and data.isascii():
+        return  # the common case for a large cache body: no copy at all
+    # Large and not pure ASCII: validate in pieces, so that a 15 MB body never costs a
+    # 15 MB str just to be checked (the peak memory of a site applying a cache).
+    dec = codecs.getincrementaldecoder("utf-8")()
+    for off in range(0, view.nbytes, _UTF8_CHUNK):
+        pending = len(dec.getstate()[0])  # a character cut at the previous piece's end
+        try:
+            dec.decode(view[off:off + _UTF8_CHUNK], final=off + _UTF8_CHUNK >= view.nbytes)
+        except UnicodeDecodeError as exc:
+            raise WireError(MALFORMED, f"not valid UTF-8 at byte {off + exc.start - pending}") from None
 
 
-def decode(data: bytes | str, type_: Any) -> Any:
+def decode(data: bytes | bytearray | str, type_: Any) -> Any:
     """Decode and validate ``data`` as ``type_``; raise WireError(malformed) naming the field.
 
     ``type_`` is a message class or a union such as ``AnyEvent`` or ``SignedBody``.

@@ -26,6 +26,7 @@ from types import FrameType
 from wire import software_version
 
 from . import config as config_mod
+from . import malloc
 from .clock import ClockSource
 from .errors import ConfigError, EdgeError
 
@@ -50,6 +51,7 @@ def _when(t: float | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
+    malloc.tune()
     from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
 
     agent = Agent(cfg, clock=_test_clock())

@@ -30,6 +30,7 @@ from wire.creds import cred_hash, redact
 from wire.errors import WireError
 from wire.topics import Kind
 
+from . import malloc
 from .cache import CacheStore
 from .clock import ClockJudge, ClockSource, SystemClock
 from .commands import CommandHandler
@@ -77,7 +78,7 @@ class Agent:
         self.limiter = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
         self.readers: dict[str, Reader] = {}
         self.reader_cfg = {r.id: r for r in cfg.readers}
-        self._cache_q: queue.Queue[tuple[Kind, bytes] | None] = queue.Queue()
+        self._cache_q: queue.Queue[tuple[Kind, list[bytes]] | None] = queue.Queue()
         self._cache_worker = threading.Thread(target=self._cache_loop, name="cache-apply", daemon=True)
         self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
         self._sent_upto = 0
@@ -400,7 +401,7 @@ class Agent:
 
     def link_message(self, kind: Kind, payload: bytes) -> None:
         if kind in (Kind.CACHE, Kind.CACHE_DELTA):
-            self._cache_q.put((kind, payload))
+            self._cache_q.put((kind, [payload]))
         elif kind is Kind.EVENT_ACK:
             self.post(lambda: self._event_ack(payload))
         elif kind is Kind.COMMAND:
@@ -424,8 +425,11 @@ class Agent:
                 item = self._cache_q.get()
                 if item is None:
                     return
-                kind, payload = item
-                version, error = self.commands.apply_cache(store, kind, payload)
+                kind, held = item
+                del item  # ``held`` is now the envelope's only holder (see apply_cache)
+                version, error = self.commands.apply_cache(store, kind, held)
+                if kind is Kind.CACHE:
+                    malloc.trim()  # a full cache's buffers are gone now: give their memory back
                 self.post(lambda v=version, e=error: self._cache_done(v, e))  # type: ignore[misc]
         finally:
             store.close()

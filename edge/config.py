@@ -63,6 +63,9 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     cred_key_file: str
     enroll_public_key: str | None = None
     keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
+    #: How long the broker keeps this site's session (subscriptions, queued messages) while
+    #: it is offline; a longer outage starts afresh with the retained full cache.
+    session_expiry: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400
 
     @property
     def effective_port(self) -> int:

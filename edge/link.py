@@ -5,6 +5,13 @@ MQTT 5, username/password and/or a client certificate over TLS, the Last Will
 reconnection with backoff (paho's own loop). Everything received is handed to a
 ``LinkSink`` (the agent's queue); nothing is decided here.
 
+The session: clean when the process starts (so a fresh or wiped site always gets the
+retained ``cache.full``), then kept across reconnects for ``session_expiry`` seconds. The
+subscriptions ask for retained messages only when they are new (MQTT 5 retain handling 1),
+so a site whose uplink drops for a minute does not download its full cache again on every
+reconnect; what the hub published meanwhile (a new full, deltas, commands) waits in the
+session and arrives on reconnect.
+
 The link does not queue while offline: ``publish`` says whether the message went out,
 and the agent's outbox resends what the hub has not acknowledged after a reconnect.
 """
@@ -19,7 +26,10 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from wire.errors import WireError
 from wire.topics import SITE_READS, Kind, parse, topic
@@ -70,8 +80,10 @@ class Link:
 
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting with backoff until ``stop``."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._cfg.session_expiry
         self._client.connect_async(self._cfg.host, self._cfg.effective_port, keepalive=self._cfg.keepalive,
-                                   clean_start=True)
+                                   clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
         self._client.loop_start()
 
     def stop(self, goodbye: bytes | None = None, timeout: float = 3.0) -> None:
@@ -106,10 +118,11 @@ class Link:
         if rc.is_failure:
             log.warning("broker refused the connection: %s", rc)
             return
-        for kind in SITE_READS:
-            client.subscribe(topic(self.site, kind), qos=1)
+        # Retained messages only for a subscription the session did not have yet (see above).
+        client.subscribe([(topic(self.site, kind), SubscribeOptions(qos=1, retainHandling=1)) for kind in SITE_READS])
         self._connected.set()
-        log.info("connected to %s:%s", self._cfg.host, self._cfg.effective_port)
+        log.info("connected to %s:%s (%s)", self._cfg.host, self._cfg.effective_port,
+                 "session resumed" if flags.session_present else "new session")
         self._sink.link_up()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:

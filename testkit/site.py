@@ -12,15 +12,24 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wire.keys import new_key, public_key_b64, write_key_file
 
-from .broker import Mosquitto
 from .util import wait_for
+
+
+class Endpoint(Protocol):
+    """Where a site reaches the broker: a ``Mosquitto`` or a ``TcpProxy`` in front of one."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
 
 def default_layout() -> dict[str, Any]:
@@ -105,7 +114,7 @@ class SiteFiles:
 def write_site(
     dir: Path,
     site: str,
-    broker: Mosquitto,
+    broker: Endpoint,
     hub_key: Ed25519PrivateKey,
     *,
     layout: dict[str, Any] | None = None,

@@ -81,6 +81,8 @@ _DELETE = object()
     ("hub.signing_public_key", "not-a-key", "hub.signing_public_key"),
     ("hub.port", 70000, "hub.port"),
     ("hub.tls", "yes", "hub.tls"),
+    ("hub.session_expiry", -1, "hub.session_expiry"),
+    ("hub.session_expiry", 90 * 86400, "hub.session_expiry"),
     ("doors.0.lock_pin", 5, "doors[1].lock_pin"),
     ("doors.1.room", "kitchen", "doors[1].room"),
     ("doors.0.fail", "open", "doors[0].fail"),

@@ -27,7 +27,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from wire import messages as m
 from wire import software_version
 from wire.creds import cred_hash, redact
-from wire.errors import WireError
 from wire.topics import Kind
 
 from . import malloc
@@ -38,6 +37,7 @@ from .config import EdgeConfig, site_key
 from .decide import DenialLimiter, decide, exit_decision
 from .door import Door
 from .errors import StorageError
+from .events import EventStream
 from .link import Link
 from .occupancy import Occupancy
 from .outbox import Outbox
@@ -81,12 +81,7 @@ class Agent:
         self._cache_q: queue.Queue[tuple[Kind, list[bytes]] | None] = queue.Queue()
         self._cache_worker = threading.Thread(target=self._cache_loop, name="cache-apply", daemon=True)
         self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
-        self._sent_upto = 0
-        self._ack_seen_at = time.monotonic()
-        self._storage_error: str | None = None  # writing events or state fails
         self._cache_error: str | None = None  # storing a new cache failed (until one is stored)
-        #: Events that could not be stored (disk full): (type, ts, clock_synced, fields), retried.
-        self._unsaved: list[tuple[str, float, bool, dict[str, Any]]] = []
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -107,7 +102,7 @@ class Agent:
                 try:
                     work()
                 except StorageError as exc:
-                    self._storage_failed(exc)
+                    self.events.storage_failed(exc)
                 except Exception:
                     log.exception("work item failed; the agent carries on")
         finally:
@@ -127,6 +122,10 @@ class Agent:
         self.cache = CacheStore(data / "cache.db")
         self.outbox = Outbox(data / "outbox.db", self.site, self.boot)
         self.state = StateDB(data / "state.db")
+        self.events = EventStream(self.outbox, publish=lambda raw: self.link.publish(Kind.EVENT, raw),
+                                  connected=lambda: self.link.connected,
+                                  resend_seconds=self.cfg.policy.resend_seconds, post=self.post,
+                                  status_changed=self.publish_status)
         self.link = Link(self.cfg, self, will=self._status_bytes(online=False))
         self.commands = CommandHandler(self)
         self.occupancy = Occupancy(self.cfg, self.state, self.emit,
@@ -149,7 +148,8 @@ class Agent:
         self.link.start()
         p = self.cfg.policy
         self._sched.add_job(lambda: self.post(self.publish_status), "interval", seconds=p.status_interval_seconds)
-        self._sched.add_job(lambda: self.post(self._resend_check), "interval", seconds=max(1.0, p.resend_seconds / 4))
+        self._sched.add_job(lambda: self.post(self.events.resend_check), "interval",
+                            seconds=max(1.0, p.resend_seconds / 4))
         self._sched.add_job(lambda: self.post(self._check_clock), "interval", seconds=10)
         self._sched.add_job(lambda: self.post(self._office_hours), "interval", seconds=15)
         self._sched.add_job(lambda: self.post(self._housekeeping), "interval", hours=1)
@@ -220,57 +220,10 @@ class Agent:
     # --- events -------------------------------------------------------------------------------
 
     def emit(self, type_: str, *, ts: float | None = None, clock_synced: bool | None = None, **fields: Any) -> None:
-        """Commit an event to the outbox, then publish it if the link is up. ``ts`` and
-        ``clock_synced`` default to now and the clock judge's last verdict; a decision
-        passes the ones it was made with."""
-        if ts is None:
-            ts = self.clock.time()
-        if clock_synced is None:
-            clock_synced = bool(self.judge.state)
-        try:
-            raw = self.outbox.emit(type_, ts=ts, clock_synced=clock_synced, **fields)
-        except StorageError as exc:
-            # Keep it in memory and retry: the agent goes on deciding from its cache.
-            self._unsaved.append((type_, ts, clock_synced, fields))
-            self._storage_failed(exc)
-            return
-        if self._storage_error is not None and not self._unsaved:
-            self._storage_error = None
-            log.warning("local storage writable again")
-            self.post(self.publish_status)
-        seq = self.outbox.last_seq
-        if self.link.connected and seq == self._sent_upto + 1 and self.link.publish(Kind.EVENT, raw):
-            self._sent_upto = seq
-
-    def _storage_failed(self, exc: StorageError) -> None:
-        first = self._storage_error is None
-        self._storage_error = str(exc)[:512]
-        if first:
-            log.error("local storage failing: %s (deciding from the cache continues; events wait in memory "
-                      "until it is writable again)", exc)
-            self.post(self.publish_status)  # the hub shows it (Status.storage_error)
-
-    def _flush(self) -> None:
-        """Publish unacknowledged events after ``_sent_upto``, a batch at a time."""
-        if not self.link.connected:
-            return
-        batch = self.outbox.pending(limit=200, after_seq=self._sent_upto)
-        for seq, raw in batch:
-            if not self.link.publish(Kind.EVENT, raw):
-                return
-            self._sent_upto = seq
-        if len(batch) == 200:
-            self.post(self._flush)  # let badges in between batches
-
-    def _resend_check(self) -> None:
-        if self._unsaved:
-            pending, self._unsaved = self._unsaved, []
-            for type_, ts, synced, fields in pending:
-                self.emit(type_, ts=ts, clock_synced=synced, **fields)
-        if self.outbox.pending_count() and time.monotonic() - self._ack_seen_at > self.cfg.policy.resend_seconds:
-            self._sent_upto = self.outbox.acked_upto
-            self._ack_seen_at = time.monotonic()
-            self._flush()
+        """Record an event (edge/events.py). ``ts`` and ``clock_synced`` default to now and
+        the clock judge's last verdict; a decision passes the ones it was made with."""
+        self.events.emit(type_, ts=self.clock.time() if ts is None else ts,
+                         clock_synced=bool(self.judge.state) if clock_synced is None else clock_synced, **fields)
 
     # --- badges -----------------------------------------------------------------------------------
 
@@ -362,7 +315,7 @@ class Agent:
             software=software_version(), cache_version=meta.version, cache_expires_at=meta.expires_at,
             clock_synced=bool(self.judge.state), outbox_pending=self.outbox.pending_count(),
             lockdown=bool(self.state.flag("lockdown", False)),
-            storage_error="; ".join(e for e in (self._storage_error, self._cache_error) if e)[:512] or None,
+            storage_error="; ".join(e for e in (self.events.storage_error, self._cache_error) if e)[:512] or None,
         )
         return m.encode(msg)
 
@@ -386,13 +339,11 @@ class Agent:
 
     def link_up(self) -> None:
         def work() -> None:
-            self._sent_upto = self.outbox.acked_upto
-            self._ack_seen_at = time.monotonic()
             self.publish_status()
             for door_id in self.doors:
                 self.publish_door(door_id)
             self.occupancy.publish()
-            self._flush()
+            self.events.link_up()
 
         self.post(work)
 
@@ -403,18 +354,9 @@ class Agent:
         if kind in (Kind.CACHE, Kind.CACHE_DELTA):
             self._cache_q.put((kind, [payload]))
         elif kind is Kind.EVENT_ACK:
-            self.post(lambda: self._event_ack(payload))
+            self.post(lambda: self.events.on_ack(payload))
         elif kind is Kind.COMMAND:
             self.post(lambda: self.commands.handle(payload))
-
-    def _event_ack(self, payload: bytes) -> None:
-        try:
-            ack = m.decode(payload, m.EventAck)
-        except WireError as exc:
-            log.warning("malformed event ack dropped: %s", exc)
-            return
-        if self.outbox.ack(ack.upto):
-            self._ack_seen_at = time.monotonic()
 
     # --- cache worker thread ---------------------------------------------------------------------------
 

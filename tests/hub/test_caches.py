@@ -18,29 +18,16 @@ from hub.caches import KEEP_VERSIONS, CacheError, CacheManager, entries_for_site
 from hub.config import HubConfig
 from hub.store import CredentialConflict, SqliteStore
 from hub.store_types import CacheState, pseudonym
+from tests.hub._bookings import NOW, Bk
 from tests.hub.test_hub_config import write_hub_config
 from wire import envelope
 from wire import messages as m
 from wire.creds import cred_hash
 
-NOW = 1_700_000_000
 H = 3600
 GRACE = 15 * 60
 CARD = "em4100:0A00B1C2D3"
 FOB = "iso14443a:04A1B2C3D4E5F6"
-
-
-@dataclass(frozen=True)
-class Bk:
-    id: str
-    resource_id: str
-    member_id: str
-    start: int
-    end: int
-    status: str = "confirmed"
-    updated_at: int = NOW
-    pin: str | None = None
-    source: str = "rest"
 
 
 @dataclass

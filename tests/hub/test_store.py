@@ -24,9 +24,8 @@ from hub.store import (
     UnknownSite,
     open_store,
 )
+from tests.hub._bookings import NOW, Bk
 from wire import messages as m
-
-NOW = 1_700_000_000
 
 
 @dataclass(frozen=True)
@@ -44,21 +43,6 @@ class Site:
     doors: tuple[str, ...]
     rooms: tuple[Room, ...]
     name: str = ""
-
-
-@dataclass(frozen=True)
-class Bk:
-    """A normalized booking as the adapters produce it."""
-
-    id: str
-    resource_id: str
-    member_id: str
-    start: int
-    end: int
-    status: str = "confirmed"
-    updated_at: int = NOW
-    pin: str | None = None
-    source: str = "rest"
 
 
 SITES = [

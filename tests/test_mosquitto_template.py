@@ -1,0 +1,345 @@
+"""The shipped broker configuration, firmware_configs/mosquitto/torwart.conf, on a real
+Mosquitto.
+
+The file is read as shipped; only its file paths (into a temporary directory) and its two
+listeners (free loopback ports) are rewritten, and what Debian's main mosquitto.conf adds
+in production (persistence_location, the log) is put in front of it. Certificates come
+from a CA made here, the password file and the ACL from hub/mosquitto.py, as
+provisioning writes them. Then: the hub logs in on the loopback listener with its
+password, sites with client certificates on the TLS listener, the PROTOCOL.md §2 ACL
+holds, and packets above max_packet_size are refused while a 16 MiB cache goes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pwd
+import re
+import secrets
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config import PolicySection
+from hub import config, provision
+from hub.mosquitto import acl_text, password_line
+from testkit.broker import Mosquitto, TlsFiles, mosquitto_binary
+from testkit.mqttclient import ConnectRefused, TestClient
+from testkit.util import free_port, port_open, wait_for
+from wire.envelope import DEFAULT_LIMIT
+from wire.topics import ROOT, Kind, topic
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "firmware_configs" / "mosquitto" / "torwart.conf"
+HUB_UNIT = REPO / "firmware_configs" / "systemd" / "torwart-hub.service"
+#: The hub's data_dir in production: its systemd StateDirectory.
+DATA_DIR = "/var/lib/torwart-hub"
+MAX_PACKET = 16 * 1024 * 1024 + 64 * 1024
+PATH_KEYS = ("password_file", "acl_file", "cafile", "certfile", "keyfile")
+TLS_KEYS = ("cafile", "certfile", "keyfile", "require_certificate", "use_identity_as_username", "tls_version")
+#: What Debian's main /etc/mosquitto/mosquitto.conf sets; the drop-in must not.
+DEBIAN_MAIN_KEYS = ("pid_file", "persistence_location", "log_dest", "include_dir", "user")
+
+
+def directives(text: str) -> list[tuple[str, str]]:
+    """(option, value) of every non-comment line, in order."""
+    out = []
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            key, _, value = s.partition(" ")
+            out.append((key, value.strip()))
+    return out
+
+
+def listener_blocks(text: str) -> dict[str, dict[str, str]]:
+    """Each ``listener`` line's value → the options that follow it (up to the next one)."""
+    blocks: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for key, value in directives(text):
+        if key == "listener":
+            current = blocks.setdefault(value, {})
+        elif current is not None:
+            current[key] = value
+    return blocks
+
+
+# --- the file as shipped ------------------------------------------------------------------
+
+
+def test_template_sets_what_the_hubs_broker_needs() -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    opts = directives(text)
+    keys = [k for k, _ in opts]
+    assert len(keys) - keys.count("listener") == len(set(keys) - {"listener"}), "an option is set twice"
+    d = dict(opts)
+    assert d["per_listener_settings"] == "false"
+    assert d["allow_anonymous"] == "false"
+    assert d["persistence"] == "true"
+    assert int(d["autosave_interval"]) > 0
+    assert d["persistent_client_expiration"] == "30d"
+    assert int(d["max_queued_messages"]) >= 10000
+    assert "max_inflight_messages" not in d
+    assert "message_size_limit" not in d  # deprecated in Mosquitto 2
+    assert not set(d) & set(DEBIAN_MAIN_KEYS), "repeats what Debian's mosquitto.conf sets"
+    # The largest legitimate packet, a site's biggest signed cache, fits with room for the
+    # topic and the MQTT header; nothing much bigger does.
+    assert PolicySection().max_envelope_bytes == DEFAULT_LIMIT == 16 * 1024 * 1024
+    assert int(d["max_packet_size"]) == MAX_PACKET == DEFAULT_LIMIT + 64 * 1024
+
+    blocks = listener_blocks(text)
+    assert set(blocks) == {"8883", "1883 127.0.0.1"}
+    assert blocks["8883"] == {
+        "cafile": f"{DATA_DIR}/ca/ca.crt",
+        "certfile": f"{DATA_DIR}/mosquitto/server.crt",
+        "keyfile": f"{DATA_DIR}/mosquitto/server.key",
+        "require_certificate": "true",
+        "use_identity_as_username": "true",
+        "tls_version": "tlsv1.2",
+    }
+    assert blocks["1883 127.0.0.1"] == {}  # plain, loopback only, global auth
+
+
+def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> None:
+    unit = HUB_UNIT.read_text(encoding="utf-8")
+    assert re.search(r"^StateDirectory=torwart-hub$", unit, re.MULTILINE)  # = /var/lib/torwart-hub
+    hub_toml = tmp_path / "hub.toml"
+    hub_toml.write_text(textwrap.dedent(f"""\
+        [hub]
+        data_dir = "{DATA_DIR}"
+        signing_key_file = "{DATA_DIR}/keys/signing.key"
+        [mqtt]
+        host = "127.0.0.1"
+        [booking]
+        adapter = "rest"
+        base_url = "https://platform.example"
+        token_file = "/etc/torwart/platform.token"
+        """))
+    cfg = config.load(hub_toml, check_files=False)
+    files = provision.broker_files(cfg)
+    ca_cert, _ = provision.ca_paths(cfg)
+    d = dict(directives(TEMPLATE.read_text(encoding="utf-8")))
+    assert d["password_file"] == str(files.passwd)
+    assert d["acl_file"] == str(files.acl)
+    assert d["cafile"] == str(ca_cert)
+    # where `torwart-hub init --broker-host NAME` writes the broker's server pair
+    assert d["certfile"] == str(files.passwd.parent / "server.crt")
+    assert d["keyfile"] == str(files.passwd.parent / "server.key")
+
+
+# --- the file on a real Mosquitto ---------------------------------------------------------
+
+
+def rewrite(text: str, paths: dict[str, Path], tls_port: int, plain_port: int) -> str:
+    """The shipped file with its paths and listeners replaced; everything else verbatim.
+    Every path and both listeners must be found exactly once."""
+    listeners = {"8883": f"{tls_port} 127.0.0.1", "1883 127.0.0.1": f"{plain_port} 127.0.0.1"}
+    done: list[str] = []
+    out = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if line.lstrip().startswith("#") or not key:
+            out.append(line)
+        elif key in paths:
+            assert value.startswith(DATA_DIR + "/"), line
+            out.append(f"{key} {paths[key]}")
+            done.append(key)
+        elif key == "listener":
+            out.append(f"listener {listeners[value]}")
+            done.append(value)
+        else:
+            assert not value.startswith("/"), f"a path the test does not rewrite: {line}"
+            out.append(line)
+    assert sorted(done) == sorted([*paths, *listeners])
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class ShippedMosquitto(Mosquitto):
+    """testkit's Mosquitto (start, stop, log), run from the rewritten shipped file. ``port``
+    is the hub's loopback listener, ``tls_port`` the sites' listener."""
+
+    tls_port: int = 0
+    template: str = ""
+    pki: TlsFiles | None = None
+
+    def _write_config(self) -> Path:
+        assert self.pki is not None and self.password_file is not None and self.acl_file is not None
+        paths = {"password_file": self.password_file, "acl_file": self.acl_file, "cafile": self.pki.ca_file,
+                 "certfile": self.pki.server_cert, "keyfile": self.pki.server_key}
+        # What Debian's main mosquitto.conf sets before it includes conf.d/, here for the test:
+        # persistence into the test's directory, the log to stderr (testkit keeps it in log_path).
+        main = [f"persistence_location {self.workdir / 'data'}/", "log_dest stderr"]
+        if os.geteuid() == 0:
+            # As root Mosquitto would switch to user "mosquitto", which may not read our files.
+            main.append(f"user {pwd.getpwuid(0).pw_name}")
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(main) + "\n" + rewrite(self.template, paths, self.tls_port, self.port))
+        return conf
+
+    def start(self, timeout: float = 10.0) -> ShippedMosquitto:
+        super().start(timeout)
+        wait_for(lambda: port_open(self.host, self.tls_port), timeout, what=f"the TLS listener on {self.tls_port}")
+        return self
+
+
+@dataclass
+class Setup:
+    broker: ShippedMosquitto
+    pki: TlsFiles
+    hub_password: str
+
+    def hub(self, **kw: Any) -> TestClient:
+        """A client on the loopback listener (the hub's login unless overridden)."""
+        kw.setdefault("username", "hub")
+        kw.setdefault("password", self.hub_password)
+        return TestClient(self.broker.host, self.broker.port, **kw)
+
+    def site(self, cn: str | None, **kw: Any) -> TestClient:
+        """A client on the TLS listener, with a certificate for ``cn`` from the CA (none if None)."""
+        if cn is not None:
+            kw["cert_file"], kw["key_file"] = self.pki.client(cn)
+        return TestClient(self.broker.host, self.broker.tls_port, ca_file=self.pki.ca_file, **kw)
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Iterator[Setup]:
+    try:
+        mosquitto_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    pki = TlsFiles.make(tmp_path / "pki")
+    hub_password = secrets.token_urlsafe(18)
+    files = tmp_path / "broker-files"
+    files.mkdir()
+    # As `torwart-hub init` / `site add` write them: the hub's and a site's password, the ACL.
+    passwd, acl = files / "passwd", files / "acl"
+    passwd.write_text(password_line("hub", hub_password) + "\n"
+                      + password_line("site-a", secrets.token_urlsafe(18)) + "\n")
+    passwd.chmod(0o600)
+    acl.write_text(acl_text(("hub",)))
+    broker = ShippedMosquitto(tmp_path / "broker", tls_port=free_port(), template=TEMPLATE.read_text(encoding="utf-8"),
+                              pki=pki, password_file=passwd, acl_file=acl)
+    with broker:
+        yield Setup(broker, pki, hub_password)
+
+
+#: ``clients(lambda: shipped.hub())``: connect a client that is closed after the test.
+Open = Callable[[Callable[[], TestClient]], TestClient]
+
+
+@pytest.fixture
+def clients() -> Iterator[Open]:
+    with contextlib.ExitStack() as stack:
+        yield lambda make: stack.enter_context(make())
+
+
+def cache(site: str) -> str:
+    return topic(site, Kind.CACHE)
+
+
+def test_hub_logs_in_on_loopback_with_its_password_and_may_publish_every_sites_cache(
+    shipped: Setup, clients: Open
+) -> None:
+    hub = clients(lambda: shipped.hub(client_id="hub"))
+    watcher = clients(lambda: shipped.hub(client_id="hub-watcher"))
+    watcher.subscribe(f"{ROOT}/+/cache")
+    for site in ("site-a", "site-b", "site-c"):
+        rc = hub.publish(cache(site), f"cache for {site}".encode(), retain=True)
+        assert rc is not None and not rc.is_failure, (site, rc)
+    got = {watcher.expect(timeout=10).topic for _ in range(3)}
+    assert got == {cache(s) for s in ("site-a", "site-b", "site-c")}
+
+
+def test_loopback_refuses_a_wrong_password_and_anonymous_clients(shipped: Setup) -> None:
+    with pytest.raises(ConnectRefused):
+        shipped.hub(password="not-" + shipped.hub_password, timeout=5)
+    with pytest.raises(ConnectRefused):
+        shipped.hub(username="site-a", password="guess", timeout=5)
+    with pytest.raises(ConnectRefused):
+        shipped.hub(username=None, password=None, timeout=5)  # anonymous
+
+
+def test_site_with_a_certificate_reads_its_own_cache_and_cannot_write_another_sites_event(
+    shipped: Setup, clients: Open
+) -> None:
+    hub = clients(lambda: shipped.hub(client_id="hub"))
+    site = clients(lambda: shipped.site("site-a", client_id="site-a"))
+    site.subscribe(cache("site-b"))  # granted, but the ACL lets nothing through
+    site.subscribe(cache("site-a"))
+    hub.subscribe(f"{ROOT}/+/event")
+
+    # The hub publishes site-b's cache first, then site-a's: site-a gets its own only.
+    hub.publish(cache("site-b"), b"not for site-a", retain=True)
+    hub.publish(cache("site-a"), b"cache for site-a", retain=True)
+    msg = site.expect(timeout=10)
+    assert (msg.topic, msg.payload) == (cache("site-a"), b"cache for site-a")
+
+    # A forged event for site-b is refused; the marker on site-a's own event topic, sent
+    # after it, arrives, and nothing came before it.
+    rc = site.publish(topic("site-b", Kind.EVENT), b"forged by site-a")
+    assert rc is not None and rc.is_failure, rc  # "Not authorized"
+    site.publish(topic("site-a", Kind.EVENT), b"marker")
+    msg = hub.expect(timeout=10)
+    assert (msg.topic, msg.payload) == (topic("site-a", Kind.EVENT), b"marker")
+    assert site.drain() == []
+
+
+def test_tls_listener_refuses_clients_without_a_certificate_from_the_ca(shipped: Setup) -> None:
+    with pytest.raises(ConnectRefused):
+        shipped.site(None, timeout=5)
+    with pytest.raises(ConnectRefused):  # the hub's password does not open the TLS listener
+        shipped.site(None, username="hub", password=shipped.hub_password, timeout=5)
+    rogue = TlsFiles.make(shipped.pki.dir / "rogue")
+    cert, key = rogue.client("site-a")
+    with pytest.raises(ConnectRefused):
+        shipped.site(None, cert_file=cert, key_file=key, timeout=5)
+
+
+def test_a_16_mib_cache_goes_through_and_a_packet_above_max_packet_size_is_refused(
+    shipped: Setup, clients: Open
+) -> None:
+    hub = clients(lambda: shipped.hub(client_id="hub"))
+    site = clients(lambda: shipped.site("site-a", client_id="site-a"))
+    site.subscribe(cache("site-a"))
+
+    largest = os.urandom(16 * 1024 * 1024)  # a cache envelope of the size sites accept at most
+    digest = hashlib.sha256(largest).digest()
+    rc = hub.publish(cache("site-a"), largest, retain=True, timeout=60)
+    assert rc is not None and not rc.is_failure, rc
+    del largest
+    msg = site.expect(cache("site-a"), timeout=60)
+    assert len(msg.payload) == 16 * 1024 * 1024 and hashlib.sha256(msg.payload).digest() == digest
+    del msg
+
+    big = clients(lambda: shipped.hub(client_id="hub-big"))
+    big.c.reconnect_delay_set(min_delay=300, max_delay=300)  # stay disconnected once thrown out
+    gone = threading.Event()
+    reasons: list[str] = []
+    inner: Callable[..., object] | None = big.c.on_disconnect
+
+    def on_disconnect(c: Any, ud: Any, flags: Any, rc: Any, props: Any) -> None:
+        reasons.append(str(rc))
+        gone.set()
+        if inner is not None:
+            inner(c, ud, flags, rc, props)
+
+    big.c.on_disconnect = on_disconnect
+    too_big = bytes(MAX_PACKET)  # the payload alone is max_packet_size: the packet is bigger
+    big.c.publish(cache("site-a"), too_big, qos=1)
+    del too_big
+    assert gone.wait(60), "the broker kept a client that sent a packet above max_packet_size"
+
+    # The broker runs on and never passed it on: the next message is the marker.
+    assert shipped.broker.running
+    hub.publish(cache("site-a"), b"marker", retain=True)
+    msg = site.expect(timeout=10)
+    assert (msg.topic, msg.payload) == (cache("site-a"), b"marker")

@@ -79,6 +79,12 @@ class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
 
     @property
+    def broker_user(self) -> str:
+        """The hub's user name at the broker (its password login or its certificate's CN),
+        which the ACL gives every site's topics: no site may have it as its id."""
+        return self.username or "hub"
+
+    @property
     def effective_port(self) -> int:
         return self.port if self.port is not None else (8883 if self.tls else 1883)
 
@@ -252,6 +258,9 @@ def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
         key = f"sites[{i}]"
         if s.id in seen_sites:
             raise err(f, f"{key}.id", f"site {s.id!r} is configured twice")
+        if s.id == cfg.mqtt.broker_user:
+            raise err(f, f"{key}.id", f"site id {s.id!r} is the hub's own broker user name ([mqtt] username): "
+                      "the broker would give that site the hub's rights over every site")
         seen_sites.add(s.id)
         rooms: list[RoomConfig] = []
         room_ids: set[str] = set()

@@ -78,7 +78,7 @@ def broker_files(cfg: HubConfig, passwd_file: str | Path | None = None,
 
 
 def hub_mqtt_user(cfg: HubConfig) -> str:
-    return cfg.mqtt.username or "hub"
+    return cfg.mqtt.broker_user
 
 
 # --- small file helpers ---------------------------------------------------------------------------
@@ -355,6 +355,9 @@ def site_add(
     except WireError:
         raise ProvisionError(f"{site_id!r} is not a valid site id: 1-64 characters of a-z, 0-9 and '-', "
                              "starting with a letter or digit") from None
+    if site_id == hub_mqtt_user(cfg):
+        raise ProvisionError(f"{site_id!r} is the hub's own broker user name: a site with that id would get the "
+                             "hub's rights over every site at the broker; pick another id")
     declared = next((s for s in cfg.sites if s.id == site_id), None)
     if declared is not None and Path(declared.cred_key_file).exists():
         raise ProvisionError(f"site {site_id!r} is already configured in {cfg_path} and has its key "

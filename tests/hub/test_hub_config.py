@@ -141,6 +141,16 @@ def test_duplicate_site_is_refused(tmp_path: Path) -> None:
     assert "twice" in str(err)
 
 
+def test_a_site_may_not_take_the_hubs_broker_user_name(tmp_path: Path) -> None:
+    # The ACL gives that user every site's topics: a site by that name would have them too.
+    err = refused(write_hub_config(tmp_path, SITE.replace('id = "minheim"', 'id = "hub"')))
+    assert err.key == "sites[0].id" and "broker user" in str(err)
+    path = write_hub_config(tmp_path / "named")
+    path.write_text(path.read_text().replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nusername = "minheim"'))
+    err = refused(path)
+    assert err.key == "sites[0].id" and "broker user" in str(err)
+
+
 def test_duplicate_room_in_a_site_is_refused(tmp_path: Path) -> None:
     err = refused(write_hub_config(tmp_path, SITE.replace('id = "meeting"', 'id = "cowork"')))
     assert err.key == "sites[0].rooms[1].id"

@@ -196,6 +196,17 @@ def test_a_bad_site_id_is_refused_and_nothing_is_written(tmp_path: Path, bad: st
     assert not (tmp_path / "data" / "provision").exists()
 
 
+def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    path, cfg = initialised(tmp_path)
+    files = provision.broker_files(cfg)
+    passwd, acl = files.passwd, files.acl
+    before = (path.read_text(), passwd.read_bytes(), acl.read_bytes())
+    with pytest.raises(ProvisionError, match="broker user"):
+        provision.site_add(path, cfg, provision.hub_mqtt_user(cfg), name="x", broker_host="h", tls=False)
+    assert (path.read_text(), passwd.read_bytes(), acl.read_bytes()) == before
+    assert not (tmp_path / "data" / "provision").exists()
+
+
 def test_a_provisioned_site_is_not_provisioned_twice(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
     first = provision.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)

@@ -7,15 +7,20 @@ tolerant of unknown fields, because PROTOCOL.md lets implementations add fields.
 
 from __future__ import annotations
 
-import codecs
-import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
 
+from .codec import PATH_RE
+
+# Re-exported (explicitly, for mypy): callers write m.decode(data, m.Status).
+from .codec import check_utf8 as check_utf8  # noqa: PLC0414
+from .codec import decode as decode  # noqa: PLC0414
+from .codec import encode as encode  # noqa: PLC0414
+from .codec import to_builtins as to_builtins  # noqa: PLC0414
 from .errors import MALFORMED, WireError
 
 Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -106,9 +111,9 @@ class CacheFullStream(Body, tag="cache.full", kw_only=True, frozen=True):
                 yield _entry_decoder.decode(raw)
             except msgspec.ValidationError as exc:
                 msg = str(exc)
-                m = _PATH_RE.search(msg)
+                m = PATH_RE.search(msg)
                 path = f"$.entries[{i}]" + (m.group(1)[1:] if m else "")
-                raise WireError(MALFORMED, _PATH_RE.sub("", msg) + f" - at `{path}`", field=path) from None
+                raise WireError(MALFORMED, PATH_RE.sub("", msg) + f" - at `{path}`", field=path) from None
 
 
 Action = Literal["unlock", "lockdown", "lockdown_end", "checkout_all", "enroll"]
@@ -381,67 +386,3 @@ class BookingPage(Struct, kw_only=True, frozen=True):
 
     items: list[msgspec.Raw]
     next_page_token: str | None = None
-
-
-# --- encoding and decoding ---------------------------------------------------------------
-
-T = TypeVar("T")
-_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
-_encoder = msgspec.json.Encoder()
-_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
-_UTF8_CHUNK = 1 << 16
-
-
-def encode(obj: Any) -> bytes:
-    """Compact UTF-8 JSON of a message (or any JSON-able value)."""
-    return _encoder.encode(obj)
-
-
-def check_utf8(data: bytes | bytearray | memoryview | str) -> None:
-    """Refuse bytes that are not UTF-8 anywhere, also inside keys that decoding would skip
-    as unknown (msgspec does not look at those): such a document is not JSON."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        return
-    view = memoryview(data).cast("B")
-    if view.nbytes <= _UTF8_CHUNK:
-        try:
-            codecs.decode(view, "utf-8")
-        except UnicodeDecodeError as exc:
-            raise WireError(MALFORMED, f"not valid UTF-8 at byte {exc.start}") from None
-        return
-    if isinstance(data, bytes | bytearray) and data.isascii():
-        return  # the common case for a large cache body: no copy at all
-    # Large and not pure ASCII: validate in pieces, so that a 15 MB body never costs a
-    # 15 MB str just to be checked (the peak memory of a site applying a cache).
-    dec = codecs.getincrementaldecoder("utf-8")()
-    for off in range(0, view.nbytes, _UTF8_CHUNK):
-        pending = len(dec.getstate()[0])  # a character cut at the previous piece's end
-        try:
-            dec.decode(view[off:off + _UTF8_CHUNK], final=off + _UTF8_CHUNK >= view.nbytes)
-        except UnicodeDecodeError as exc:
-            raise WireError(MALFORMED, f"not valid UTF-8 at byte {off + exc.start - pending}") from None
-
-
-def decode(data: bytes | bytearray | str, type_: Any) -> Any:
-    """Decode and validate ``data`` as ``type_``; raise WireError(malformed) naming the field.
-
-    ``type_`` is a message class or a union such as ``AnyEvent`` or ``SignedBody``.
-    """
-    dec = _decoders.get(type_)
-    if dec is None:
-        dec = _decoders[type_] = msgspec.json.Decoder(type_)
-    check_utf8(data)
-    try:
-        return dec.decode(data)
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        m = _PATH_RE.search(msg)
-        raise WireError(MALFORMED, msg, field=m.group(1) if m else None) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        # msgspec lets invalid UTF-8 inside a string escape as UnicodeDecodeError.
-        raise WireError(MALFORMED, f"not valid JSON: {exc}") from None
-
-
-def to_builtins(obj: Any) -> Any:
-    """A message as plain dicts and lists (e.g. to store it)."""
-    return msgspec.to_builtins(obj)

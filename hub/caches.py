@@ -38,7 +38,8 @@ from wire.keys import read_key_file
 
 from .config import HubConfig, SiteConfig
 from .errors import HubError
-from .store_types import CacheLogRow, CacheVersionConflict, Store, pseudonym
+from .store_api import Store
+from .store_types import CacheLogRow, CacheVersionConflict, pseudonym
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .cli_common import _ago, _load, _rebuild, _store, _table, _when
 from .errors import HubError
-from .store_types import Store
+from .store_api import Store
 
 log = logging.getLogger("hub")
 

@@ -16,7 +16,7 @@ from . import config as config_mod
 from .config import HubConfig
 from .errors import HubError
 from .store import open_store
-from .store_types import Store
+from .store_api import Store
 
 log = logging.getLogger("hub")
 

@@ -25,7 +25,8 @@ from wire.seal import unseal
 
 from .config import HubConfig
 from .errors import HubError
-from .store_types import Enrollment, Store
+from .store_api import Store
+from .store_types import Enrollment
 
 log = logging.getLogger(__name__)
 

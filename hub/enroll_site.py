@@ -28,7 +28,8 @@ from .caches import LOOK_BACK, CacheManager
 from .config import HubConfig, signing_key
 from .enroll import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome, load_enroll_key
 from .link import HubLink
-from .store_types import Enrollment, Store
+from .store_api import Store
+from .store_types import Enrollment
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .store_api import Store
 from .store_caches import CachesMixin
 from .store_enroll import EnrollMixin
 from .store_events import EventsMixin
@@ -41,7 +42,6 @@ from .store_types import (
     SiteSpec,
     SiteState,
     SiteStateChanges,
-    Store,
     StoredBooking,
     StoredEvent,
     StoreError,

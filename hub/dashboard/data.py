@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 
 from ..config import HubConfig
-from ..store_types import Store, StoredEvent
+from ..store_api import Store
+from ..store_types import StoredEvent
 
 #: Event types shown as alarms (red) and as warnings (amber).
 ALARM_TYPES = frozenset({"door.forced_open", "door.held_open"})

@@ -26,7 +26,8 @@ from wire.topics import Kind
 
 from ..enroll import MAX_SECONDS, EnrollError
 from ..enroll_site import ACK_TIMEOUT, begin
-from ..store_types import Enrollment, Store, UnknownMember
+from ..store_api import Store
+from ..store_types import Enrollment, UnknownMember
 from .actions import Outcome, check
 from .auth import Principal
 from .common import on_loop

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from wire import software_version
 from wire.errors import KeyFileError
 
-from . import provision
+from . import provision, provision_site
 from .cli_admin import (
     CRED_TYPES,
     cmd_cards_add,
@@ -74,7 +74,7 @@ def cmd_site_add(args: argparse.Namespace) -> int:
     cfg = _load(args)
     host = args.broker_host or cfg.mqtt.host
     tls = cfg.mqtt.tls if args.tls is None else args.tls
-    bundle = provision.site_add(args.config, cfg, args.site, name=args.name or args.site, broker_host=host,
+    bundle = provision_site.site_add(args.config, cfg, args.site, name=args.name or args.site, broker_host=host,
                                 broker_port=args.broker_port, tls=tls, out_dir=args.out,
                                 passwd_file=args.broker_passwd, acl_file=args.broker_acl)
     with _store(bundle.config):

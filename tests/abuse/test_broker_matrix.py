@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from hub import config, pki, provision
-from hub.provision import SiteBundle
+from hub import config, pki, provision, provision_site
+from hub.provision_site import SiteBundle
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
 from testkit.util import wait_for
@@ -50,7 +50,7 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[County]:
     provision.init(cfg, broker_hosts=("127.0.0.1", "localhost"))
     bundles: dict[str, SiteBundle] = {}
     for s in SITES:
-        bundle = provision.site_add(path, cfg, s, name=s, broker_host="127.0.0.1", tls=False)
+        bundle = provision_site.site_add(path, cfg, s, name=s, broker_host="127.0.0.1", tls=False)
         bundles[s] = bundle
         cfg = bundle.config
     files = provision.broker_files(cfg)

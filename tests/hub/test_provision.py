@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import edge.config as edge_config
-from hub import config, pki, provision
+from hub import config, pki, provision, provision_site
 from hub.config import HubConfig
 from hub.provision import ProvisionError
 from testkit.broker import Mosquitto, TlsFiles
@@ -128,7 +128,7 @@ def test_init_refuses_half_a_ca_instead_of_replacing_it(tmp_path: Path) -> None:
 def test_a_new_site_gets_a_bundle_that_loads_on_the_pi_and_a_block_in_the_hub_config(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
     original = path.read_text()
-    bundle = provision.site_add(path, cfg, "altdorf", name='Dorfhaus "Altdorf"', broker_host="mqtt.example",
+    bundle = provision_site.site_add(path, cfg, "altdorf", name='Dorfhaus "Altdorf"', broker_host="mqtt.example",
                                 broker_port=8883, tls=True)
 
     assert bundle.dir == tmp_path / "data" / "provision" / "altdorf" and bundle.appended
@@ -157,7 +157,7 @@ def test_a_new_site_gets_a_bundle_that_loads_on_the_pi_and_a_block_in_the_hub_co
 
 def test_the_site_certificate_chains_to_the_hub_ca_with_the_site_id_as_cn(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
-    bundle = provision.site_add(path, cfg, "altdorf", name="Altdorf", broker_host="h", tls=True)
+    bundle = provision_site.site_add(path, cfg, "altdorf", name="Altdorf", broker_host="h", tls=True)
     cert = x509.load_pem_x509_certificate((bundle.dir / "altdorf.crt").read_bytes())
     ca = x509.load_pem_x509_certificate((bundle.dir / "ca.crt").read_bytes())
     assert (bundle.dir / "ca.crt").read_bytes() == provision.ca_paths(cfg)[0].read_bytes()
@@ -173,7 +173,7 @@ def test_the_site_certificate_chains_to_the_hub_ca_with_the_site_id_as_cn(tmp_pa
 def test_a_declared_site_is_provisioned_with_its_rooms_and_distinct_placeholder_pins(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
     original = path.read_text()
-    bundle = provision.site_add(path, cfg, "minheim", name="Minheim", broker_host="mqtt.example", tls=False)
+    bundle = provision_site.site_add(path, cfg, "minheim", name="Minheim", broker_host="mqtt.example", tls=False)
     assert not bundle.appended and path.read_text() == original
     site = edge_config.load(bundle.site_config)
     assert [(r.id, r.capacity) for r in site.rooms] == [("cowork", 8), ("meeting", None)]
@@ -191,7 +191,7 @@ def test_a_bad_site_id_is_refused_and_nothing_is_written(tmp_path: Path, bad: st
     path, cfg = initialised(tmp_path)
     original = path.read_text()
     with pytest.raises(ProvisionError, match="not a valid site id"):
-        provision.site_add(path, cfg, bad, name="x", broker_host="h", tls=False)
+        provision_site.site_add(path, cfg, bad, name="x", broker_host="h", tls=False)
     assert path.read_text() == original
     assert not (tmp_path / "data" / "provision").exists()
 
@@ -202,19 +202,19 @@ def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_writte
     passwd, acl = files.passwd, files.acl
     before = (path.read_text(), passwd.read_bytes(), acl.read_bytes())
     with pytest.raises(ProvisionError, match="broker user"):
-        provision.site_add(path, cfg, provision.hub_mqtt_user(cfg), name="x", broker_host="h", tls=False)
+        provision_site.site_add(path, cfg, provision.hub_mqtt_user(cfg), name="x", broker_host="h", tls=False)
     assert (path.read_text(), passwd.read_bytes(), acl.read_bytes()) == before
     assert not (tmp_path / "data" / "provision").exists()
 
 
 def test_a_provisioned_site_is_not_provisioned_twice(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
-    first = provision.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)
+    first = provision_site.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)
     key = first.hub_cred_key_file.read_bytes()
     text = path.read_text()
     for c in (first.config, cfg):
         with pytest.raises(ProvisionError, match=r"already|exists"):
-            provision.site_add(path, c, "altdorf", name="x", broker_host="h", tls=False,
+            provision_site.site_add(path, c, "altdorf", name="x", broker_host="h", tls=False,
                                out_dir=tmp_path / "elsewhere")
     assert first.hub_cred_key_file.read_bytes() == key and path.read_text() == text
 
@@ -222,7 +222,7 @@ def test_a_provisioned_site_is_not_provisioned_twice(tmp_path: Path) -> None:
 def test_site_add_needs_an_initialised_hub(tmp_path: Path) -> None:
     path = hub_config(tmp_path)
     with pytest.raises(ProvisionError, match="torwart-hub init"):
-        provision.site_add(path, config.load(path, check_files=False), "altdorf", name="x", broker_host="h",
+        provision_site.site_add(path, config.load(path, check_files=False), "altdorf", name="x", broker_host="h",
                            tls=False)
 
 
@@ -232,7 +232,7 @@ def test_an_addition_that_would_break_the_config_changes_nothing(tmp_path: Path)
     original = path.read_text()
     passwd = provision.broker_files(cfg).passwd.read_text()
     with pytest.raises(ProvisionError, match="invalid"):
-        provision.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)
+        provision_site.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)
     assert path.read_text() == original
     assert provision.broker_files(cfg).passwd.read_text() == passwd
     assert not (tmp_path / "data" / "sites").exists() and not (tmp_path / "data" / "provision").exists()
@@ -252,8 +252,8 @@ def clients(broker: Mosquitto, stack: contextlib.ExitStack) -> Client:
 
 def test_provisioned_passwords_and_acl_keep_each_site_to_its_own_topics(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
-    a = provision.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=False)
-    b = provision.site_add(path, a.config, "berg", name="B", broker_host="127.0.0.1", tls=False)
+    a = provision_site.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=False)
+    b = provision_site.site_add(path, a.config, "berg", name="B", broker_host="127.0.0.1", tls=False)
     files = provision.broker_files(cfg)
     with Mosquitto(tmp_path / "broker", password_file=files.passwd, acl_file=files.acl) as broker, \
             contextlib.ExitStack() as stack:
@@ -283,7 +283,7 @@ def test_the_site_certificate_logs_in_over_tls_to_a_broker_certified_by_init(tmp
     path = hub_config(tmp_path)
     cfg = config.load(path, check_files=False)
     provision.init(cfg, broker_hosts=("127.0.0.1", "localhost"))
-    bundle = provision.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=True)
+    bundle = provision_site.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=True)
     ca_cert, ca_key = provision.ca_paths(cfg)
     server = provision.broker_files(cfg).passwd.parent
     tls = TlsFiles(server, pki.load(ca_cert, ca_key), ca_cert, server / "server.crt", server / "server.key")

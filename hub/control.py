@@ -129,7 +129,7 @@ def command(cfg: HubConfig, site: str, action: str, *, door: str | None = None, 
     link = _connect(cfg, site, acks, timeout)
     try:
         t0 = time.monotonic()
-        if not link.publish(site, Kind.COMMAND, envelope.sign(cmd, signing_key(cfg))):
+        if not link.publish_command(site, cmd, envelope.sign(cmd, signing_key(cfg))):
             raise HubError("publishing failed: the broker connection dropped")
         cack = _wait(acks, Kind.COMMAND_ACK, m.CommandAck, lambda a: a.id == cmd.id, t0 + timeout)
         if cack is not None:

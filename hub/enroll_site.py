@@ -91,7 +91,7 @@ def enroll_at_site(cfg: HubConfig, store: Store, site: str, member_id: str, read
             raise EnrollError(f"cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.effective_port}"
                               + (f" ({link.refusal})" if link.refusal else ""))
         link.subscribe_site(site, (Kind.COMMAND_ACK, Kind.EVENT, Kind.CACHE_ACK, Kind.CACHE, Kind.CACHE_DELTA))
-        if not link.publish(site, Kind.COMMAND, envelope.sign(cmd, signing_key(cfg))):
+        if not link.publish_command(site, cmd, envelope.sign(cmd, signing_key(cfg))):
             _cancel(store, cmd.id, "publishing failed")
             raise EnrollError("publishing the command failed: the broker connection dropped")
         say(f"command sent: enroll at reader {reader} of site {site} (command {cmd.id[:8]})")

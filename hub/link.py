@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -20,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from wire import messages as m
 from wire.errors import WireError
 from wire.topics import Kind, parse, shared, site_filter, topic
 
@@ -89,10 +91,25 @@ class HubLink:
         """Publish at QoS 1 to a site's topic; False when the link is down."""
         return self.publish_topic(topic(site, kind), payload, retain=retain)
 
-    def publish_topic(self, name: str, payload: bytes, *, retain: bool = False) -> bool:
+    def publish_topic(self, name: str, payload: bytes, *, retain: bool = False,
+                      properties: Properties | None = None) -> bool:
         if not self.connected:
             return False
-        return self._client.publish(name, payload, qos=1, retain=retain).rc == mqtt.MQTT_ERR_SUCCESS
+        info = self._client.publish(name, payload, qos=1, retain=retain, properties=properties)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def publish_command(self, site: str, cmd: m.Command, payload: bytes) -> bool:
+        """Publish a signed command (``payload``, the envelope of ``cmd``) with an MQTT 5
+        message expiry at the command's own ``expires_at``: sites keep persistent sessions,
+        and the broker must not hand an offline site a command (a remote unlock) after the
+        moment it was meant for. False when the link is down or the command has expired."""
+        ttl = int(cmd.expires_at - time.time())
+        if ttl <= 0:
+            log.warning("command %s for site %s expired before it was sent", cmd.id, site)
+            return False
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.MessageExpiryInterval = ttl
+        return self.publish_topic(topic(site, Kind.COMMAND), payload, properties=props)
 
     def subscribe_site(self, site: str, kinds: tuple[Kind, ...]) -> None:
         """Extra subscriptions for one site (the CLI waits for that site's acks)."""

@@ -27,6 +27,8 @@ class Message:
     payload: bytes
     retain: bool
     qos: int
+    #: The MQTT 5 message expiry interval left when the broker delivered it (None: none set).
+    expiry: int | None = None
 
 
 class ConnectRefused(Exception):
@@ -104,7 +106,8 @@ class TestClient:
             self._connected.set()
 
     def _on_message(self, c: Any, ud: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos))
+        expiry = getattr(msg.properties, "MessageExpiryInterval", None) if msg.properties is not None else None
+        self.messages.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, expiry))
 
     def _on_publish(self, c: Any, ud: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         with self._ack_cv:

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wire.topics import Kind
-
 from .. import commands
 from .auth import PERMISSIONS, Principal
 from .common import on_loop
@@ -103,7 +101,7 @@ async def perform(service: HubService, p: Principal, site: str, action: str, par
                              room=_opt_str(params.get("room")), reader=_opt_str(params.get("reader")))
     except (ValueError, TypeError) as exc:
         return Outcome(400, {"error": f"bad command: {exc}"})
-    sent = await on_loop(service, lambda: service.link.publish(site, Kind.COMMAND, service.caches.signed(cmd)))
+    sent = await on_loop(service, lambda: service.link.publish_command(site, cmd, service.caches.signed(cmd)))
     if not sent:
         return Outcome(503, {"error": "not connected to the broker"})
     log.info("dashboard: %s sent to site %s by %s (command %s)", action, site, p.name, cmd.id)

@@ -22,8 +22,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from wire.topics import Kind
-
 from ..enroll import MAX_SECONDS, EnrollError
 from ..enroll_site import ACK_TIMEOUT, begin
 from ..store_api import Store
@@ -74,7 +72,7 @@ async def start(service: HubService, p: Principal, site: str, params: dict[str, 
             return Outcome(400, {"error": f"no member {member!r}"})
         except EnrollError as exc:
             return Outcome(400, {"error": str(exc)})
-        if not service.link.publish(site, Kind.COMMAND, service.caches.signed(cmd)):
+        if not service.link.publish_command(site, cmd, service.caches.signed(cmd)):
             service.store.close_enrollment(cmd.id, "cancelled", "publishing failed", now=time.time())
             return Outcome(503, {"error": "not connected to the broker"})
         log.info("dashboard: enrollment at site %s, reader %s, for member %s started by %s (command %s)",

@@ -82,6 +82,7 @@ class Agent:
         self._cache_worker = threading.Thread(target=self._cache_loop, name="cache-apply", daemon=True)
         self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
         self._cache_error: str | None = None  # storing a new cache failed (until one is stored)
+        self._holds_cache = False  # for the link's thread (see holds_cache)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -133,6 +134,7 @@ class Agent:
 
     def _startup(self) -> None:
         self._open()
+        self._holds_cache = self.cache.version is not None
         if self.state.flag("lockdown", False):
             for d in self.doors.values():
                 d.set_mode("lockdown")
@@ -350,6 +352,9 @@ class Agent:
     def link_down(self, reason: str) -> None:
         log.info("link down (%s); deciding offline, events wait in the outbox", reason)
 
+    def holds_cache(self) -> bool:
+        return self._holds_cache
+
     def link_message(self, kind: Kind, payload: bytes) -> None:
         if kind in (Kind.CACHE, Kind.CACHE_DELTA):
             self._cache_q.put((kind, [payload]))
@@ -389,6 +394,7 @@ class Agent:
             self._cache_error = None
             log.warning("caches can be stored again")
         if error is None:
+            self._holds_cache = True
             self.emit("cache.applied", version=version, error=None)
         else:
             self.emit("cache.rejected", version=version, error=error)

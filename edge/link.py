@@ -48,6 +48,9 @@ class LinkSink(Protocol):
 
     def link_message(self, kind: Kind, payload: bytes) -> None: ...
 
+    def holds_cache(self) -> bool:
+        """Whether the site holds a cache (read on paho's thread: a plain attribute)."""
+
 
 class Link:
     def __init__(self, cfg: EdgeConfig, sink: LinkSink, *, will: bytes, min_backoff: float = 0.5,
@@ -118,6 +121,11 @@ class Link:
         if rc.is_failure:
             log.warning("broker refused the connection: %s", rc)
             return
+        if flags.session_present and not self._sink.holds_cache():
+            # A resumed session does not resend the retained full cache, and this site has
+            # none (it could not store it, or a fresh install found an old session): take
+            # the subscription anew, which brings the retained cache.
+            client.unsubscribe(topic(self.site, Kind.CACHE))
         # Retained messages only for a subscription the session did not have yet (see above).
         client.subscribe([(topic(self.site, kind), SubscribeOptions(qos=1, retainHandling=1)) for kind in SITE_READS])
         self._connected.set()

@@ -109,3 +109,37 @@ def test_a_restarted_agent_starts_a_new_session_and_gets_the_retained_full_cache
         assert read_cache(site) == (1, 1)
     finally:
         hub.close()
+
+
+def test_a_site_without_a_cache_takes_the_retained_one_again_when_its_session_resumes(
+    tmp_path: Path, broker: Mosquitto, mock_pins: Any
+) -> None:
+    # The site could not store the retained full cache (disk full), so it holds none; a
+    # resumed session would never resend it. On reconnect the site subscribes to it anew.
+    from testkit.site import write_site
+
+    from ._faults import fill, small_tmpfs
+
+    key = Ed25519PrivateKey.generate()
+    with TcpProxy(broker.host, broker.port) as proxy, \
+            small_tmpfs(tmp_path / "minheim" / "data", "4m") as data:
+        if isinstance(data, str):
+            pytest.skip(data)
+        site = write_site(tmp_path / "minheim", "minheim", proxy, key)
+        hub = HubSide(broker, key, site.site)
+        try:
+            with agent_in_thread(site) as agent:
+                hub.wait_online()
+                filler = fill(data)
+                hub.send(Kind.CACHE, hub.body_full([entry(site.cred_key, CARD, ["eingang"], ref=None)]), retain=True)
+                assert acks_until(hub, 1)[-1] == (1, False, "storage")
+                filler.unlink()
+                drop_uplink(proxy, agent)
+                restore_uplink(proxy, agent)
+                ack = hub.cache_ack()
+                while (ack.version, ack.ok) == (1, False):  # a repeat of the "storage" ack (QoS 1, cut in flight)
+                    ack = hub.cache_ack()
+                assert (ack.version, ack.ok, ack.error) == (1, True, None)
+            assert read_cache(site) == (1, 1)
+        finally:
+            hub.close()

@@ -86,6 +86,7 @@ def test_template_sets_what_the_hubs_broker_needs() -> None:
     assert int(d["autosave_interval"]) > 0
     assert d["persistent_client_expiration"] == "30d"
     assert int(d["max_queued_messages"]) >= 10000
+    assert int(d["max_queued_bytes"]) >= 2 * MAX_PACKET  # bounded, yet room for a full cache or two
     assert "max_inflight_messages" not in d
     assert "message_size_limit" not in d  # deprecated in Mosquitto 2
     assert not set(d) & set(DEBIAN_MAIN_KEYS), "repeats what Debian's mosquitto.conf sets"

@@ -18,7 +18,7 @@ from edge import config as edge_config
 from edge.agent import Agent
 from testkit.broker import Mosquitto
 from testkit.mqttclient import TestClient
-from testkit.site import SiteFiles
+from testkit.site import Endpoint, SiteFiles, write_site
 from wire import envelope
 from wire import messages as m
 from wire.creds import cred_hash
@@ -133,6 +133,20 @@ class HubSide:
 
     def ack_events(self, upto: int) -> None:
         self.client.publish(topic(self.site, Kind.EVENT_ACK), m.encode(m.EventAck(upto=upto)))
+
+
+@contextmanager
+def site_with_hub(dir: Path, broker: Mosquitto, *, via: Endpoint | None = None, site_id: str = "minheim",
+                  **site_kw: Any) -> Iterator[tuple[SiteFiles, HubSide]]:
+    """A site written to ``dir`` (reaching the broker ``via`` a proxy, if given) and the hub
+    side of the test on ``broker`` itself, with a fresh hub key; the hub side is closed after."""
+    key = Ed25519PrivateKey.generate()
+    site = write_site(dir, site_id, via if via is not None else broker, key, **site_kw)
+    hub = HubSide(broker, key, site.site)
+    try:
+        yield site, hub
+    finally:
+        hub.close()
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from wire import messages as m
 from wire.topics import Kind
 
 from ._faults import fill, small_tmpfs
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, agent_in_thread, entry, site_with_hub
 
 CARD = "em4100:0A00B1C2D3"
 
@@ -102,16 +102,10 @@ def test_a_cache_that_cannot_be_stored_shows_in_the_status_even_if_events_still_
     # The outbox may still have room in its WAL when the cache database has none (a full
     # cache needs many new pages at once), so the cache worker's "storage" refusal must
     # raise the report by itself, not wait for an event write to fail.
-    key = Ed25519PrivateKey.generate()
-    site = write_site(tmp_path / "minheim", "minheim", broker, key)
-    hub = HubSide(broker, key, site.site)
-    try:
-        with agent_in_thread(site) as agent:
-            hub.wait_online()
-            statuses(hub)
-            agent.post(lambda: agent._cache_done(5, "storage"))  # what the worker posts when the apply failed
-            st = wait_for(lambda: next((s for s in statuses(hub) if s.storage_error), None), 15,
-                          what="a status naming the storage failure")
-            assert "cache version 5" in (st.storage_error or "")
-    finally:
-        hub.close()
+    with site_with_hub(tmp_path / "minheim", broker) as (site, hub), agent_in_thread(site) as agent:
+        hub.wait_online()
+        statuses(hub)
+        agent.post(lambda: agent._cache_done(5, "storage"))  # what the worker posts when the apply failed
+        st = wait_for(lambda: next((s for s in statuses(hub) if s.storage_error), None), 15,
+                      what="a status naming the storage failure")
+        assert "cache version 5" in (st.storage_error or "")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.agent import Agent
 from testkit.broker import Mosquitto
@@ -17,28 +16,21 @@ from testkit.tcpproxy import TcpProxy
 from testkit.util import wait_for
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry, read_cache
+from ._faults import fill, small_tmpfs
+from .hubside import HubSide, agent_in_thread, entry, read_cache, site_with_hub
 
 CARD = "em4100:0a00c0ffee"
 
 
 @pytest.fixture
 def rig(tmp_path: Path, broker: Mosquitto, mock_pins: Any) -> Iterator[tuple[TcpProxy, HubSide, Agent, Any]]:
-    key = Ed25519PrivateKey.generate()
-    with TcpProxy(broker.host, broker.port) as proxy:
-        from testkit.site import write_site
-
-        site = write_site(tmp_path / "minheim", "minheim", proxy, key)
-        hub = HubSide(broker, key, site.site)
-        try:
-            with agent_in_thread(site) as agent:
-                hub.wait_online()
-                hub.send(Kind.CACHE, hub.body_full([entry(site.cred_key, CARD, ["eingang"], ref=None)]), retain=True)
-                ack = hub.cache_ack()
-                assert (ack.version, ack.ok) == (1, True)
-                yield proxy, hub, agent, site
-        finally:
-            hub.close()
+    with TcpProxy(broker.host, broker.port) as proxy, \
+            site_with_hub(tmp_path / "minheim", broker, via=proxy) as (site, hub), agent_in_thread(site) as agent:
+        hub.wait_online()
+        hub.send(Kind.CACHE, hub.body_full([entry(site.cred_key, CARD, ["eingang"], ref=None)]), retain=True)
+        ack = hub.cache_ack()
+        assert (ack.version, ack.ok) == (1, True)
+        yield proxy, hub, agent, site
 
 
 def drop_uplink(proxy: TcpProxy, agent: Agent) -> None:
@@ -90,12 +82,7 @@ def test_a_restarted_agent_starts_a_new_session_and_gets_the_retained_full_cache
     tmp_path: Path, broker: Mosquitto, mock_pins: Any
 ) -> None:
     # A site whose disk was wiped starts a new process: it must be given the full cache.
-    from testkit.site import write_site
-
-    key = Ed25519PrivateKey.generate()
-    site = write_site(tmp_path / "minheim", "minheim", broker, key)
-    hub = HubSide(broker, key, site.site)
-    try:
+    with site_with_hub(tmp_path / "minheim", broker) as (site, hub):
         with agent_in_thread(site) as first:
             hub.wait_online()
             hub.send(Kind.CACHE, hub.body_full([entry(site.cred_key, CARD, ["eingang"], ref=None)]), retain=True)
@@ -107,8 +94,6 @@ def test_a_restarted_agent_starts_a_new_session_and_gets_the_retained_full_cache
             hub.wait_online(not_boot=first.boot)
             assert acks_until(hub, 1)[-1] == (1, True, None)
         assert read_cache(site) == (1, 1)
-    finally:
-        hub.close()
 
 
 def test_a_site_without_a_cache_takes_the_retained_one_again_when_its_session_resumes(
@@ -116,18 +101,11 @@ def test_a_site_without_a_cache_takes_the_retained_one_again_when_its_session_re
 ) -> None:
     # The site could not store the retained full cache (disk full), so it holds none; a
     # resumed session would never resend it. On reconnect the site subscribes to it anew.
-    from testkit.site import write_site
-
-    from ._faults import fill, small_tmpfs
-
-    key = Ed25519PrivateKey.generate()
     with TcpProxy(broker.host, broker.port) as proxy, \
             small_tmpfs(tmp_path / "minheim" / "data", "4m") as data:
         if isinstance(data, str):
             pytest.skip(data)
-        site = write_site(tmp_path / "minheim", "minheim", proxy, key)
-        hub = HubSide(broker, key, site.site)
-        try:
+        with site_with_hub(tmp_path / "minheim", broker, via=proxy) as (site, hub):
             with agent_in_thread(site) as agent:
                 hub.wait_online()
                 filler = fill(data)
@@ -141,5 +119,3 @@ def test_a_site_without_a_cache_takes_the_retained_one_again_when_its_session_re
                     ack = hub.cache_ack()
                 assert (ack.version, ack.ok, ack.error) == (1, True, None)
             assert read_cache(site) == (1, 1)
-        finally:
-            hub.close()

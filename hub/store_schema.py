@@ -156,8 +156,16 @@ def _v4(db: Database) -> None:
     t.add_column("cache_version", int)
 
 
+def _v5(db: Database) -> None:
+    """Failed dashboard logins (``key``: ``user:NAME`` or ``ip:ADDRESS``), so that the login
+    rate limit survives a hub restart. Rows older than the limit's window are deleted."""
+    db.table("login_failures").create({"key": str, "at": float}, not_null={"key", "at"})
+    db.table("login_failures").create_index(["key", "at"])
+    db.table("login_failures").create_index(["at"])
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 
 
 class SqliteBase:

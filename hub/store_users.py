@@ -90,6 +90,30 @@ class UsersMixin(SqliteBase):
         with self._write() as c:
             return c.execute("DELETE FROM sessions WHERE id_hash = ?", (key,)).rowcount > 0
 
+    # --- failed logins (the login rate limit) -----------------------------------------------------
+
+    def recent_login_failures(self, key: str, *, since: float, limit: int) -> list[float]:
+        """When ``key`` last failed to log in after ``since``: newest first, at most ``limit``."""
+        with self._read() as c:
+            rows = c.execute("SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
+                             (key, since, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def record_login_failure(self, keys: Sequence[str], *, at: float, forget_before: float) -> None:
+        """Record one failed login under each of ``keys``; forget every failure at or before
+        ``forget_before`` (outside the limit's window), so the table stays small."""
+        with self._write() as c:
+            c.execute("DELETE FROM login_failures WHERE at <= ?", (forget_before,))
+            c.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys])
+
+    def clear_login_failures(self, key: str | None = None) -> None:
+        """Forget ``key``'s failed logins (after it logged in), or everyone's (None)."""
+        with self._write() as c:
+            if key is None:
+                c.execute("DELETE FROM login_failures")
+            else:
+                c.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
     def active_sessions(self, now: float) -> dict[str, int]:
         """User name → number of unexpired sessions."""
         with self._read() as c:

@@ -12,7 +12,8 @@
   browser's ambient credential, so it needs no CSRF token.
 - **Rate limit**: after 5 failed logins within 60 s for a user name, or 20 from one
   address, further attempts are refused with 429 (the password is not even checked) until
-  the oldest failure is a minute old.
+  the oldest failure is a minute old. The failures are kept in the store, so a hub restart
+  does not reset the count.
 - **Roles**: admins may do everything and see names; caretakers see their sites only
   (others answer 404, as if they did not exist), see names only where the site has
   ``show_names = true``, and may unlock a door and check everybody out.
@@ -24,9 +25,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -85,47 +84,36 @@ class Principal:
 
 
 class RateLimiter:
-    """Failed attempts per key within a sliding window (thread-safe, in memory)."""
+    """Failed attempts per key within a sliding window, kept in the hub's store: a hub
+    restart does not hand a guesser a fresh budget."""
 
-    def __init__(self, clock: Callable[[], float], window: float = 60.0) -> None:
+    def __init__(self, service: HubService, clock: Callable[[], float], window: float = 60.0) -> None:
+        self.service = service
         self.clock = clock
         self.window = window
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.get(key)
-        if q is None:
-            return deque()
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        if not q:
-            del self._fails[key]
-        return q
-
-    def retry_after(self, limits: Iterable[tuple[str, int]]) -> float | None:
+    async def retry_after(self, limits: Iterable[tuple[str, int]]) -> float | None:
         """Seconds until another attempt is allowed, or None when it is allowed now."""
         now = self.clock()
+        limits = list(limits)
+        store = self.service.store
+        recent = await on_loop(self.service, lambda: [
+            store.recent_login_failures(key, since=now - self.window, limit=limit) for key, limit in limits])
         wait = 0.0
-        with self._lock:
-            for key, limit in limits:
-                q = self._recent(key, now)
-                if len(q) >= limit:
-                    wait = max(wait, q[-limit] + self.window - now)
+        for (_, limit), times in zip(limits, recent, strict=True):
+            if len(times) >= limit:
+                wait = max(wait, times[limit - 1] + self.window - now)
         return wait if wait > 0 else None
 
-    def failed(self, keys: Iterable[str]) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._fails) > 10_000:  # a flood of names: forget the oldest keys
-                for key in list(self._fails)[:5_000]:
-                    del self._fails[key]
-            for key in keys:
-                self._fails.setdefault(key, deque(maxlen=100)).append(now)
+    async def failed(self, keys: Iterable[str]) -> None:
+        now, keys = self.clock(), list(keys)
+        store = self.service.store
+        await on_loop(self.service, lambda: store.record_login_failure(keys, at=now,
+                                                                       forget_before=now - self.window))
 
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
+    async def clear(self, key: str | None = None) -> None:
+        store = self.service.store
+        await on_loop(self.service, lambda: store.clear_login_failures(key))
 
 
 def session_key(session_id: str) -> str:
@@ -143,7 +131,7 @@ class Auth:
         self.token = token
         self.session_seconds = session_seconds
         self.clock: Callable[[], float] = time.time
-        self.limiter = RateLimiter(self._now)
+        self.limiter = RateLimiter(service, self._now)
 
     def _now(self) -> float:
         return self.clock()  # looked up on each call: tests may replace the clock
@@ -179,7 +167,7 @@ class Auth:
         the seconds to wait when rate-limited."""
         ip = client_ip(request)
         limits = [(f"user:{name.casefold()}", self.USER_LIMIT), (f"ip:{ip}", self.IP_LIMIT)]
-        wait = self.limiter.retry_after(limits)
+        wait = await self.limiter.retry_after(limits)
         if wait is not None:
             log.warning("dashboard login refused (rate limit) from %s", ip)
             return wait
@@ -187,10 +175,10 @@ class Auth:
         stored = user.password_hash if user is not None else dummy_hash()
         ok = await run_in_threadpool(verify_password, password, stored)
         if not ok or user is None:
-            self.limiter.failed(k for k, _ in limits)
+            await self.limiter.failed(k for k, _ in limits)
             log.warning("dashboard login failed from %s", ip)
             return None
-        self.limiter.clear(limits[0][0])
+        await self.limiter.clear(limits[0][0])
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         key, now = session_key(sid), self.clock()
         await on_loop(self.service, lambda: self.service.store.create_session(

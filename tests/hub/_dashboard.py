@@ -14,7 +14,7 @@ import pytest
 import requests
 import tomli_w
 
-from hub.dashboard.auth import Auth, RateLimiter
+from hub.dashboard.auth import Auth
 from hub.store import SqliteStore
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
@@ -89,4 +89,4 @@ def auth_fixture(env: Env) -> Iterator[Auth]:
         yield a
     finally:
         a.clock = time.time
-        a.limiter = RateLimiter(a._now)
+        a.service.call(a.service.store.clear_login_failures)

@@ -11,7 +11,9 @@ same file at once serialize on that lock; the second finds nothing left to do.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,6 +170,21 @@ def _v5(db: Database) -> None:
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 
 
+def _keep_private(path: Path) -> None:
+    """The store holds enrolled credentials and booking PINs: create it 0600 (SQLite would
+    use the umask, typically 0644, and its WAL files follow the database's mode), and take
+    group and other access away from a store an older version created so. The data
+    directory may be open to the broker's group (torwart-hub.service: 0710)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p.exists() and (mode := stat.S_IMODE(p.stat().st_mode)) & 0o077:
+                os.chmod(p, 0o600)
+                log.warning("%s was readable by group or others (mode %04o); made it 0600", p, mode)
+    except PermissionError as exc:
+        log.warning("cannot make the hub store private: %s", exc)
+
+
 class SqliteBase:
     """Connection and transaction helpers shared by the store's parts.
 
@@ -177,6 +194,7 @@ class SqliteBase:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _keep_private(self.path)
         # isolation_level=None: the driver opens no implicit transactions, so every
         # transaction is the explicit BEGIN of _write()/_read().
         conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)

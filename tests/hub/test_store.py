@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -390,3 +391,20 @@ def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
         assert again is not None and again.display_name == "Renamed" and again.who == one.who
     finally:
         s.close()
+
+
+def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_path: Path) -> None:
+    # It holds enrolled credentials and booking PINs; the data directory may be open to
+    # the broker's group (torwart-hub.service: StateDirectoryMode=0710).
+    fresh = tmp_path / "fresh.sqlite3"
+    with SqliteStore(fresh) as store:
+        store.add_member("m1", "Anna", "anna@example.org")
+    for p in (fresh, fresh.with_name(fresh.name + "-wal")):
+        if p.exists():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    old = tmp_path / "old.sqlite3"
+    sqlite3.connect(old).execute("CREATE TABLE x (y)")
+    old.chmod(0o644)  # what an older hub left (the umask's mode)
+    with SqliteStore(old):
+        pass
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600

@@ -53,8 +53,11 @@ DEFAULT_CONFIG = os.environ.get("TORWART_HUB_CONFIG", "/etc/torwart/hub.toml")
 
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    created = provision.init(cfg, passwd_file=args.broker_passwd, acl_file=args.broker_acl,
-                             broker_hosts=args.broker_host or ())
+    try:
+        created = provision.init(cfg, passwd_file=args.broker_passwd, acl_file=args.broker_acl,
+                                 broker_hosts=args.broker_host or (), broker_group=args.broker_group)
+    except PermissionError as exc:
+        raise provision.ProvisionError(f"cannot give the broker's group access: {exc}") from None
     with _store(cfg):
         pass
     if created:
@@ -205,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
             "where missing (never overwrites)", broker)
     p.add_argument("--broker-host", action="append", metavar="HOST",
                    help="also issue the broker a server certificate for HOST (repeatable)")
+    p.add_argument("--broker-group", metavar="GROUP",
+                   help="let GROUP (one the user 'mosquitto' is in) read the broker's files: password file, ACL, "
+                        "server certificate and key, CA certificate (see firmware_configs/mosquitto/torwart.conf)")
 
     site = sub.add_parser("site", help="provision sites").add_subparsers(dest="site_command", required=True)
     p = add(site, "add", cmd_site_add, "provision a new site: keys, broker login, client certificate, and a "

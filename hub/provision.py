@@ -17,9 +17,11 @@ Where things go when the hub config does not say (HubConfig has no keys for them
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,7 +138,7 @@ def require_key(path: Path, what: str) -> bytes:
 
 
 def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str | Path | None = None,
-         broker_hosts: Sequence[str] = ()) -> list[str]:
+         broker_hosts: Sequence[str] = (), broker_group: str | None = None) -> list[str]:
     """Create what the hub needs and does not have yet; return what was created (empty
     when everything exists: a second run changes nothing).
 
@@ -145,7 +147,9 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
     or client certificate (``cert_file``/``key_file`` missing); the broker's password
     file and ACL; with ``broker_hosts``, a server certificate for the broker at
     ``{data_dir}/mosquitto/server.crt``. ProvisionError if only half of a pair exists.
+    With ``broker_group``, ``share_with_broker`` lets that group read what Mosquitto opens.
     """
+    gid = _group_id(broker_group) if broker_group is not None else None
     created: list[str] = []
     data = cfg.hub.data_path
     if not data.exists():
@@ -188,6 +192,45 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
         if not server_cert.exists():
             pki.issue(ca, broker_hosts[0], server=True, hosts=tuple(broker_hosts)).write(server_cert, server_key)
             created.append(f"broker server certificate {server_cert} for {', '.join(broker_hosts)}")
+    if gid is not None:
+        created += share_with_broker(cfg, files, gid)
     for item in created:
         log.info("init: created %s", item)
     return created
+
+
+def _group_id(name: str) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ProvisionError(f"no group named {name!r} on this machine") from None
+
+
+def share_with_broker(cfg: HubConfig, files: BrokerFiles, gid: int) -> list[str]:
+    """Let group ``gid`` (the broker's: Mosquitto opens its files as user "mosquitto", a
+    member of it) read the password file, the ACL and the broker's server certificate and
+    key (0640), and the CA certificate; and pass through, not list, the directories of the
+    hub's data directory they are in (0710). Nothing else becomes readable: the CA key, the
+    signing and site keys and the store stay private to the hub's user. Returns what changed."""
+    ca_cert, _ = ca_paths(cfg)
+    data = cfg.hub.data_path.resolve()
+    server = files.passwd.parent / "server.crt", files.passwd.parent / "server.key"
+    wanted = [(files.passwd, 0o640), (files.acl, 0o640), (server[0], 0o640), (server[1], 0o640), (ca_cert, 0o644)]
+    dirs: set[Path] = set()
+    for path, _mode in wanted:
+        parent = path.resolve().parent
+        while parent.is_relative_to(data):  # only directories inside the data directory
+            dirs.add(parent)
+            if parent == data:
+                break
+            parent = parent.parent
+    changed = []
+    for path, mode in [*((d, 0o710) for d in sorted(dirs)), *wanted]:
+        if not path.exists():
+            continue
+        st = path.stat()
+        if st.st_gid != gid or stat.S_IMODE(st.st_mode) != mode:
+            os.chown(path, -1, gid)
+            os.chmod(path, mode)
+            changed.append(f"access for the broker's group: {path} (mode {mode:04o})")
+    return changed

@@ -4,7 +4,10 @@ sites table, events, sync with progress, and the exit codes of refusals."""
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,16 @@ def test_init_creates_keys_and_the_database_once(tmp_path: Path, capsys: Capsys)
     assert (tmp_path / "data" / "hub.sqlite3").exists()
     code, out, _ = run(capsys, "init", "--config", path)
     assert code == 0 and "nothing to do" in out
+
+
+def test_init_broker_group_from_the_command_line(tmp_path: Path, capsys: Capsys) -> None:
+    path = str(hub_config(tmp_path))
+    code, _, err = run(capsys, "init", "--config", path, "--broker-group", "no-such-group-xyz")
+    assert code != 0 and "no group named 'no-such-group-xyz'" in err
+    own = grp.getgrgid(os.getgid()).gr_name
+    code, out, _ = run(capsys, "init", "--config", path, "--broker-group", own)
+    assert code == 0 and "broker's group" in out
+    assert stat.S_IMODE((tmp_path / "data" / "mosquitto" / "passwd").stat().st_mode) == 0o640
 
 
 def test_site_add_says_where_the_bundle_is_and_what_to_copy(tmp_path: Path, capsys: Capsys) -> None:

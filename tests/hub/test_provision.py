@@ -5,6 +5,8 @@ password and the ACL work on a real Mosquitto) and records the site in the hub c
 from __future__ import annotations
 
 import contextlib
+import grp
+import os
 import stat
 import textwrap
 from collections.abc import Callable
@@ -294,3 +296,37 @@ def test_the_site_certificate_logs_in_over_tls_to_a_broker_certified_by_init(tmp
         site.subscribe(topic("altdorf", Kind.CACHE))
         rc = site.publish(topic("altdorf", Kind.STATUS), b"online")
         assert rc is not None and not rc.is_failure
+
+
+def test_init_with_a_broker_group_shares_only_what_the_broker_opens(tmp_path: Path) -> None:
+    group = grp.getgrgid(os.getgid()).gr_name  # a group this test may chgrp to (its own)
+    gid = grp.getgrnam(group).gr_gid
+    path = hub_config(tmp_path)
+    cfg = config.load(path, check_files=False)
+    created = provision.init(cfg, broker_hosts=("127.0.0.1",), broker_group=group)
+    files = provision.broker_files(cfg)
+    ca_cert, ca_key = provision.ca_paths(cfg)
+    server = files.passwd.parent / "server.crt", files.passwd.parent / "server.key"
+    for p in (files.passwd, files.acl, *server):
+        assert (mode(p), p.stat().st_gid) == (0o640, gid), p
+    assert (mode(ca_cert), ca_cert.stat().st_gid) == (0o644, gid)
+    for d in (cfg.hub.data_path, files.passwd.parent, ca_cert.parent):
+        assert (mode(d), d.stat().st_gid) == (0o710, gid), d  # pass through, not list
+    # Nothing else: the keys stay private to the hub's user.
+    for secret in (ca_key, Path(cfg.hub.signing_key_file), provision.enroll_key_path(cfg)):
+        assert mode(secret) == 0o600, secret
+    assert any("broker's group" in c for c in created)
+    # A second run changes nothing; a site added later keeps the broker's access.
+    assert provision.init(config.load(path, check_files=False), broker_hosts=("127.0.0.1",),
+                          broker_group=group) == []
+    provision_site.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=True)
+    for p in (files.passwd, files.acl):
+        assert (mode(p), p.stat().st_gid) == (0o640, gid), p
+
+
+def test_init_refuses_an_unknown_broker_group_before_writing_anything(tmp_path: Path) -> None:
+    path = hub_config(tmp_path)
+    cfg = config.load(path, check_files=False)
+    with pytest.raises(ProvisionError, match="no group named"):
+        provision.init(cfg, broker_group="no-such-group-xyz")
+    assert not cfg.hub.data_path.exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from hub import pki
 from hub.mosquitto import acl_text, password_line
 
-from .util import free_port, port_open, wait_for
+from .util import free_port, port_open, stop_process, wait_for
 
 
 def mosquitto_binary() -> str:
@@ -153,15 +152,8 @@ class Mosquitto:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop cleanly (SIGTERM): Mosquitto saves its persistence first."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:

@@ -22,7 +22,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ from .county import County, make_county
 from .credscan import CredentialScanner
 from .site import SiteFiles
 from .tcpproxy import ProxyFleet
-from .util import wait_for
+from .util import stop_process, wait_for
 
 
 @dataclass(frozen=True)
@@ -150,17 +149,7 @@ class Proc:
     def stop(self, timeout: float = 20.0) -> int | None:
         with self.lock:
             self.expected_exit = True
-            if self.proc is None:
-                return None
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-                    return -9
-            return self.proc.returncode
+            return None if self.proc is None else stop_process(self.proc, timeout)
 
     @property
     def pid(self) -> int | None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wire.keys import new_key, public_key_b64, write_key_file
 
-from .util import wait_for
+from .util import stop_process, wait_for
 
 
 class Endpoint(Protocol):
@@ -87,22 +87,23 @@ class SiteFiles:
         log.close()
         return self.proc
 
+    def cache_version(self) -> int | None:
+        """The version of the cache the site holds (None: none yet), read as a tool would."""
+        from edge.cache import CacheStore
+
+        path = self.data_dir / "cache.db"
+        if not path.exists():
+            return None
+        with CacheStore(path, read_only=True) as c:
+            return c.version
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return None if self.proc is None else stop_process(self.proc, timeout)
 
     def log_tail(self, n: int = 40) -> str:
         try:

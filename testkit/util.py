@@ -1,8 +1,9 @@
-"""Small helpers: free ports and waiting on conditions (never fixed sleeps)."""
+"""Small helpers: free ports, waiting on conditions (never fixed sleeps), stopping processes."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -36,3 +37,16 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, up to ``timeout`` seconds to exit, then SIGKILL; the exit status (negative:
+    the signal that ended it)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from edge.cache import CacheStore
 from hub.store import SqliteStore
 from testkit.booking_fake import BookingPlatform, iso, push_webhook
 from testkit.broker import Mosquitto
@@ -41,14 +40,6 @@ def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
     return make_county(tmp_path, broker, booking_platform, ("minheim",), layouts={"minheim": layout})
 
 
-def site_version(county: County) -> int | None:
-    path = county.sites["minheim"].data_dir / "cache.db"
-    if not path.exists():
-        return None
-    with CacheStore(path, read_only=True) as c:
-        return c.version
-
-
 def access_events(store: SqliteStore) -> list[dict[str, Any]]:
     import json
 
@@ -73,7 +64,7 @@ def test_a_booking_on_the_platform_opens_the_door_and_its_cancellation_shuts_it(
         store.add_credential("m-17", f"em4100:{CARD}")
         site.start()
         try:
-            wait_for(lambda: site_version(county) is not None, 20, what="first cache at the site")
+            wait_for(lambda: county.sites["minheim"].cache_version() is not None, 20, what="first cache at the site")
             # No booking yet: refused.
             assert badge_and_wait(pty_reader, store)["reason"] == "unknown_credential"
 
@@ -83,7 +74,8 @@ def test_a_booking_on_the_platform_opens_the_door_and_its_cancellation_shuts_it(
             report = hub.service.call(hub.service.sync_now)
             assert report.ok and "minheim" in report.sites
             latest = store.cache_state("minheim").version  # type: ignore[union-attr]
-            wait_for(lambda: site_version(county) == latest, 20, what="the booking's cache at the site")
+            wait_for(lambda: county.sites["minheim"].cache_version() == latest, 20,
+                     what="the booking's cache at the site")
             ev = badge_and_wait(pty_reader, store)
             assert (ev["type"], ev["reason"], ev["ref"]) == ("access.granted", "booking", "bk-1")
 
@@ -91,7 +83,7 @@ def test_a_booking_on_the_platform_opens_the_door_and_its_cancellation_shuts_it(
             report = hub.service.call(hub.service.sync_now)
             assert report.ok
             latest = store.cache_state("minheim").version  # type: ignore[union-attr]
-            wait_for(lambda: site_version(county) == latest, 20, what="the cancellation at the site")
+            wait_for(lambda: county.sites["minheim"].cache_version() == latest, 20, what="the cancellation at the site")
             ev = badge_and_wait(pty_reader, store)
             assert (ev["type"], ev["reason"]) == ("access.denied", "unknown_credential")
 
@@ -102,7 +94,8 @@ def test_a_booking_on_the_platform_opens_the_door_and_its_cancellation_shuts_it(
             t0 = time.monotonic()
             assert push_webhook(county.http_url, booking, county.webhook_secret) == 200
             latest = store.cache_state("minheim").version  # type: ignore[union-attr]
-            wait_for(lambda: site_version(county) == latest, 10, what="the webhook booking at the site")
+            wait_for(lambda: county.sites["minheim"].cache_version() == latest, 10,
+                     what="the webhook booking at the site")
             ev = badge_and_wait(pty_reader, store)
             elapsed = time.monotonic() - t0
             assert (ev["type"], ev["reason"], ev["ref"]) == ("access.granted", "booking", "bk-2")

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edge.cache import CacheStore
 from hub import enroll, enroll_site
 from hub.__main__ import main
 from hub.enroll import EnrollHandler, ReadOutcome
@@ -73,14 +72,6 @@ class Cli(threading.Thread):
         self.code = main(self.argv)
 
 
-def site_version(county: County) -> int | None:
-    path = county.sites["minheim"].data_dir / "cache.db"
-    if not path.exists():
-        return None
-    with CacheStore(path, read_only=True) as c:
-        return c.version
-
-
 class Second(EnrollHandler):
     """A handler that lets the other process (the CLI or the running hub) handle the read
     first, so that each test run knows which of the two enrolls the card."""
@@ -127,7 +118,8 @@ def test_a_card_enrolled_at_the_site_opens_its_door_and_its_id_is_nowhere_in_cle
         store = SqliteStore(hub.service.cfg.hub.store_path)
         site.start(log_level="debug")
         try:
-            wait_for(lambda: site_version(county) is not None, 20, what="the first cache at the site")
+            wait_for(lambda: county.sites["minheim"].cache_version() is not None, 20,
+                     what="the first cache at the site")
             cli = Cli("cards", "enroll", "ct-1", "--site", "minheim", "--reader", "eingang-rfid",
                       "--timeout", "30", "--config", cfg)
             cli.start()
@@ -149,7 +141,8 @@ def test_a_card_enrolled_at_the_site_opens_its_door_and_its_id_is_nowhere_in_cle
             assert lines[-2].endswith("(by the running hub)") == hub_first
             assert store.owner_of_credential(CARD) == "ct-1"
             assert [c.type for c in store.credentials_of("ct-1")] == ["pin", "em4100"]  # enrolled once
-            wait_for(lambda: (site_version(county) or 0) >= version, 10, what="the site to hold the new cache")
+            wait_for(lambda: (county.sites["minheim"].cache_version() or 0) >= version, 10,
+                     what="the site to hold the new cache")
             no_door = [e for e in events() if e["type"].startswith("access.")]
             assert no_door == []  # the enrollment read opened nothing
 

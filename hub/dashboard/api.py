@@ -51,6 +51,17 @@ def _time(text: str | None, what: str) -> float | None:
     return (t if t.tzinfo is not None else t.astimezone()).timestamp()
 
 
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The request's body as a JSON object, or the 400 answer to send instead."""
+    try:
+        doc = await request.json()
+    except ValueError:
+        return error(400, "the body must be a JSON object")
+    if not isinstance(doc, dict):
+        return error(400, "the body must be a JSON object")
+    return doc
+
+
 class Api:
     def __init__(self, service: HubService, auth: Auth) -> None:
         self.service = service
@@ -165,24 +176,18 @@ class Api:
 
     async def command(self, request: Request, p: Principal) -> Response:
         """Send a signed command: ``{"action": ..., "door", "seconds", "room", "reader"}``."""
-        try:
-            doc = await request.json()
-        except ValueError:
-            return error(400, "the body must be a JSON object")
-        if not isinstance(doc, dict):
-            return error(400, "the body must be a JSON object")
+        doc = await _json_object(request)
+        if isinstance(doc, Response):
+            return doc
         out = await actions.perform(self.service, p, request.path_params["site"], str(doc.get("action")), doc)
         return json(out.doc, out.status)
 
     async def enroll(self, request: Request, p: Principal) -> Response:
         """Enroll a card at the site (admins): ``{"member", "reader", "seconds" ≤ 120}``; the
         next card read at that reader is enrolled to the member. Answers ``{"id": ...}``."""
-        try:
-            doc = await request.json()
-        except ValueError:
-            return error(400, "the body must be a JSON object")
-        if not isinstance(doc, dict):
-            return error(400, "the body must be a JSON object")
+        doc = await _json_object(request)
+        if isinstance(doc, Response):
+            return doc
         out = await enroll.start(self.service, p, request.path_params["site"], doc)
         return json(out.doc, out.status)
 

@@ -40,7 +40,7 @@ class _Acks:
         self.q: queue.Queue[tuple[Kind, bytes]] = queue.Queue()
 
     def link_up(self) -> None:
-        pass
+        """Nothing to do on (re)connect: this short-lived conversation only waits for replies."""
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
         self.q.put((kind, payload))

@@ -55,7 +55,7 @@ class _Inbox:
         self.held: list[Msg] = []
 
     def link_up(self) -> None:
-        pass
+        """Nothing to do on (re)connect: this short-lived conversation only waits for replies."""
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
         self.q.put((site, kind, payload))

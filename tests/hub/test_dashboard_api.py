@@ -205,3 +205,11 @@ def test_the_openapi_document_lists_exactly_the_api_routes(env: Env) -> None:
     api = {getattr(r, "path", "") for r in served if getattr(r, "path", "").startswith("/api/v1")}
     assert set(doc["paths"]) == api
     assert json.dumps(doc)  # plain JSON
+
+
+def test_a_command_or_enrollment_body_that_is_not_a_json_object_is_refused(env: Env) -> None:
+    s = env.login("boss")
+    for path in ("/api/v1/sites/minheim/commands", "/api/v1/sites/minheim/enroll"):
+        for body in (b"not json", b'["unlock"]', b""):
+            r = s.post(env.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+            assert r.status_code == 400 and "JSON object" in r.json()["error"], (path, body, r.text)

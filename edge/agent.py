@@ -278,7 +278,7 @@ class Agent:
         def work() -> None:
             door = self.doors[door_id]
             d = exit_decision(door.mode)
-            door.unlock()
+            door.unlock(by="exit_button")
             self.emit("access.granted", door=door_id, cred=None, who=None, ref=None, reason=d.reason)
 
         self.post(work)

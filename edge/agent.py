@@ -43,7 +43,7 @@ from .occupancy import Occupancy
 from .outbox import Outbox
 from .readers import make_reader
 from .readers.base import Reader
-from .schedule import in_office_hours
+from .schedule import scheduled_mode
 from .sdnotify import Notifier
 from .statedb import StateDB
 
@@ -329,11 +329,12 @@ class Agent:
         if change is not None:
             self.emit(change, detail=self.judge.detail[:200])
             self.publish_status()
+            self._office_hours()  # the schedule follows the verdict at once, not at its next tick
 
     def _housekeeping(self) -> None:
         now = self.clock.time()
         n = self.outbox.purge(now, self.cfg.policy.retention_days)
-        c = self.state.purge_commands(now)
+        c = self.state.purge_commands(self.cache.stored_newest_issued_at())  # never by the wall clock
         if n or c:
             log.info("retention: deleted %d acknowledged events and %d old command ids", n, c)
 

@@ -301,12 +301,13 @@ class Agent:
         self.publish_status()
 
     def _office_hours(self) -> None:
+        """Doors with office hours: ``office_hours`` or ``normal``, by a trusted clock only."""
         if self.state.flag("lockdown", False):
             return
+        now, (trusted, _) = self.clock.time(), self.judge.trusted(self.cache.newest_issued_at)
         for d in self.doors.values():
             if d.cfg.office_hours:
-                inside = in_office_hours(d.cfg.office_hours, self.clock.time(), self.cfg.site.timezone)
-                d.set_mode("office_hours" if inside else "normal")
+                d.set_mode(scheduled_mode(d.cfg.office_hours, now, self.cfg.site.timezone, clock_trusted=trusted))
 
     # --- status, clock, housekeeping ----------------------------------------------------------------
 

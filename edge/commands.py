@@ -78,10 +78,13 @@ class CommandHandler:
             if not isinstance(body, m.Command):
                 raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the command topic")
             cmd = body
-            a.cache.note_issued_at(cmd.issued_at)
+            # The signature is verified: its issued_at is a true lower bound of the time, and it
+            # counts before the expiry check (PROTOCOL.md §3: caches and commands alike).
+            newest = a.cache.note_issued_at(cmd.issued_at)
             now = a.clock.time()
-            if now > cmd.expires_at:
-                raise WireError(EXPIRED, f"command {cmd.id} expired at {cmd.expires_at}")
+            if not (cmd.expires_at > now and cmd.expires_at > newest):
+                raise WireError(EXPIRED, f"command {cmd.id} expired at {cmd.expires_at} "
+                                         f"(clock {now:.0f}, newest signed time {newest})")
             if a.state.command_seen(cmd.id):
                 raise WireError(REPLAYED, f"command {cmd.id} was executed before")
             if cmd.door is not None and cmd.door not in a.doors:

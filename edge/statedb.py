@@ -49,11 +49,14 @@ class StateDB:
         self._write("INSERT OR IGNORE INTO commands (id, executed_at, expires_at) VALUES (?, ?, ?)",
                     (command_id, executed_at, expires_at))
 
-    def purge_commands(self, now: float) -> int:
-        """Forget executed ids whose command has expired (an expired command is refused
-        as ``expired`` anyway, so its id need not be remembered)."""
+    def purge_commands(self, newest_signed_at: int) -> int:
+        """Forget executed ids whose command ``newest_signed_at`` (the newest hub-signed time
+        the site has durably stored) has reached: such a command is refused as ``expired``
+        forever, whatever the clock says, because that signed time never goes back. The wall
+        clock is never asked: stepped forward, it would forget ids of commands that a clock
+        stepped back would then take as fresh."""
         with self._db:
-            return self._db.execute("DELETE FROM commands WHERE expires_at < ?", (int(now) - 3600,)).rowcount
+            return self._db.execute("DELETE FROM commands WHERE expires_at <= ?", (int(newest_signed_at),)).rowcount
 
     # --- flags ----------------------------------------------------------------------------------
 

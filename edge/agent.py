@@ -38,6 +38,7 @@ from .decide import DenialLimiter, decide, exit_decision
 from .door import Door
 from .errors import StorageError
 from .events import EventStream
+from .limiter import DurableLimiter
 from .link import Link
 from .occupancy import Occupancy
 from .outbox import Outbox
@@ -75,7 +76,7 @@ class Agent:
             raise
         self._key = site_key(cfg)
         self.judge = ClockJudge(self.clock, cfg.policy.clock_trust)
-        self.limiter = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
+        self._denials = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
         self.readers: dict[str, Reader] = {}
         self.reader_cfg = {r.id: r for r in cfg.readers}
         self._cache_q: queue.Queue[tuple[Kind, list[bytes]] | None] = queue.Queue()
@@ -123,6 +124,7 @@ class Agent:
         self.cache = CacheStore(data / "cache.db")
         self.outbox = Outbox(data / "outbox.db", self.site, self.boot)
         self.state = StateDB(data / "state.db")
+        self.limiter = DurableLimiter(self._denials, self.state, self.clock.monotonic())
         self.events = EventStream(self.outbox, publish=lambda raw: self.link.publish(Kind.EVENT, raw),
                                   connected=lambda: self.link.connected,
                                   resend_seconds=self.cfg.policy.resend_seconds, post=self.post,
@@ -155,6 +157,8 @@ class Agent:
         self._sched.add_job(lambda: self.post(self._check_clock), "interval", seconds=10)
         self._sched.add_job(lambda: self.post(self._office_hours), "interval", seconds=15)
         self._sched.add_job(lambda: self.post(self._housekeeping), "interval", hours=1)
+        self._sched.add_job(lambda: self.post(lambda: self.limiter.save(self.clock.monotonic())), "interval",
+                            seconds=60)
         self._sched.add_job(lambda: self.post(self.occupancy.expire), "interval", seconds=30)
         hh, mm = p.daily_reset.split(":")
         self._sched.add_job(lambda: self.post(lambda: self.occupancy.checkout_all(None, "daily_reset")), "cron",
@@ -197,6 +201,7 @@ class Agent:
             log.error("could not record system.stopping: %s", exc)
         self.link.stop(goodbye=self._status_bytes(online=False))
         self._close_doors()
+        self.limiter.save(self.clock.monotonic())
         for store in (self.cache, self.outbox, self.state):
             store.close()
         log.info("site %s stopped", self.site)

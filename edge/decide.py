@@ -176,3 +176,14 @@ class DenialLimiter:
         """Take one token from ``key`` (never below zero)."""
         tokens = max(0.0, self._tokens(key, now) - 1.0)
         self._buckets[key] = (tokens, now)
+
+    def denied_keys(self) -> list[str]:
+        """The keys that have recorded a denial (the others hold the full burst)."""
+        return list(self._buckets)
+
+    def restore(self, key: str, tokens: float, now: float) -> None:
+        """Set ``key``'s budget to ``tokens`` as of ``now`` (clamped to 0..burst): how a
+        budget kept from an earlier process comes back (edge/limiter.py)."""
+        if not math.isfinite(tokens):
+            tokens = 0.0
+        self._buckets[key] = (min(float(self.burst), max(0.0, tokens)), now)

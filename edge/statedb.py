@@ -1,5 +1,6 @@
 """The agent's own small durable state: command ids already executed (replay refusal),
-the lockdown flag (a lockdown survives a restart), and who is checked in where.
+the lockdown flag (a lockdown survives a restart), who is checked in where, and each
+reader's remaining denial budget (edge/limiter.py).
 
 One connection, used from the agent's main thread only (ARCHITECTURE.md).
 """
@@ -16,6 +17,7 @@ from .errors import StorageError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, executed_at REAL NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS denial_budget (reader TEXT PRIMARY KEY, tokens REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS presence (
     room TEXT NOT NULL, who TEXT NOT NULL, ref TEXT, until INTEGER, since REAL NOT NULL,
     PRIMARY KEY (room, who)
@@ -67,6 +69,20 @@ class StateDB:
     def set_flag(self, name: str, value: Any) -> None:
         self._write("INSERT INTO flags (name, value) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, json.dumps(value)))
+
+    # --- denial budget ----------------------------------------------------------------------
+
+    def denial_budgets(self) -> dict[str, float]:
+        """Reader id → remaining denial tokens, for the readers that are below their burst."""
+        return dict(self._db.execute("SELECT reader, tokens FROM denial_budget"))
+
+    def set_denial_budget(self, reader: str, tokens: float | None) -> None:
+        """Store ``reader``'s remaining tokens; None deletes the row (a full budget)."""
+        if tokens is None:
+            self._write("DELETE FROM denial_budget WHERE reader = ?", (reader,))
+        else:
+            self._write("INSERT INTO denial_budget (reader, tokens) VALUES (?, ?) "
+                        "ON CONFLICT(reader) DO UPDATE SET tokens = excluded.tokens", (reader, tokens))
 
     # --- presence ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""The agent's own small durable state: command ids already executed (replay refusal),
-the lockdown flag (a lockdown survives a restart), who is checked in where, and each
-reader's remaining denial budget (edge/limiter.py).
+"""The agent's own small durable state: command ids already executed or refused in
+lockdown (replay refusal), the lockdown flag (a lockdown survives a restart), who is
+checked in where, and each reader's remaining denial budget (edge/limiter.py).
 
 One connection, used from the agent's main thread only (ARCHITECTURE.md).
 """

@@ -55,8 +55,11 @@ def door_state(hub: HubSide, door: str, mode: str | None = None, timeout: float 
             return st
 
 
-def clock_verdict(agent: Agent, hub: HubSide, kind: str) -> None:
+def clock_verdict(agent: Agent, hub: HubSide, kind: str, step: Callable[[], None]) -> None:
+    """``step`` the clock, check it now (not at the agent's next 10 s tick), and wait for
+    the verdict event ``kind`` (which the tick may also have reported first)."""
     n = max((e.seq for e in hub.events), default=0)
+    step()
     agent.post(agent._check_clock)
     hub.wait_event(lambda e: e.seq > n and e.type == kind)
 
@@ -84,15 +87,13 @@ def test_office_hours_open_a_door_only_while_the_clock_is_trusted(
             assert agent.doors["eingang"].mode == "normal" and lock.state == 0
 
             # NTP synchronises: the schedule resumes as soon as the clock verdict changes.
-            clock.set_synchronized(True)
-            clock_verdict(agent, hub, "clock.trusted")
+            clock_verdict(agent, hub, "clock.trusted", lambda: clock.set_synchronized(True))
             st = door_state(hub, "eingang", "office_hours")
             assert not st.locked
             assert lock.state == 1
 
             # Trust lost again (NTP gone): back to normal at once, not at the next schedule tick.
-            clock.set_synchronized(False)
-            clock_verdict(agent, hub, "clock.untrusted")
+            clock_verdict(agent, hub, "clock.untrusted", lambda: clock.set_synchronized(False))
             st = door_state(hub, "eingang", "normal")
             assert st.locked
             assert lock.state == 0
@@ -136,8 +137,7 @@ def test_a_recorded_unlock_replayed_after_a_clock_step_back_is_refused(running: 
     assert hub.cache_ack().ok
     on_loop(agent, agent._housekeeping)
     # Someone steps the site's clock back to when the command was fresh and replays it.
-    clock.set(t0 + 5)
-    clock_verdict(agent, hub, "clock.untrusted")
+    clock_verdict(agent, hub, "clock.untrusted", lambda: clock.set(t0 + 5))
     hub.send(Kind.COMMAND, cmd)
     ack = hub.command_ack()
     assert (ack.id, ack.ok) == (cmd.id, False)
@@ -196,8 +196,7 @@ def test_with_an_untrusted_clock_only_unbounded_standing_grants_open(running: An
 
     # Stepped back two hours (NTP still claims sync, but the clock is behind the signed time):
     # the ended grant is not revived.
-    clock.advance(-7200)
-    clock_verdict(agent, hub, "clock.untrusted")
+    clock_verdict(agent, hub, "clock.untrusted", lambda: clock.advance(-7200))
     ev = badge(FORMER)
     assert (ev.type, ev.reason) == ("access.denied", "clock_untrusted")  # type: ignore[attr-defined]
     assert mock_pins.pin(LOCK_EINGANG).state == 0

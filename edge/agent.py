@@ -38,12 +38,13 @@ from .decide import DenialLimiter, decide, exit_decision
 from .door import Door
 from .errors import StorageError
 from .events import EventStream
+from .limiter import DurableLimiter
 from .link import Link
 from .occupancy import Occupancy
 from .outbox import Outbox
 from .readers import make_reader
 from .readers.base import Reader
-from .schedule import in_office_hours
+from .schedule import scheduled_mode
 from .sdnotify import Notifier
 from .statedb import StateDB
 
@@ -75,7 +76,7 @@ class Agent:
             raise
         self._key = site_key(cfg)
         self.judge = ClockJudge(self.clock, cfg.policy.clock_trust)
-        self.limiter = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
+        self._denials = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
         self.readers: dict[str, Reader] = {}
         self.reader_cfg = {r.id: r for r in cfg.readers}
         self._cache_q: queue.Queue[tuple[Kind, list[bytes]] | None] = queue.Queue()
@@ -123,6 +124,7 @@ class Agent:
         self.cache = CacheStore(data / "cache.db")
         self.outbox = Outbox(data / "outbox.db", self.site, self.boot)
         self.state = StateDB(data / "state.db")
+        self.limiter = DurableLimiter(self._denials, self.state, self.clock.monotonic())
         self.events = EventStream(self.outbox, publish=lambda raw: self.link.publish(Kind.EVENT, raw),
                                   connected=lambda: self.link.connected,
                                   resend_seconds=self.cfg.policy.resend_seconds, post=self.post,
@@ -155,6 +157,8 @@ class Agent:
         self._sched.add_job(lambda: self.post(self._check_clock), "interval", seconds=10)
         self._sched.add_job(lambda: self.post(self._office_hours), "interval", seconds=15)
         self._sched.add_job(lambda: self.post(self._housekeeping), "interval", hours=1)
+        self._sched.add_job(lambda: self.post(lambda: self.limiter.save(self.clock.monotonic())), "interval",
+                            seconds=60)
         self._sched.add_job(lambda: self.post(self.occupancy.expire), "interval", seconds=30)
         hh, mm = p.daily_reset.split(":")
         self._sched.add_job(lambda: self.post(lambda: self.occupancy.checkout_all(None, "daily_reset")), "cron",
@@ -197,6 +201,7 @@ class Agent:
             log.error("could not record system.stopping: %s", exc)
         self.link.stop(goodbye=self._status_bytes(online=False))
         self._close_doors()
+        self.limiter.save(self.clock.monotonic())
         for store in (self.cache, self.outbox, self.state):
             store.close()
         log.info("site %s stopped", self.site)
@@ -278,7 +283,7 @@ class Agent:
         def work() -> None:
             door = self.doors[door_id]
             d = exit_decision(door.mode)
-            door.unlock()
+            door.unlock(by="exit_button")
             self.emit("access.granted", door=door_id, cred=None, who=None, ref=None, reason=d.reason)
 
         self.post(work)
@@ -301,12 +306,13 @@ class Agent:
         self.publish_status()
 
     def _office_hours(self) -> None:
+        """Doors with office hours: ``office_hours`` or ``normal``, by a trusted clock only."""
         if self.state.flag("lockdown", False):
             return
+        now, (trusted, _) = self.clock.time(), self.judge.trusted(self.cache.newest_issued_at)
         for d in self.doors.values():
             if d.cfg.office_hours:
-                inside = in_office_hours(d.cfg.office_hours, self.clock.time(), self.cfg.site.timezone)
-                d.set_mode("office_hours" if inside else "normal")
+                d.set_mode(scheduled_mode(d.cfg.office_hours, now, self.cfg.site.timezone, clock_trusted=trusted))
 
     # --- status, clock, housekeeping ----------------------------------------------------------------
 
@@ -329,11 +335,12 @@ class Agent:
         if change is not None:
             self.emit(change, detail=self.judge.detail[:200])
             self.publish_status()
+            self._office_hours()  # the schedule follows the verdict at once, not at its next tick
 
     def _housekeeping(self) -> None:
         now = self.clock.time()
         n = self.outbox.purge(now, self.cfg.policy.retention_days)
-        c = self.state.purge_commands(now)
+        c = self.state.purge_commands(self.cache.stored_newest_issued_at())  # never by the wall clock
         if n or c:
             log.info("retention: deleted %d acknowledged events and %d old command ids", n, c)
 

@@ -268,6 +268,15 @@ class CacheStore:
         """The newest signed ``issued_at`` ever seen (caches and commands); 0 if none."""
         return self.meta().newest_issued_at
 
+    def stored_newest_issued_at(self) -> int:
+        """``newest_issued_at`` as written to the file, without a newer one still held in
+        memory (see note_issued_at): the value that outlives a power cut. 0 if none."""
+        try:
+            row = self._conn.execute("SELECT newest_issued_at FROM meta WHERE k = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read cache metadata from {self.path}: {exc}") from exc
+        return 0 if row is None else int(row[0])
+
     def count(self) -> int:
         """Number of entries in the applied cache (kept in the meta row, no table scan)."""
         return self.meta().entry_count

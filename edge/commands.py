@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from wire import envelope
 from wire import messages as m
-from wire.errors import EXPIRED, MALFORMED, REPLAYED, UNKNOWN_DOOR, UNKNOWN_ROOM, WireError
+from wire.errors import EXPIRED, LOCKDOWN, MALFORMED, REPLAYED, UNKNOWN_DOOR, UNKNOWN_ROOM, WireError
 from wire.keys import b64_32, public_key_from_b64
 from wire.seal import seal
 from wire.topics import Kind
@@ -78,10 +78,13 @@ class CommandHandler:
             if not isinstance(body, m.Command):
                 raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the command topic")
             cmd = body
-            a.cache.note_issued_at(cmd.issued_at)
+            # The signature is verified: its issued_at is a true lower bound of the time, and it
+            # counts before the expiry check (PROTOCOL.md §3: caches and commands alike).
+            newest = a.cache.note_issued_at(cmd.issued_at)
             now = a.clock.time()
-            if now > cmd.expires_at:
-                raise WireError(EXPIRED, f"command {cmd.id} expired at {cmd.expires_at}")
+            if not (cmd.expires_at > now and cmd.expires_at > newest):
+                raise WireError(EXPIRED, f"command {cmd.id} expired at {cmd.expires_at} "
+                                         f"(clock {now:.0f}, newest signed time {newest})")
             if a.state.command_seen(cmd.id):
                 raise WireError(REPLAYED, f"command {cmd.id} was executed before")
             if cmd.door is not None and cmd.door not in a.doors:
@@ -92,6 +95,11 @@ class CommandHandler:
                 raise WireError(MALFORMED, f"no reader {cmd.reader!r} at this site")
             if cmd.action == "enroll" and self.enroll_key is None:
                 raise WireError(MALFORMED, "enroll needs [hub] enroll_public_key in this site's config")
+            if cmd.action == "unlock" and a.state.flag("lockdown", False):
+                # Ending a lockdown is an admin's act (lockdown_end), never a side effect of an
+                # unlock. The id is kept: the refused unlock must not act if replayed after it.
+                a.state.record_command(cmd.id, now, cmd.expires_at)
+                raise WireError(LOCKDOWN, f"command {cmd.id}: no remote unlock in lockdown")
             a.state.record_command(cmd.id, now, cmd.expires_at)
         except WireError as exc:
             log.warning("command refused (%s): %s", exc.code, exc)
@@ -108,7 +116,8 @@ class CommandHandler:
         log.info("command %s: %s door=%s", cmd.id, cmd.action, cmd.door)
         if cmd.action == "unlock":
             assert cmd.door is not None  # checked by the message type
-            a.doors[cmd.door].unlock(cmd.seconds)
+            if not a.doors[cmd.door].unlock(cmd.seconds, by="command"):
+                return  # the door refused it (lockdown); handle() checked that already
             a.emit("access.granted", door=cmd.door, cred=None, who=None, ref=None, reason="command")
         elif cmd.action == "lockdown":
             a.set_lockdown(True)

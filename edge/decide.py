@@ -11,11 +11,14 @@ Rules (PROTOCOL.md §3/§4, ARCHITECTURE.md "Clock honesty"), in order:
 2. ``rate_limited`` → deny ``rate_limited``, before the lookup result is looked at, so a
    guesser learns nothing about which credentials exist;
 3. no entries → ``unknown_credential``;
-4. per entry: not naming this door → ``wrong_door``; a standing grant (``ref`` null) whose
-   window contains ``now`` → grant ``standing`` (even with an untrusted clock or an
-   expired cache), outside it → ``outside_window``; a booking (``ref`` set): cache expired
-   → ``cache_expired``, else clock untrusted → ``clock_untrusted``, else window contains
-   ``now`` → grant ``booking``, else ``outside_window``;
+4. per entry: not naming this door → ``wrong_door``; a standing grant (``ref`` null):
+   unbounded (``from`` and ``until`` null) → grant ``standing`` (even with an untrusted
+   clock or an expired cache); bounded: clock untrusted → ``clock_untrusted`` (a stepped
+   clock must neither revive an ended grant nor open one early), else window contains
+   ``now`` → grant ``standing``, else ``outside_window`` (an expired cache does not matter);
+   a booking (``ref`` set): cache expired → ``cache_expired``, else clock untrusted →
+   ``clock_untrusted``, else window contains ``now`` → grant ``booking``, else
+   ``outside_window``;
 5. any grant wins (standing over booking); otherwise the most specific denial:
    ``cache_expired`` > ``clock_untrusted`` > ``outside_window`` > ``wrong_door``.
 
@@ -92,10 +95,10 @@ def decide(
         if door not in e.doors:
             reason = "wrong_door"
         elif e.ref is None:
-            if in_window(e, now):
+            if (e.from_ is None and e.until is None) or (clock_trusted and in_window(e, now)):
                 standing.append(e)
                 continue
-            reason = "outside_window"
+            reason = "outside_window" if clock_trusted else "clock_untrusted"
         elif expired:
             reason = "cache_expired"
         elif not clock_trusted:
@@ -173,3 +176,14 @@ class DenialLimiter:
         """Take one token from ``key`` (never below zero)."""
         tokens = max(0.0, self._tokens(key, now) - 1.0)
         self._buckets[key] = (tokens, now)
+
+    def denied_keys(self) -> list[str]:
+        """The keys that have recorded a denial (the others hold the full burst)."""
+        return list(self._buckets)
+
+    def restore(self, key: str, tokens: float, now: float) -> None:
+        """Set ``key``'s budget to ``tokens`` as of ``now`` (clamped to 0..burst): how a
+        budget kept from an earlier process comes back (edge/limiter.py)."""
+        if not math.isfinite(tokens):
+            tokens = 0.0
+        self._buckets[key] = (min(float(self.burst), max(0.0, tokens)), now)

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["normal", "office_hours", "lockdown"]
 Alarm = Literal["held_open", "forced_open"]
+#: Who asked for an unlock. In lockdown only the exit button's unlock counts (egress).
+UnlockBy = Literal["badge", "exit_button", "command"]
 
 #: After a relock the door may still be swinging shut; opening within this is not "forced".
 RELOCK_GRACE_S = 1.5
@@ -68,7 +70,8 @@ class Door:
         self._relay = OutputDevice(cfg.lock_pin, active_high=cfg.lock_active_high,
                                    initial_value=self._relay_value(locked=True))
         self._mode: Mode = "normal"
-        self._unlocked_until = 0.0  # monotonic time a grant's unlock ends
+        self._unlocked_until = 0.0  # monotonic time the running unlock (any source) ends
+        self._exit_until = 0.0  # monotonic time the exit button's unlock ends (the one lockdown keeps)
         self._authorised_until = 0.0  # opening before this is not forced (grant, exit, relock grace)
         # One timing thread per door handles relock and held-open deadlines: no thread is
         # started on the unlock path (a thread start costs a GIL hand-off, up to 5 ms).
@@ -121,7 +124,7 @@ class Door:
 
     def _wanted_locked(self, now: float) -> bool:
         if self._mode == "lockdown":
-            return now >= self._unlocked_until  # only an exit-button unlock opens in lockdown
+            return now >= self._exit_until  # only an exit-button unlock opens in lockdown
         if self._mode == "office_hours":
             return False
         return now >= self._unlocked_until
@@ -143,15 +146,24 @@ class Door:
         if changed:
             self._sink.door_state_changed(self.id)
 
-    def unlock(self, seconds: float | None = None) -> None:
+    def unlock(self, seconds: float | None = None, *, by: UnlockBy = "badge") -> bool:
         """Unlock for ``seconds`` (default: the door's unlock_seconds), then relock. A second
-        unlock while open extends it."""
+        unlock while open extends it. Returns whether the unlock was taken.
+
+        In lockdown only the exit button opens (egress is never blocked); any other unlock
+        is refused and changes nothing, so it cannot open the door when the lockdown ends
+        either."""
         secs = self.cfg.unlock_seconds if seconds is None else seconds
         with self._lock:
             if self._closed:
-                return
+                return False
+            if self._mode == "lockdown" and by != "exit_button":
+                log.warning("door %s: %s unlock refused in lockdown", self.id, by)
+                return False
             now = self._clock()
             self._unlocked_until = max(self._unlocked_until, now + secs)
+            if by == "exit_button":
+                self._exit_until = max(self._exit_until, now + secs)
             self._authorised_until = max(self._authorised_until, self._unlocked_until + RELOCK_GRACE_S)
         self._apply()  # the relay first: everything else can wait
         with self._lock:
@@ -159,6 +171,7 @@ class Door:
             self._wake.notify()
         if self._buzzer is not None:
             self._buzzer.beep(on_time=0.15, off_time=0.1, n=1, background=True)
+        return True
 
     def _timing(self) -> None:
         """Relock when an unlock runs out; raise held-open when the door stays open too long."""
@@ -194,7 +207,8 @@ class Door:
             if mode == self._mode:
                 return
             if mode == "lockdown":
-                self._unlocked_until = 0.0  # a running unlock ends now
+                # A running unlock ends now, unless the exit button asked for it.
+                self._unlocked_until = self._exit_until
             self._mode = mode
             log.info("door %s: mode %s", self.id, mode)
         self._apply()

@@ -1,10 +1,10 @@
-"""Office hours: is a local time inside a door's configured schedule?"""
+"""Office hours: is a local time inside a door's configured schedule, and which mode follows?"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
@@ -45,3 +45,12 @@ def in_office_hours(hours: Sequence[OfficeHours], t: float, timezone: str) -> bo
         elif (today in days and now >= start) or ((today - 1) % 7 in days and now < end):
             return True
     return False
+
+
+def scheduled_mode(hours: Sequence[OfficeHours], t: float, timezone: str, *,
+                   clock_trusted: bool) -> Literal["normal", "office_hours"]:
+    """The mode a door's office hours give it at the Unix time ``t``: ``office_hours``
+    inside them, but only while the clock is trusted (edge/clock.py). An unsynchronised or
+    stepped clock must not unlock a door, so the door stays ``normal`` (badges decide)
+    until trust returns."""
+    return "office_hours" if clock_trusted and in_office_hours(hours, t, timezone) else "normal"

@@ -1,5 +1,6 @@
-"""The agent's own small durable state: command ids already executed (replay refusal),
-the lockdown flag (a lockdown survives a restart), and who is checked in where.
+"""The agent's own small durable state: command ids already executed or refused in
+lockdown (replay refusal), the lockdown flag (a lockdown survives a restart), who is
+checked in where, and each reader's remaining denial budget (edge/limiter.py).
 
 One connection, used from the agent's main thread only (ARCHITECTURE.md).
 """
@@ -16,6 +17,7 @@ from .errors import StorageError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, executed_at REAL NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS denial_budget (reader TEXT PRIMARY KEY, tokens REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS presence (
     room TEXT NOT NULL, who TEXT NOT NULL, ref TEXT, until INTEGER, since REAL NOT NULL,
     PRIMARY KEY (room, who)
@@ -49,11 +51,14 @@ class StateDB:
         self._write("INSERT OR IGNORE INTO commands (id, executed_at, expires_at) VALUES (?, ?, ?)",
                     (command_id, executed_at, expires_at))
 
-    def purge_commands(self, now: float) -> int:
-        """Forget executed ids whose command has expired (an expired command is refused
-        as ``expired`` anyway, so its id need not be remembered)."""
+    def purge_commands(self, newest_signed_at: int) -> int:
+        """Forget executed ids whose command ``newest_signed_at`` (the newest hub-signed time
+        the site has durably stored) has reached: such a command is refused as ``expired``
+        forever, whatever the clock says, because that signed time never goes back. The wall
+        clock is never asked: stepped forward, it would forget ids of commands that a clock
+        stepped back would then take as fresh."""
         with self._db:
-            return self._db.execute("DELETE FROM commands WHERE expires_at < ?", (int(now) - 3600,)).rowcount
+            return self._db.execute("DELETE FROM commands WHERE expires_at <= ?", (int(newest_signed_at),)).rowcount
 
     # --- flags ----------------------------------------------------------------------------------
 
@@ -64,6 +69,20 @@ class StateDB:
     def set_flag(self, name: str, value: Any) -> None:
         self._write("INSERT INTO flags (name, value) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, json.dumps(value)))
+
+    # --- denial budget ----------------------------------------------------------------------
+
+    def denial_budgets(self) -> dict[str, float]:
+        """Reader id → remaining denial tokens, for the readers that are below their burst."""
+        return dict(self._db.execute("SELECT reader, tokens FROM denial_budget"))
+
+    def set_denial_budget(self, reader: str, tokens: float | None) -> None:
+        """Store ``reader``'s remaining tokens; None deletes the row (a full budget)."""
+        if tokens is None:
+            self._write("DELETE FROM denial_budget WHERE reader = ?", (reader,))
+        else:
+            self._write("INSERT INTO denial_budget (reader, tokens) VALUES (?, ?) "
+                        "ON CONFLICT(reader) DO UPDATE SET tokens = excluded.tokens", (reader, tokens))
 
     # --- presence ---------------------------------------------------------------------------
 

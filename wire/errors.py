@@ -14,6 +14,7 @@ EXPIRED = "expired"
 REPLAYED = "replayed"
 UNKNOWN_DOOR = "unknown_door"
 UNKNOWN_ROOM = "unknown_room"
+LOCKDOWN = "lockdown"
 
 ACK_CODES = frozenset(
     {
@@ -28,6 +29,7 @@ ACK_CODES = frozenset(
         REPLAYED,
         UNKNOWN_DOOR,
         UNKNOWN_ROOM,
+        LOCKDOWN,
     }
 )
 

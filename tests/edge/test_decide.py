@@ -57,6 +57,11 @@ CASES: list[tuple[str, list[Entry], dict[str, Any], bool, str, str | None]] = [
     ("clock untrusted", [BOOKING], UNTRUSTED, False, "clock_untrusted", None),
     ("standing with untrusted clock", [STANDING], UNTRUSTED, True, "standing", "s"),
     ("standing with expired cache", [STANDING], EXPIRED_CACHE, True, "standing", "s"),
+    ("bounded standing with untrusted clock", [e("sb", ref=None)], UNTRUSTED, False, "clock_untrusted", None),
+    ("ended standing with untrusted clock", [STANDING_EXPIRED], UNTRUSTED, False, "clock_untrusted", None),
+    ("standing from only, untrusted clock", [e("sf", ref=None, until=None)], UNTRUSTED, False, "clock_untrusted",
+     None),
+    ("bounded standing with expired cache", [e("sb", ref=None)], EXPIRED_CACHE, True, "standing", "sb"),
     ("standing past its until", [STANDING_EXPIRED], {}, False, "outside_window", None),
     ("standing at another door", [STANDING_OTHER_DOOR], {}, False, "wrong_door", None),
     ("lockdown beats standing", [STANDING], {"mode": "lockdown"}, False, "lockdown", None),
@@ -136,7 +141,8 @@ def test_decide_follows_the_rules_for_any_entries(entries: list[Entry], kw: dict
     now, mode = kw["now"], kw["mode"]
     expired = kw["cache_expires_at"] is not None and now >= kw["cache_expires_at"]
     here = [x for x in entries if DOOR in x.doors]
-    standing = [x for x in here if x.ref is None and _in(x, now)]
+    unbounded = [x for x in here if x.ref is None and x.from_ is None and x.until is None]
+    standing = [x for x in here if x.ref is None and (x in unbounded or (kw["clock_trusted"] and _in(x, now)))]
     bookings = [x for x in here if x.ref is not None and _in(x, now) and not expired and kw["clock_trusted"]]
 
     if mode == "lockdown":
@@ -152,11 +158,12 @@ def test_decide_follows_the_rules_for_any_entries(entries: list[Entry], kw: dict
     else:
         assert not d.granted and d.entry is None
         booked_here = [x for x in here if x.ref is not None]
+        bounded_standing_here = [x for x in here if x.ref is None and x not in unbounded]
         if not here:
             assert d.reason == "wrong_door"
         elif booked_here and expired:
             assert d.reason == "cache_expired"
-        elif booked_here and not kw["clock_trusted"]:
+        elif (booked_here or bounded_standing_here) and not kw["clock_trusted"]:
             assert d.reason == "clock_untrusted"
         else:
             assert d.reason == "outside_window"

@@ -183,6 +183,28 @@ def test_lockdown_ends_a_running_unlock_and_office_hours_hold_the_door_open(mock
         d.close()
 
 
+def test_in_lockdown_only_the_exit_button_unlocks_and_nothing_else_revives_later(mock_pins: Any, sink: Sink) -> None:
+    d = shut_door(mock_pins, sink, unlock_seconds=60)
+    try:
+        assert d.unlock(by="command")
+        assert not d.locked
+        d.set_mode("lockdown")  # a running command unlock ends at once
+        assert d.locked and mock_pins.pin(LOCK).state == 0
+        assert not d.unlock(600, by="command")
+        assert not d.unlock(by="badge")
+        assert d.locked
+        d.set_mode("normal")  # the refused unlocks left nothing behind to open the door now
+        assert d.locked
+        d.set_mode("lockdown")
+        assert d.unlock(by="exit_button")  # egress is never blocked
+        assert not d.locked
+        d.set_mode("normal")
+        d.set_mode("lockdown")  # a lockdown arriving during the exit button's unlock keeps it
+        assert not d.locked
+    finally:
+        d.close()
+
+
 def test_a_door_without_contact_reports_open_as_unknown(mock_pins: Any, sink: Sink) -> None:
     d = Door(door_cfg(contact_pin=None, exit_pin=None, buzzer_pin=None, led_pin=None), sink)
     try:

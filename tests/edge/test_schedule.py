@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.config import OfficeHours
-from edge.schedule import in_office_hours, parse_days
+from edge.schedule import in_office_hours, parse_days, scheduled_mode
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -58,3 +58,13 @@ def test_the_same_instant_differs_by_time_zone() -> None:
     t = dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC).timestamp()  # 08:30 in Berlin
     assert in_office_hours(WEEKDAYS, t, "Europe/Berlin")
     assert not in_office_hours(WEEKDAYS, t, "UTC")
+
+
+@pytest.mark.parametrize(("when", "trusted", "mode"), [
+    (at(2026, 11, 23, 10, 0), True, "office_hours"),
+    (at(2026, 11, 23, 10, 0), False, "normal"),  # an untrusted clock never opens a door
+    (at(2026, 11, 23, 20, 0), True, "normal"),
+    (at(2026, 11, 23, 20, 0), False, "normal"),
+])
+def test_office_hours_follow_only_a_trusted_clock(when: float, trusted: bool, mode: str) -> None:
+    assert scheduled_mode(WEEKDAYS, when, "Europe/Berlin", clock_trusted=trusted) == mode

@@ -320,6 +320,15 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """The outcome of reserving a login attempt: ``wait`` seconds when a key is at its limit
+    (nothing was recorded), else None and the ids of the rows recorded for it."""
+
+    wait: float | None
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Enrollment:
     """A card enrollment at a site (``torwart-hub cards enroll --site``), keyed by the id
     of the signed ``enroll`` command. ``status``: ``pending`` until the site's read is

@@ -9,6 +9,9 @@
   e.g. ``GET /api/v1/sites``, ``POST /api/v1/sites/{site}/push``,
   ``POST /api/v1/sites/{site}/commands`` (``{"action": "unlock", "door": ..., "seconds": ...}``).
 
+Every request body has a limit, enforced while it streams in (``hub.web_limits``): 413
+beyond it, before anything is buffered or parsed.
+
 Handlers run on the server's thread and hand every store access to the hub's main loop
 (``service.call``; the dashboard awaits it without blocking the server's event loop),
 which alone uses the store connection.
@@ -23,15 +26,17 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .booking.webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, verify_and_parse
+from .booking.webhook import SIGNATURE_HEADER, verify_and_parse
 from .config import read_secret
 from .dashboard.app import routes as dashboard_routes
 from .dashboard.common import on_loop
 from .errors import WebhookError
+from .web_limits import WEBHOOK_PATH, BodyLimit
 
 if TYPE_CHECKING:
     from .service import HubService
@@ -54,10 +59,7 @@ def create_app(service: HubService) -> Starlette:
     async def webhook(request: Request) -> Response:
         if secret is None:
             return _error(404, "webhooks are off: set [booking] webhook_secret_file")
-        size = int(request.headers.get("content-length") or 0)
-        if size > MAX_BODY_BYTES:
-            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-        raw = await request.body()
+        raw = await request.body()  # at most 64 KiB: BodyLimit answers 413 beyond
         try:
             booking = verify_and_parse(raw, request.headers.get(SIGNATURE_HEADER), secret)
         except WebhookError as exc:
@@ -70,9 +72,9 @@ def create_app(service: HubService) -> Starlette:
     auth, dashboard = dashboard_routes(service, token)
     app = Starlette(routes=[
         Route("/healthz", health),
-        Route("/api/v1/webhooks/booking", webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
         *dashboard,
-    ])
+    ], middleware=[Middleware(BodyLimit)])
     app.state.auth = auth
     return app
 

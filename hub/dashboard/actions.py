@@ -87,7 +87,10 @@ def in_lockdown(service: HubService, site: str) -> bool:
     return st is not None and st.lockdown
 
 
-def lockdown_refusal(site: str) -> Outcome:
+async def refused_in_lockdown(service: HubService, site: str, action: str) -> Outcome | None:
+    """409 for an unlock at a site in lockdown, else None."""
+    if action != "unlock" or not await on_loop(service, lambda: in_lockdown(service, site)):
+        return None
     return Outcome(409, {"error": f"site {site!r} is in lockdown: no door is unlocked until an admin ends it"})
 
 
@@ -100,9 +103,10 @@ async def perform(service: HubService, p: Principal, site: str, action: str, par
         from . import enroll
 
         return await enroll.start(service, p, site, params)
-    if action == "unlock" and await on_loop(service, lambda: in_lockdown(service, site)):
+    locked = await refused_in_lockdown(service, site, action)
+    if locked is not None:
         log.warning("dashboard: unlock at site %s by %s refused: the site is in lockdown", site, p.name)
-        return lockdown_refusal(site)
+        return locked
     if action == "push":
         def push() -> int:
             service.caches.rebuild(site, int(time.time()))

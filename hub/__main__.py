@@ -169,6 +169,20 @@ def _command(args: argparse.Namespace, action: str, what: str, door: str | None 
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
+    """Refused before anything is sent when the store says the site is in lockdown (its
+    last retained Status): only ending the lockdown (an admin's act) opens doors again."""
+    from .commands import MAX_UNLOCK_SECONDS
+
+    if args.seconds is not None and not 1 <= args.seconds <= MAX_UNLOCK_SECONDS:
+        raise HubError(f"--seconds must be 1..{MAX_UNLOCK_SECONDS}")
+    cfg = _load(args, check_files=True)
+    _site_arg(cfg, args)
+    with _store(cfg) as store:
+        state = store.site_state(args.site)
+    if state is not None and state.lockdown:
+        print(f"site {args.site} is in lockdown: no door is unlocked until the lockdown ends "
+              f"(torwart-hub lockdown {args.site} --end)", file=sys.stderr)
+        return 1
     return _command(args, "unlock", f"door {args.door} unlocked", door=args.door, seconds=args.seconds)
 
 

@@ -16,6 +16,8 @@ ACTIONS: tuple[str, ...] = get_args(m.Action)
 COMMAND_TTL = 120
 #: A remote unlock is for someone at the door now: it is done within this long or not at all.
 UNLOCK_TTL = 30
+#: The longest remote unlock, whichever way it is asked for (dashboard form, API, CLI).
+MAX_UNLOCK_SECONDS = 3600
 
 
 def build(site: str, action: str, *, door: str | None = None, seconds: int | None = None, room: str | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ from .store_types import (
     UnknownSite,
     User,
     UserExists,
+    supersedes,
 )
 from .store_users import UsersMixin
 
@@ -156,13 +158,16 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         A booking counts as changed when it is new or its resource, member, start, end,
         status or pin differ from the stored one; a booking that differs only in
         ``updated_at`` or ``source`` is stored silently, so re-syncing identical data
-        triggers no cache rebuild. A booking older than the stored one (``updated_at``
-        earlier: a late webhook after a newer sync) is ignored."""
+        triggers no cache rebuild. A booking that does not supersede the stored one
+        (``store_types.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
+        webhook after a newer sync, or an equal one that would undo a cancellation) is
+        ignored; so is such a version within ``bookings``."""
         latest: dict[str, tuple[Any, ...]] = {}
         for b in bookings:
             row = (b.id, b.resource_id, b.member_id, int(b.start), int(b.end), b.status,
-                   int(b.updated_at), b.pin, b.source)
-            if b.id not in latest or row[6] >= latest[b.id][6]:
+                   float(b.updated_at), b.pin, b.source)
+            held = latest.get(b.id)
+            if held is None or supersedes(row[6], row[5], held[6], held[5]):
                 latest[b.id] = row
         changed: list[str] = []
         sites: set[str] = set()
@@ -176,7 +181,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
                     stored[row[0]] = tuple(row)
             for bid, row in latest.items():
                 old = stored.get(bid)
-                if old is not None and row[6] < old[6]:
+                if old is not None and not supersedes(row[6], row[5], old[6], old[5]):
                     continue
                 if old is None or any(row[i] != old[i] for i in _FIELDS_THAT_MATTER):
                     changed.append(bid)
@@ -205,19 +210,25 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         one transaction: upsert ``bookings`` as ``upsert_bookings`` does, then cancel the
         source's confirmed bookings that overlap ``window`` (start inclusive, end exclusive;
         None: all of them) but are neither in ``bookings`` nor in ``keep`` (ids present but
-        unreadable this time). A vanished booking that comes back is confirmed again."""
+        unreadable this time). A vanished booking that comes back is confirmed again: the
+        hub's inferred cancellation is stored with the largest ``updated_at`` below the
+        platform's version it was made from, so that very version supersedes it (whereas a
+        cancellation the platform sent is never undone by an equal ``updated_at``)."""
         given = list(bookings)
         with self._write() as c:
             up = self.upsert_bookings(given)
             present = {b.id for b in given} | set(keep)
-            sql = "SELECT b.id, r.site_id FROM bookings b LEFT JOIN room_resources r ON r.resource_id = b.resource_id "
+            sql = "SELECT b.id, r.site_id, b.updated_at FROM bookings b "
+            sql += "LEFT JOIN room_resources r ON r.resource_id = b.resource_id "
             sql += "WHERE b.source = ? AND b.status = 'confirmed'"
             params: list[Any] = [source]
             if window is not None:
                 sql += " AND b.end > ? AND b.start < ?"
                 params += list(window)
-            gone = [(bid, site) for bid, site in c.execute(sql, params).fetchall() if bid not in present]
-            c.executemany("UPDATE bookings SET status = 'cancelled' WHERE id = ?", [(bid,) for bid, _ in gone])
+            rows = [r for r in c.execute(sql, params).fetchall() if r[0] not in present]
+            gone = [(bid, site) for bid, site, _ in rows]
+            c.executemany("UPDATE bookings SET status = 'cancelled', updated_at = ? WHERE id = ?",
+                          [(math.nextafter(float(at), -math.inf), bid) for bid, _, at in rows])
         if gone:
             log.info("bookings: %d of source %s vanished from the platform, cancelled", len(gone), source)
         return BookingChanges(changed=up.changed + [bid for bid, _ in gone],
@@ -258,6 +269,22 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
     def purge_bookings(self, ended_before: int) -> int:
         with self._write() as c:
             return c.execute("DELETE FROM bookings WHERE end < ?", (ended_before,)).rowcount
+
+    # --- booking webhooks -------------------------------------------------------------------------
+
+    def remember_webhook_signature(self, signature: str, *, ts: int, at: float, forget_before: int) -> bool:
+        """Record an accepted webhook's signature (``ts``: its signed timestamp); False when it
+        was recorded before (a replay). Signatures whose timestamp is before
+        ``forget_before`` are forgotten first."""
+        with self._write() as c:
+            c.execute("DELETE FROM webhook_signatures WHERE ts < ?", (forget_before,))
+            return c.execute("INSERT OR IGNORE INTO webhook_signatures (signature, ts, seen_at) VALUES (?, ?, ?)",
+                             (signature, ts, at)).rowcount == 1
+
+    def forget_webhook_signature(self, signature: str) -> None:
+        """Forget a signature whose booking could not be applied, so the platform may retry."""
+        with self._write() as c:
+            c.execute("DELETE FROM webhook_signatures WHERE signature = ?", (signature,))
 
     # --- booking sync state -------------------------------------------------------------------------
 

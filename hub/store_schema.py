@@ -166,8 +166,24 @@ def _v5(db: Database) -> None:
     db.table("login_failures").create_index(["at"])
 
 
+def _booking_versions_at_full_precision(db: Database) -> None:
+    """Bookings keep the platform's ``updated_at`` at full precision (REAL Unix seconds,
+    microseconds), so that two versions within one second are ordered (PROTOCOL.md §5)."""
+    db.table("bookings").transform(types={"updated_at": float})
+
+
+def _webhook_signatures(db: Database) -> None:
+    """Signatures of accepted booking webhooks (PROTOCOL.md §5) with their signed timestamp,
+    so that a replay is refused across hub restarts. Rows whose timestamp is outside the
+    replay window (plus a margin) are deleted: the timestamp check refuses those anyway."""
+    db.table("webhook_signatures").create(
+        {"signature": str, "ts": int, "seen_at": float}, pk="signature", not_null={"ts", "seen_at"})
+    db.table("webhook_signatures").create_index(["ts"])
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
+                               _webhook_signatures]
 
 
 def _keep_private(path: Path) -> None:

@@ -74,11 +74,20 @@ class BookingLike(Protocol):
     @property
     def status(self) -> str: ...
     @property
-    def updated_at(self) -> int: ...
+    def updated_at(self) -> float: ...
     @property
     def pin(self) -> str | None: ...
     @property
     def source(self) -> str: ...
+
+
+def supersedes(new_updated_at: float, new_status: str, old_updated_at: float, old_status: str) -> bool:
+    """Whether a booking version replaces the one held for the same id (PROTOCOL.md §5):
+    a later ``updated_at`` (compared at full precision) wins, an earlier one never does; on
+    an equal ``updated_at`` the newcomer wins unless it would undo a cancellation."""
+    if new_updated_at != old_updated_at:
+        return new_updated_at > old_updated_at
+    return not (old_status == "cancelled" and new_status != "cancelled")
 
 
 class RoomSpec(Protocol):
@@ -189,7 +198,8 @@ class StoredBooking:
     start: int
     end: int
     status: str
-    updated_at: int
+    #: Unix seconds at full precision (microseconds), as the platform sent it.
+    updated_at: float
     pin: str | None = field(repr=False)
     source: str
     #: The room the resource maps to (filled by site queries; None elsewhere).
@@ -317,6 +327,15 @@ class SessionRow:
     csrf: str = field(repr=False)
     created_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """The outcome of reserving a login attempt: ``wait`` seconds when a key is at its limit
+    (nothing was recorded), else None and the ids of the rows recorded for it."""
+
+    wait: float | None
+    ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

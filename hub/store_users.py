@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .store_schema import SqliteBase
-from .store_types import SessionRow, StoreError, User, UserExists
+from .store_types import LoginAttempt, SessionRow, StoreError, User, UserExists
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,35 @@ class UsersMixin(SqliteBase):
         with self._write() as c:
             c.execute("DELETE FROM login_failures WHERE at <= ?", (forget_before,))
             c.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys])
+
+    def reserve_login_attempt(self, limits: Sequence[tuple[str, int]], *, at: float,
+                              window: float) -> LoginAttempt:
+        """Take one attempt from the budget of every ``(key, limit)`` before the password is
+        checked, in one write transaction: concurrent logins (threads or processes) cannot
+        all see the same unspent budget. When a key already has ``limit`` attempts within
+        ``window`` seconds before ``at``, nothing is recorded and ``wait`` says how long until
+        its oldest counted attempt leaves the window. Otherwise an attempt is recorded under
+        each key; it stays as a failure unless ``release_login_attempt`` removes it after a
+        successful login. Attempts outside the window are forgotten."""
+        since = at - window
+        with self._write() as c:
+            c.execute("DELETE FROM login_failures WHERE at <= ?", (since,))
+            wait = 0.0
+            for key, limit in limits:
+                rows = c.execute("SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
+                                 (key, since, limit)).fetchall()
+                if len(rows) >= limit:
+                    wait = max(wait, rows[limit - 1][0] + window - at, 1e-3)
+            if wait > 0:
+                return LoginAttempt(wait=wait)
+            ids = tuple(int(c.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, at)).lastrowid or 0)
+                        for key, _ in limits)
+        return LoginAttempt(wait=None, ids=ids)
+
+    def release_login_attempt(self, ids: Sequence[int]) -> None:
+        """Give back attempts reserved by ``reserve_login_attempt`` (the login succeeded)."""
+        with self._write() as c:
+            c.executemany("DELETE FROM login_failures WHERE rowid = ?", [(i,) for i in ids])
 
     def clear_login_failures(self, key: str | None = None) -> None:
         """Forget ``key``'s failed logins (after it logged in), or everyone's (None)."""

@@ -180,8 +180,9 @@ class BookingSync:
         return self.store.replace_bookings(self.source, result.bookings, window=result.window, keep=keep)
 
     def apply_webhook(self, booking: PlatformBooking, now: float | None = None) -> SyncReport:
-        """Store one booking the platform pushed (its signature already verified). An
-        older version than the stored one is ignored by the store."""
+        """Store one booking the platform pushed (its signature, timestamp and freshness
+        already verified). A version that does not supersede the stored one (an earlier
+        ``updated_at``, or an equal one undoing a cancellation) is ignored by the store."""
         t0 = time.monotonic()
         changes = self.store.upsert_bookings([booking])
         seconds = time.monotonic() - t0

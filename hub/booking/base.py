@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from hub.errors import HubError
+from hub.store_types import supersedes
 from wire.messages import Booking
 
 Status = Literal["confirmed", "cancelled"]
@@ -28,8 +29,9 @@ class UnsupportedOperation(HubError):
 class PlatformBooking:
     """One booking, normalized across adapters.
 
-    Times are Unix seconds, UTC. ``updated_at`` orders versions of the same ``id``: of two,
-    the one with the larger ``updated_at`` wins. ``source`` names the adapter instance that
+    Times are Unix seconds, UTC; ``updated_at`` keeps the platform's full precision
+    (microseconds) and orders versions of the same ``id`` (``store_types.supersedes``: the
+    later wins; an equal one never undoes a cancellation). ``source`` names the adapter instance that
     produced it (``"rest"``, ``"ics"``, ``"webhook"`` unless configured otherwise).
     """
 
@@ -39,7 +41,7 @@ class PlatformBooking:
     start: int
     end: int
     status: Status
-    updated_at: int
+    updated_at: float
     pin: str | None = field(repr=False)  # a door credential: kept out of logs
     source: str
 
@@ -133,17 +135,18 @@ def from_wire(b: Booking, source: str) -> PlatformBooking:
         start=unix(b.start),
         end=unix(b.end),
         status=b.status,
-        updated_at=unix(b.updated_at),
+        updated_at=b.updated_at.timestamp(),  # full precision: versions within a second differ
         pin=b.pin,
         source=source,
     )
 
 
 def newest(bookings: dict[str, PlatformBooking], b: PlatformBooking) -> None:
-    """Put ``b`` into ``bookings`` (by id) unless a newer version is already there; on a tie
-    the later one wins, as a platform lists changes in order."""
+    """Put ``b`` into ``bookings`` (by id) unless it does not supersede the version already
+    there (``store_types.supersedes``): on a tie the later one wins, as a platform lists
+    changes in order, except that it never undoes a cancellation."""
     old = bookings.get(b.id)
-    if old is None or b.updated_at >= old.updated_at:
+    if old is None or supersedes(b.updated_at, b.status, old.updated_at, old.status):
         bookings[b.id] = b
 
 

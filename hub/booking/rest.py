@@ -5,8 +5,9 @@
 default): a platform may commit a change with an ``updated_at`` a little older than
 changes we have already seen (clock skew between its servers, long transactions, offset
 paging shifting under edits), and the overlap picks those up. The overlap re-delivers
-recent bookings, so the caller must apply them idempotently (upsert by id, newest
-``updated_at`` wins), which is how the hub's store treats every booking anyway.
+recent bookings, so the caller must apply them idempotently (upsert by id; a booking
+update never replaces one with a later ``updated_at``, compared at full precision), which
+is how the hub's store treats every booking anyway.
 
 Validation is strict and per item: a page that is not a PROTOCOL.md page (not JSON, cut
 short, ``items`` not a list, a token that is not a string) fails the whole sync with
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import urllib.parse
@@ -164,7 +166,8 @@ class RestAdapter:
         newest(found, from_wire(booking, self.source))
 
     def _cursor(self, since: int | None, found: dict[str, PlatformBooking]) -> int | None:
-        high = max((b.updated_at for b in found.values()), default=None)
+        top = max((b.updated_at for b in found.values()), default=None)
+        high = None if top is None else math.floor(top)  # "at or after": that second is read again
         cursor = since if high is None else high if since is None else max(since, high)
         now = int(self._clock())
         if cursor is not None and cursor > now:

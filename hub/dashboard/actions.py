@@ -5,6 +5,10 @@ checkout_all, enroll). Both the page's confirm step and the JSON API end here.
 The command is signed by the hub and published on the site's ``command`` topic, as
 ``torwart-hub unlock`` does; the site acknowledges on ``command/ack`` and reports the
 outcome as events, which the page then shows live.
+
+An unlock is refused (409) at a site the hub knows to be in lockdown (its retained Status
+says so), for admins too: ending the lockdown is a separate act, for admins only. The site
+refuses it as well (ack ``lockdown``); the hub's refusal tells the user at once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIONS = ("push", *commands.ACTIONS)
+MAX_UNLOCK_SECONDS = commands.MAX_UNLOCK_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +76,22 @@ def check(service: HubService, p: Principal, site: str, action: str, params: dic
         seconds = _int_or_none(params.get("seconds"), "seconds")
     except ValueError as exc:
         return Outcome(400, {"error": str(exc)})
-    if seconds is not None and not 1 <= seconds <= 86400:
-        return Outcome(400, {"error": "seconds must be 1..86400"})
+    if seconds is not None and not 1 <= seconds <= MAX_UNLOCK_SECONDS:
+        return Outcome(400, {"error": f"seconds must be 1..{MAX_UNLOCK_SECONDS}"})
     return None
+
+
+def in_lockdown(service: HubService, site: str) -> bool:
+    """Whether the site's last Status reported a lockdown (on the hub's main loop)."""
+    st = service.store.site_state(site)
+    return st is not None and st.lockdown
+
+
+async def refused_in_lockdown(service: HubService, site: str, action: str) -> Outcome | None:
+    """409 for an unlock at a site in lockdown, else None."""
+    if action != "unlock" or not await on_loop(service, lambda: in_lockdown(service, site)):
+        return None
+    return Outcome(409, {"error": f"site {site!r} is in lockdown: no door is unlocked until an admin ends it"})
 
 
 async def perform(service: HubService, p: Principal, site: str, action: str, params: dict[str, Any]) -> Outcome:
@@ -85,6 +103,10 @@ async def perform(service: HubService, p: Principal, site: str, action: str, par
         from . import enroll
 
         return await enroll.start(service, p, site, params)
+    locked = await refused_in_lockdown(service, site, action)
+    if locked is not None:
+        log.warning("dashboard: unlock at site %s by %s refused: the site is in lockdown", site, p.name)
+        return locked
     if action == "push":
         def push() -> int:
             service.caches.rebuild(site, int(time.time()))

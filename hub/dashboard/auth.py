@@ -12,8 +12,10 @@
   browser's ambient credential, so it needs no CSRF token.
 - **Rate limit**: after 5 failed logins within 60 s for a user name, or 20 from one
   address, further attempts are refused with 429 (the password is not even checked) until
-  the oldest failure is a minute old. The failures are kept in the store, so a hub restart
-  does not reset the count.
+  the oldest failure is a minute old. Each attempt is taken from the budget in one store
+  transaction before its password is checked (a success gives it back), so a parallel
+  burst gets no more checks than the limit; earlier failures stay counted after a success.
+  The attempts are kept in the store, so a hub restart does not reset the count.
 - **Roles**: admins may do everything and see names; caretakers see their sites only
   (others answer 404, as if they did not exist), see names only where the site has
   ``show_names = true``, and may unlock a door and check everybody out.
@@ -39,6 +41,7 @@ from .passwords import dummy_hash, verify_password
 
 if TYPE_CHECKING:
     from ..service import HubService
+    from ..store_types import LoginAttempt
 
 log = logging.getLogger(__name__)
 
@@ -84,36 +87,26 @@ class Principal:
 
 
 class RateLimiter:
-    """Failed attempts per key within a sliding window, kept in the hub's store: a hub
-    restart does not hand a guesser a fresh budget."""
+    """Login attempts per key within a sliding window, kept in the hub's store: a hub
+    restart does not hand a guesser a fresh budget. An attempt is taken from the budget
+    before the password is checked, in one store transaction, so a parallel burst gets no
+    more checks than the limit."""
 
     def __init__(self, service: HubService, clock: Callable[[], float], window: float = 60.0) -> None:
         self.service = service
         self.clock = clock
         self.window = window
 
-    async def retry_after(self, limits: Iterable[tuple[str, int]]) -> float | None:
-        """Seconds until another attempt is allowed, or None when it is allowed now."""
-        now = self.clock()
-        limits = list(limits)
+    async def reserve(self, limits: Iterable[tuple[str, int]]) -> LoginAttempt:
+        """Take an attempt from every key's budget, or say how long to wait (nothing taken)."""
+        now, limits = self.clock(), list(limits)
         store = self.service.store
-        recent = await on_loop(self.service, lambda: [
-            store.recent_login_failures(key, since=now - self.window, limit=limit) for key, limit in limits])
-        wait = 0.0
-        for (_, limit), times in zip(limits, recent, strict=True):
-            if len(times) >= limit:
-                wait = max(wait, times[limit - 1] + self.window - now)
-        return wait if wait > 0 else None
+        return await on_loop(self.service, lambda: store.reserve_login_attempt(limits, at=now, window=self.window))
 
-    async def failed(self, keys: Iterable[str]) -> None:
-        now, keys = self.clock(), list(keys)
+    async def release(self, attempt: LoginAttempt) -> None:
+        """Give a reserved attempt back (the password was right)."""
         store = self.service.store
-        await on_loop(self.service, lambda: store.record_login_failure(keys, at=now,
-                                                                       forget_before=now - self.window))
-
-    async def clear(self, key: str | None = None) -> None:
-        store = self.service.store
-        await on_loop(self.service, lambda: store.clear_login_failures(key))
+        await on_loop(self.service, lambda: store.release_login_attempt(attempt.ids))
 
 
 def session_key(session_id: str) -> str:
@@ -167,18 +160,17 @@ class Auth:
         the seconds to wait when rate-limited."""
         ip = client_ip(request)
         limits = [(f"user:{name.casefold()}", self.USER_LIMIT), (f"ip:{ip}", self.IP_LIMIT)]
-        wait = await self.limiter.retry_after(limits)
-        if wait is not None:
+        attempt = await self.limiter.reserve(limits)
+        if attempt.wait is not None:
             log.warning("dashboard login refused (rate limit) from %s", ip)
-            return wait
+            return attempt.wait
         user = await on_loop(self.service, lambda: self.service.store.get_user(name))
         stored = user.password_hash if user is not None else dummy_hash()
         ok = await run_in_threadpool(verify_password, password, stored)
         if not ok or user is None:
-            await self.limiter.failed(k for k, _ in limits)
             log.warning("dashboard login failed from %s", ip)
-            return None
-        await self.limiter.clear(limits[0][0])
+            return None  # the reserved attempt stays, as a failure
+        await self.limiter.release(attempt)
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         key, now = session_key(sid), self.clock()
         await on_loop(self.service, lambda: self.service.store.create_session(

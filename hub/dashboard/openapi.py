@@ -90,17 +90,18 @@ OPENAPI: dict[str, Any] = {
         }},
         "/api/v1/sites/{site}/commands": {"post": {
             "summary": "Send a signed command",
-            "description": "unlock (door, seconds; admins and caretakers), checkout_all (room optional; admins and "
+            "description": "unlock (door, seconds ≤ 3600; admins and caretakers; 409 while the site is in "
+                           "lockdown), checkout_all (room optional; admins and "
                            "caretakers), lockdown, lockdown_end, enroll (reader, seconds ≤ 120) (admins).",
             "parameters": [_SITE], "security": [{"session": [], "csrf": []}, {"adminToken": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["action"],
                 "properties": {
                     "action": {"enum": ["unlock", "lockdown", "lockdown_end", "checkout_all", "enroll"]},
-                    "door": {"type": "string"}, "seconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+                    "door": {"type": "string"}, "seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
                     "room": {"type": "string"}, "reader": {"type": "string"},
                 }}}}},
-            "responses": _POST_RESPONSES,
+            "responses": {**_POST_RESPONSES, "409": {"description": "unlock refused: the site is in lockdown"}},
         }},
         "/api/v1/sites/{site}/enroll": {"post": {
             "summary": "Enroll a card at the site",

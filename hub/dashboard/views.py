@@ -163,6 +163,8 @@ class Views:
         params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader", "member")}
         action = str(form.get("action") or "")
         refused = actions.check(self.service, p, site, action, params)
+        if refused is None:  # no confirm step for an unlock that would be refused
+            refused = await actions.refused_in_lockdown(self.service, site, action)
         if refused is not None:
             if refused.status in (403, 404):
                 return self._error_page(request, p, refused.status)

@@ -76,7 +76,9 @@ def expected(body: bytes) -> dict[str, PlatformBooking] | None:
         except (WireError, ValueError):
             continue
         old = out.get(b.id)
-        if old is None or b.updated_at >= old.updated_at:  # the newest; on a tie the later
+        # The newest (full precision); on a tie the later, unless it undoes a cancellation.
+        if old is None or b.updated_at > old.updated_at or (
+                b.updated_at == old.updated_at and (old.status != "cancelled" or b.status == "cancelled")):
             out[b.id] = b
     return out
 

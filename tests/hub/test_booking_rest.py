@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def test_fetch_follows_next_page_token_through_every_page(booking_platform: Book
     assert result.pages == 4
     assert [b.id for b in result.bookings] == [f"b{i:03d}" for i in range(10)]
     assert result.complete and result.skipped == ()
-    assert result.cursor == max(b.updated_at for b in result.bookings)
+    assert result.cursor == math.floor(max(b.updated_at for b in result.bookings))  # whole seconds, at or after
     first = result.bookings[0]
     assert (first.resource_id, first.member_id, first.status, first.pin, first.source) == \
         ("room-1", "m0", "confirmed", None, "rest")

@@ -15,7 +15,7 @@ from hub.booking import HttpPolicy, PlatformBooking
 from hub.config import HubConfig
 from hub.store import SqliteStore
 from hub.sync import BookingSync
-from testkit.booking_fake import BookingPlatform
+from testkit.booking_fake import BookingPlatform, iso
 from tests.hub.test_hub_config import write_hub_config
 
 FAST = HttpPolicy(connect_timeout=2, read_timeout=5, retries=1, backoff_factor=0.001, backoff_max=0.01)
@@ -187,3 +187,25 @@ def test_a_complete_ics_result_cancels_a_vanished_booking(
         booking_platform.fail("status", times=None, status=500)
         assert not sync.run_once(time.time()).ok  # a broken feed cancels nothing
         assert {b.id: b.status for b in store.bookings_for_site_window("minheim", 0, 2**40)} == by_id
+
+
+def test_a_synced_booking_never_replaces_a_later_version_at_full_precision(
+    rest: BookingSync, store: SqliteStore, booking_platform: BookingPlatform
+) -> None:
+    t = now()
+    cancelled_at = t + dt.timedelta(milliseconds=500)
+    # The hub holds the cancellation (e.g. pushed by webhook) from later in the same second.
+    store.upsert_bookings([PlatformBooking(id="b1", resource_id="res-cowork", member_id="m1",
+                                           start=int((t + H).timestamp()), end=int((t + 2 * H).timestamp()),
+                                           status="cancelled", updated_at=cancelled_at.timestamp(), pin=None,
+                                           source="rest")])
+    doc = {"id": "b1", "resource_id": "res-cowork", "member_id": "m1", "start": iso(t + H), "end": iso(t + 2 * H),
+           "status": "confirmed", "pin": None}
+    for version in (t + dt.timedelta(milliseconds=200), cancelled_at):  # earlier in the second; a tie
+        booking_platform.put({**doc, "updated_at": iso(version)}, touch=False)
+        assert rest.run_once(time.time()).ok
+        b = store.get_booking("b1")
+        assert b is not None and (b.status, b.updated_at) == ("cancelled", cancelled_at.timestamp()), version
+    booking_platform.put({**doc, "updated_at": iso(cancelled_at + dt.timedelta(microseconds=1))}, touch=False)
+    assert rest.run_once(time.time()).ok
+    assert store.get_booking("b1").status == "confirmed"  # type: ignore[union-attr]

@@ -31,6 +31,8 @@ import pytest
 
 from edge.config import PolicySection
 from hub import config, provision
+from hub.config import MqttSection
+from hub.link import HubLink, share_group
 from hub.mosquitto import acl_text, password_line
 from hub.provision import hub_password_lines
 from testkit.broker import Mosquitto, TlsFiles, mosquitto_binary
@@ -150,7 +152,8 @@ def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> No
 
 def rewrite(text: str, paths: dict[str, Path], tls_port: int, plain_port: int) -> str:
     """The shipped file with its paths and listeners replaced; everything else verbatim.
-    Every path key and both listeners must be found (both listeners exactly once)."""
+    ``paths`` maps each file's name in production (below DATA_DIR) to the test's file; the
+    file must name only those, and both listeners exactly once."""
     listeners = {"8883": f"{tls_port} 127.0.0.1", "1883 127.0.0.1": f"{plain_port} 127.0.0.1"}
     done: list[str] = []
     out = []
@@ -159,34 +162,42 @@ def rewrite(text: str, paths: dict[str, Path], tls_port: int, plain_port: int) -
         value = value.strip()
         if line.lstrip().startswith("#") or not key:
             out.append(line)
-        elif key in paths:
-            assert value.startswith(DATA_DIR + "/"), line
-            out.append(f"{key} {paths[key]}")
-            done.append(key)
+        elif key in PATH_KEYS:
+            assert value.startswith(DATA_DIR + "/") and value in paths, line
+            out.append(f"{key} {paths[value]}")
         elif key == "listener":
             out.append(f"listener {listeners[value]}")
             done.append(value)
         else:
             assert not value.startswith("/"), f"a path the test does not rewrite: {line}"
             out.append(line)
-    assert set(done) == {*paths, *listeners} and sorted(v for v in done if v in listeners) == sorted(listeners)
+    assert sorted(done) == sorted(listeners)
     return "\n".join(out) + "\n"
 
 
 @dataclass
 class ShippedMosquitto(Mosquitto):
     """testkit's Mosquitto (start, stop, log), run from the rewritten shipped file. ``port``
-    is the hub's loopback listener, ``tls_port`` the sites' listener; ``password_file`` is
-    the hub listener's (passwd-hub)."""
+    is the hub's loopback listener, ``tls_port`` the sites' listener. ``password_file`` is
+    the file of every login (production's passwd), ``hub_password_file`` the hub's alone
+    (passwd-hub); the shipped file picks which to use."""
 
     tls_port: int = 0
     template: str = ""
     pki: TlsFiles | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._hub_port = 0  # the hub's listener is ``port``: the shipped file has no third one
+
     def _write_config(self) -> Path:
         assert self.pki is not None and self.password_file is not None and self.acl_file is not None
-        paths = {"password_file": self.password_file, "acl_file": self.acl_file, "cafile": self.pki.ca_file,
-                 "certfile": self.pki.server_cert, "keyfile": self.pki.server_key}
+        assert self.hub_password_file is not None
+        paths = {f"{DATA_DIR}/mosquitto/passwd": self.password_file,
+                 f"{DATA_DIR}/mosquitto/passwd-hub": self.hub_password_file,
+                 f"{DATA_DIR}/mosquitto/acl": self.acl_file, f"{DATA_DIR}/ca/ca.crt": self.pki.ca_file,
+                 f"{DATA_DIR}/mosquitto/server.crt": self.pki.server_cert,
+                 f"{DATA_DIR}/mosquitto/server.key": self.pki.server_key}
         # What Debian's main mosquitto.conf sets before it includes conf.d/, here for the test:
         # persistence into the test's directory, the log to stderr (testkit keeps it in log_path).
         main = [f"persistence_location {self.workdir / 'data'}/", "log_dest stderr"]
@@ -244,7 +255,7 @@ def shipped(tmp_path: Path) -> Iterator[Setup]:
         f.chmod(0o600)
     acl.write_text(acl_text(("hub",)))
     broker = ShippedMosquitto(tmp_path / "broker", tls_port=free_port(), template=TEMPLATE.read_text(encoding="utf-8"),
-                              pki=pki, password_file=hub_passwd, acl_file=acl)
+                              pki=pki, password_file=passwd, hub_password_file=hub_passwd, acl_file=acl)
     with broker:
         yield Setup(broker, pki, hub_password, site_password)
 
@@ -413,3 +424,62 @@ def test_a_sites_session_resumes_under_its_certificates_name_whatever_client_id_
     msg = again.expect(timeout=10)
     assert (msg.topic, msg.payload) == (topic("site-a", Kind.COMMAND), b"while away")
     assert "as site-a (" in shipped.broker.log_path.read_text(errors="replace")
+
+
+# --- the hub's shared subscription: no site takes a share ----------------------------------
+
+
+class Sink:
+    """What a hub process's link hands over: (site, payload) of each event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def link_up(self) -> None:
+        """Nothing to do on connect."""
+
+    def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
+        if kind is Kind.EVENT:
+            with self.lock:
+                self.events.append((site, payload))
+
+
+def test_sites_joining_the_hubs_old_share_group_take_no_share_of_the_hubs_events(
+    shipped: Setup, clients: Open, tmp_path: Path
+) -> None:
+    pw = tmp_path / "hub.password"
+    pw.write_text(shipped.hub_password + "\n")
+    pw.chmod(0o600)
+    group = share_group(secrets.token_bytes(32))
+    sinks = [Sink(), Sink()]
+    links = [HubLink(MqttSection(host=shipped.broker.host, port=shipped.broker.port, username="hub",
+                                 password_file=str(pw), client_id=f"torwart-hub-w{i}", shared_subscription=True),
+                     sink, persistent=False, subscribe=(Kind.EVENT,), share_group=group)
+             for i, sink in enumerate(sinks)]
+    with contextlib.ExitStack() as stack:
+        for link in links:
+            link.start()
+            stack.callback(link.stop)
+        assert all(link.wait_connected(10) for link in links)
+        intruders = [clients(lambda s=s: shipped.site(s)) for s in ("site-c", "site-d", "site-e")]  # type: ignore[misc]
+        for c in intruders:
+            c.subscribe(f"$share/hub/{ROOT}/+/event")
+        sender = clients(lambda: shipped.site("site-a"))
+        # The hub's subscription is in place once a marker comes through.
+        wait_for(lambda: sender.publish(topic("site-a", Kind.EVENT), b"marker") is not None
+                 and any(p == b"marker" for s in sinks for _, p in s.events), 10, what="the hub subscribed")
+        for s in sinks:
+            s.events.clear()
+        for n in range(200):
+            rc = sender.publish(topic("site-a", Kind.EVENT), f"event {n}".encode())
+            assert rc is not None and not rc.is_failure
+
+        def events() -> list[bytes]:
+            return sorted(p for s in sinks for _, p in list(s.events) if p != b"marker")
+
+        wait_for(lambda: len(events()) >= 200, 20, what="all 200 events at the hub")
+        got = events()
+        assert got == sorted(f"event {n}".encode() for n in range(200))  # each once, none missing
+        assert all(s.events for s in sinks)  # and the two processes split them
+        assert [c.drain() for c in intruders] == [[], [], []]

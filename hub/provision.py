@@ -196,10 +196,10 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
         password = secrets.token_urlsafe(24)
         write_file_atomic(Path(mq.password_file), (password + "\n").encode())
         set_broker_password(files.passwd, mq.username, password)
-        set_broker_password(files.hub_passwd, mq.username, password)
+        write_file_atomic(files.hub_passwd, hub_password_lines(files.passwd, (hub_mqtt_user(cfg),)).encode())
         created.append(f"hub MQTT password for {mq.username!r} {mq.password_file} (added to {files.passwd} "
                        f"and {files.hub_passwd})")
-    if not files.hub_passwd.exists():
+    elif not files.hub_passwd.exists():
         # An installation from before the hub listener had its own file: the hub's line(s).
         write_file_atomic(files.hub_passwd, hub_password_lines(files.passwd, (hub_mqtt_user(cfg),)).encode())
         created.append(f"broker password file of the hub listener {files.hub_passwd} (the hub's login only)")

@@ -7,7 +7,8 @@ id to its login, the hub has a listener of its own, as on the shipped drop-in):
   connections of its own under the same hub login, and both keep working;
 - joining the hub's share group under its known old name (``$share/hub/...``), from
   several connections, takes no share of another site's events: the hub gets every one
-  at once, without a site resending, and the intruders get none.
+  at once, without a site resending, and the intruders get none; a hub process whose
+  persistent session is still in that old group leaves it.
 """
 
 from __future__ import annotations
@@ -156,3 +157,25 @@ def test_sites_in_the_hubs_old_share_group_take_no_share_of_another_sites_events
         for s, c in zip(INTRUDERS, intruders, strict=True):
             got = [x.topic for x in c.drain()]
             assert all(t == topic(s, Kind.CACHE) for t in got), (s, got)
+
+
+def test_a_hub_process_leaves_the_old_share_group_its_session_still_holds(
+    county: County, pw_broker: Mosquitto, users: dict[str, str]
+) -> None:
+    # A session of an earlier version, in the guessable group "hub", resumed by the new hub.
+    old = TestClient(pw_broker.host, pw_broker.hub_port, client_id="torwart-hub-w0", username="hub",
+                     password=users["hub"], clean_start=False, session_expiry=3600)
+    old.subscribe(shared(site_filter(Kind.EVENT)))
+    old.close()
+    with workers(county) as (one, two), contextlib.ExitStack() as stack:
+        for s in INTRUDERS:
+            stack.enter_context(site_client(pw_broker, users, s)).subscribe(shared(site_filter(Kind.EVENT)))
+        sender = stack.enter_context(site_client(pw_broker, users, SENDER))
+        sender.subscribe(topic(SENDER, Kind.EVENT_ACK))
+        for seq in range(1, 201):
+            sender.publish(topic(SENDER, Kind.EVENT), event(SENDER, seq))
+        wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 200 for x in sender.drain()), 30,
+                 what="ack up to 200")
+        a, b = one.service.ingest.stats, two.service.ingest.stats
+        # Still in "hub", a process would get a second copy of its turns there: none came.
+        assert (a.events_new + b.events_new, a.events_duplicate + b.events_duplicate) == (200, 0)

@@ -209,6 +209,18 @@ def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_writte
     assert not (tmp_path / "data" / "provision").exists()
 
 
+def test_a_site_named_like_a_hub_client_id_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    # The broker makes a site's id its client id: this one would throw the hub off.
+    path, cfg = initialised(tmp_path)
+    files = provision.broker_files(cfg)
+    before = (path.read_text(), files.passwd.read_bytes(), files.hub_passwd.read_bytes(), files.acl.read_bytes())
+    with pytest.raises(ProvisionError, match="client id of the hub"):
+        provision_site.site_add(path, cfg, cfg.mqtt.client_id, name="x", broker_host="h", tls=True)
+    assert (path.read_text(), files.passwd.read_bytes(), files.hub_passwd.read_bytes(),
+            files.acl.read_bytes()) == before
+    assert not (tmp_path / "data" / "provision").exists()
+
+
 def test_a_provisioned_site_is_not_provisioned_twice(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
     first = provision_site.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)

@@ -4,7 +4,8 @@ A persistent MQTT 5 session (events published while the hub is down wait at the 
 on top of the sites' own outboxes), resubscription on every connect, and optionally an
 MQTT 5 shared subscription (``$share/GROUP/...``) for events, so that several hub
 processes split the ingest. Retained state (status, doors, occupancy) is subscribed
-normally by every process: shared subscriptions get no retained messages.
+normally by every process: each needs all of it (MQTT 5 gives shared subscriptions no
+retained messages; Mosquitto 2.0.11 does hand a new one those its ACL lets through).
 
 The share group's name is secret (``share_group``: derived from a key every hub process
 holds and no site has). Mosquitto 2.0 lets any client join any share group (its ACL file

@@ -68,8 +68,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         print("nothing to do: the hub's keys, CA and broker files exist already (nothing was changed)")
     files = provision.broker_files(cfg, args.broker_passwd, args.broker_acl)
     print(f"database: {cfg.hub.store_path}")
-    print("Mosquitto must use these files (e.g. in /etc/mosquitto/conf.d/torwart.conf):")
-    print(f"  password_file {files.passwd}\n  acl_file {files.acl}\n  allow_anonymous false")
+    print("Mosquitto must use these files (firmware_configs/mosquitto/torwart.conf in /etc/mosquitto/conf.d/):")
+    print(f"  the hub's listener:   password_file {files.hub_passwd}\n  every listener:       acl_file {files.acl}\n"
+          f"  sites by password:    password_file {files.passwd} with use_username_as_clientid true")
     return 0
 
 

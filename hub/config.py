@@ -261,6 +261,11 @@ def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
         if s.id == cfg.mqtt.broker_user:
             raise err(f, f"{key}.id", f"site id {s.id!r} is the hub's own broker user name ([mqtt] username): "
                       "the broker would give that site the hub's rights over every site")
+        cid = cfg.mqtt.client_id
+        if s.id == cid or s.id.startswith(cid + "-"):
+            raise err(f, f"{key}.id", f"site id {s.id!r} is a client id of the hub ([mqtt] client_id {cid!r}, "
+                      f"and {cid!r}-... for its command line): the broker gives each site its id as client id, "
+                      "so that site would throw the hub off")
         seen_sites.add(s.id)
         rooms: list[RoomConfig] = []
         room_ids: set[str] = set()

@@ -2,13 +2,22 @@
 
 A persistent MQTT 5 session (events published while the hub is down wait at the broker,
 on top of the sites' own outboxes), resubscription on every connect, and optionally an
-MQTT 5 shared subscription (``$share/hub/...``) for events, so that several hub
+MQTT 5 shared subscription (``$share/GROUP/...``) for events, so that several hub
 processes split the ingest. Retained state (status, doors, occupancy) is subscribed
-normally by every process: shared subscriptions get no retained messages.
+normally by every process: each needs all of it (MQTT 5 gives shared subscriptions no
+retained messages; Mosquitto 2.0.11 does hand a new one those its ACL lets through).
+
+The share group's name is secret (``share_group``: derived from a key every hub process
+holds and no site has). Mosquitto 2.0 lets any client join any share group (its ACL file
+is not consulted for SUBSCRIBE) and hands each member its turn of the group's messages,
+checking the ACL only then: a site in the hub's group would swallow a share of every
+site's events. A site cannot join a group it cannot name.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import ssl
 import threading
@@ -32,6 +41,18 @@ log = logging.getLogger(__name__)
 #: What the hub listens to, from every site.
 INBOUND = (Kind.STATUS, Kind.EVENT, Kind.OCCUPANCY, Kind.DOOR, Kind.CACHE_ACK, Kind.COMMAND_ACK)
 
+#: The share group of earlier versions, guessable by anyone: left on every connect.
+LEGACY_SHARE_GROUP = "hub"
+
+
+def share_group(secret: bytes) -> str:
+    """The hub's share group name: ``hub-`` and 128 bits of HMAC-SHA256 keyed with
+    ``secret`` (the hub's signing seed, which every hub process reads and no site holds).
+    The same for every process of one hub; not computable without the secret."""
+    if len(secret) < 16:
+        raise ValueError("the share group needs a secret of at least 16 bytes")
+    return "hub-" + hmac.new(secret, b"torwart mqtt share group v1", hashlib.sha256).hexdigest()[:32]
+
 
 class HubLinkSink(Protocol):
     """Called on paho's network thread: hand over and return."""
@@ -44,8 +65,13 @@ class HubLinkSink(Protocol):
 class HubLink:
     def __init__(self, cfg: MqttSection, sink: HubLinkSink | None, *, client_id: str | None = None,
                  persistent: bool = True, subscribe: tuple[Kind, ...] = INBOUND,
-                 session_expiry: int = 7 * 86400) -> None:
+                 session_expiry: int = 7 * 86400, share_group: str | None = None) -> None:
+        """``share_group`` (see ``share_group()``) is required when ``cfg.shared_subscription``
+        and events are subscribed."""
+        if cfg.shared_subscription and sink is not None and Kind.EVENT in subscribe and not share_group:
+            raise ValueError("a shared subscription needs the hub's secret share group name")
         self.cfg = cfg
+        self._share_group = share_group
         self._sink = sink
         self._subscribe = subscribe if sink is not None else ()
         self._persistent = persistent
@@ -125,8 +151,10 @@ class HubLink:
             return
         for kind in self._subscribe:
             f = site_filter(kind)
-            if kind is Kind.EVENT and self.cfg.shared_subscription:
-                f = shared(f)
+            if kind is Kind.EVENT and self.cfg.shared_subscription and self._share_group:
+                # A session from an earlier version may still be in the guessable group.
+                client.unsubscribe(shared(f, LEGACY_SHARE_GROUP))
+                f = shared(f, self._share_group)
             client.subscribe(f, qos=1)
         self._connected.set()
         log.info("connected to %s:%s (session %s)", self.cfg.host, self.cfg.effective_port,

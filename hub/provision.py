@@ -10,7 +10,9 @@ Where things go when the hub config does not say (HubConfig has no keys for them
 - the X25519 enrollment key: ``{data_dir}/keys/enroll.key`` (``hub.enroll_key_file``);
 - the CA: ``{data_dir}/ca/ca.crt`` and ``ca.key`` (``hub.ca_cert_file`` / ``ca_key_file``);
 - Mosquitto's password file and ACL: ``{data_dir}/mosquitto/passwd`` and ``acl``
-  (parameters of ``init`` and ``site_add``);
+  (parameters of ``init`` and ``site_add``), and beside the password file
+  ``passwd-hub``: the hub's login only, for the broker's hub listener (no site can log
+  in there, see firmware_configs/mosquitto/torwart.conf);
 - a site's credential key: ``{data_dir}/sites/{site}/cred.key``; its bundle for the Pi:
   ``{data_dir}/provision/{site}/``.
 """
@@ -65,8 +67,15 @@ def ca_paths(cfg: HubConfig) -> tuple[Path, Path]:
 
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
+    #: Every login: the hub's and each site's (for a listener where sites log in by password).
     passwd: Path
     acl: Path
+
+    @property
+    def hub_passwd(self) -> Path:
+        """The hub's login only (beside ``passwd``): the password file of the broker's hub
+        listener, where client ids are not tied to the login and no site may log in."""
+        return self.passwd.with_name(self.passwd.name + "-hub")
 
 
 def broker_files(cfg: HubConfig, passwd_file: str | Path | None = None,
@@ -115,6 +124,12 @@ def set_broker_password(passwd_file: Path, user: str, password: str) -> None:
     kept = [ln for ln in lines if ln.strip() and not ln.startswith(f"{user}:")]
     kept.append(password_line(user, password))
     write_file_atomic(passwd_file, ("\n".join(kept) + "\n").encode())
+
+
+def hub_password_lines(passwd_file: Path, hub_users: tuple[str, ...]) -> str:
+    """The lines of ``hub_users`` in the password file ``passwd_file`` (nothing if it has none)."""
+    lines = passwd_file.read_text(encoding="utf-8").splitlines() if passwd_file.exists() else []
+    return "".join(ln + "\n" for ln in lines if ln.partition(":")[0] in hub_users)
 
 
 def write_acl(cfg: HubConfig, acl_file: Path) -> bool:
@@ -181,7 +196,13 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
         password = secrets.token_urlsafe(24)
         write_file_atomic(Path(mq.password_file), (password + "\n").encode())
         set_broker_password(files.passwd, mq.username, password)
-        created.append(f"hub MQTT password for {mq.username!r} {mq.password_file} (added to {files.passwd})")
+        write_file_atomic(files.hub_passwd, hub_password_lines(files.passwd, (hub_mqtt_user(cfg),)).encode())
+        created.append(f"hub MQTT password for {mq.username!r} {mq.password_file} (added to {files.passwd} "
+                       f"and {files.hub_passwd})")
+    elif not files.hub_passwd.exists():
+        # An installation from before the hub listener had its own file: the hub's line(s).
+        write_file_atomic(files.hub_passwd, hub_password_lines(files.passwd, (hub_mqtt_user(cfg),)).encode())
+        created.append(f"broker password file of the hub listener {files.hub_passwd} (the hub's login only)")
     if mq.cert_file and mq.key_file and not Path(mq.cert_file).exists() and not Path(mq.key_file).exists():
         pki.issue(ca, hub_mqtt_user(cfg)).write(mq.cert_file, mq.key_file)
         created.append(f"hub MQTT client certificate {mq.cert_file} (CN {hub_mqtt_user(cfg)})")
@@ -208,14 +229,15 @@ def _group_id(name: str) -> int:
 
 def share_with_broker(cfg: HubConfig, files: BrokerFiles, gid: int) -> list[str]:
     """Let group ``gid`` (the broker's: Mosquitto opens its files as user "mosquitto", a
-    member of it) read the password file, the ACL and the broker's server certificate and
+    member of it) read the password files, the ACL and the broker's server certificate and
     key (0640), and the CA certificate; and pass through, not list, the directories of the
     hub's data directory they are in (0710). Nothing else becomes readable: the CA key, the
     signing and site keys and the store stay private to the hub's user. Returns what changed."""
     ca_cert, _ = ca_paths(cfg)
     data = cfg.hub.data_path.resolve()
     server = files.passwd.parent / "server.crt", files.passwd.parent / "server.key"
-    wanted = [(files.passwd, 0o640), (files.acl, 0o640), (server[0], 0o640), (server[1], 0o640), (ca_cert, 0o644)]
+    wanted = [(files.passwd, 0o640), (files.hub_passwd, 0o640), (files.acl, 0o640), (server[0], 0o640),
+              (server[1], 0o640), (ca_cert, 0o644)]
     dirs: set[Path] = set()
     for path, _mode in wanted:
         parent = path.resolve().parent

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wire import messages as m
+from wire.keys import read_key_file
 from wire.topics import Kind
 
 from . import homeassistant
@@ -30,7 +31,7 @@ from .caches import CacheManager
 from .config import HubConfig, signing_key
 from .feedback import Feedback
 from .ingest import Ingest
-from .link import HubLink
+from .link import HubLink, share_group
 from .live import Live
 from .publisher import Publisher
 from .store import SqliteStore
@@ -98,7 +99,7 @@ class HubService:
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = SqliteStore(cfg.hub.store_path)
         self.caches = CacheManager(self.store, cfg, signing_key(cfg))
-        self.link = HubLink(cfg.mqtt, self)
+        self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
         from .enroll import for_service
 

@@ -55,7 +55,16 @@ class TlsFiles:
 
 @dataclass
 class Mosquitto:
-    """One Mosquitto process. ``users`` switches on password auth and the PROTOCOL.md ACL."""
+    """One Mosquitto process. ``users`` switches on password auth and the PROTOCOL.md ACL.
+
+    As on the shipped broker (firmware_configs/mosquitto/torwart.conf), no login can take
+    another's client id: on ``port`` (every login: sites and hub, by password or client
+    certificate) Mosquitto replaces each client id with the login (``use_username_as_clientid``).
+    With hub passwords (``users`` naming a hub user, or ``hub_password_file``) there is a
+    second listener, ``hub_port``, where only the hub's logins are accepted and client ids
+    are free: the hub's processes and its command line connect there. Without one,
+    ``hub_port`` is ``port``. The anonymous broker (no ``users``, ``tls`` or files) has no
+    logins, hence nothing to tie client ids to: it is one plain listener."""
 
     workdir: Path
     host: str = "127.0.0.1"
@@ -66,14 +75,28 @@ class Mosquitto:
     #: Use these files (e.g. written by hub.provision) instead of generating them from ``users``.
     password_file: Path | None = None
     acl_file: Path | None = None
+    #: The hub listener's password file (the hub's logins only), e.g. provision's passwd-hub.
+    hub_password_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
+    _hub_port: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
+        if self.hub_password_file is not None or (self.users is not None and set(self.users) & set(self.hub_users)):
+            self._hub_port = free_port(self.host)
         (self.workdir / "data").mkdir(exist_ok=True)
+
+    @property
+    def hub_port(self) -> int:
+        """Where the hub connects: its own listener when there is one, else ``port``."""
+        return self._hub_port or self.port
+
+    @property
+    def secured(self) -> bool:
+        return self.users is not None or self.tls is not None or self.password_file is not None
 
     @property
     def log_path(self) -> Path:
@@ -81,7 +104,6 @@ class Mosquitto:
 
     def _write_config(self) -> Path:
         lines = [
-            f"listener {self.port} {self.host}",
             "persistence true",
             f"persistence_location {self.workdir / 'data'}/",
             "autosave_interval 1",
@@ -97,20 +119,33 @@ class Mosquitto:
         if os.geteuid() == 0:
             # As root Mosquitto would switch to user "mosquitto", which may not read our files.
             lines.append(f"user {pwd.getpwuid(0).pw_name}")
-        if self.password_file is not None or self.acl_file is not None:
-            if self.password_file is not None:
-                lines.append(f"password_file {self.password_file}")
-            if self.acl_file is not None:
-                lines.append(f"acl_file {self.acl_file}")
-        elif self.users is not None:
-            pw = self.workdir / "passwd"
-            pw.write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
-            pw.chmod(0o600)
-            acl = self.workdir / "acl"
-            acl.write_text(acl_text(self.hub_users))
-            lines += [f"password_file {pw}", f"acl_file {acl}"]
+        if not self.secured:
+            lines += [f"listener {self.port} {self.host}", "allow_anonymous true"]
+        else:
+            lines += ["per_listener_settings true", *self._secured_listeners()]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def _secured_listeners(self) -> list[str]:
+        password_file, acl_file, hub_password_file = self.password_file, self.acl_file, self.hub_password_file
+        if self.users is not None and password_file is None and acl_file is None:
+            password_file = self.workdir / "passwd"
+            password_file.write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
+            password_file.chmod(0o600)
+            hub_password_file = self.workdir / "passwd-hub"
+            hub_password_file.write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()
+                                                 if u in self.hub_users))
+            hub_password_file.chmod(0o600)
+        if acl_file is None:
+            acl_file = self.workdir / "acl"
+            acl_file.write_text(acl_text(self.hub_users))
+        sites = [f"listener {self.port} {self.host}", "allow_anonymous false", f"acl_file {acl_file}",
+                 "use_username_as_clientid true"]
+        if password_file is not None:
+            sites.append(f"password_file {password_file}")
         if self.tls is not None:
-            lines += [
+            sites += [
                 f"cafile {self.tls.ca_file}",
                 f"certfile {self.tls.server_cert}",
                 f"keyfile {self.tls.server_key}",
@@ -118,15 +153,11 @@ class Mosquitto:
                 "use_identity_as_username true",
                 "tls_version tlsv1.2",
             ]
-            if self.users is None and self.acl_file is None:
-                acl = self.workdir / "acl"
-                acl.write_text(acl_text(self.hub_users))
-                lines.append(f"acl_file {acl}")
-        secured = self.users is not None or self.tls is not None or self.password_file is not None
-        lines.append(f"allow_anonymous {'false' if secured else 'true'}")
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        return conf
+        hub: list[str] = []
+        if self._hub_port and hub_password_file is not None:
+            hub = [f"listener {self._hub_port} {self.host}", "allow_anonymous false",
+                   f"password_file {hub_password_file}", f"acl_file {acl_file}"]
+        return sites + hub
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         if self.running:
@@ -141,7 +172,7 @@ class Mosquitto:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return port_open(self.host, self.port)
+            return port_open(self.host, self.port) and port_open(self.host, self.hub_port)
 
         wait_for(ready, timeout, what=f"mosquitto on port {self.port}")
         return self

@@ -270,7 +270,7 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
     hub = Proc("hub", [sys.executable, "-m", "hub", "run", "--config", str(county.hub_config_path),
                        "--log-level", "info"], county.hub_config_path.parent / "hub.log")
     scanner = CredentialScanner(pop.all_credentials())
-    capture = Capture(broker.host, broker.port, "hub", users["hub"], scanner)
+    capture = Capture(broker.host, broker.hub_port, "hub", users["hub"], scanner)
     world = World(
         workdir=workdir, size=size, say=say, broker=broker, broker_lock=threading.RLock(), hub=hub,
         hub_config=cfg, county=county, sites=dict(county.sites), agents=agents, proxies=proxies, platform=platform,

@@ -89,7 +89,7 @@ def make_county(
                           "resources": [county.resource(site_id, r["id"])], "doors": doors})
         sites_doc.append({"id": site_id, "name": f"Site {site_id}", "cred_key_file": f"{site_id}.cred.key",
                           "rooms": rooms})
-    mqtt: dict[str, Any] = {"host": broker.host, "port": broker.port,
+    mqtt: dict[str, Any] = {"host": broker.host, "port": broker.hub_port,
                             "client_id": f"torwart-hub-{secrets.token_hex(3)}"}
     if mqtt_users:
         mqtt.update(username="hub", password_file=_secret_file(hub_dir / "mqtt.password", mqtt_users["hub"]))

@@ -141,7 +141,8 @@ class Demo:
         self.broker = DemoBroker(self.dir / "broker", users=logins)
         self.broker.start()
         self.children.append(self.broker.child)  # type: ignore[arg-type]
-        say(f"  Mosquitto on 127.0.0.1:{self.broker.port} (a password per site, each site confined to its topics)")
+        say(f"  Mosquitto on 127.0.0.1:{self.broker.port} (a password per site, each site confined to its topics; "
+            f"the hub on :{self.broker.hub_port})")
         self.platform = BookingPlatform().start()
         hour = self.opts.hour
         self.county = county = write_county(

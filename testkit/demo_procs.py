@@ -133,7 +133,7 @@ class DemoBroker(Mosquitto):
         def ready() -> bool:
             assert self.child is not None
             self.child.check()
-            return port_open(self.host, self.port)
+            return port_open(self.host, self.port) and port_open(self.host, self.hub_port)
 
         wait_for(ready, timeout, what=f"mosquitto on port {self.port}")
         return self

@@ -7,7 +7,9 @@ in production (persistence_location, the log) is put in front of it. Certificate
 from a CA made here, the password file and the ACL from hub/mosquitto.py, as
 provisioning writes them. Then: the hub logs in on the loopback listener with its
 password, sites with client certificates on the TLS listener, the PROTOCOL.md §2 ACL
-holds, and packets above max_packet_size are refused while a 16 MiB cache goes through.
+holds, no login takes another's client id (a site's certificate cannot throw the hub or
+another site off; a site's password does not open the hub's listener), and packets above
+max_packet_size are refused while a 16 MiB cache goes through.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import pwd
 import re
 import secrets
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,18 @@ import pytest
 
 from edge.config import PolicySection
 from hub import config, provision
-from hub.mosquitto import acl_text, password_line
-from testkit.broker import Mosquitto, TlsFiles, mosquitto_binary
+from hub.config import MqttSection
+from hub.link import HubLink, share_group
+from testkit.broker import TlsFiles, mosquitto_binary
 from testkit.mqttclient import ConnectRefused, TestClient
-from testkit.util import free_port, port_open, wait_for
+from testkit.util import wait_for
 from wire.envelope import DEFAULT_LIMIT
 from wire.topics import ROOT, Kind, topic
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "firmware_configs" / "mosquitto" / "torwart.conf"
+from .shipped_broker import DATA_DIR, REPO, TEMPLATE, Setup, shipped_broker
+
 HUB_UNIT = REPO / "firmware_configs" / "systemd" / "torwart-hub.service"
-#: The hub's data_dir in production: its systemd StateDirectory.
-DATA_DIR = "/var/lib/torwart-hub"
 MAX_PACKET = 16 * 1024 * 1024 + 64 * 1024
-PATH_KEYS = ("password_file", "acl_file", "cafile", "certfile", "keyfile")
-TLS_KEYS = ("cafile", "certfile", "keyfile", "require_certificate", "use_identity_as_username", "tls_version")
 #: What Debian's main /etc/mosquitto/mosquitto.conf sets; the drop-in must not.
 DEBIAN_MAIN_KEYS = ("pid_file", "persistence_location", "log_dest", "include_dir", "user")
 
@@ -59,29 +56,29 @@ def directives(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def listener_blocks(text: str) -> dict[str, dict[str, str]]:
-    """Each ``listener`` line's value → the options that follow it (up to the next one)."""
+def listener_blocks(text: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """(the global options before the first listener, each ``listener`` line's value → the
+    options that follow it up to the next one); an option set twice in one place fails."""
+    glob: dict[str, str] = {}
     blocks: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
+    current = glob
     for key, value in directives(text):
         if key == "listener":
-            current = blocks.setdefault(value, {})
-        elif current is not None:
+            assert value not in blocks, f"listener {value} twice"
+            current = blocks[value] = {}
+        else:
+            assert key not in current, f"{key} set twice"
             current[key] = value
-    return blocks
+    return glob, blocks
 
 
 # --- the file as shipped ------------------------------------------------------------------
 
 
 def test_template_sets_what_the_hubs_broker_needs() -> None:
-    text = TEMPLATE.read_text(encoding="utf-8")
-    opts = directives(text)
-    keys = [k for k, _ in opts]
-    assert len(keys) - keys.count("listener") == len(set(keys) - {"listener"}), "an option is set twice"
-    d = dict(opts)
-    assert d["per_listener_settings"] == "false"
-    assert d["allow_anonymous"] == "false"
+    d, blocks = listener_blocks(TEMPLATE.read_text(encoding="utf-8"))
+    # Each listener has its own logins: the hub's listener must not take a site's password.
+    assert d["per_listener_settings"] == "true"
     assert d["persistence"] == "true"
     assert int(d["autosave_interval"]) > 0
     assert d["persistent_client_expiration"] == "30d"
@@ -90,22 +87,29 @@ def test_template_sets_what_the_hubs_broker_needs() -> None:
     assert "max_inflight_messages" not in d
     assert "message_size_limit" not in d  # deprecated in Mosquitto 2
     assert not set(d) & set(DEBIAN_MAIN_KEYS), "repeats what Debian's mosquitto.conf sets"
+    assert not set(d) & {"allow_anonymous", "password_file", "acl_file"}, "per listener, not global"
     # The largest legitimate packet, a site's biggest signed cache, fits with room for the
     # topic and the MQTT header; nothing much bigger does.
     assert PolicySection().max_envelope_bytes == DEFAULT_LIMIT == 16 * 1024 * 1024
     assert int(d["max_packet_size"]) == MAX_PACKET == DEFAULT_LIMIT + 64 * 1024
 
-    blocks = listener_blocks(text)
     assert set(blocks) == {"8883", "1883 127.0.0.1"}
     assert blocks["8883"] == {
+        "allow_anonymous": "false",
+        "acl_file": f"{DATA_DIR}/mosquitto/acl",
         "cafile": f"{DATA_DIR}/ca/ca.crt",
         "certfile": f"{DATA_DIR}/mosquitto/server.crt",
         "keyfile": f"{DATA_DIR}/mosquitto/server.key",
         "require_certificate": "true",
         "use_identity_as_username": "true",
+        "use_username_as_clientid": "true",  # a site's client id is its certificate's CN
         "tls_version": "tlsv1.2",
     }
-    assert blocks["1883 127.0.0.1"] == {}  # plain, loopback only, global auth
+    assert blocks["1883 127.0.0.1"] == {  # plain, loopback only, the hub's login only
+        "allow_anonymous": "false",
+        "password_file": f"{DATA_DIR}/mosquitto/passwd-hub",
+        "acl_file": f"{DATA_DIR}/mosquitto/acl",
+    }
 
 
 def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> None:
@@ -126,9 +130,10 @@ def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> No
     cfg = config.load(hub_toml, check_files=False)
     files = provision.broker_files(cfg)
     ca_cert, _ = provision.ca_paths(cfg)
-    d = dict(directives(TEMPLATE.read_text(encoding="utf-8")))
-    assert d["password_file"] == str(files.passwd)
-    assert d["acl_file"] == str(files.acl)
+    opts = directives(TEMPLATE.read_text(encoding="utf-8"))
+    d = dict(opts)
+    assert d["password_file"] == str(files.hub_passwd)  # the hub listener's: the hub's login only
+    assert {v for k, v in opts if k == "acl_file"} == {str(files.acl)}
     assert d["cafile"] == str(ca_cert)
     # where `torwart-hub init --broker-host NAME` writes the broker's server pair
     assert d["certfile"] == str(files.passwd.parent / "server.crt")
@@ -138,99 +143,14 @@ def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> No
 # --- the file on a real Mosquitto ---------------------------------------------------------
 
 
-def rewrite(text: str, paths: dict[str, Path], tls_port: int, plain_port: int) -> str:
-    """The shipped file with its paths and listeners replaced; everything else verbatim.
-    Every path and both listeners must be found exactly once."""
-    listeners = {"8883": f"{tls_port} 127.0.0.1", "1883 127.0.0.1": f"{plain_port} 127.0.0.1"}
-    done: list[str] = []
-    out = []
-    for line in text.splitlines():
-        key, _, value = line.strip().partition(" ")
-        value = value.strip()
-        if line.lstrip().startswith("#") or not key:
-            out.append(line)
-        elif key in paths:
-            assert value.startswith(DATA_DIR + "/"), line
-            out.append(f"{key} {paths[key]}")
-            done.append(key)
-        elif key == "listener":
-            out.append(f"listener {listeners[value]}")
-            done.append(value)
-        else:
-            assert not value.startswith("/"), f"a path the test does not rewrite: {line}"
-            out.append(line)
-    assert sorted(done) == sorted([*paths, *listeners])
-    return "\n".join(out) + "\n"
-
-
-@dataclass
-class ShippedMosquitto(Mosquitto):
-    """testkit's Mosquitto (start, stop, log), run from the rewritten shipped file. ``port``
-    is the hub's loopback listener, ``tls_port`` the sites' listener."""
-
-    tls_port: int = 0
-    template: str = ""
-    pki: TlsFiles | None = None
-
-    def _write_config(self) -> Path:
-        assert self.pki is not None and self.password_file is not None and self.acl_file is not None
-        paths = {"password_file": self.password_file, "acl_file": self.acl_file, "cafile": self.pki.ca_file,
-                 "certfile": self.pki.server_cert, "keyfile": self.pki.server_key}
-        # What Debian's main mosquitto.conf sets before it includes conf.d/, here for the test:
-        # persistence into the test's directory, the log to stderr (testkit keeps it in log_path).
-        main = [f"persistence_location {self.workdir / 'data'}/", "log_dest stderr"]
-        if os.geteuid() == 0:
-            # As root Mosquitto would switch to user "mosquitto", which may not read our files.
-            main.append(f"user {pwd.getpwuid(0).pw_name}")
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join(main) + "\n" + rewrite(self.template, paths, self.tls_port, self.port))
-        return conf
-
-    def start(self, timeout: float = 10.0) -> ShippedMosquitto:
-        super().start(timeout)
-        wait_for(lambda: port_open(self.host, self.tls_port), timeout, what=f"the TLS listener on {self.tls_port}")
-        return self
-
-
-@dataclass
-class Setup:
-    broker: ShippedMosquitto
-    pki: TlsFiles
-    hub_password: str
-
-    def hub(self, **kw: Any) -> TestClient:
-        """A client on the loopback listener (the hub's login unless overridden)."""
-        kw.setdefault("username", "hub")
-        kw.setdefault("password", self.hub_password)
-        return TestClient(self.broker.host, self.broker.port, **kw)
-
-    def site(self, cn: str | None, **kw: Any) -> TestClient:
-        """A client on the TLS listener, with a certificate for ``cn`` from the CA (none if None)."""
-        if cn is not None:
-            kw["cert_file"], kw["key_file"] = self.pki.client(cn)
-        return TestClient(self.broker.host, self.broker.tls_port, ca_file=self.pki.ca_file, **kw)
-
-
 @pytest.fixture
 def shipped(tmp_path: Path) -> Iterator[Setup]:
     try:
         mosquitto_binary()
     except RuntimeError as exc:
         pytest.skip(str(exc))
-    pki = TlsFiles.make(tmp_path / "pki")
-    hub_password = secrets.token_urlsafe(18)
-    files = tmp_path / "broker-files"
-    files.mkdir()
-    # As `torwart-hub init` / `site add` write them: the hub's and a site's password, the ACL.
-    passwd, acl = files / "passwd", files / "acl"
-    passwd.write_text(password_line("hub", hub_password) + "\n"
-                      + password_line("site-a", secrets.token_urlsafe(18)) + "\n")
-    passwd.chmod(0o600)
-    acl.write_text(acl_text(("hub",)))
-    broker = ShippedMosquitto(tmp_path / "broker", tls_port=free_port(), template=TEMPLATE.read_text(encoding="utf-8"),
-                              pki=pki, password_file=passwd, acl_file=acl)
-    with broker:
-        yield Setup(broker, pki, hub_password)
+    with shipped_broker(tmp_path) as setup:
+        yield setup
 
 
 #: ``clients(lambda: shipped.hub())``: connect a client that is closed after the test.
@@ -260,11 +180,14 @@ def test_hub_logs_in_on_loopback_with_its_password_and_may_publish_every_sites_c
     assert got == {cache(s) for s in ("site-a", "site-b", "site-c")}
 
 
-def test_loopback_refuses_a_wrong_password_and_anonymous_clients(shipped: Setup) -> None:
+def test_loopback_refuses_a_wrong_password_a_sites_password_and_anonymous_clients(shipped: Setup) -> None:
     with pytest.raises(ConnectRefused):
         shipped.hub(password="not-" + shipped.hub_password, timeout=5)
     with pytest.raises(ConnectRefused):
         shipped.hub(username="site-a", password="guess", timeout=5)
+    # A site's real password does not open the hub's listener, where client ids are free.
+    with pytest.raises(ConnectRefused):
+        shipped.hub(username="site-a", password=shipped.site_password, client_id="torwart-hub", timeout=5)
     with pytest.raises(ConnectRefused):
         shipped.hub(username=None, password=None, timeout=5)  # anonymous
 
@@ -344,3 +267,112 @@ def test_a_16_mib_cache_goes_through_and_a_packet_above_max_packet_size_is_refus
     hub.publish(cache("site-a"), b"marker", retain=True)
     msg = site.expect(timeout=10)
     assert (msg.topic, msg.payload) == (cache("site-a"), b"marker")
+
+
+# --- client ids: nobody takes another's ------------------------------------------------------
+
+
+def stays(client: TestClient) -> TestClient:
+    """A victim: once thrown off it stays off (paho would otherwise reconnect at once)."""
+    client.c.reconnect_delay_set(min_delay=300, max_delay=300)
+    return client
+
+
+def still_there(client: TestClient, probe: Callable[[], object], name: str) -> None:
+    """``client`` was never disconnected and still receives: ``probe()`` sends it a marker."""
+    probe()
+    msg = client.expect(timeout=10)
+    assert msg.payload == b"marker", msg
+    assert client.connects == 1 and client.c.is_connected(), f"{name} was thrown off"
+
+
+def test_a_sites_certificate_cannot_take_the_hubs_or_another_sites_client_id(shipped: Setup, clients: Open) -> None:
+    hub = clients(lambda: stays(shipped.hub(client_id="torwart-hub")))
+    cli = clients(lambda: stays(shipped.hub(client_id="torwart-hub-cli-0a1b2c3d")))  # `torwart-hub push`
+    site_b = clients(lambda: stays(shipped.site("site-b", client_id="torwart-site-site-b")))
+    for c in (hub, cli):
+        c.subscribe(topic("site-b", Kind.STATUS))
+    site_b.subscribe(cache("site-b"))
+    # site-a's certificate, under each victim's client id (and the CN of another site):
+    for victim_id in ("torwart-hub", "torwart-hub-cli-0a1b2c3d", "torwart-site-site-b", "site-b"):
+        clients(lambda victim_id=victim_id: shipped.site("site-a", client_id=victim_id))  # type: ignore[misc]
+    still_there(hub, lambda: site_b.publish(topic("site-b", Kind.STATUS), b"marker"), "the hub")
+    still_there(cli, lambda: None, "the hub's command line")
+    still_there(site_b, lambda: hub.publish(cache("site-b"), b"marker"), "site-b")
+    # The broker threw off only site-a's own earlier connections (its own login, its own id).
+    log = shipped.broker.log_path.read_text(errors="replace")
+    taken = {line.split("Client ", 1)[1].split(" ")[0] for line in log.splitlines() if "already connected" in line}
+    assert taken == {"site-a"}, taken
+
+
+def test_a_sites_session_resumes_under_its_certificates_name_whatever_client_id_it_sends(
+    shipped: Setup, clients: Open
+) -> None:
+    hub = clients(lambda: shipped.hub(client_id="torwart-hub"))
+    site = shipped.site("site-a", client_id="torwart-site-site-a", clean_start=False, session_expiry=3600)
+    site.subscribe(topic("site-a", Kind.COMMAND))
+    site.close()
+    hub.publish(topic("site-a", Kind.COMMAND), b"while away")  # queued in site-a's session
+    again = clients(lambda: shipped.site("site-a", client_id="anything-else", clean_start=False, session_expiry=3600))
+    msg = again.expect(timeout=10)
+    assert (msg.topic, msg.payload) == (topic("site-a", Kind.COMMAND), b"while away")
+    assert "as site-a (" in shipped.broker.log_path.read_text(errors="replace")
+
+
+# --- the hub's shared subscription: no site takes a share ----------------------------------
+
+
+class Sink:
+    """What a hub process's link hands over: (site, payload) of each event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def link_up(self) -> None:
+        """Nothing to do on connect."""
+
+    def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
+        if kind is Kind.EVENT:
+            with self.lock:
+                self.events.append((site, payload))
+
+
+def test_sites_joining_the_hubs_old_share_group_take_no_share_of_the_hubs_events(
+    shipped: Setup, clients: Open, tmp_path: Path
+) -> None:
+    pw = tmp_path / "hub.password"
+    pw.write_text(shipped.hub_password + "\n")
+    pw.chmod(0o600)
+    group = share_group(secrets.token_bytes(32))
+    sinks = [Sink(), Sink()]
+    links = [HubLink(MqttSection(host=shipped.broker.host, port=shipped.broker.port, username="hub",
+                                 password_file=str(pw), client_id=f"torwart-hub-w{i}", shared_subscription=True),
+                     sink, persistent=False, subscribe=(Kind.EVENT,), share_group=group)
+             for i, sink in enumerate(sinks)]
+    with contextlib.ExitStack() as stack:
+        for link in links:
+            link.start()
+            stack.callback(link.stop)
+        assert all(link.wait_connected(10) for link in links)
+        intruders = [clients(lambda s=s: shipped.site(s)) for s in ("site-c", "site-d", "site-e")]  # type: ignore[misc]
+        for c in intruders:
+            c.subscribe(f"$share/hub/{ROOT}/+/event")
+        sender = clients(lambda: shipped.site("site-a"))
+        # The hub's subscription is in place once a marker comes through.
+        wait_for(lambda: sender.publish(topic("site-a", Kind.EVENT), b"marker") is not None
+                 and any(p == b"marker" for s in sinks for _, p in s.events), 10, what="the hub subscribed")
+        for s in sinks:
+            s.events.clear()
+        for n in range(200):
+            rc = sender.publish(topic("site-a", Kind.EVENT), f"event {n}".encode())
+            assert rc is not None and not rc.is_failure
+
+        def events() -> list[bytes]:
+            return sorted(p for s in sinks for _, p in list(s.events) if p != b"marker")
+
+        wait_for(lambda: len(events()) >= 200, 20, what="all 200 events at the hub")
+        got = events()
+        assert got == sorted(f"event {n}".encode() for n in range(200))  # each once, none missing
+        assert all(s.events for s in sinks)  # and the two processes split them
+        assert [c.drain() for c in intruders] == [[], [], []]

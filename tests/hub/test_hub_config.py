@@ -151,6 +151,18 @@ def test_a_site_may_not_take_the_hubs_broker_user_name(tmp_path: Path) -> None:
     assert err.key == "sites[0].id" and "broker user" in str(err)
 
 
+def test_a_site_may_not_take_a_client_id_of_the_hub(tmp_path: Path) -> None:
+    # The broker makes each site's id its client id: a site named like one of the hub's
+    # client ids would throw the hub (or its command line) off whenever it connects.
+    for n, site_id in enumerate(("torwart-hub", "torwart-hub-cli-1")):
+        err = refused(write_hub_config(tmp_path / str(n), SITE.replace('id = "minheim"', f'id = "{site_id}"')))
+        assert err.key == "sites[0].id" and "client id of the hub" in str(err), site_id
+    path = write_hub_config(tmp_path / "own-id")
+    path.write_text(path.read_text().replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nclient_id = "minheim"'))
+    err = refused(path)
+    assert err.key == "sites[0].id" and "client id of the hub" in str(err)
+
+
 def test_duplicate_room_in_a_site_is_refused(tmp_path: Path) -> None:
     err = refused(write_hub_config(tmp_path, SITE.replace('id = "meeting"', 'id = "cowork"')))
     assert err.key == "sites[0].rooms[1].id"

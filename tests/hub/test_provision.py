@@ -209,6 +209,18 @@ def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_writte
     assert not (tmp_path / "data" / "provision").exists()
 
 
+def test_a_site_named_like_a_hub_client_id_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    # The broker makes a site's id its client id: this one would throw the hub off.
+    path, cfg = initialised(tmp_path)
+    files = provision.broker_files(cfg)
+    before = (path.read_text(), files.passwd.read_bytes(), files.hub_passwd.read_bytes(), files.acl.read_bytes())
+    with pytest.raises(ProvisionError, match="client id of the hub"):
+        provision_site.site_add(path, cfg, cfg.mqtt.client_id, name="x", broker_host="h", tls=True)
+    assert (path.read_text(), files.passwd.read_bytes(), files.hub_passwd.read_bytes(),
+            files.acl.read_bytes()) == before
+    assert not (tmp_path / "data" / "provision").exists()
+
+
 def test_a_provisioned_site_is_not_provisioned_twice(tmp_path: Path) -> None:
     path, cfg = initialised(tmp_path)
     first = provision_site.site_add(path, cfg, "altdorf", name="x", broker_host="h", tls=False)
@@ -281,6 +293,36 @@ def test_provisioned_passwords_and_acl_keep_each_site_to_its_own_topics(tmp_path
             mqtt_client(username="altdorf", password=(b.dir / "mqtt.password").read_text().strip())
 
 
+def test_the_hub_listeners_password_file_holds_the_hubs_login_only(tmp_path: Path) -> None:
+    path, cfg = initialised(tmp_path)
+    files = provision.broker_files(cfg)
+    hub_line = files.hub_passwd.read_text()
+    assert hub_line.startswith("hub:$7$") and hub_line.count("\n") == 1 and mode(files.hub_passwd) == 0o600
+    assert hub_line in files.passwd.read_text()
+    a = provision_site.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=False)
+    assert files.hub_passwd.read_text() == hub_line  # a site never gets in there
+    assert "altdorf:" in files.passwd.read_text()
+
+    # An installation from before passwd-hub: init writes it from passwd, nothing else.
+    files.hub_passwd.unlink()
+    created = provision.init(config.load(path, check_files=False))
+    assert len(created) == 1 and str(files.hub_passwd) in created[0]
+    assert files.hub_passwd.read_text() == hub_line
+
+    hub_password = Path(cfg.mqtt.password_file or "").read_text().strip()
+    site_password = (a.dir / "mqtt.password").read_text().strip()
+    with Mosquitto(tmp_path / "broker", password_file=files.passwd, hub_password_file=files.hub_passwd,
+                   acl_file=files.acl) as broker, contextlib.ExitStack() as stack:
+        def login(port: int, user: str, password: str) -> TestClient:
+            return stack.enter_context(TestClient(broker.host, port, username=user, password=password,
+                                                  client_id="torwart-hub", timeout=5))
+
+        login(broker.hub_port, "hub", hub_password)
+        login(broker.port, "altdorf", site_password)  # the sites' listener
+        with pytest.raises(ConnectRefused):
+            login(broker.hub_port, "altdorf", site_password)
+
+
 def test_the_site_certificate_logs_in_over_tls_to_a_broker_certified_by_init(tmp_path: Path) -> None:
     path = hub_config(tmp_path)
     cfg = config.load(path, check_files=False)
@@ -307,7 +349,7 @@ def test_init_with_a_broker_group_shares_only_what_the_broker_opens(tmp_path: Pa
     files = provision.broker_files(cfg)
     ca_cert, ca_key = provision.ca_paths(cfg)
     server = files.passwd.parent / "server.crt", files.passwd.parent / "server.key"
-    for p in (files.passwd, files.acl, *server):
+    for p in (files.passwd, files.hub_passwd, files.acl, *server):
         assert (mode(p), p.stat().st_gid) == (0o640, gid), p
     assert (mode(ca_cert), ca_cert.stat().st_gid) == (0o644, gid)
     for d in (cfg.hub.data_path, files.passwd.parent, ca_cert.parent):
@@ -320,7 +362,7 @@ def test_init_with_a_broker_group_shares_only_what_the_broker_opens(tmp_path: Pa
     assert provision.init(config.load(path, check_files=False), broker_hosts=("127.0.0.1",),
                           broker_group=group) == []
     provision_site.site_add(path, cfg, "altdorf", name="A", broker_host="127.0.0.1", tls=True)
-    for p in (files.passwd, files.acl):
+    for p in (files.passwd, files.hub_passwd, files.acl):
         assert (mode(p), p.stat().st_gid) == (0o640, gid), p
 
 

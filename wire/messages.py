@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta, Struct, field
+from msgspec import UNSET as UNSET  # noqa: PLC0414  (re-exported: m.UNSET)
+from msgspec import Meta, Struct, UnsetType, field
 
 from .codec import PATH_RE
 
@@ -32,6 +33,13 @@ UnixTimeF = Annotated[float, Meta(ge=0)]
 Text = Annotated[str, Meta(max_length=256)]
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
 Count = Annotated[int, Meta(ge=0)]
+#: A site's event stream (PROTOCOL.md §4): 32 lower-case hex chars, made once with its outbox.
+StreamId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+#: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (events of a site
+#: from before streams, which carry none).
+AckStream = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32})?$")]
+#: An event type as a hub reads it before it knows the type (``EventHead``).
+EventTypeName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 # Every struct is keyword-only and immutable; unknown fields are ignored on decode.
 
@@ -146,10 +154,18 @@ SignedBodyStream = CacheFullStream | CacheDelta | Command
 
 
 class Event(Struct, tag_field="type", kw_only=True, frozen=True):
-    """Common fields of every event (PROTOCOL.md §4)."""
+    """Common fields of every event (PROTOCOL.md §4).
+
+    ``stream`` is UNSET (absent on the wire) only in events of a site from before streams:
+    a hub files those under the legacy stream "". ``stream_base`` (an added field, absent
+    unless set) is sent by an outbox that was upgraded from such a site and kept its
+    numbering: every seq ≤ ``stream_base`` of the site was stored by a hub, or emitted, before
+    this stream; the stream's own seqs start after it (see hub/ingest.py)."""
 
     id: NonEmpty
     site: Ident
+    stream: StreamId | UnsetType = UNSET
+    stream_base: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
     seq: Seq
     boot: Text
     ts: UnixTimeF
@@ -306,6 +322,30 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+class EventHead(Struct, kw_only=True, frozen=True):
+    """The common fields of an event, read leniently: what a hub needs to store and
+    acknowledge an event of any type, also one it does not know (PROTOCOL.md §4: a newer
+    site may send types an older hub does not know). ``clock_synced`` may be missing here."""
+
+    id: NonEmpty
+    site: Ident
+    stream: StreamId | UnsetType = UNSET
+    stream_base: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    seq: Seq
+    boot: Text
+    ts: UnixTimeF
+    type: EventTypeName
+    clock_synced: bool = False
+
+
+class EventPlace(Struct, kw_only=True, frozen=True):
+    """Where a message on ``event`` that is not an event belongs, if that can be read: its
+    stream (absent: the legacy stream) and seq. Everything else in it is ignored."""
+
+    stream: StreamId | UnsetType = UNSET
+    seq: Seq
+
+
 class Status(Struct, kw_only=True, frozen=True):
     """Retained site status; also the Last Will (``state`` = offline)."""
 
@@ -318,6 +358,8 @@ class Status(Struct, kw_only=True, frozen=True):
     clock_synced: bool = False
     outbox_pending: Count = 0
     lockdown: bool = False
+    #: The site's event stream (PROTOCOL.md §4); absent from sites from before streams.
+    stream: StreamId | UnsetType = UNSET
     #: An added field: why the site's local storage fails (e.g. the disk is full), None
     #: while it works. The site keeps deciding from its cache meanwhile.
     storage_error: Annotated[str, Meta(max_length=512)] | None = None
@@ -344,6 +386,11 @@ class Occupancy(Struct, kw_only=True, frozen=True):
 
 
 class EventAck(Struct, kw_only=True, frozen=True):
+    """``{"stream": STREAM, "upto": SEQ}``: every event of the site's stream STREAM with seq
+    ≤ SEQ is stored. "" is the legacy stream (events without a stream); ``stream`` is
+    UNSET in an ack of a hub from before streams, which knows one numbering per site."""
+
+    stream: AckStream | UnsetType = UNSET
     upto: Annotated[int, Meta(ge=0)]
 
 

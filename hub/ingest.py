@@ -139,6 +139,10 @@ class Ingest:
             if head.site != site:
                 quarantined.append(self._quarantine(site, raw, f"the event names site {head.site!r}"))
                 continue
+            if head.stream_base is not m.UNSET and head.stream_base >= head.seq:
+                quarantined.append(self._quarantine(site, raw, f"seq {head.seq} is not after its stream_base "
+                                                               f"{head.stream_base}"))
+                continue
             stream = "" if head.stream is m.UNSET else head.stream
             if head.stream_base is not m.UNSET:
                 bases[stream] = max(bases.get(stream, 0), head.stream_base)

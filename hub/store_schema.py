@@ -208,6 +208,7 @@ def _event_streams(db: Database) -> None:
         pk="id", not_null={"site_id", "received_at", "why", "payload"},
     )
     db.table("event_quarantine").create_index(["site_id", "id"])
+    db.table("event_quarantine").create_index(["site_id", "stream", "seq"])
     db.table("event_quarantine").create_index(["received_at"])
 
 

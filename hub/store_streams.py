@@ -17,7 +17,8 @@ duplicate, events purged by retention are not stored again when a site resends t
 A message that is not an event is kept aside in ``event_quarantine`` (the newest
 ``QUARANTINE_KEEP`` per site, each truncated to ``QUARANTINE_BYTES``) and counted per site;
 when its stream and seq could be read, that seq counts as received, so that it never holds
-back the acknowledgement of the events after it.
+back the acknowledgement of the events after it (and a valid event that comes later for
+that seq is still stored, while the quarantined message is kept).
 
 The site's current stream is the newest one the hub has seen (the legacy stream never
 replaces another); ``site_state`` mirrors its acked_upto / max_seq / gaps.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -123,7 +125,8 @@ class StreamsMixin(SqliteBase):
         unknown = 0
         with self._write() as c:
             c.execute("INSERT OR IGNORE INTO site_state (site_id) VALUES (?)", (site_id,))
-            (current,) = c.execute("SELECT stream FROM site_state WHERE site_id = ?", (site_id,)).fetchone()
+            current, kept_aside = c.execute("SELECT stream, quarantined FROM site_state WHERE site_id = ?",
+                                            (site_id,)).fetchone()
             rows = {r[0]: r for r in c.execute(
                 f"SELECT {_STREAM_COLS} FROM event_streams WHERE site_id = ?", (site_id,))}  # noqa: S608
             for name in names:
@@ -135,6 +138,8 @@ class StreamsMixin(SqliteBase):
                 if st.created:
                     self._log_new_stream(site_id, name, base, [r for r in rows if r != name])
                 events = by_stream.get(name, {})
+                late = self._quarantined_seqs(c, site_id, name, [s for s in events if not st.fresh(s)]) \
+                    if kept_aside else []
                 if events and name not in (LEGACY, current):
                     first = rows[current][5] if current in rows else out[current].first_seen if current in out \
                         else None
@@ -142,6 +147,7 @@ class StreamsMixin(SqliteBase):
                         current = name  # the newest stream with events; the legacy one never takes over
                 ev_seqs = sorted(s for s in events if st.fresh(s))
                 seqs = sorted(set(ev_seqs) | {s for s in q_seqs.get(name, ()) if st.fresh(s)})
+                ev_seqs = sorted(ev_seqs + late)  # counted already, when they were kept aside
                 before = c.total_changes
                 c.executemany(
                     "INSERT OR IGNORE INTO events (site_id, stream, seq, id, type, ts, received_at, payload) "
@@ -192,6 +198,21 @@ class StreamsMixin(SqliteBase):
                       (*values, site_id))
         return BatchStored(streams=out, new=frozenset(new_keys), unknown=unknown,
                            quarantined=len(batch.quarantined))
+
+    @staticmethod
+    def _quarantined_seqs(c: sqlite3.Connection, site_id: str, stream: str, seqs: list[int]) -> list[int]:
+        """Of ``seqs`` (counted as received already), those that were counted for a
+        quarantined message and have no event stored: a valid event for such a seq is
+        stored after all (the message kept aside was not the site's event)."""
+        out: list[int] = []
+        for i in range(0, len(seqs), 500):
+            part = seqs[i : i + 500]
+            out += [r[0] for r in c.execute(
+                f"SELECT DISTINCT seq FROM event_quarantine q WHERE site_id = ? AND stream = ? "  # noqa: S608
+                f"AND seq IN ({', '.join('?' * len(part))}) AND NOT EXISTS (SELECT 1 FROM events e "
+                "WHERE e.site_id = q.site_id AND e.stream = q.stream AND e.seq = q.seq)",
+                (site_id, stream, *part))]
+        return out
 
     @staticmethod
     def _log_new_stream(site_id: str, name: str, base: int, others: list[str]) -> None:
@@ -276,3 +297,28 @@ class StreamsMixin(SqliteBase):
             if table == "events":
                 total = n_table
         return total
+
+
+def stream_notes(current: str, streams: Sequence[StreamState]) -> dict[str, Any]:
+    """What to tell an admin about a site's streams (``torwart-hub sites``, the dashboard):
+    the current stream; when it is a new stream beside an older one, ``reset_at`` (when the
+    hub first saw it), and the stream before it with its ``acked_upto``; when it continues
+    the site's legacy numbering (an upgraded outbox), ``continues_after``."""
+    notes: dict[str, Any] = {"stream": current, "reset_at": None, "previous": None, "previous_acked": None,
+                             "continues_after": None}
+    names = [s.stream for s in streams]
+    if current not in names:
+        return notes
+    i = names.index(current)
+    cur = streams[i]
+    if cur.base:
+        notes["continues_after"] = cur.base
+    elif i > 0:
+        prev = streams[i - 1]
+        notes.update(reset_at=cur.first_seen, previous=prev.stream, previous_acked=prev.acked_upto)
+    return notes
+
+
+def short(stream: str) -> str:
+    """A stream id as shown to people: its first 8 hex chars, or "legacy" for ""."""
+    return f"{stream[:8]}…" if stream else "legacy"

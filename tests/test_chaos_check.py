@@ -94,8 +94,8 @@ def test_the_sequence_check_finds_an_event_the_hub_does_not_have(tmp_path: Path)
         with Outbox(data / "outbox.db", "s", "b") as ob:
             raws = [ob.emit("door.opened", ts=T, clock_synced=True, door="eingang") for _ in range(3)]
             rows = [(i + 1, f"e{i}", "door.opened", float(T), r.decode()) for i, r in enumerate(raws)]
-            store.store_events("s", rows)
-            ob.ack(3)
+            store.store_events("s", rows, stream=ob.stream)
+            ob.ack(3, ob.stream)
             assert check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]["ok"]
             ob.emit("door.opened", ts=T, clock_synced=True, door="eingang")  # emitted, never stored
             got = check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]

@@ -4,7 +4,7 @@ without a gap (PROTOCOL.md §4).
 
 Events (``Ingest.events``):
 
-- An event whose common fields are valid (``wire.messages.EventHead``: id, site, stream,
+- An event whose common fields are valid (``wire.lenient.EventHead``: id, site, stream,
   seq, boot, ts, type) is stored and acknowledged whatever its type and other fields. One
   this hub cannot decode as a known type (a newer site's type, or a field value this hub
   does not know) is stored as it came, counted per site (``unknown_types``) and handed to
@@ -52,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from wire import lenient
 from wire import messages as m
 from wire.errors import WireError
 
@@ -81,7 +82,7 @@ class IngestStats:
 def _place(raw: bytes) -> tuple[str | None, int | None]:
     """(stream, seq) of a message that is not an event, where they can be read."""
     try:
-        p: m.EventPlace = m.decode(raw, m.EventPlace)
+        p: lenient.EventPlace = m.decode(raw, lenient.EventPlace)
     except WireError:
         return None, None
     return ("" if p.stream is m.UNSET else p.stream), p.seq
@@ -127,10 +128,10 @@ class Ingest:
             ev: m.Event | None = None
             try:
                 ev = m.decode(raw, m.AnyEvent)
-                head: m.Event | m.EventHead = ev
+                head: m.Event | lenient.EventHead = ev
             except WireError as exc:
                 try:
-                    head = m.decode(raw, m.EventHead)
+                    head = m.decode(raw, lenient.EventHead)
                 except WireError:
                     quarantined.append(self._quarantine(site, raw, str(exc)))
                     continue

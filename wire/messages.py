@@ -35,11 +35,9 @@ NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
 Count = Annotated[int, Meta(ge=0)]
 #: A site's event stream (PROTOCOL.md §4): 32 lower-case hex chars, made once with its outbox.
 StreamId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-#: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (events of a site
-#: from before streams, which carry none).
+#: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (no stream in events).
 AckStream = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32})?$")]
-#: An event type as a hub reads it before it knows the type (``EventHead``).
-EventTypeName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+StreamBase = Annotated[int, Meta(ge=1)]
 
 # Every struct is keyword-only and immutable; unknown fields are ignored on decode.
 
@@ -154,18 +152,15 @@ SignedBodyStream = CacheFullStream | CacheDelta | Command
 
 
 class Event(Struct, tag_field="type", kw_only=True, frozen=True):
-    """Common fields of every event (PROTOCOL.md §4).
-
-    ``stream`` is UNSET (absent on the wire) only in events of a site from before streams:
-    a hub files those under the legacy stream "". ``stream_base`` (an added field, absent
-    unless set) is sent by an outbox that was upgraded from such a site and kept its
-    numbering: every seq ≤ ``stream_base`` of the site was stored by a hub, or emitted, before
-    this stream; the stream's own seqs start after it (see hub/ingest.py)."""
+    """Common fields of every event (PROTOCOL.md §4). ``stream`` is absent only from events of
+    a site from before streams (the legacy stream ""). ``stream_base`` (an added field) comes
+    from an outbox upgraded from before streams: the stream continues the site's legacy
+    numbering after that seq (hub/ingest.py has the rule)."""
 
     id: NonEmpty
     site: Ident
     stream: StreamId | UnsetType = UNSET
-    stream_base: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    stream_base: StreamBase | UnsetType = UNSET
     seq: Seq
     boot: Text
     ts: UnixTimeF
@@ -322,30 +317,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-class EventHead(Struct, kw_only=True, frozen=True):
-    """The common fields of an event, read leniently: what a hub needs to store and
-    acknowledge an event of any type, also one it does not know (PROTOCOL.md §4: a newer
-    site may send types an older hub does not know). ``clock_synced`` may be missing here."""
-
-    id: NonEmpty
-    site: Ident
-    stream: StreamId | UnsetType = UNSET
-    stream_base: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
-    seq: Seq
-    boot: Text
-    ts: UnixTimeF
-    type: EventTypeName
-    clock_synced: bool = False
-
-
-class EventPlace(Struct, kw_only=True, frozen=True):
-    """Where a message on ``event`` that is not an event belongs, if that can be read: its
-    stream (absent: the legacy stream) and seq. Everything else in it is ignored."""
-
-    stream: StreamId | UnsetType = UNSET
-    seq: Seq
-
-
 class Status(Struct, kw_only=True, frozen=True):
     """Retained site status; also the Last Will (``state`` = offline)."""
 
@@ -386,9 +357,8 @@ class Occupancy(Struct, kw_only=True, frozen=True):
 
 
 class EventAck(Struct, kw_only=True, frozen=True):
-    """``{"stream": STREAM, "upto": SEQ}``: every event of the site's stream STREAM with seq
-    ≤ SEQ is stored. "" is the legacy stream (events without a stream); ``stream`` is
-    UNSET in an ack of a hub from before streams, which knows one numbering per site."""
+    """Every event of stream ``stream`` with seq ≤ ``upto`` is stored; ``stream`` is absent
+    in an ack of a hub from before streams (one numbering per site)."""
 
     stream: AckStream | UnsetType = UNSET
     upto: Annotated[int, Meta(ge=0)]

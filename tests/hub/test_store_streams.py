@@ -144,3 +144,24 @@ def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(tmp_pat
         assert (r.acked_upto, r.gaps) == (0, ((1, 1),))
         r = store.store_events(SITE, [(1, "n1", "door.opened", T0, "{}")], stream=s)
         assert (r.new, r.acked_upto, r.gaps) == (1, 2, ())
+
+
+def test_quarantined_messages_are_truncated_bounded_per_site_and_purged_by_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub import store_streams
+
+    monkeypatch.setattr(store_streams, "QUARANTINE_KEEP", 2)
+    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+        for i in range(3):
+            big = bytes([i]) * (store_streams.QUARANTINE_BYTES + 10)
+            store.store_batch(SITE, EventBatch(quarantined=[Quarantined(why=f"bad {i}", payload=big)]),
+                              received_at=T0 + i)
+        kept = store.quarantine(SITE)
+        assert [q.why for q in kept] == ["bad 2", "bad 1"]  # the newest two; the count goes on
+        assert all(len(q.payload) == store_streams.QUARANTINE_BYTES for q in kept)
+        state = store.site_state(SITE)
+        assert state is not None and state.quarantined == 3
+        assert state.last_seen is None  # garbage alone is no sign of life
+        store.purge_events(T0 + 2)
+        assert [q.why for q in store.quarantine(SITE)] == ["bad 2"]

@@ -313,6 +313,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                                                  "seconds") if doc.get(k) is not None]
             if isinstance(who, str):
                 details.append(f"member={members[who]}")
+            if ev.stream:  # seqs count per stream; a reinstalled site has several
+                details.append(f"stream={ev.stream[:8]}")
             rows.append([_when(ev.ts), ev.site_id, ev.seq, ev.type, " ".join(details)])
     _table(["TIME", "SITE", "SEQ", "TYPE", "DETAILS"], rows)
     return 0

@@ -42,7 +42,7 @@ def event_view(store: Store, ev: StoredEvent, *, names: bool, cache: dict[str, s
         doc = json.loads(ev.payload)
     except ValueError:
         doc = {}
-    out: dict[str, Any] = {"site": ev.site_id, "seq": ev.seq, "type": ev.type, "ts": ev.ts,
+    out: dict[str, Any] = {"site": ev.site_id, "stream": ev.stream, "seq": ev.seq, "type": ev.type, "ts": ev.ts,
                            "level": "alarm" if ev.type in ALARM_TYPES else "warn" if ev.type in WARN_TYPES else "info"}
     for key in _PLAIN_FIELDS:
         if doc.get(key) is not None:

@@ -4,6 +4,7 @@ new stream is stored, the old ones stay, and ``torwart-hub sites`` shows the res
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def test_a_reinstalled_sites_new_stream_is_stored_in_full_and_shown_as_a_reset(
             assert len(denied) == 2
             state = store.site_state(SITE)
             assert state is not None and (state.stream, state.acked_upto, state.gaps) == (second, len(new), ())
+            assert state.status is not None and json.loads(state.status)["stream"] == second  # Status carries it
         finally:
             store.close()
 

@@ -123,7 +123,9 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"issued {_when(meta.issued_at)}, expires {_when(meta.expires_at)}, applied {_when(meta.applied_at)}")
     ob = Outbox(data / "outbox.db", cfg.site.id, "status", read_only=True)
     try:
-        print(f"outbox   last seq {ob.last_seq}, acknowledged up to {ob.acked_upto}, {ob.pending_count()} pending")
+        stream, base = ob.stream_info
+        print(f"outbox   stream {stream or '-'}{f' (after seq {base})' if base else ''}, last seq {ob.last_seq}, "
+              f"acknowledged up to {ob.acked_upto}, {ob.pending_count()} pending")
         print("recent events:")
         for ev in ob.recent(args.events):
             extra = " ".join(f"{k}={ev[k]}" for k in ("door", "reason", "room", "version", "error", "reader")

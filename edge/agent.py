@@ -322,7 +322,7 @@ class Agent:
             state="online" if online else "offline", ts=self.clock.time(), boot=self.boot,
             software=software_version(), cache_version=meta.version, cache_expires_at=meta.expires_at,
             clock_synced=bool(self.judge.state), outbox_pending=self.outbox.pending_count(),
-            lockdown=bool(self.state.flag("lockdown", False)),
+            lockdown=bool(self.state.flag("lockdown", False)), stream=self.outbox.stream,
             storage_error="; ".join(e for e in (self.events.storage_error, self._cache_error) if e)[:512] or None,
         )
         return m.encode(msg)

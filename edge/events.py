@@ -99,11 +99,13 @@ class EventStream:
             self.flush()
 
     def on_ack(self, payload: bytes) -> None:
-        """``event/ack`` from the hub: drop what it has stored."""
+        """``event/ack`` from the hub: drop what it has stored. An ack names this outbox's
+        stream; one without a stream comes from a hub from before streams and applies to
+        this site's one numbering (Outbox.ack)."""
         try:
             ack = m.decode(payload, m.EventAck)
         except WireError as exc:
             log.warning("malformed event ack dropped: %s", exc)
             return
-        if self.outbox.ack(ack.upto):
+        if self.outbox.ack(ack.upto, None if ack.stream is m.UNSET else ack.stream):
             self._ack_seen_at = time.monotonic()

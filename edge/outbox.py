@@ -3,12 +3,23 @@
 Every event the site emits is validated, numbered and committed here before anyone may
 publish it, and stays until the hub acknowledges it on ``event/ack``:
 
+- ``stream`` is a random id made once with the outbox (PROTOCOL.md §4); every event carries
+  it, and the hub acknowledges per stream. A reinstalled site (a new outbox) starts a new
+  stream at seq 1, which the hub stores in full beside the old one.
 - ``seq`` starts at 1 and grows by exactly 1 per event, across restarts and power cuts. The
   counter lives in a meta row updated in the same transaction as the insert, so a seq is
   never reused, even after acknowledged rows are purged (``MAX(seq)+1`` would reuse them).
+- An outbox made before streams gets its stream when this code first opens it and keeps its
+  numbering (a hub from before streams must go on seeing one numbering). Its unacknowledged
+  events are rewritten to carry the stream, and ``stream_base`` (carried in its events as an
+  added field while > 0) records that every seq ≤ it was stored, under the site's legacy
+  numbering, by the hub: the stream's own events start after it. An ack without a stream
+  (a hub from before streams, one numbering per site) applies to the numbering and raises
+  ``stream_base`` to it, since that hub stored those seqs under the legacy numbering; an
+  ack naming another stream (a previous installation, the legacy stream) changes nothing.
 - ``PRAGMA synchronous=FULL`` with WAL: once ``emit`` returns, the event survives a power
   cut (the WAL is fsynced at every commit).
-- ``ack(upto)`` is cumulative ("every event with seq ≤ upto is stored at the hub"), so the
+- ``ack(upto, stream)`` is cumulative ("every event with seq ≤ upto is stored at the hub"), so the
   acknowledged state is one number, ``acked_upto``; ``pending`` is everything after it.
 - ``purge`` deletes acknowledged events older than the retention period (GDPR storage
   limitation), never an unacknowledged one.
@@ -24,6 +35,7 @@ another process may open the file with ``read_only=True`` while the agent runs (
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Mapping
@@ -43,7 +55,7 @@ from .errors import EdgeError, StorageError
 log = logging.getLogger(__name__)
 
 _migrations = Migrations("torwart-edge-outbox")
-_COMMON = frozenset({"id", "site", "seq", "boot", "ts", "clock_synced", "type"})
+_COMMON = frozenset({"id", "site", "stream", "stream_base", "seq", "boot", "ts", "clock_synced", "type"})
 
 
 @_migrations()
@@ -62,6 +74,28 @@ def m001_initial(db: Database) -> None:
     db.execute("INSERT INTO meta (k) VALUES (1)")
 
 
+@_migrations()
+def m002_stream(db: Database) -> None:
+    """The outbox's event stream (PROTOCOL.md §4), made here once. An outbox from before
+    streams keeps its numbering: its acknowledged seqs become the stream's base, and the
+    events still waiting for the hub are rewritten to carry the stream (and the base)."""
+    stream = secrets.token_hex(16)
+    db["meta"].add_column("stream", str, not_null_default="")  # type: ignore[union-attr]
+    db["meta"].add_column("stream_base", int, not_null_default=0)  # type: ignore[union-attr]
+    (acked,) = db.execute("SELECT acked_upto FROM meta WHERE k = 1").fetchone()
+    db.execute("UPDATE meta SET stream = ?, stream_base = ? WHERE k = 1", (stream, acked))
+    rows = db.execute("SELECT seq, data FROM events WHERE seq > ?", (acked,)).fetchall()
+    for seq, data in rows:
+        doc = msgspec.json.decode(data)
+        doc["stream"] = stream
+        if acked:
+            doc["stream_base"] = acked
+        db.execute("UPDATE events SET data = ? WHERE seq = ?", (msgspec.json.encode(doc), seq))
+    if rows or acked:
+        log.warning("outbox upgraded to event stream %s: %d unacknowledged events now carry it; seqs up to %d "
+                    "were acknowledged before", stream, len(rows), acked)
+
+
 class InvalidEvent(EdgeError, ValueError):
     """An event does not match PROTOCOL.md §4: a bug in the caller, never a runtime condition."""
 
@@ -72,7 +106,8 @@ def _field_names(cls: type[m.Event]) -> frozenset[str]:
 
 
 def build_event(type: str, fields: Mapping[str, Any], *, site: str, seq: int, boot: str, ts: float,
-                clock_synced: bool, event_id: str | None = None) -> m.Event:
+                clock_synced: bool, event_id: str | None = None, stream: str | None = None,
+                stream_base: int = 0) -> m.Event:
     """Build and validate one event (no I/O). Raises InvalidEvent for an unknown type, an
     unknown or reserved field, or a value the contract refuses."""
     cls = m.EVENT_TYPES.get(type)
@@ -88,6 +123,10 @@ def build_event(type: str, fields: Mapping[str, Any], *, site: str, seq: int, bo
         "type": type, "id": event_id or uuid.uuid4().hex, "site": site, "seq": seq, "boot": boot,
         "ts": float(ts), "clock_synced": clock_synced, **fields,
     }
+    if stream is not None:
+        obj["stream"] = stream
+    if stream_base:
+        obj["stream_base"] = stream_base
     try:
         return msgspec.convert(obj, cls)
     except msgspec.ValidationError as exc:
@@ -106,7 +145,24 @@ class Outbox:
         self._conn = connect(self.path, read_only=read_only)
         if not read_only:
             migrate(self._conn, _migrations, self.path)
+        #: This outbox's event stream ("" in a read-only view of a file not yet upgraded).
+        self.stream, self._stream_base = self._stream()
 
+    def _stream(self) -> tuple[str, int]:
+        try:
+            row = self._conn.execute("SELECT stream, stream_base FROM meta WHERE k = 1").fetchone()
+        except sqlite3.OperationalError as exc:
+            if self.read_only and ("no such table" in str(exc) or "no such column" in str(exc)):
+                return ("", 0)  # being created or upgraded by the agent right now
+            raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
+        return ("", 0) if row is None else (str(row[0]), int(row[1]))
+
+    @property
+    def stream_info(self) -> tuple[str, int]:
+        """(stream, stream_base) as stored: also for a read-only outbox beside the agent."""
+        return self._stream()
     def close(self) -> None:
         self._conn.close()
 
@@ -127,7 +183,8 @@ class Outbox:
         InvalidEvent (a bug) or StorageError (nothing stored, no seq used).
         """
         # Validate before taking the write lock; the real seq is filled in below.
-        event = build_event(type, fields, site=self.site, seq=1, boot=self.boot, ts=ts, clock_synced=clock_synced)
+        event = build_event(type, fields, site=self.site, seq=1, boot=self.boot, ts=ts, clock_synced=clock_synced,
+                            stream=self.stream, stream_base=self._stream_base)
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -148,10 +205,20 @@ class Outbox:
         log.debug("event %d %s committed", seq, type)
         return data
 
-    def ack(self, upto: int) -> int:
+    def ack(self, upto: int, stream: str | None = None) -> int:
         """Mark every event with seq ≤ ``upto`` acknowledged; return how many were newly
         acknowledged. Idempotent. An ``upto`` beyond the last emitted seq changes nothing
-        (a hub confusing this site with another, or a site database replaced): logged."""
+        (a hub confusing this site with another, or a site database replaced): logged.
+
+        ``stream`` is the stream the ack names: this outbox's, or None for an ack of a hub
+        from before streams (one numbering per site: it applies, and raises
+        ``stream_base``). An ack naming another stream (the legacy stream "", a previous
+        installation's) changes nothing: every seq of the legacy numbering this outbox
+        still holds was rewritten into its stream when it was upgraded."""
+        if stream is not None and stream != self.stream:
+            log.info("hub acknowledged stream %r up to %d; this outbox's stream is %s: ignored",
+                     stream, upto, self.stream)
+            return 0
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -166,7 +233,11 @@ class Outbox:
                     conn.execute("ROLLBACK")
                     return 0
                 conn.execute("UPDATE meta SET acked_upto = ? WHERE k = 1", (upto,))
+                if stream is None:
+                    conn.execute("UPDATE meta SET stream_base = max(stream_base, ?) WHERE k = 1", (upto,))
                 conn.execute("COMMIT")
+                if stream is None:
+                    self._stream_base = max(self._stream_base, upto)
             except BaseException:
                 rollback_quietly(conn, "event ack")
                 raise

@@ -12,6 +12,7 @@ from pathlib import Path
 from .cli_common import _ago, _load, _rebuild, _store, _table, _when
 from .errors import HubError
 from .store_api import Store
+from .store_types import SiteState
 
 log = logging.getLogger("hub")
 
@@ -52,6 +53,26 @@ def _member_sites(store: Store, members: set[str], now: int) -> set[str]:
     return sites
 
 
+def _event_notes(store: Store, st: SiteState) -> list[str]:
+    """Lines under the sites table about a site's event streams and odd events."""
+    from .store_streams import short, stream_notes
+
+    n = stream_notes(st.stream, store.event_streams(st.site_id))
+    out = []
+    if n["reset_at"] is not None:
+        out.append(f"{st.site_id}: site was reset at {_when(n['reset_at'])} (new stream {short(n['stream'])}); "
+                   f"previous stream {short(n['previous'])} acked up to {n['previous_acked']}")
+    elif n["continues_after"] is not None:
+        out.append(f"{st.site_id}: stream {short(n['stream'])} continues the site's numbering after seq "
+                   f"{n['continues_after']} (outbox upgraded)")
+    if st.unknown_types:
+        out.append(f"{st.site_id}: {st.unknown_types} events of types this hub does not know, stored as they came")
+    if st.quarantined:
+        out.append(f"{st.site_id}: {st.quarantined} messages on the event topic were not events; kept aside "
+                   "(quarantined)")
+    return out
+
+
 # --- commands -----------------------------------------------------------------------------------
 
 
@@ -59,6 +80,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
     cfg = _load(args)
     now = time.time()
     rows: list[list[object]] = []
+    notes: list[str] = []
     with _store(cfg) as store:
         states = {s.site_id: s for s in store.site_states()}
         for site in cfg.sites:
@@ -76,8 +98,12 @@ def cmd_sites(args: argparse.Namespace) -> int:
                                               + (f", {len(st.gaps)} gaps" if st.gaps else ""))
             rows.append([site.id, site.name, state, built, applied, _ago(st.last_seen if st else None, now),
                          events, None if st is None else st.outbox_pending])
+            if st is not None:
+                notes += _event_notes(store, st)
         _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX"],
                rows)
+        for note in notes:
+            print(note)
         sync = store.get_sync_state(cfg.booking.adapter)
     if sync.last_ok_at is None and sync.failures == 0:
         health = "never run"
@@ -287,6 +313,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                                                  "seconds") if doc.get(k) is not None]
             if isinstance(who, str):
                 details.append(f"member={members[who]}")
+            if ev.stream:  # seqs count per stream; a reinstalled site has several
+                details.append(f"stream={ev.stream[:8]}")
             rows.append([_when(ev.ts), ev.site_id, ev.seq, ev.type, " ".join(details)])
     _table(["TIME", "SITE", "SEQ", "TYPE", "DETAILS"], rows)
     return 0

@@ -197,8 +197,8 @@ class HubService:
         if ack is not None and self.store.get_enrollment(ack.id) is not None:  # an enroll command's
             self.store.ack_enrollment(ack.id, site, None if ack.ok else (ack.error or "refused"), now=time.time())
 
-    def _ack_events(self, site: str, upto: int) -> None:
-        self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(upto=upto)))
+    def _ack_events(self, site: str, stream: str, upto: int) -> None:
+        self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(stream=stream, upto=upto)))
 
     def _on_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:

@@ -2,7 +2,7 @@
 
 Sites and rooms (synced from the config), members, their credentials and standing grants,
 bookings and the booking sync's state live here (this module); events and what sites
-report in ``store_events``; published cache versions in ``store_caches``; dashboard users
+report in ``store_events`` and ``store_streams``; published cache versions in ``store_caches``; dashboard users
 and sessions in ``store_users``; the schema and transactions in ``store_schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each

@@ -12,17 +12,20 @@ from typing import Protocol
 from wire import messages as m
 
 from .store_types import (
+    BatchStored,
     BookingChanges,
     BookingLike,
     CacheLogRow,
     CacheState,
     Credential,
     Enrollment,
+    EventBatch,
     EventsStored,
     EventTuple,
     Grant,
     LoginAttempt,
     Member,
+    Quarantined,
     RoomRow,
     SessionRow,
     SiteRow,
@@ -31,6 +34,7 @@ from .store_types import (
     SiteStateChanges,
     StoredBooking,
     StoredEvent,
+    StreamState,
     SyncState,
     User,
 )
@@ -95,9 +99,12 @@ class Store(Protocol):
     def hub_secret(self, name: str) -> bytes: ...
 
     # events and what sites report
+    def store_batch(self, site_id: str, batch: EventBatch, *, received_at: float | None = None) -> BatchStored: ...
     def store_events(
-        self, site_id: str, events: Sequence[EventTuple], *, received_at: float | None = None
+        self, site_id: str, events: Sequence[EventTuple], *, received_at: float | None = None, stream: str = "",
     ) -> EventsStored: ...
+    def event_streams(self, site_id: str) -> list[StreamState]: ...
+    def quarantine(self, site_id: str, limit: int = 100) -> list[Quarantined]: ...
     def events(
         self, *, site_id: str | None = None, type: str | None = None,
         since: float | None = None, until: float | None = None, limit: int = 100,

@@ -1,63 +1,32 @@
-"""Events, site state, door states and occupancy in the hub's SQLite store.
+"""Site state, door states and occupancy in the hub's SQLite store; the events, per site
+and stream, are in ``store_streams`` (this mixin includes it).
 
-Each site numbers its events 1, 2, 3, … without holes (PROTOCOL.md §4), so the hub can
-prove that nothing is missing. Per site the store keeps ``max_seq`` (the highest seq
-stored), ``gaps`` (the missing ranges below it) and ``acked_upto`` (every seq up to it is
-stored: the value of ``event/ack``). ``store_events`` updates the three from the batch
-alone, in the transaction that stores the events: a seq ≤ ``acked_upto`` is a duplicate
-by definition, a seq above ``max_seq`` extends it (opening a gap if it skips), a seq
-inside a gap fills it; nothing rescans the events table. Because the bookkeeping, not the
-table, decides what is a duplicate, events purged by retention are not stored again when a
-site resends them.
+A site's state carries its current event stream's ``acked_upto``, ``max_seq`` and
+``gaps`` (kept by ``store_streams.StreamsMixin.store_batch``), and the counts of events of
+unknown type and of quarantined messages.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from wire import messages as m
 
-from .store_schema import SqliteBase
-from .store_types import EventsStored, EventTuple, SiteState, SiteStateChanges, StoredEvent
+from .store_streams import StreamsMixin
+from .store_types import SiteState, SiteStateChanges
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every
 # value travels as a parameter (hence the noqa: S608 below).
 
-Gaps = list[list[int]]  # sorted, disjoint, inclusive [first, last] ranges
-
 _STATE_COLS = ("online", "since", "last_seen", "boot", "software", "cache_version", "cache_expires_at",
-               "clock_synced", "outbox_pending", "lockdown", "status", "acked_upto", "max_seq", "gaps")
+               "clock_synced", "outbox_pending", "lockdown", "status", "acked_upto", "max_seq", "gaps", "stream",
+               "unknown_types", "quarantined")
 _BOOL_COLS = frozenset({"online", "clock_synced", "lockdown"})
 _CHANGEABLE = frozenset(SiteStateChanges.__annotations__)
-
-
-def _in_gap(gaps: Gaps, seq: int) -> int:
-    """Index of the gap holding ``seq``, or -1."""
-    i = bisect.bisect_right(gaps, seq, key=lambda g: g[0]) - 1
-    return i if i >= 0 and gaps[i][0] <= seq <= gaps[i][1] else -1
-
-
-def advance(gaps: Gaps, max_seq: int, seqs: Sequence[int]) -> tuple[Gaps, int]:
-    """Account for newly stored ``seqs`` (ascending, each above max_seq or in a gap)."""
-    for seq in seqs:
-        if seq > max_seq:
-            if seq > max_seq + 1:
-                gaps.append([max_seq + 1, seq - 1])
-            max_seq = seq
-            continue
-        i = _in_gap(gaps, seq)
-        if i < 0:
-            continue
-        first, last = gaps[i]
-        pieces = [p for p in ([first, seq - 1], [seq + 1, last]) if p[0] <= p[1]]
-        gaps[i : i + 1] = pieces
-    return gaps, max_seq
 
 
 def _state(site_id: str, row: Sequence[Any]) -> SiteState:
@@ -69,86 +38,12 @@ def _state(site_id: str, row: Sequence[Any]) -> SiteState:
         clock_synced=bool(v["clock_synced"]), outbox_pending=v["outbox_pending"], lockdown=bool(v["lockdown"]),
         status=v["status"], acked_upto=v["acked_upto"], max_seq=v["max_seq"],
         gaps=tuple((a, b) for a, b in json.loads(v["gaps"])),
+        stream=v["stream"], unknown_types=v["unknown_types"], quarantined=v["quarantined"],
     )
 
 
-class EventsMixin(SqliteBase):
+class EventsMixin(StreamsMixin):
     """The event log and what sites report about themselves."""
-
-    def store_events(
-        self, site_id: str, events: Sequence[EventTuple], *, received_at: float | None = None
-    ) -> EventsStored:
-        """Store a batch of a site's events (seq, id, type, ts, payload JSON) in one
-        transaction; each (site, seq) is stored once, whatever is replayed and in which
-        order. Return how many were new, the new ``acked_upto`` and the gaps."""
-        now = time.time() if received_at is None else received_at
-        with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO site_state (site_id) VALUES (?)", (site_id,))
-            acked, max_seq, gaps_json = c.execute(
-                "SELECT acked_upto, max_seq, gaps FROM site_state WHERE site_id = ?", (site_id,)
-            ).fetchone()
-            gaps: Gaps = json.loads(gaps_json)
-            fresh: dict[int, EventTuple] = {}
-            for ev in events:
-                seq = ev[0]
-                if seq > acked and seq not in fresh and (seq > max_seq or _in_gap(gaps, seq) >= 0):
-                    fresh[seq] = ev
-            seqs = sorted(fresh)
-            before = c.total_changes
-            c.executemany(
-                "INSERT OR IGNORE INTO events (site_id, seq, id, type, ts, received_at, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(site_id, s, fresh[s][1], fresh[s][2], fresh[s][3], now, fresh[s][4]) for s in seqs],
-            )
-            new = c.total_changes - before
-            gaps, max_seq = advance(gaps, max_seq, seqs)
-            acked = gaps[0][0] - 1 if gaps else max_seq
-            c.execute(
-                "UPDATE site_state SET acked_upto = ?, max_seq = ?, gaps = ?, last_seen = ? WHERE site_id = ?",
-                (acked, max_seq, json.dumps(gaps), now, site_id),
-            )
-        if gaps and new:
-            log.info("site %s: events missing in %d ranges, first %d-%d", site_id, len(gaps), *gaps[0])
-        return EventsStored(new=new, acked_upto=acked, gaps=tuple((a, b) for a, b in gaps))
-
-    def events(
-        self, *, site_id: str | None = None, type: str | None = None,
-        since: float | None = None, until: float | None = None, limit: int = 100,
-    ) -> list[StoredEvent]:
-        """Events, newest first (by the site's ``ts``), filtered by site, type and
-        ``since`` ≤ ts < ``until``."""
-        where: list[str] = []
-        params: list[Any] = []
-        for cond, value in (("site_id = ?", site_id), ("type = ?", type), ("ts >= ?", since), ("ts < ?", until)):
-            if value is not None:
-                where.append(cond)
-                params.append(value)
-        sql = "SELECT site_id, seq, id, type, ts, received_at, payload FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
-        params.append(max(0, limit))
-        with self._read() as c:
-            rows = c.execute(sql, params).fetchall()
-        return [StoredEvent(site_id=r[0], seq=r[1], id=r[2], type=r[3], ts=r[4], received_at=r[5], payload=r[6])
-                for r in rows]
-
-    def purge_events(self, received_before: float) -> int:
-        """Delete events the hub received before ``received_before`` (retention), in
-        batches so that writers are not locked out for long. Return how many went."""
-        total = 0
-        while True:
-            with self._write() as c:
-                n = c.execute(
-                    "DELETE FROM events WHERE rowid IN "
-                    "(SELECT rowid FROM events WHERE received_at < ? LIMIT 10000)", (received_before,)
-                ).rowcount
-            total += n
-            if n < 10000:
-                break
-        if total:
-            log.info("purged %d events received before %.0f", total, received_before)
-        return total
 
     # --- site state --------------------------------------------------------------------------
 

@@ -181,9 +181,55 @@ def _webhook_signatures(db: Database) -> None:
     db.table("webhook_signatures").create_index(["ts"])
 
 
+def _event_streams(db: Database) -> None:
+    """Event streams (PROTOCOL.md §4: a reinstalled site starts a new stream at seq 1; the
+    hub keeps every stream) and messages kept aside.
+
+    - ``events`` is rebuilt with the primary key (site_id, stream, seq); the events stored
+      so far get the legacy stream "".
+    - ``event_streams`` holds per (site, stream) what ``site_state`` held per site: the
+      highest seq stored, the missing ranges and the acknowledged seq, plus ``base`` (seqs
+      ≤ it belong to the site's legacy numbering) and when the stream was first and last
+      seen. Each site's state so far becomes its legacy stream's.
+    - ``site_state`` gains the site's current ``stream`` and counts of events of unknown
+      type and of quarantined messages; its acked_upto / max_seq / gaps mirror the current
+      stream's.
+    - ``event_quarantine`` keeps what came on a site's ``event`` topic that was not an
+      event, as it came (truncated), why, and its stream and seq where they were readable.
+    """
+    db.table("events").add_column("stream", str, not_null_default="")
+    db.table("events").transform(
+        pk=("site_id", "stream", "seq"),
+        column_order=["site_id", "stream", "seq", "id", "type", "ts", "received_at", "payload"],
+    )
+    db.table("event_streams").create(
+        {"site_id": str, "stream": str, "base": int, "acked_upto": int, "max_seq": int, "gaps": str,
+         "first_seen": float, "last_seen": float},
+        pk=("site_id", "stream"), not_null={"base", "acked_upto", "max_seq", "gaps"},
+        defaults={"base": 0, "acked_upto": 0, "max_seq": 0, "gaps": "[]"},
+    )
+    db.execute(
+        "INSERT INTO event_streams (site_id, stream, base, acked_upto, max_seq, gaps, first_seen, last_seen) "
+        "SELECT site_id, '', 0, acked_upto, max_seq, gaps, NULL, last_seen FROM site_state "
+        "WHERE max_seq > 0 OR acked_upto > 0"
+    )
+    t = db.table("site_state")
+    t.add_column("stream", str, not_null_default="")
+    t.add_column("unknown_types", int, not_null_default=0)
+    t.add_column("quarantined", int, not_null_default=0)
+    db.table("event_quarantine").create(
+        {"id": int, "site_id": str, "received_at": float, "stream": str, "seq": int, "why": str,
+         "payload": bytes},
+        pk="id", not_null={"site_id", "received_at", "why", "payload"},
+    )
+    db.table("event_quarantine").create_index(["site_id", "id"])
+    db.table("event_quarantine").create_index(["site_id", "stream", "seq"])
+    db.table("event_quarantine").create_index(["received_at"])
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
-                               _webhook_signatures]
+                               _webhook_signatures, _event_streams]
 
 
 def _keep_private(path: Path) -> None:

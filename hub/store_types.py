@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
 from .errors import HubError
+from .store_stream_types import BatchStored as BatchStored  # noqa: PLC0414 (re-exported)
+from .store_stream_types import EventBatch as EventBatch  # noqa: PLC0414
+from .store_stream_types import IncomingEvent as IncomingEvent  # noqa: PLC0414
+from .store_stream_types import Quarantined as Quarantined  # noqa: PLC0414
+from .store_stream_types import StreamState as StreamState  # noqa: PLC0414
 
 
 class StoreError(HubError):
@@ -238,6 +243,8 @@ class StoredEvent:
     ts: float
     received_at: float
     payload: str
+    #: The site's event stream ("": the legacy stream of a site from before streams).
+    stream: str = ""
 
 
 #: (seq, id, type, ts, payload JSON) as ``store_events`` takes it.
@@ -273,6 +280,13 @@ class SiteState:
     acked_upto: int = 0
     max_seq: int = 0
     gaps: tuple[tuple[int, int], ...] = ()
+    #: The site's current event stream ("": the legacy stream); ``acked_upto``, ``max_seq``
+    #: and ``gaps`` above are that stream's (``Store.event_streams`` has them all).
+    stream: str = ""
+    #: Events stored whose type, or a type-specific field, this hub does not know.
+    unknown_types: int = 0
+    #: Messages on the site's ``event`` topic that were not events (kept aside).
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 - ``CacheLogRecorder`` copies every cache version the hub issues (its change log) into the
   run's own database while the run goes, so that the hub's log pruning cannot hide one;
-- ``check_sequences``: per site, the events emitted (the outbox's last seq) against what the
-  hub stored (count, distinct seqs, max_seq, acked_upto, gaps);
+- ``check_sequences``: per (site, stream), the events emitted (the outbox's seqs) against what
+  the hub stored (count, distinct seqs, max_seq, acked_upto, gaps);
 - ``check_decisions``: every access.granted / access.denied recomputed with
   ``edge.decide.decide`` against the entries of the cache version the event names, at the
   event's own time and clock verdict;
@@ -126,14 +126,14 @@ class CacheLogRecorder:
 # --- events: emitted vs stored ---------------------------------------------------------------------
 
 
-def outbox_state(data_dir: Path, site: str) -> tuple[int, int]:
-    """(last seq, acked_upto) of a site's outbox, read beside the running agent."""
+def outbox_state(data_dir: Path, site: str) -> tuple[int, int, str]:
+    """(last seq, acked_upto, stream) of a site's outbox, read beside the running agent."""
     path = data_dir / "outbox.db"
     if not path.exists():
-        return 0, 0
+        return 0, 0, ""
     ob = Outbox(path, site, "chaos", read_only=True)
     try:
-        return ob.last_seq, ob.acked_upto
+        return ob.last_seq, ob.acked_upto, ob.stream_info[0]
     finally:
         ob.close()
 
@@ -148,30 +148,40 @@ def site_cache_version(data_dir: Path) -> tuple[int | None, int]:
     return meta.version, meta.entry_count
 
 
-def hub_site_state(hub_db: Path, site: str) -> dict[str, Any]:
+def hub_site_state(hub_db: Path, site: str, stream: str = "") -> dict[str, Any]:
+    """What the hub holds of one (site, stream): its bookkeeping and the events stored, and
+    how many gaps the site's other streams have."""
     conn = ro(hub_db)
     try:
-        st = conn.execute("SELECT acked_upto, max_seq, gaps FROM site_state WHERE site_id = ?", (site,)).fetchone()
-        ev = conn.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events WHERE site_id = ?",
-                          (site,)).fetchone()
+        st = conn.execute("SELECT base, acked_upto, max_seq, gaps FROM event_streams WHERE site_id = ? AND stream = ?",
+                          (site, stream)).fetchone()
+        ev = conn.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events "
+                          "WHERE site_id = ? AND stream = ?", (site, stream)).fetchone()
+        others = conn.execute("SELECT gaps FROM event_streams WHERE site_id = ? AND stream != ?",
+                              (site, stream)).fetchall()
         cv = conn.execute("SELECT version FROM cache_sites WHERE site_id = ?", (site,)).fetchone()
     finally:
         conn.close()
-    acked, max_seq, gaps = st if st else (0, 0, "[]")
-    return {"acked_upto": acked, "max_seq": max_seq, "gaps": json.loads(gaps), "stored": ev[0],
-            "distinct": ev[1], "min_seq": ev[2], "max_stored": ev[3], "hub_cache_version": cv[0] if cv else None}
+    base, acked, max_seq, gaps = st if st else (0, 0, 0, "[]")
+    return {"stream": stream, "base": base, "acked_upto": acked, "max_seq": max_seq, "gaps": json.loads(gaps),
+            "other_stream_gaps": sum(len(json.loads(g)) for (g,) in others), "stored": ev[0], "distinct": ev[1],
+            "min_seq": ev[2], "max_stored": ev[3], "hub_cache_version": cv[0] if cv else None}
 
 
 def check_sequences(hub_db: Path, data_dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Per site: emitted (outbox last seq) against stored at the hub; ``ok`` when every seq
-    1..last is stored exactly once and acknowledged."""
+    """Per site, of its outbox's stream: emitted (the outbox's seqs after the stream's base)
+    against stored at the hub; ``ok`` when every seq of the stream is stored exactly once
+    and acknowledged, and no other stream of the site has a gap."""
     out: dict[str, dict[str, Any]] = {}
     for site, data in sorted(data_dirs.items()):
-        last, acked_at_site = outbox_state(data, site)
-        hub = hub_site_state(hub_db, site)
-        ok = (hub["stored"] == hub["distinct"] == last == hub["max_seq"] == hub["acked_upto"] == acked_at_site
-              and not hub["gaps"] and (last == 0 or (hub["min_seq"] == 1 and hub["max_stored"] == last)))
-        out[site] = {"emitted": last, "acked_at_site": acked_at_site, **hub, "ok": ok}
+        last, acked_at_site, stream = outbox_state(data, site)
+        hub = hub_site_state(hub_db, site, stream)
+        base = hub["base"]
+        emitted = max(0, last - base)
+        ok = (hub["stored"] == hub["distinct"] == emitted and hub["max_seq"] == hub["acked_upto"] == acked_at_site
+              == max(last, base) and not hub["gaps"] and not hub["other_stream_gaps"]
+              and (emitted == 0 or (hub["min_seq"] == base + 1 and hub["max_stored"] == last)))
+        out[site] = {"emitted": emitted, "acked_at_site": acked_at_site, **hub, "ok": ok}
     return out
 
 

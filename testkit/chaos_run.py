@@ -140,7 +140,7 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
         "stored": sum(v["stored"] for v in seqs.values()),
         "lost": sum(max(0, v["emitted"] - v["distinct"]) for v in seqs.values()),
         "duplicates": sum(v["stored"] - v["distinct"] for v in seqs.values()),
-        "gaps": sum(len(v["gaps"]) for v in seqs.values()),
+        "gaps": sum(len(v["gaps"]) + v["other_stream_gaps"] for v in seqs.values()),
         "sites_ok": sum(v["ok"] for v in seqs.values()),
         "types": {s: dict(c) for s, c in event_types(world.hub_db).items()},
     }

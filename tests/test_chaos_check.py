@@ -94,11 +94,38 @@ def test_the_sequence_check_finds_an_event_the_hub_does_not_have(tmp_path: Path)
         with Outbox(data / "outbox.db", "s", "b") as ob:
             raws = [ob.emit("door.opened", ts=T, clock_synced=True, door="eingang") for _ in range(3)]
             rows = [(i + 1, f"e{i}", "door.opened", float(T), r.decode()) for i, r in enumerate(raws)]
-            store.store_events("s", rows)
-            ob.ack(3)
+            store.store_events("s", rows, stream=ob.stream)
+            ob.ack(3, ob.stream)
             assert check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]["ok"]
             ob.emit("door.opened", ts=T, clock_synced=True, door="eingang")  # emitted, never stored
             got = check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]
             assert not got["ok"] and (got["emitted"], got["stored"]) == (4, 3)
+    finally:
+        store.close()
+
+
+def test_the_sequence_check_counts_a_reinstalled_sites_stream_and_any_gap_in_an_old_one(tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "site"
+    data.mkdir()
+    store = SqliteStore(tmp_path / "hub.sqlite3")
+    try:
+        for n in (4, 2):  # the site, then the site reinstalled (its outbox wiped): seqs 1.. again
+            with Outbox(data / "outbox.db", "s", "b") as ob:
+                raws = [ob.emit("door.opened", ts=T, clock_synced=True, door="eingang") for _ in range(n)]
+                store.store_events("s", [(i + 1, f"e{i}", "door.opened", float(T), r.decode())
+                                         for i, r in enumerate(raws)], stream=ob.stream)
+                ob.ack(n, ob.stream)
+                old = ob.stream
+            if n == 4:
+                shutil.rmtree(data)
+                data.mkdir()
+        got = check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]
+        assert got["ok"] and (got["emitted"], got["stored"], got["max_seq"]) == (2, 2, 2)
+        first = next(s.stream for s in store.event_streams("s") if s.stream != old)
+        store.store_events("s", [(6, "late", "door.opened", float(T), "{}")], stream=first)  # seq 5 missing
+        got = check_sequences(tmp_path / "hub.sqlite3", {"s": data})["s"]
+        assert not got["ok"] and got["other_stream_gaps"] == 1
     finally:
         store.close()

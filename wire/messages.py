@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta, Struct, field
+from msgspec import UNSET as UNSET  # noqa: PLC0414  (re-exported: m.UNSET)
+from msgspec import Meta, Struct, UnsetType, field
 
 from .codec import PATH_RE
 
@@ -32,6 +33,11 @@ UnixTimeF = Annotated[float, Meta(ge=0)]
 Text = Annotated[str, Meta(max_length=256)]
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
 Count = Annotated[int, Meta(ge=0)]
+#: A site's event stream (PROTOCOL.md §4): 32 lower-case hex chars, made once with its outbox.
+StreamId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+#: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (no stream in events).
+AckStream = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32})?$")]
+StreamBase = Annotated[int, Meta(ge=1)]
 
 # Every struct is keyword-only and immutable; unknown fields are ignored on decode.
 
@@ -146,10 +152,15 @@ SignedBodyStream = CacheFullStream | CacheDelta | Command
 
 
 class Event(Struct, tag_field="type", kw_only=True, frozen=True):
-    """Common fields of every event (PROTOCOL.md §4)."""
+    """Common fields of every event (PROTOCOL.md §4). ``stream`` is absent only from events of
+    a site from before streams (the legacy stream ""). ``stream_base`` (an added field) comes
+    from an outbox upgraded from before streams: the stream continues the site's legacy
+    numbering after that seq (hub/ingest.py has the rule)."""
 
     id: NonEmpty
     site: Ident
+    stream: StreamId | UnsetType = UNSET
+    stream_base: StreamBase | UnsetType = UNSET
     seq: Seq
     boot: Text
     ts: UnixTimeF
@@ -318,6 +329,8 @@ class Status(Struct, kw_only=True, frozen=True):
     clock_synced: bool = False
     outbox_pending: Count = 0
     lockdown: bool = False
+    #: The site's event stream (PROTOCOL.md §4); absent from sites from before streams.
+    stream: StreamId | UnsetType = UNSET
     #: An added field: why the site's local storage fails (e.g. the disk is full), None
     #: while it works. The site keeps deciding from its cache meanwhile.
     storage_error: Annotated[str, Meta(max_length=512)] | None = None
@@ -344,6 +357,10 @@ class Occupancy(Struct, kw_only=True, frozen=True):
 
 
 class EventAck(Struct, kw_only=True, frozen=True):
+    """Every event of stream ``stream`` with seq ≤ ``upto`` is stored; ``stream`` is absent
+    in an ack of a hub from before streams (one numbering per site)."""
+
+    stream: AckStream | UnsetType = UNSET
     upto: Annotated[int, Meta(ge=0)]
 
 

@@ -17,6 +17,7 @@ import msgspec
 
 from ..config import HubConfig
 from ..store_api import Store
+from ..store_streams import short, stream_notes
 from ..store_types import StoredEvent
 
 #: Event types shown as alarms (red) and as warnings (amber).
@@ -41,7 +42,7 @@ def event_view(store: Store, ev: StoredEvent, *, names: bool, cache: dict[str, s
         doc = json.loads(ev.payload)
     except ValueError:
         doc = {}
-    out: dict[str, Any] = {"site": ev.site_id, "seq": ev.seq, "type": ev.type, "ts": ev.ts,
+    out: dict[str, Any] = {"site": ev.site_id, "stream": ev.stream, "seq": ev.seq, "type": ev.type, "ts": ev.ts,
                            "level": "alarm" if ev.type in ALARM_TYPES else "warn" if ev.type in WARN_TYPES else "info"}
     for key in _PLAIN_FIELDS:
         if doc.get(key) is not None:
@@ -97,6 +98,7 @@ def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, no
                           "ts": None})
     applied = st.cache_version if st is not None else None
     published = cs.version if cs is not None else None
+    notes = stream_notes(st.stream, store.event_streams(site_id)) if st is not None else stream_notes("", [])
     return {
         "id": site.id, "name": site.name or site.id, "names": names, "now": now,
         "online": None if st is None or st.since is None else st.online,
@@ -111,6 +113,9 @@ def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, no
         "occupancy_ts": occ[1] if occ is not None else None,
         "doors": doors,
         "alarms": sum(1 for d in doors if d["alarm"]),
+        "stream": {"reset_at": notes["reset_at"], "new": short(notes["stream"]),
+                   "previous": short(notes["previous"] or ""), "previous_acked": notes["previous_acked"],
+                   "unknown_types": st.unknown_types if st else 0, "quarantined": st.quarantined if st else 0},
         "events": [event_view(store, e, names=names, cache=cache)
                    for e in store.events(site_id=site_id, limit=events)] if events else [],
     }

@@ -70,6 +70,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "clock_bad_short": ("nicht vertrauenswürdig", "not trusted"),
     "clock_bad": ("nicht vertrauenswürdig: Buchungen öffnen keine Tür", "not trusted: bookings open no door"),
     "outbox": ("Ereignisse unterwegs", "events in transit"),
+    "stream_reset": ("Standort wurde neu aufgesetzt am {when} (neuer Ereignisstrom {new}); der vorige Strom {old} "
+                     "ist bis Nr. {acked} bestätigt.",
+                     "Site was reset at {when} (new event stream {new}); previous stream {old} acknowledged up "
+                     "to no. {acked}."),
+    "stream_odd": ("{unknown} Ereignisse unbekannter Art gespeichert, {quarantined} fehlerhafte Meldungen "
+                   "beiseitegelegt.",
+                   "{unknown} events of unknown type stored, {quarantined} malformed messages kept aside."),
     "events": ("Letzte Ereignisse", "Last events"),
     "no_events": ("Noch keine Ereignisse.", "No events yet."),
     "chart_title": ("Gebucht und erschienen, letzte 7 Tage", "Booked vs. present, last 7 days"),

@@ -1,7 +1,8 @@
 """Fuzzing the hub's ingest of site messages: random bytes and mutations of valid payloads on
 every inbound topic kind, into hub.ingest.Ingest over a real SqliteStore. Nothing may
-crash it, and nothing that does not decode as its wire type (for the right site and door)
-may change a single row of the store."""
+crash it; nothing that does not decode as its wire type (for the right site and door) may
+change a single row of the store, except on the event topic, where it is kept aside
+(quarantined, counted) and never stored as an event (PROTOCOL.md §4)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hub.ingest import Ingest
 from hub.store import SqliteStore
 from tests.strategies import struct
+from wire import lenient
 from wire import messages as m
 from wire.errors import WireError
 from wire.topics import Kind
@@ -35,19 +37,23 @@ class Rig:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store = SqliteStore(path)
-        self.acks: list[tuple[str, int]] = []
+        self.acks: list[tuple[str, str, int]] = []
         self.seen: list[m.Event] = []
-        self.ingest = Ingest(self.store, lambda s, upto: self.acks.append((s, upto)),
+        self.ingest = Ingest(self.store, lambda s, stream, upto: self.acks.append((s, stream, upto)),
                              lambda s, ev: self.seen.append(ev))
 
-    def snapshot(self) -> tuple[Any, ...]:
-        """Every row a site message can change."""
+    def snapshot(self, tables: tuple[str, ...] = ("events", "event_streams", "event_quarantine", "site_state",
+                                                  "door_states", "occupancy")) -> tuple[Any, ...]:
+        """Every row a site message can change (of ``tables``)."""
         conn = sqlite3.connect(self.path)
         try:
-            return tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                         for t in ("events", "site_state", "door_states", "occupancy"))
+            return tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables)
         finally:
             conn.close()
+
+    def quarantined(self) -> int:
+        state = self.store.site_state(SITE)
+        return state.quarantined if state is not None else 0
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +80,9 @@ def _valid(kind: Kind) -> st.SearchStrategy[bytes]:
 def _accepted(kind: Kind, payload: bytes) -> bool:
     """The oracle: would a correct hub take this message in?"""
     try:
-        if kind is Kind.EVENT:
-            return bool(m.decode(payload, m.AnyEvent).site == SITE)
+        if kind is Kind.EVENT:  # any type: the common fields decide
+            head = m.decode(payload, lenient.EventHead)
+            return bool(head.site == SITE and (head.stream_base is m.UNSET or head.stream_base < head.seq))
         if kind is Kind.DOOR:
             return bool(m.decode(payload, m.DoorState).door == DOOR)
         cls = {Kind.STATUS: m.Status, Kind.OCCUPANCY: m.Occupancy, Kind.CACHE_ACK: m.CacheAck,
@@ -110,11 +117,26 @@ def test_garbage_on_any_inbound_topic_never_crashes_the_hub_nor_reaches_its_stor
 ) -> None:
     payload = data.draw(st.one_of(st.binary(max_size=300), _valid(kind).flatmap(mutated)), label="payload")
     before = rig.snapshot()
+    events_before = rig.snapshot(("events",))
+    quarantined = rig.quarantined()
     acks = len(rig.acks)
     _feed(rig, kind, payload)  # must not raise, whatever the bytes
-    if not _accepted(kind, payload):
+    if _accepted(kind, payload):
+        return
+    if kind is not Kind.EVENT:
         assert rig.snapshot() == before, "a message that is not valid for this site changed the store"
         assert len(rig.acks) == acks, "garbage was acknowledged"
+        return
+    # Not an event of this site: kept aside and counted, never stored as an event, and
+    # acknowledged exactly when its stream and seq can be read.
+    assert rig.snapshot(("events",)) == events_before, "garbage was stored as an event"
+    assert rig.quarantined() == quarantined + 1, "garbage on the event topic was not kept aside"
+    try:
+        m.decode(payload, lenient.EventPlace)
+        readable = True
+    except WireError:
+        readable = False
+    assert len(rig.acks) == acks + readable
 
 
 @pytest.mark.parametrize("kind", INBOUND, ids=[k.value for k in INBOUND])
@@ -125,10 +147,15 @@ def test_valid_messages_still_get_in_between_the_garbage(rig: Rig, kind: Kind, d
     _feed(rig, kind, payload)
     if kind is Kind.EVENT and _accepted(kind, payload):
         ev = m.decode(payload, m.AnyEvent)
+        stream = "" if ev.stream is m.UNSET else ev.stream
         conn = sqlite3.connect(rig.path)
         try:
-            stored = conn.execute("SELECT payload FROM events WHERE site_id = ? AND seq = ?",
-                                  (SITE, ev.seq)).fetchone()
+            stored = conn.execute("SELECT payload FROM events WHERE site_id = ? AND stream = ? AND seq = ?",
+                                  (SITE, stream, ev.seq)).fetchone()
+            (base,) = conn.execute("SELECT base FROM event_streams WHERE site_id = ? AND stream = ?",
+                                   (SITE, stream)).fetchone()
         finally:
             conn.close()
-        assert stored is not None  # this one, or an earlier event with its seq (stored once)
+        # This one, or an earlier event with its (stream, seq) (stored once); or a seq of the
+        # site's legacy numbering, which a stream that continues it (stream_base) starts after.
+        assert stored is not None or ev.seq <= base

@@ -87,12 +87,13 @@ def test_replayed_and_shuffled_events_are_stored_once_and_acked_contiguously(
     b"not json", b'{"type":"door.opened"}', b"\xff\xfe",
     event("wittlich", 1),  # names another site than its topic
 ])
-def test_malformed_site_messages_are_dropped_and_the_hub_carries_on(
+def test_malformed_site_messages_are_kept_aside_or_dropped_and_the_hub_carries_on(
     hub: HubThread, broker: Mosquitto, mqtt_client: type[TestClient], payload: bytes
 ) -> None:
     site = mqtt_client(broker)  # type: ignore[call-arg]
     site.subscribe(topic("minheim", Kind.EVENT_ACK))
-    dropped = hub.service.ingest.stats.dropped
+    stats = hub.service.ingest.stats
+    dropped = stats.dropped + stats.quarantined
     site.publish(topic("minheim", Kind.EVENT), payload)
     site.publish(topic("minheim", Kind.STATUS), payload)
     site.publish(topic("minheim", Kind.EVENT), event("minheim", 1))
@@ -105,9 +106,12 @@ def test_malformed_site_messages_are_dropped_and_the_hub_carries_on(
     try:
         wait_for(lambda: (st := store.site_state("minheim")) is not None and st.boot == "after-garbage", 30,
                  what="the good status recorded after the bad one")
+        # The good event is stored, also where the bad one claimed its seq (kept aside, counted).
+        assert [(e.seq, e.type) for e in store.events(site_id="minheim")] == [(1, "door.opened")]
+        assert len(store.quarantine("minheim")) == 1
     finally:
         store.close()
-    assert hub.service.ingest.stats.dropped >= dropped + 2  # the bad event and the bad status
+    assert stats.dropped + stats.quarantined >= dropped + 2  # the bad event and the bad status
 
 
 @pytest.mark.parametrize(("fault", "params"), [

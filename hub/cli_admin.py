@@ -61,6 +61,10 @@ def cmd_sites(args: argparse.Namespace) -> int:
     rows: list[list[object]] = []
     with _store(cfg) as store:
         states = {s.site_id: s for s in store.site_states()}
+        refusals = store.site_refusals()
+        refused: dict[str, int] = {}
+        for r in refusals:
+            refused[r.site_id] = refused.get(r.site_id, 0) + r.count
         for site in cfg.sites:
             st = states.get(site.id)
             cache = store.cache_state(site.id)
@@ -75,9 +79,9 @@ def cmd_sites(args: argparse.Namespace) -> int:
             events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                               + (f", {len(st.gaps)} gaps" if st.gaps else ""))
             rows.append([site.id, site.name, state, built, applied, _ago(st.last_seen if st else None, now),
-                         events, None if st is None else st.outbox_pending])
-        _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX"],
-               rows)
+                         events, None if st is None else st.outbox_pending, refused.get(site.id, 0)])
+        _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
+                "REFUSED"], rows)
         sync = store.get_sync_state(cfg.booking.adapter)
     if sync.last_ok_at is None and sync.failures == 0:
         health = "never run"
@@ -86,6 +90,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
                   f"{_ago(sync.last_ok_at, now)}; last error: {sync.last_error}")
     else:
         health = f"ok, last sync {_ago(sync.last_ok_at, now)}"
+    if refusals:
+        print("\nmessages refused from sites (too large, over a room's capacity, unknown room, "
+              "a cache version the hub never issued):")
+        _table(["SITE", "REFUSED", "COUNT", "LAST", "LAST REASON"],
+               [[r.site_id, r.kind, r.count, _ago(r.last_at, now), r.last_reason] for r in refusals])
     print(f"\nbooking sync ({cfg.booking.adapter}): {health}")
     return 0
 

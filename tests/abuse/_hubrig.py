@@ -171,10 +171,10 @@ class Rig:
 
 
 def make_rig(county: County, platform: BookingPlatform, passwords: dict[str, str], broker: Any,
-             stack: contextlib.ExitStack) -> Rig:
-    """Start the hub and log both sites in; the hub's member has a card and site b a
-    booking, so that site b has a cache with an entry from the start."""
-    hub = stack.enter_context(HubThread(county))
+             stack: contextlib.ExitStack, cfg: Any = None) -> Rig:
+    """Start the hub (with ``cfg``, default: the county's config) and log both sites in; the
+    hub's member has a card."""
+    hub = stack.enter_context(HubThread(county, cfg))
     svc = hub.service
     svc.call(lambda: svc.store.add_member(MEMBER, "Member One"))
     svc.call(lambda: svc.store.add_credential(MEMBER, CARD))

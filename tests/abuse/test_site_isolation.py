@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hub import config
 from hub.__main__ import main
 from hub.limits import EVENT_MAX_BYTES
 from hub.publisher import VERSION_AHEAD
@@ -209,3 +210,23 @@ def test_an_occupancy_list_beyond_the_rooms_capacity_or_for_an_unknown_room_is_r
     rig.a_barrier()
     assert rig.sql("SELECT ts FROM occupancy WHERE site_id = ?", A) == [(1_800_000_001.0,)]
     rig.alive()
+
+
+def test_a_site_whose_cache_cannot_be_built_does_not_stop_the_hub_or_the_other_sites_caches(
+    tmp_path: Path, auth_broker: Mosquitto, booking_platform: BookingPlatform, site_passwords: dict[str, str]
+) -> None:
+    county = make_county(tmp_path, auth_broker, booking_platform, (A, B), mqtt_users=site_passwords)
+    cfg = config.load(county.hub_config_path)
+    (county.dir / "hub" / f"{A}.cred.key").write_text("not a key\n")  # site a's caches cannot be built
+    with contextlib.ExitStack() as stack:
+        rig = make_rig(county, booking_platform, site_passwords, auth_broker, stack, cfg)
+        assert rig.svc.call(lambda: rig.svc.caches.latest_version(A)) is None
+        held = rig.svc.call(lambda: rig.svc.caches.latest_version(B))
+        assert held is not None
+        rig.book(A)  # one sync changes both sites; site a comes first in the rebuild loop
+        booked = rig.book(B)
+        rig.sync()
+        body = rig.wait_b_cache(above=held)
+        assert isinstance(body, m.CacheFull) and [e.ref for e in body.entries] == [booked]
+        rig.b_events_acked(2)
+        rig.alive()

@@ -239,6 +239,8 @@ class CacheManager:
             if fresh and not (added or changed or removed) and base > min_version:
                 return None
             version = max(base + 1, now, min_version + 1)
+            if version > m.MAX_SEQ:  # no site could decode it (wire.messages.Version)
+                raise CacheError(f"site {site_id}: cache version {version} would exceed {m.MAX_SEQ}")
             try:
                 self.store.record_cache_version(
                     site_id, version=version, base_version=base, built_at=now, added=added, changed=changed,
@@ -255,10 +257,15 @@ class CacheManager:
         raise CacheError(f"site {site_id}: other writers kept recording cache versions; try again")
 
     def rebuild_all(self, now: int) -> dict[str, int]:
-        """Rebuild every configured site; site → new version, for those that got one."""
+        """Rebuild every configured site; site → new version, for those that got one. A
+        site whose rebuild fails is logged and left out; the other sites are rebuilt."""
         out: dict[str, int] = {}
         for s in self.cfg.sites:
-            v = self.rebuild(s.id, now)
+            try:
+                v = self.rebuild(s.id, now)
+            except Exception:
+                log.exception("site %s: cache rebuild failed; the other sites carry on", s.id)
+                continue
             if v is not None:
                 out[s.id] = v
         return out

@@ -83,6 +83,10 @@ def cmd_sites(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with _store(cfg) as store:
         states = {s.site_id: s for s in store.site_states()}
+        refusals = store.site_refusals()
+        refused: dict[str, int] = {}
+        for r in refusals:
+            refused[r.site_id] = refused.get(r.site_id, 0) + r.count
         for site in cfg.sites:
             st = states.get(site.id)
             cache = store.cache_state(site.id)
@@ -97,11 +101,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
             events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                               + (f", {len(st.gaps)} gaps" if st.gaps else ""))
             rows.append([site.id, site.name, state, built, applied, _ago(st.last_seen if st else None, now),
-                         events, None if st is None else st.outbox_pending])
+                         events, None if st is None else st.outbox_pending, refused.get(site.id, 0)])
             if st is not None:
                 notes += _event_notes(store, st)
-        _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX"],
-               rows)
+        _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
+                "REFUSED"], rows)
         for note in notes:
             print(note)
         sync = store.get_sync_state(cfg.booking.adapter)
@@ -112,6 +116,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
                   f"{_ago(sync.last_ok_at, now)}; last error: {sync.last_error}")
     else:
         health = f"ok, last sync {_ago(sync.last_ok_at, now)}"
+    if refusals:
+        print("\nmessages refused from sites (too large, over a room's capacity, unknown room, "
+              "a cache version the hub never issued):")
+        _table(["SITE", "REFUSED", "COUNT", "LAST", "LAST REASON"],
+               [[r.site_id, r.kind, r.count, _ago(r.last_at, now), r.last_reason] for r in refusals])
     print(f"\nbooking sync ({cfg.booking.adapter}): {health}")
     return 0
 

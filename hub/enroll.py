@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from wire import messages as m
+from wire.creds import check_credential
 from wire.errors import KeyFileError, WireError
 from wire.keys import read_key_file
 from wire.seal import unseal
@@ -64,8 +65,13 @@ def describe(credential: str) -> str:
     EM4100 fobs and cards are printed with their 32-bit id in decimal (the last 8 of the
     10 hex digits, 10 decimal digits with leading zeros), sometimes as ``facility,card``
     (bits 16–23 and 0–15 of that id, as a Wiegand-26 reader would report them); ISO 14443A
-    cards carry no number of their own, so their UID is shown in hex."""
+    cards carry no number of their own, so their UID is shown in hex. A string of no
+    PROTOCOL.md §1 form (a site may seal anything) is shown as such; this never raises."""
     kind, _, value = credential.partition(":")
+    try:
+        check_credential(credential)
+    except WireError:
+        return f"a malformed {kind[:32]!r} credential"
     if kind == "em4100":
         card_id = int(value[2:], 16)
         return f"EM4100 card, printed number {card_id:010d} (or {(card_id >> 16) & 0xFF},{card_id & 0xFFFF:05d})"

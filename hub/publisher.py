@@ -9,6 +9,11 @@ not sent again until it was refused or ``resend_seconds`` passed without an ack;
 that refuses again within ``resend_seconds`` of a full sent for its last refusal (its disk
 is full, its size limit or hub key is wrong) gets the next attempt only after that time,
 so that a site which cannot apply anything is not flooded with caches in a tight loop.
+
+A site that reports a version above the latest gets a new version above it (the hub's
+store was restored from an older backup), but only up to ``VERSION_AHEAD`` above the
+hub's clock or latest version: versions are ``max(previous + 1, now)``, so no version the
+hub issued is further ahead, and a site cannot push the hub's counter to the wire's bound.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from .caches import CacheManager
 from .link import HubLink
 
 log = logging.getLogger(__name__)
+
+#: How far above the hub's clock (or its latest version, if that is higher) a version a
+#: site reports may be for the hub to take it as one it issued: a day's worth of versions
+#: issued faster than one per second.
+VERSION_AHEAD = 86400
 
 
 @dataclass
@@ -56,11 +66,24 @@ class Publisher:
                      len(body.entries))
         return body.version
 
+    def unissued(self, site: str, reported: int | None) -> str | None:
+        """Why ``reported`` cannot be a version the hub issued to ``site`` (more than
+        VERSION_AHEAD above both the hub's clock and its latest version), or None."""
+        if reported is None:
+            return None
+        limit = max(self.caches.latest_version(site) or 0, int(time.time())) + VERSION_AHEAD
+        return f"version {reported} is above {limit}, the highest the hub can have issued" \
+            if reported > limit else None
+
     def converge(self, site: str, reported: int | None, *, force_full: bool = False) -> None:
-        """Send what ``site``, holding version ``reported``, needs to reach the latest."""
+        """Send what ``site``, holding version ``reported``, needs to reach the latest.
+        A ``reported`` version the hub cannot have issued (``unissued``) is ignored."""
         latest = self.caches.latest_version(site)
         if latest is None:
             return
+        if self.unissued(site, reported) is not None:
+            log.info("site %s reports cache version %s, which the hub never issued; ignored", site, reported)
+            reported = None
         state = self.caches.store.cache_state(site)
         if force_full or state is None or state.retained_version is None or self.caches.needs_new_retained_full(site):
             self.publish_full(site)

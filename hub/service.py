@@ -5,6 +5,10 @@ Threads meet at one queue, as on the edge: paho's network thread, the HTTP serve
 APScheduler jobs and the booking-feedback worker only hand work to the main loop, which
 alone uses the store connection. Events are ingested in batches (one transaction and
 one ack per site per batch), which is what keeps up with a county's sites.
+
+One site cannot hold up another: a message larger than its topic's limit is refused on
+paho's thread before it is queued (hub.limits), and whatever fails while one site's
+messages, batch or cache are handled is logged and leaves the other sites' work done.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wire import messages as m
+from wire.errors import WireError
 from wire.keys import read_key_file
 from wire.topics import Kind
 
@@ -31,6 +36,7 @@ from .caches import CacheManager
 from .config import HubConfig, signing_key
 from .feedback import Feedback
 from .ingest import Ingest
+from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
 from .publisher import Publisher
@@ -53,6 +59,8 @@ class HubService:
         self._events_lock = threading.Lock()
         self._events_posted = False
         self._known: dict[str, int | None] = {}
+        self.limits = SiteLimits(cfg)
+        self._refusals = RefusalTally()
         self._sched = BackgroundScheduler(timezone="UTC")
         self.web: Any = None
         #: Change notices for the dashboard's live view (any thread may wait on it).
@@ -149,6 +157,10 @@ class HubService:
         self.post(lambda: homeassistant.publish(self.cfg, self.link.publish_topic))
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
+        too_large = self.limits.too_large(site, kind, len(payload))
+        if too_large is not None:  # never decoded, never queued
+            self.refuse(site, f"{kind.value}:too_large", too_large)
+            return
         if kind is Kind.EVENT:
             with self._events_lock:
                 self._events[site].append(payload)
@@ -161,13 +173,36 @@ class HubService:
         elif kind is Kind.DOOR:
             self.post(lambda: self._notify(site, "door", self.ingest.door(site, door, payload)))
         elif kind is Kind.OCCUPANCY:
-            self.post(lambda: self._notify(site, "occupancy", self.ingest.occupancy(site, payload)))
+            self.post(lambda: self._occupancy(site, payload))
         elif kind is Kind.CACHE_ACK:
             self.post(lambda: self._cache_ack(site, payload))
         elif kind is Kind.COMMAND_ACK:
             self.post(lambda: self._command_ack(site, payload))
 
+    def refuse(self, site: str, kind: str, reason: str) -> None:
+        """Count a message refused from ``site`` (``kind``: ``topic:reason``); any thread.
+        The counts reach the store, and the log, in bulk on the main loop."""
+        if not self.limits.knows(site):
+            log.debug("refused a message (%s) on the topics of unknown site %r: %s", kind, site, reason)
+            return
+        if self._refusals.add(site, kind, reason):
+            self.post(self._flush_refusals)
+
     # --- handlers (main loop) ------------------------------------------------------------------------
+
+    def _flush_refusals(self) -> None:
+        counted = self._refusals.take()
+        for site, kind, n, reason in counted:
+            log.warning("site %s: refused %d message(s) (%s), the last: %s", site, n, kind, reason)
+        self.store.record_refusals(counted, at=time.time())
+
+    def _each_site(self, sites: Iterable[str], what: str, fn: Callable[[str], object]) -> None:
+        """``fn(site)`` for each site; a failure is logged and the next site's turn comes."""
+        for site in sites:
+            try:
+                fn(site)
+            except Exception:
+                log.exception("site %s: %s failed; the other sites carry on", site, what)
 
     def _configured(self, site: str) -> bool:
         try:
@@ -181,16 +216,32 @@ class HubService:
         with self._events_lock:
             batches, self._events = self._events, defaultdict(list)
             self._events_posted = False
-        for site, payloads in batches.items():
+
+        def drain(site: str) -> None:
             if not self._configured(site):
-                continue
+                return
+            payloads = batches[site]
             for i in range(0, len(payloads), EVENT_BATCH):
                 self.ingest.events(site, payloads[i : i + EVENT_BATCH])
             self.live.notify(site, "events")
 
+        # A batch that fails is not acknowledged: its site sends it again.
+        self._each_site(list(batches), "event batch", drain)
+
     def _notify(self, site: str, what: str, stored: bool) -> None:
         if stored:
             self.live.notify(site, what)
+
+    def _occupancy(self, site: str, payload: bytes) -> None:
+        try:
+            occ = m.decode(payload, m.Occupancy)
+        except WireError:
+            occ = None  # the ingest logs and counts it
+        refusal = None if occ is None else self.limits.occupancy_refusal(site, occ)
+        if refusal is not None:
+            self.refuse(site, f"{Kind.OCCUPANCY.value}:{refusal[0]}", refusal[1])
+            return
+        self._notify(site, "occupancy", self.ingest.occupancy(site, payload))
 
     def _command_ack(self, site: str, payload: bytes) -> None:
         ack = self.ingest.command_ack(site, payload)
@@ -201,6 +252,14 @@ class HubService:
         self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(stream=stream, upto=upto)))
 
     def _on_event(self, site: str, ev: m.Event) -> None:
+        """What a stored event sets off; a failure is logged and the batch's other events
+        (and the other sites' batches) are handled all the same."""
+        try:
+            self._after_event(site, ev)
+        except Exception:
+            log.exception("site %s: handling event %s (%s) failed; the event is stored", site, ev.seq, ev.type)
+
+    def _after_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
             self.feedback.checked_in(ev.ref, int(ev.ts))
         elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub/enroll.py)
@@ -220,7 +279,7 @@ class HubService:
             return
         st = self.ingest.status(site, payload)
         self._notify(site, "status", st is not None)
-        if st is not None and st.state == "online":
+        if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
             self.publisher.converge(site, st.cache_version)
 
     def _cache_ack(self, site: str, payload: bytes) -> None:
@@ -232,25 +291,36 @@ class HubService:
         self.live.notify(site, "cache")
         state = self.store.site_state(site)
         reported = state.cache_version if state is not None else None
+        if not self._issued(site, Kind.CACHE_ACK, ack.version):
+            return
         if ack.ok:
             self.publisher.converge(site, ack.version)
         else:
             self.publisher.refused(site, ack.error, reported, ack.version)
 
+    def _issued(self, site: str, kind: Kind, version: int | None) -> bool:
+        """Whether ``version``, reported by ``site``, may be one the hub issued; a version
+        too far above them (Publisher.unissued) is refused and counted."""
+        why = self.publisher.unissued(site, version)
+        if why is not None:
+            self.refuse(site, f"{kind.value}:unissued_version", why)
+        return why is None
+
     def _converge_all(self) -> None:
-        for s in self.cfg.sites:
-            state = self.store.site_state(s.id)
+        def converge(site: str) -> None:
+            state = self.store.site_state(site)
             online = state is not None and state.online
-            self.publisher.converge(s.id, state.cache_version if online and state else None)
-            self._known[s.id] = self.caches.latest_version(s.id)
+            self.publisher.converge(site, state.cache_version if online and state else None)
+            self._known[site] = self.caches.latest_version(site)
+
+        self._each_site([s.id for s in self.cfg.sites], "cache convergence", converge)
 
     def changed(self, sites: set[str] | frozenset[str]) -> dict[str, int]:
         """Rebuild the caches of ``sites`` and bring them out; site → new version."""
         now = int(time.time())
         out = {}
-        for site in sorted(sites):
-            if not any(s.id == site for s in self.cfg.sites):
-                continue
+
+        def rebuild(site: str) -> None:
             v = self.caches.rebuild(site, now)
             if v is not None:
                 out[site] = v
@@ -258,17 +328,22 @@ class HubService:
                 self.live.notify(site, "cache")
                 state = self.store.site_state(site)
                 self.publisher.converge(site, state.cache_version if state and state.online else None)
+
+        configured = {s.id for s in self.cfg.sites}
+        self._each_site(sorted(s for s in sites if s in configured), "cache rebuild", rebuild)
         return out
 
     def _watch_versions(self) -> None:
         """Versions built by another process (the CLI) on the same store: publish them."""
-        for s in self.cfg.sites:
-            latest = self.caches.latest_version(s.id)
-            if latest != self._known.get(s.id):
-                self._known[s.id] = latest
-                self.live.notify(s.id, "cache")
-                state = self.store.site_state(s.id)
-                self.publisher.converge(s.id, state.cache_version if state and state.online else None)
+        def watch(site: str) -> None:
+            latest = self.caches.latest_version(site)
+            if latest != self._known.get(site):
+                self._known[site] = latest
+                self.live.notify(site, "cache")
+                state = self.store.site_state(site)
+                self.publisher.converge(site, state.cache_version if state and state.online else None)
+
+        self._each_site([s.id for s in self.cfg.sites], "publishing a new cache version", watch)
 
     def _rebuild_all(self) -> None:
         # Entries depend on now (the booking window) and versions need fresh expiry.

@@ -227,9 +227,20 @@ def _event_streams(db: Database) -> None:
     db.table("event_quarantine").create_index(["received_at"])
 
 
+def _site_refusals(db: Database) -> None:
+    """Messages the hub refused from a site (too large, an occupancy list longer than the
+    room's capacity allows, a cache version the hub never issued), counted per site and
+    kind of refusal (``topic:reason``, e.g. ``event:too_large``) with the last one's time
+    and detail: shown by ``torwart-hub sites``."""
+    db.table("site_refusals").create(
+        {"site_id": str, "kind": str, "count": int, "last_at": float, "last_reason": str},
+        pk=("site_id", "kind"), not_null={"count", "last_at", "last_reason"}, defaults={"count": 0},
+    )
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
-                               _webhook_signatures, _event_streams]
+                               _webhook_signatures, _event_streams, _site_refusals]
 
 
 def _keep_private(path: Path) -> None:

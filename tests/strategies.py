@@ -32,7 +32,8 @@ def _of(t: mi.Type) -> st.SearchStrategy[Any]:
         lo = t.ge if t.ge is not None else -(2**40)
         return st.integers(lo, t.le if t.le is not None else 2**40)
     if isinstance(t, mi.FloatType):
-        return st.floats(t.ge if t.ge is not None else -1e12, 1e12, allow_nan=False, allow_infinity=False)
+        return st.floats(t.ge if t.ge is not None else -1e12, t.le if t.le is not None else 1e12,
+                         allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.NoneType):
         return st.none()
     if isinstance(t, mi.LiteralType):

@@ -26,18 +26,28 @@ from .errors import MALFORMED, WireError
 
 Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Cred = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-Seq = Annotated[int, Meta(ge=1)]
-Version = Annotated[int, Meta(ge=0)]
-UnixTime = Annotated[int, Meta(ge=0)]
-UnixTimeF = Annotated[float, Meta(ge=0)]
+# Every number bounded (a site may send anything; the hub stores numbers in SQLite's signed
+# 64-bit integers and shows times as dates): see the bounds below.
+#: The highest event seq and cache version (PROTOCOL.md §4: seq at most 2^53; versions are
+#: max(previous + 1, now), far below). Exact in a float, hence in any JSON reader.
+MAX_SEQ = 2**53
+#: The last second a date can show (9999-12-31T23:59:59Z): every time on the wire, int or float.
+MAX_TIME = 253_402_300_799
+#: Counts and durations (outbox_pending, present, capacity, door.held_open seconds).
+MAX_COUNT = 2**31 - 1
+Seq = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
+Version = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
+UnixTime = Annotated[int, Meta(ge=0, le=MAX_TIME)]
+#: Finite by construction: JSON has no NaN or Infinity, and 1e400 is refused as out of range.
+UnixTimeF = Annotated[float, Meta(ge=0, le=MAX_TIME)]
 Text = Annotated[str, Meta(max_length=256)]
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
-Count = Annotated[int, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 #: A site's event stream (PROTOCOL.md §4): 32 lower-case hex chars, made once with its outbox.
 StreamId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 #: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (no stream in events).
 AckStream = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32})?$")]
-StreamBase = Annotated[int, Meta(ge=1)]
+StreamBase = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
 
 # Every struct is keyword-only and immutable; unknown fields are ignored on decode.
 
@@ -221,7 +231,7 @@ class DoorForcedOpen(Event, tag="door.forced_open", kw_only=True, frozen=True):
 
 class DoorHeldOpen(Event, tag="door.held_open", kw_only=True, frozen=True):
     door: Ident
-    seconds: Annotated[float, Meta(ge=0)]
+    seconds: Annotated[float, Meta(ge=0, le=MAX_COUNT)]
 
 
 class OccupancyCheckin(Event, tag="occupancy.checkin", kw_only=True, frozen=True):
@@ -361,7 +371,7 @@ class EventAck(Struct, kw_only=True, frozen=True):
     in an ack of a hub from before streams (one numbering per site)."""
 
     stream: AckStream | UnsetType = UNSET
-    upto: Annotated[int, Meta(ge=0)]
+    upto: Annotated[int, Meta(ge=0, le=MAX_SEQ)]
 
 
 class CacheAck(Struct, kw_only=True, frozen=True):

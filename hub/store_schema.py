@@ -166,8 +166,27 @@ def _v5(db: Database) -> None:
     db.table("login_failures").create_index(["at"])
 
 
+def _feedback_queue(db: Database) -> None:
+    """What the hub tells the booking platform (PROTOCOL.md §5), queued durably: one row per
+    (booking, kind), ``check_in`` or ``release``, from ``pending`` (retried at ``next_try``)
+    to ``delivered`` or ``failed`` (refused for good). A release row is also the record that
+    the booking was released, so it is released once across restarts. ``site_watch`` keeps
+    per site the time since which the hub has seen it online and caught up without a break
+    (``clean_since``, NULL while it is not; the hub clears it when it starts)."""
+    db.table("feedback").create(
+        {"booking_id": str, "kind": str, "site_id": str, "at": int, "state": str, "attempts": int,
+         "next_try": float, "last_error": str, "created_at": float, "done_at": float},
+        pk=("booking_id", "kind"),
+        not_null={"site_id", "at", "state", "attempts", "next_try", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db.table("feedback").create_index(["state", "next_try"])
+    db.table("feedback").create_index(["created_at"])
+    db.table("site_watch").create({"site_id": str, "clean_since": float, "boot": str}, pk="site_id")
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _feedback_queue]
 
 
 def _keep_private(path: Path) -> None:

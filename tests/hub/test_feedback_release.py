@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from hub import config as hub_config
+from hub.store_types import SiteState
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -35,10 +36,21 @@ def clean_since(hub: HubThread, site: str = "minheim") -> float | None:
     return hub.service.call(lambda: hub.service.feedback.clean_since(site))
 
 
-def seen_clean(hub: HubThread, timeout: float = 20) -> float:
-    since = wait_for(lambda: clean_since(hub), timeout, what="the hub seeing the site clean")
-    assert since is not None
-    return since
+def site_state(hub: HubThread) -> SiteState | None:
+    return hub.service.call(lambda: hub.service.store.site_state("minheim"))
+
+
+def seen_clean(hub: HubThread, after: float, timeout: float = 20) -> float:
+    """Wait until the hub has recorded, after ``after``, that minheim is online with an
+    empty outbox and every event stored; return the time then."""
+
+    def clean() -> bool:
+        st = site_state(hub)
+        return (st is not None and st.online and st.outbox_pending == 0 and not st.gaps
+                and st.acked_upto == st.max_seq and (st.last_seen or 0) >= after)
+
+    wait_for(clean, timeout, what="the hub seeing the site online and caught up")
+    return time.time()
 
 
 def book_after(platform: BookingPlatform, county: County, id: str, t: float) -> int:
@@ -64,10 +76,12 @@ def test_a_site_seen_clean_throughout_has_its_no_show_released_once_even_after_a
 ) -> None:
     site = mqtt_client(broker)  # type: ignore[call-arg]
     with HubThread(county) as hub:
+        t0 = time.time()
         site.publish(topic("minheim", Kind.STATUS), status(), retain=True)
-        since = seen_clean(hub)
+        since = seen_clean(hub, t0)
         start = book_after(booking_platform, county, "late", since)
         came = book_after(booking_platform, county, "came", since)
+        assert hub.service.call(hub.service.sync_now).ok
         site.subscribe(topic("minheim", Kind.EVENT_ACK))
         site.publish(topic("minheim", Kind.EVENT), checkin("minheim", 1, "came"))
         wait_for(site.drain, 20, what="the check-in acked")
@@ -75,15 +89,16 @@ def test_a_site_seen_clean_throughout_has_its_no_show_released_once_even_after_a
         assert release(hub, start + NO_SHOW - 1) == []  # not yet
         assert release(hub, start + NO_SHOW) == ["late"]
         wait_for(lambda: booking_platform.releases, 20, what="the release at the platform")
-        assert release(hub, start + NO_SHOW + 60) == []
-        wait_for(lambda: hub.service.call(lambda: hub.service.store.get_feedback("late", "release")).state
-                 == "delivered", 10, what="the release recorded as delivered")
+        assert hub.service.call(lambda: hub.service.release_no_shows(now=start + NO_SHOW + 60)) == []
     # The platform's listing fails: the hub's store still holds the booking as confirmed.
     booking_platform.fail("status", None, status=500)
+    t1 = time.time()
     with HubThread(county) as hub:
         svc = hub.service
-        seen_clean(hub)  # the retained status again
+        seen_clean(hub, t1)  # the retained status again
         assert svc.call(lambda: svc.release_no_shows(now=start + NO_SHOW + 120)) == []
+        assert svc.call(lambda: svc.store.get_feedback("late", "release")).state == "delivered"
+        assert svc.call(lambda: svc.store.get_feedback("came", "check_in")).state == "delivered"
     assert booking_platform.releases == [("late", {"reason": "no_show"})]
     assert len(booking_platform.write_calls("release")) == 1
 
@@ -100,8 +115,9 @@ def test_two_hub_processes_on_one_store_release_a_no_show_once(
 
     with HubThread(county, worker(1)) as one, HubThread(county, worker(2)) as two:
         site = mqtt_client(broker)  # type: ignore[call-arg]
+        t0 = time.time()
         site.publish(topic("minheim", Kind.STATUS), status(), retain=True)
-        since = max(seen_clean(one), seen_clean(two))
+        since = max(seen_clean(one, t0), seen_clean(two, t0))
         start = book_after(booking_platform, county, "late", since)
         started(start)
         assert release(one, start + NO_SHOW) == ["late"]
@@ -117,18 +133,21 @@ def test_a_site_that_went_offline_during_the_booking_has_nothing_released(
     watch = mqtt_client(broker)  # type: ignore[call-arg]
     watch.subscribe(topic("minheim", Kind.STATUS))
     with HubThread(county) as hub:
+        t0 = time.time()
         agent.start()
         try:
-            since = seen_clean(hub, 40)  # the real agent: online, outbox empty, events acked
+            since = seen_clean(hub, t0, 40)  # the real agent: online, outbox empty, events acked
             start = book_after(booking_platform, county, "late", since)
             started(start)
             agent.kill()  # no goodbye: the broker publishes the site's Last Will
             wait_for(lambda: any(m.decode(x.payload, m.Status).state == "offline" for x in watch.drain()), 20,
                      what="the Last Will")
-            wait_for(lambda: clean_since(hub) is None, 10, what="the hub no longer seeing the site clean")
+            wait_for(lambda: (st := site_state(hub)) is not None and not st.online, 10, what="the hub seeing it")
+            t1 = time.time()
             agent.start()
-            assert seen_clean(hub, 40) > start  # clean again, but only since after the booking's start
+            seen_clean(hub, t1, 40)
             assert release(hub, start + NO_SHOW) == []
+            assert (clean_since(hub) or 0) > start  # clean again, but only since after the booking's start
             assert hub.service.feedback.stats.releases_held == 1
         finally:
             agent.stop()
@@ -143,23 +162,31 @@ def test_a_site_with_events_in_its_outbox_or_missing_has_nothing_released(
     site = mqtt_client(broker)  # type: ignore[call-arg]
     site.subscribe(topic("minheim", Kind.EVENT_ACK))
     with HubThread(county) as hub:
+        t0 = time.time()
         site.publish(topic("minheim", Kind.STATUS), status(), retain=True)
-        since = seen_clean(hub)
+        since = seen_clean(hub, t0)
         start = book_after(booking_platform, county, "late", since)
         started(start)
         if trouble == "outbox":
             site.publish(topic("minheim", Kind.STATUS), status(outbox=2), retain=True)
+            seen = wait_for(lambda: (st := site_state(hub)) is not None and st.outbox_pending == 2, 10,
+                            what="the outbox recorded")
         elif trouble == "offline":
             site.publish(topic("minheim", Kind.STATUS), status(state="offline"), retain=True)
-        else:  # seq 2 never arrives
+            seen = wait_for(lambda: (st := site_state(hub)) is not None and not st.online, 10,
+                            what="the offline status recorded")
+        else:  # seq 2 arrives late
             site.publish(topic("minheim", Kind.EVENT), checkin("minheim", 1, "other"))
             site.publish(topic("minheim", Kind.EVENT), checkin("minheim", 3, "other"))
-        wait_for(lambda: clean_since(hub) is None, 10, what="the hub no longer seeing the site clean")
-        if trouble == "gap":
+            seen = wait_for(lambda: (st := site_state(hub)) is not None and st.gaps == ((2, 2),), 10,
+                            what="the gap recorded")
             site.publish(topic("minheim", Kind.EVENT), checkin("minheim", 2, "other"))
             wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 3 for x in site.drain()), 20,
                      what="the gap filled")
+        assert seen
+        t1 = time.time()
         site.publish(topic("minheim", Kind.STATUS), status(), retain=True)  # all well again
-        assert seen_clean(hub) > start
+        seen_clean(hub, t1)
         assert release(hub, start + NO_SHOW) == []
+        assert (clean_since(hub) or 0) > start
     assert booking_platform.write_calls("release") == []

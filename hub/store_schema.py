@@ -193,9 +193,18 @@ def _keep_private(path: Path) -> None:
     """The store holds enrolled credentials and booking PINs: create it 0600 (SQLite would
     use the umask, typically 0644, and its WAL files follow the database's mode), and take
     group and other access away from a store an older version created so. The data
-    directory may be open to the broker's group (torwart-hub.service: 0710)."""
+    directory may be open to the broker's group (torwart-hub.service: 0710).
+
+    An existing store is never opened here: closing any descriptor of the database file
+    drops every POSIX lock this process holds on it, so a second store opened beside a
+    running one (another thread's) would let another process's last close take the
+    running one's WAL away (SQLite then deletes the -wal and -shm files under it)."""
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        if not path.exists():
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+            except FileExistsError:
+                pass  # created by another process just now
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if p.exists() and (mode := stat.S_IMODE(p.stat().st_mode)) & 0o077:
                 os.chmod(p, 0o600)

@@ -408,3 +408,31 @@ def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_pat
     with SqliteStore(old):
         pass
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_other_processes(
+    tmp_path: Path,
+) -> None:
+    """The hub opens one store per thread; another process (``torwart-hub sites``) opening
+    and closing the file meanwhile must not take the running store's WAL away."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "hub.sqlite3"
+    a = SqliteStore(path)
+    b = SqliteStore(path)  # a second thread's store, in the same process
+    try:
+        a.add_member("m1", "Anna")
+        cli = "from hub.store import SqliteStore; import sys; s = SqliteStore(sys.argv[1]); s.members(); s.close()"
+        subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
+        a.add_member("m2", "Ben")
+        assert path.with_name(path.name + "-wal").exists()
+        look = "from hub.store import SqliteStore; import sys; print(SqliteStore(sys.argv[1]).get_member('m2'))"
+        out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
+                             text=True).stdout
+        assert out.startswith("Member(id='m2'")
+    finally:
+        b.close()
+        a.close()
+    with SqliteStore(path) as c:
+        assert {m.id for m in c.members()} == {"m1", "m2"}

@@ -6,6 +6,8 @@ the site throughout, once."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from hub.__main__ import main as hub_main
+from hub.store import SqliteStore
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -148,22 +151,32 @@ def test_a_check_in_the_platform_refuses_three_times_arrives_exactly_once(
     assert hub.service.feedback.stats.checkins_again == 1
 
 
-def test_a_pending_check_in_survives_a_hub_restart_and_is_delivered_once(
-    county: County, booking_platform: BookingPlatform, broker: Mosquitto, mqtt_client: type[TestClient],
+def test_a_pending_check_in_survives_a_killed_hub_and_is_delivered_once(
+    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, mqtt_client: type[TestClient],
 ) -> None:
+    # Short timeouts: a check-in claimed when the hub is killed is due again after one lease.
+    county = make_county(tmp_path, broker, booking_platform, ("minheim",), booking={**FAST, "timeout_seconds": 1})
     book(booking_platform, "bk-1", county.resource("minheim"))
     booking_platform.fail("status", None, status=503, on="check-in")  # until healed
-    with HubThread(county) as hub:
-        synced(hub)
+    log = (tmp_path / "hub.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(county.hub_config_path)],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        with SqliteStore(tmp_path / "hub" / "data" / "hub.sqlite3") as store:
+            wait_for(lambda: store.get_booking("bk-1"), 30, what="the hub's first sync")
         site = mqtt_client(broker)  # type: ignore[call-arg]
         site.subscribe(topic("minheim", Kind.EVENT_ACK))
         site.publish(topic("minheim", Kind.EVENT), checkin("minheim", 1, "bk-1"))
         acked(site, 1)
         wait_for(lambda: len(booking_platform.write_calls("check-in")) >= 2, 20, what="a retry")
+    finally:
+        proc.kill()  # no goodbye
+        proc.wait()
     assert booking_platform.checkins == []
     booking_platform.heal()
     with HubThread(county) as hub:
-        wait_for(lambda: booking_platform.checkins, 20, what="the check-in after the restart")
+        wait_for(lambda: booking_platform.checkins, 30, what="the check-in after the restart")
         wait_for(lambda: feedback_row(hub, "bk-1").state == "delivered", 10, what="delivered recorded")
         assert hub.service.call(hub.service.store.feedback_backlog) == []
     assert [ref for ref, _ in booking_platform.checkins] == ["bk-1"]

@@ -10,6 +10,7 @@ same file at once serialize on that lock; the second finds nothing left to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -201,10 +202,8 @@ def _keep_private(path: Path) -> None:
     running one's WAL away (SQLite then deletes the -wal and -shm files under it)."""
     try:
         if not path.exists():
-            try:
+            with contextlib.suppress(FileExistsError):  # created by another process just now
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
-            except FileExistsError:
-                pass  # created by another process just now
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if p.exists() and (mode := stat.S_IMODE(p.stat().st_mode)) & 0o077:
                 os.chmod(p, 0o600)

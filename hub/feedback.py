@@ -195,6 +195,8 @@ class Feedback:
     def _hold(self, site: str, booking: str, since: float | None) -> None:
         if booking in self._held:
             return
+        if len(self._held) > 10_000:  # a long-running hub: forget the old ones
+            self._held.clear()
         self._held.add(booking)
         self.stats.releases_held += 1
         log.info("site %s: booking %s looks like a no-show, but the hub has not seen the site online and caught "

@@ -12,7 +12,7 @@ from pathlib import Path
 from .cli_common import _ago, _load, _rebuild, _store, _table, _when
 from .errors import HubError
 from .store_api import Store
-from .store_types import SiteState
+from .store_types import FeedbackItem, SiteState
 
 log = logging.getLogger("hub")
 
@@ -87,6 +87,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
         refused: dict[str, int] = {}
         for r in refusals:
             refused[r.site_id] = refused.get(r.site_id, 0) + r.count
+        backlog = store.feedback_backlog()
         for site in cfg.sites:
             st = states.get(site.id)
             cache = store.cache_state(site.id)
@@ -101,11 +102,12 @@ def cmd_sites(args: argparse.Namespace) -> int:
             events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                               + (f", {len(st.gaps)} gaps" if st.gaps else ""))
             rows.append([site.id, site.name, state, built, applied, _ago(st.last_seen if st else None, now),
-                         events, None if st is None else st.outbox_pending, refused.get(site.id, 0)])
+                         events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
+                         _backlog_counts(backlog, site.id)])
             if st is not None:
                 notes += _event_notes(store, st)
         _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
-                "REFUSED"], rows)
+                "REFUSED", "TO PLATFORM"], rows)
         for note in notes:
             print(note)
         sync = store.get_sync_state(cfg.booking.adapter)
@@ -122,7 +124,29 @@ def cmd_sites(args: argparse.Namespace) -> int:
         _table(["SITE", "REFUSED", "COUNT", "LAST", "LAST REASON"],
                [[r.site_id, r.kind, r.count, _ago(r.last_at, now), r.last_reason] for r in refusals])
     print(f"\nbooking sync ({cfg.booking.adapter}): {health}")
+    if backlog:
+        print(f"check-ins and releases not delivered to the platform: {len(backlog)}")
+        for item in backlog[:BACKLOG_SHOWN]:
+            what = "check-in" if item.kind == "check_in" else "release"
+            if item.state == "failed":
+                how = f"FAILED for good {_ago(item.done_at, now)}"
+            else:
+                how = f"pending (tried {item.attempts} times, next try {_ago(item.next_try, now)})"
+            print(f"  {what} of booking {item.booking_id} ({item.site_id}): {how}"
+                  + (f": {item.last_error}" if item.last_error else ""))
+        if len(backlog) > BACKLOG_SHOWN:
+            print(f"  ... and {len(backlog) - BACKLOG_SHOWN} more")
     return 0
+
+
+BACKLOG_SHOWN = 20
+
+
+def _backlog_counts(backlog: list[FeedbackItem], site: str) -> str | None:
+    pending = sum(1 for i in backlog if i.site_id == site and i.state == "pending")
+    failed = sum(1 for i in backlog if i.site_id == site and i.state == "failed")
+    parts = ([f"{pending} pending"] if pending else []) + ([f"{failed} failed"] if failed else [])
+    return ", ".join(parts) or None
 
 
 def cmd_cards_add(args: argparse.Namespace) -> int:

@@ -120,6 +120,11 @@ class BookingSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     #: Release a booking nobody checked in to after this many minutes; None: never.
     no_show_minutes: Annotated[int, Meta(ge=1, le=1440)] | None = None
     timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 20.0
+    #: A check-in or release the platform did not take (no answer, 408, 429, 5xx) is sent
+    #: again after this many seconds, doubling up to ``retry_max_seconds``; a longer
+    #: ``Retry-After`` of the platform wins.
+    retry_first_seconds: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    retry_max_seconds: Annotated[float, Meta(gt=0, le=86400)] = 900.0
 
 
 class RoomConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -1,10 +1,12 @@
 """The running hub (``torwart-hub run``): booking sync, cache building and publishing,
 ingest of every site's messages, and the HTTP side (webhook, admin API, health).
 
-Threads meet at one queue, as on the edge: paho's network thread, the HTTP server,
-APScheduler jobs and the booking-feedback worker only hand work to the main loop, which
-alone uses the store connection. Events are ingested in batches (one transaction and
-one ack per site per batch), which is what keeps up with a county's sites.
+Threads meet at one queue, as on the edge: paho's network thread, the HTTP server and
+APScheduler jobs only hand work to the main loop, which alone uses the store connection.
+The booking-feedback worker (hub/feedback_delivery.py) sends queued check-ins and
+releases to the platform with its own store connection, off the main loop. Events are
+ingested in batches (one transaction and one ack per site per batch), which is what keeps
+up with a county's sites.
 
 One site cannot hold up another: a message larger than its topic's limit is refused on
 paho's thread before it is queued (hub.limits), and whatever fails while one site's
@@ -116,7 +118,8 @@ class HubService:
         from .sync import BookingSync
 
         self.sync = BookingSync(cfg, self.store)
-        self.feedback = Feedback(cfg, supports_write=self.sync.adapter.supports_write)
+        self.feedback = Feedback(cfg, self.store, supports_write=self.sync.adapter.supports_write)
+        self.feedback.start()  # before the link: the sites' retained statuses find it watching
         now = int(time.time())
         built = self.caches.rebuild_all(now)
         if built:
@@ -223,6 +226,7 @@ class HubService:
             payloads = batches[site]
             for i in range(0, len(payloads), EVENT_BATCH):
                 self.ingest.events(site, payloads[i : i + EVENT_BATCH])
+            self.feedback.watch_events(site)
             self.live.notify(site, "events")
 
         # A batch that fails is not acknowledged: its site sends it again.
@@ -261,7 +265,7 @@ class HubService:
 
     def _after_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
-            self.feedback.checked_in(ev.ref, int(ev.ts))
+            self.feedback.checked_in(site, ev)
         elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub/enroll.py)
             done = self.enroll.on_read(site, ev, time.time())
             if done is not None and done.sites:
@@ -271,13 +275,16 @@ class HubService:
                     if version is not None:
                         self.store.set_enrollment_cache(ev.command, version)
 
-    def release_no_shows(self) -> list[str]:
-        return self.feedback.release_no_shows(self.store, int(time.time()))
+    def release_no_shows(self, now: int | None = None) -> list[str]:
+        """Queue the releases of no-shows as of ``now`` (default: the clock); the ids queued."""
+        return self.feedback.release_no_shows(int(time.time()) if now is None else now)
 
     def _status(self, site: str, payload: bytes) -> None:
         if not self._configured(site):
             return
         st = self.ingest.status(site, payload)
+        if st is not None:
+            self.feedback.watch_status(site, st, time.time())
         self._notify(site, "status", st is not None)
         if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
             self.publisher.converge(site, st.cache_version)
@@ -365,6 +372,7 @@ class HubService:
         n = self.store.purge_events(now - days * 86400)
         b = self.store.purge_bookings(int(now) - days * 86400)
         self.store.purge_enrollments(int(now) - days * 86400)
+        self.store.purge_feedback(now - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

@@ -24,6 +24,7 @@ from .store_api import Store
 from .store_caches import CachesMixin
 from .store_enroll import EnrollMixin
 from .store_events import EventsMixin
+from .store_feedback import FeedbackMixin
 from .store_members import MembersMixin, chunks, marks
 from .store_refusals import RefusalsMixin
 from .store_types import (
@@ -76,7 +77,8 @@ def _booking(row: tuple[Any, ...], room_id: str | None = None) -> StoredBooking:
                          status=row[5], updated_at=row[6], pin=row[7], source=row[8], room_id=room_id)
 
 
-class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin):
+class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
+                  FeedbackMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -10,6 +10,7 @@ same file at once serialize on that lock; the second finds nothing left to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -238,18 +239,44 @@ def _site_refusals(db: Database) -> None:
     )
 
 
+def _feedback_queue(db: Database) -> None:
+    """What the hub tells the booking platform (PROTOCOL.md §5), queued durably: one row per
+    (booking, kind), ``check_in`` or ``release``, from ``pending`` (retried at ``next_try``)
+    to ``delivered`` or ``failed`` (refused for good). A release row is also the record that
+    the booking was released, so it is released once across restarts. ``site_watch`` keeps
+    per site the time since which the hub has seen it online and caught up without a break
+    (``clean_since``, NULL while it is not; the hub clears it when it starts)."""
+    db.table("feedback").create(
+        {"booking_id": str, "kind": str, "site_id": str, "at": int, "state": str, "attempts": int,
+         "next_try": float, "last_error": str, "created_at": float, "done_at": float},
+        pk=("booking_id", "kind"),
+        not_null={"site_id", "at", "state", "attempts", "next_try", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db.table("feedback").create_index(["state", "next_try"])
+    db.table("feedback").create_index(["created_at"])
+    db.table("site_watch").create({"site_id": str, "clean_since": float, "boot": str}, pk="site_id")
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
-                               _webhook_signatures, _event_streams, _site_refusals]
+                               _webhook_signatures, _event_streams, _site_refusals, _feedback_queue]
 
 
 def _keep_private(path: Path) -> None:
     """The store holds enrolled credentials and booking PINs: create it 0600 (SQLite would
     use the umask, typically 0644, and its WAL files follow the database's mode), and take
     group and other access away from a store an older version created so. The data
-    directory may be open to the broker's group (torwart-hub.service: 0710)."""
+    directory may be open to the broker's group (torwart-hub.service: 0710).
+
+    An existing store is never opened here: closing any descriptor of the database file
+    drops every POSIX lock this process holds on it, so a second store opened beside a
+    running one (another thread's) would let another process's last close take the
+    running one's WAL away (SQLite then deletes the -wal and -shm files under it)."""
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):  # created by another process just now
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if p.exists() and (mode := stat.S_IMODE(p.stat().st_mode)) & 0o077:
                 os.chmod(p, 0o600)

@@ -290,6 +290,25 @@ class SiteState:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackItem:
+    """A check-in or release for the booking platform (``kind``: ``check_in`` | ``release``)
+    in the hub's queue. ``at`` is the check-in's time (the release's moment for a release);
+    ``state``: ``pending`` (tried again at ``next_try``), ``delivered`` or ``failed`` (the
+    platform refused it for good); ``last_error`` says why the last try did not go through."""
+
+    booking_id: str
+    kind: str
+    site_id: str
+    at: int
+    state: str
+    attempts: int
+    next_try: float
+    last_error: str | None
+    created_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class CacheState:
     """A site's latest cache version and its last retained cache.full."""
 

@@ -4,6 +4,11 @@ Tests (and the demo) control its bookings and make it fail on demand: status cod
 timeouts, garbage and truncated bodies, wrong types, page loops, rate limits, slow pages,
 and ``raw`` bodies of the test's choosing (``fail("raw", body=b"...")``, for fuzzing).
 
+Faults hit the listings (and feeds) unless ``fail(..., on="check-in" | "release" | "write")``
+aims them at the check-in or release POSTs (``write``: both), e.g. ``fail("status", 3,
+status=503, on="check-in")``; ``checkins`` and ``releases`` record only the POSTs the
+platform accepted, ``calls`` every request (with its arrival time ``at``).
+
 It also serves one ICS feed per room at ``/ics/{resource_id}.ics`` (``put_ics``), without
 the bearer token, as booking tools publish feeds under secret URLs; the query string is
 ignored. Faults apply to feeds too, except ``wrong_types`` and ``page_loop``, which only
@@ -32,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("status", "timeout", "slow", "garbage", "truncated", "wrong_types", "page_loop", "rate_limit", "raw")
+#: What a fault hits: listings and feeds (``read``), check-in or release POSTs, or both POSTs.
+FAULT_TARGETS = ("read", "check-in", "release", "write")
 
 
 def iso(t: dt.datetime) -> str:
@@ -54,6 +61,11 @@ class Fault:
     retry_after: int = 1
     #: ``raw``: this body is served as a 200 ``application/json`` answer (fuzzing).
     body: bytes = b""
+    #: One of FAULT_TARGETS.
+    on: str = "read"
+
+    def hits(self, target: str) -> bool:
+        return self.on == target or (self.on == "write" and target in ("check-in", "release"))
 
 
 @dataclass
@@ -63,6 +75,8 @@ class Call:
     query: dict[str, list[str]]
     body: Any = None
     auth: str | None = None
+    #: When the request arrived (Unix seconds).
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -115,9 +129,12 @@ class BookingPlatform:
 
     def fail(self, kind: str, times: int | None = 1, **params: Any) -> None:
         """Make the next ``times`` booking listings fail in the way ``kind`` names
-        (``times=None``: until ``heal()``)."""
+        (``times=None``: until ``heal()``); ``on=`` aims the fault at writes instead
+        (FAULT_TARGETS)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        if params.get("on", "read") not in FAULT_TARGETS:
+            raise ValueError(f"unknown fault target {params['on']!r}; one of {FAULT_TARGETS}")
         with self.lock:
             self._faults.append(Fault(kind, times, **params))
 
@@ -137,6 +154,11 @@ class BookingPlatform:
     def feed_calls(self) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.method == "GET" and c.path.startswith("/ics/")]
+
+    def write_calls(self, action: str) -> list[Call]:
+        """Every POST to ``action`` (``check-in`` or ``release``), accepted or not."""
+        with self.lock:
+            return [c for c in self.calls if c.method == "POST" and c.path.endswith("/" + action)]
 
     def listing_calls(self) -> list[Call]:
         with self.lock:
@@ -187,15 +209,17 @@ class BookingPlatform:
 
     # --- request handling -------------------------------------------------------------
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, target: str = "read") -> Fault | None:
+        """The first fault aimed at ``target``, used up once."""
         with self.lock:
-            if not self._faults:
+            i = next((i for i, f in enumerate(self._faults) if f.hits(target)), None)
+            if i is None:
                 return None
-            f = self._faults[0]
+            f = self._faults[i]
             if f.times is not None:
                 f.times -= 1
                 if f.times <= 0:
-                    self._faults.popleft()
+                    del self._faults[i]
             return f
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
@@ -218,6 +242,8 @@ class BookingPlatform:
             return self._list(h, query)
         if method == "POST" and len(parts) == 5 and parts[:3] == ["api", "v1", "bookings"]:
             bid, action = parts[3], parts[4]
+            if action in ("check-in", "release") and self._answer_fault(h, self._next_fault(action)):
+                return None
             with self.lock:
                 if bid not in self.bookings:
                     return self._send(h, 404, {"error": "no such booking"})

@@ -13,7 +13,7 @@ last good bookings and the cursor, and keeps them when a sync fails.
 
 from __future__ import annotations
 
-from .base import BookingAdapter, PlatformBooking, Skipped, SyncResult, UnsupportedOperation
+from .base import BookingAdapter, PlatformBooking, Skipped, SyncResult, UnsupportedOperation, WriteFailed
 from .ics import IcsAdapter
 from .rest import RestAdapter
 from .transport import HttpPolicy
@@ -32,5 +32,6 @@ __all__ = [
     "SyncResult",
     "UnsupportedOperation",
     "WebhookUnauthorized",
+    "WriteFailed",
     "verify_and_parse",
 ]

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from hub.errors import HubError
+from hub.errors import HubError, SyncError
 from hub.store_types import supersedes
 from wire.messages import Booking
 
@@ -23,6 +23,24 @@ Status = Literal["confirmed", "cancelled"]
 
 class UnsupportedOperation(HubError):
     """The adapter's platform cannot do this (e.g. check in against a read-only ICS feed)."""
+
+
+class WriteFailed(SyncError):
+    """A check-in or release the platform did not accept.
+
+    ``permanent``: the platform refused this request for good (HTTP 4xx other than 408 and
+    429; 401 and 403 concern the hub's token, not the request, and are not permanent), so
+    sending it again cannot help. Otherwise (no answer, timeout, 408, 429, 5xx, 401/403)
+    it may succeed later, and not before ``retry_after`` seconds when the platform said so
+    (``Retry-After`` on 429 or 503). ``status`` is the HTTP status, None without an answer.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, permanent: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.permanent = permanent
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +104,8 @@ class BookingAdapter(Protocol):
 
     ``fetch`` raises :class:`hub.errors.SyncError` when the platform cannot be read; the
     caller then keeps its last good bookings and cursor. ``check_in`` and ``release``
-    raise SyncError when the platform refuses, and :class:`UnsupportedOperation` when
-    ``supports_write`` is False.
+    raise :class:`WriteFailed` (a SyncError) when the platform does not accept them, and
+    :class:`UnsupportedOperation` when ``supports_write`` is False.
     """
 
     @property

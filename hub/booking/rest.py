@@ -17,13 +17,14 @@ SyncError, while one malformed booking is logged with its id, reported in
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import math
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import requests
@@ -33,7 +34,7 @@ from hub.errors import HubError, SyncError
 from wire.errors import WireError
 from wire.messages import Booking, BookingPage, decode
 
-from .base import PlatformBooking, Skipped, SyncResult, from_wire, iso_z, newest, ordered
+from .base import PlatformBooking, Skipped, SyncResult, WriteFailed, from_wire, iso_z, newest, ordered
 from .transport import RETRY_STATUSES, HttpPolicy, Reply, make_session, request
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,24 @@ class _Bearer(AuthBase):
 
     def __repr__(self) -> str:
         return "_Bearer(<redacted>)"
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), or
+    None when there is none or it cannot be read."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 def _item_id(raw: bytes) -> str | None:
@@ -181,11 +200,11 @@ class RestAdapter:
     # --- writing ------------------------------------------------------------------------
 
     def check_in(self, booking_id: str, at: int) -> None:
-        """POST ``{"at": ISO8601}`` to the booking's check-in; SyncError unless 2xx."""
+        """POST ``{"at": ISO8601}`` to the booking's check-in; WriteFailed unless 2xx."""
         self._post(booking_id, "check-in", {"at": iso_z(at)})
 
     def release(self, booking_id: str, reason: str = "no_show") -> None:
-        """POST ``{"reason": reason}`` to the booking's release; SyncError unless 2xx."""
+        """POST ``{"reason": reason}`` to the booking's release; WriteFailed unless 2xx."""
         self._post(booking_id, "release", {"reason": reason})
 
     def _post(self, booking_id: str, action: str, doc: dict[str, str]) -> None:
@@ -193,11 +212,20 @@ class RestAdapter:
             raise ValueError("empty booking id")
         url = f"{self._base}{LIST_PATH}/{urllib.parse.quote(booking_id, safe='')}/{action}"
         what = f"{self.source}: {action} of booking {booking_id!r}"
-        reply = self._send("POST", url, what, json=doc)
-        if reply.status == 404:
-            raise SyncError(f"{what}: the platform does not know this booking (HTTP 404)")
-        self._expect(reply, what, 200, 201, 202, 204)
-        log.info("%s done", what)
+        try:
+            reply = self._send("POST", url, what, json=doc)
+        except SyncError as exc:  # no answer, or a broken one: may work later
+            raise WriteFailed(str(exc)) from None
+        status = reply.status
+        if 200 <= status < 300:
+            log.info("%s done", what)
+            return
+        wait = retry_after(reply.headers, self._clock()) if status in (429, 503) else None
+        if status == 404:
+            raise WriteFailed(f"{what}: the platform does not know this booking (HTTP 404)", status=404,
+                              permanent=True)
+        permanent = 400 <= status < 500 and status not in (401, 403, 408, 429)
+        raise WriteFailed(self._refusal(reply, what), status=status, permanent=permanent, retry_after=wait)
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -206,15 +234,18 @@ class RestAdapter:
         return request(self._session, self.policy, method, url, what=what, params=params, json=json,
                        auth=self._auth)
 
+    @classmethod
+    def _expect(cls, reply: Reply, what: str, *ok: int) -> None:
+        if reply.status not in ok:
+            raise SyncError(cls._refusal(reply, what))
+
     @staticmethod
-    def _expect(reply: Reply, what: str, *ok: int) -> None:
-        if reply.status in ok:
-            return
+    def _refusal(reply: Reply, what: str) -> str:
+        """Why ``reply`` is not what was wanted (no URL, no token)."""
         if reply.status in (401, 403):
-            raise SyncError(f"{what}: the platform refused the API token (HTTP {reply.status}); "
-                            "check the token file")
+            return f"{what}: the platform refused the API token (HTTP {reply.status}); check the token file"
         retried = " after retries" if reply.status in RETRY_STATUSES else ""
-        raise SyncError(f"{what}: HTTP {reply.status}{retried}")
+        return f"{what}: HTTP {reply.status}{retried}"
 
     def close(self) -> None:
         self._session.close()

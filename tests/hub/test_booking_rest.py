@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.booking import BookingAdapter, HttpPolicy, RestAdapter
+from hub.booking import BookingAdapter, HttpPolicy, RestAdapter, WriteFailed
 from hub.booking.base import unix
+from hub.booking.rest import retry_after
 from hub.errors import HubError, SyncError
 from testkit.booking_fake import BookingPlatform, iso
 from testkit.util import free_port
@@ -279,6 +280,49 @@ def test_check_in_of_an_unknown_booking_raises_sync_error(rest: RestAdapter) -> 
         rest.check_in("nope", unix(T0))
     with pytest.raises(SyncError, match="HTTP 404"):
         rest.release("nope")
+
+
+@pytest.mark.parametrize(("fault", "params", "permanent", "retry_after"), [
+    ("status", {"status": 503}, False, None),
+    ("status", {"status": 500}, False, None),
+    ("status", {"status": 408}, False, None),
+    ("rate_limit", {"retry_after": 7}, False, 7.0),
+    ("status", {"status": 400}, True, None),
+    ("status", {"status": 409}, True, None),
+    ("timeout", {"seconds": 2}, False, None),
+])
+def test_a_refused_write_says_whether_trying_again_can_help(
+    booking_platform: BookingPlatform, fault: str, params: dict[str, object], permanent: bool,
+    retry_after: float | None,
+) -> None:
+    _fill(booking_platform, 1)
+    booking_platform.fail(fault, 1, on="check-in", **params)
+    policy = HttpPolicy(connect_timeout=1, read_timeout=1, retries=0)  # the hub's delivery worker retries
+    with RestAdapter(booking_platform.base_url, booking_platform.token, policy=policy) as adapter, \
+            pytest.raises(WriteFailed) as err:
+        adapter.check_in("b000", unix(T0))
+    assert (err.value.permanent, err.value.retry_after) == (permanent, retry_after)
+    assert len(booking_platform.write_calls("check-in")) == 1 and booking_platform.checkins == []
+
+
+def test_a_write_with_a_refused_token_or_for_an_unknown_booking(booking_platform: BookingPlatform) -> None:
+    _fill(booking_platform, 1)
+    with RestAdapter(booking_platform.base_url, "wrong", policy=FAST) as adapter, pytest.raises(WriteFailed) as err:
+        adapter.check_in("b000", unix(T0))
+    assert not err.value.permanent and err.value.status == 401  # fix the token file, and it goes through
+    with RestAdapter(booking_platform.base_url, booking_platform.token, policy=FAST) as adapter, \
+            pytest.raises(WriteFailed) as err:
+        adapter.release("nope")
+    assert err.value.permanent and err.value.status == 404
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = 1_800_000_000.0
+    assert retry_after({"Retry-After": "120"}, now) == 120.0
+    assert retry_after({"retry-after": "Fri, 15 Jan 2027 08:02:00 GMT"}, now) == 120.0
+    assert retry_after({"Retry-After": "soon"}, now) is None
+    assert retry_after({"Retry-After": "Fri, 15 Jan 2027 08:00:00 GMT"}, now + 86400) == 0.0  # in the past
+    assert retry_after({}, now) is None
 
 
 def test_release_with_a_wrong_token_raises_sync_error(booking_platform: BookingPlatform) -> None:

@@ -408,3 +408,72 @@ def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_pat
     with SqliteStore(old):
         pass
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_other_processes(
+    tmp_path: Path,
+) -> None:
+    """The hub opens one store per thread; another process (``torwart-hub sites``) opening
+    and closing the file meanwhile must not take the running store's WAL away."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "hub.sqlite3"
+    a = SqliteStore(path)
+    b = SqliteStore(path)  # a second thread's store, in the same process
+    try:
+        a.add_member("m1", "Anna")
+        cli = "from hub.store import SqliteStore; import sys; s = SqliteStore(sys.argv[1]); s.members(); s.close()"
+        subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
+        a.add_member("m2", "Ben")
+        assert path.with_name(path.name + "-wal").exists()
+        look = "from hub.store import SqliteStore; import sys; print(SqliteStore(sys.argv[1]).get_member('m2'))"
+        out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
+                             text=True).stdout
+        assert out.startswith("Member(id='m2'")
+    finally:
+        b.close()
+        a.close()
+    with SqliteStore(path) as c:
+        assert {m.id for m in c.members()} == {"m1", "m2"}
+
+
+def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    with SqliteStore(path) as s:
+        assert s.queue_feedback("bk-1", "release", "minheim", NOW, now=NOW)
+        assert s.queue_feedback("bk-1", "check_in", "minheim", NOW, now=NOW)
+        assert not s.queue_feedback("bk-1", "check_in", "minheim", NOW + 5, now=NOW + 5)  # a second badge
+    with SqliteStore(path) as a, SqliteStore(path) as b:  # a restart; two hub processes
+        assert not a.queue_feedback("bk-1", "release", "minheim", NOW + 60, now=NOW + 60)
+        claimed = a.claim_feedback(NOW + 1, lease=30)
+        assert [(i.booking_id, i.kind) for i in claimed] == [("bk-1", "release"), ("bk-1", "check_in")]
+        assert b.claim_feedback(NOW + 2, lease=30) == []  # claimed by a: not sent twice at once
+        a.feedback_retry("bk-1", "release", "HTTP 503", next_try=NOW + 10)
+        a.feedback_delivered("bk-1", "check_in", now=NOW + 3)
+        assert b.next_feedback_due() == NOW + 10
+        assert [i.booking_id for i in b.claim_feedback(NOW + 10, lease=30)] == ["bk-1"]
+        b.feedback_failed("bk-1", "release", "HTTP 404", now=NOW + 11)
+        row = a.get_feedback("bk-1", "release")
+        assert row is not None and (row.state, row.attempts, row.last_error) == ("failed", 2, "HTTP 404")
+        assert [(i.kind, i.state) for i in a.feedback_backlog()] == [("release", "failed")]
+        assert a.next_feedback_due() is None
+        assert a.purge_feedback(NOW + 1) == 2 and a.feedback_backlog() == []
+
+
+def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+        with pytest.raises(ValueError, match="kind"):
+            s.queue_feedback("bk-1", "cancel", "minheim", NOW, now=NOW)
+        with pytest.raises(ValueError, match="empty"):
+            s.queue_feedback("", "check_in", "minheim", NOW, now=NOW)
+        assert s.feedback_backlog() == []
+
+
+def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+        assert s.site_watch("minheim") == (None, None)
+        s.set_site_watch("minheim", NOW, "boot-1")
+        assert s.site_watch("minheim") == (NOW, "boot-1")
+        s.forget_clean_since()
+        assert s.site_watch("minheim") == (None, "boot-1")

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import chaos_data
+from . import chaos_attacks, chaos_data
 from .chaos import World, monitor
+from .chaos_attacks import WebhookCycle
 from .chaos_check import log_lines, site_cache_version
+from .chaos_rogue import ATTACKS
 
 APPLYING = re.compile(r"cache version (\d+): applying (cache\.full|cache\.delta) \(([^)]*)\) over version (\S+)")
 BOOKING_FAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -49,6 +51,9 @@ class Plan:
     disk_full: list[tuple[float, float]]
     clock: list[tuple[float, str, float]]
     bad_inputs: list[float]
+    rogue: list[tuple[float, str]] = field(default_factory=list)
+    webhooks: list[float] = field(default_factory=list)
+    reinstalls: list[tuple[float, str]] = field(default_factory=list)
 
 
 def make_plan(world: World, seed: int) -> Plan:
@@ -60,6 +65,14 @@ def make_plan(world: World, seed: int) -> Plan:
     cut_sites = [s for s in sites if s not in world.pop.big]
     clock_offsets = [-7200.0, 0.0, 3 * 86400.0, 0.0, -600.0, 600.0, -86400.0, 0.0, 7200.0, -30.0, 0.0, 86400.0 * 2.5]
     clock_times = spread(rng, sz.clock_steps, 0, T)
+    # The rogue's payloads go early, before the hub's and the broker's last lives begin
+    # (whose memory is judged); the other attacks at random moments after.
+    rrng = random.Random(f"{seed}:rogue-plan")  # its own: the classic faults' plan stays as it was
+    rest = [a for a in ATTACKS if a != "payloads"] * sz.rogue_rounds
+    rrng.shuffle(rest)
+    rogue = [(t, "payloads") for t in spread(rrng, sz.rogue_rounds, 0.05 * T, 0.25 * T)]
+    rogue += list(zip(spread(rrng, len(rest), 0.25 * T, 0.9 * T), rest, strict=True))
+    spare = [s for s in killable if s not in _busy(world)]
     return Plan(
         broker_kills=[(t, rng.uniform(0, 3)) for t in spread(rng, sz.broker_kills, 0, T)],
         # The hub's last life must be long enough to judge its memory: kills in the first 70 %.
@@ -76,7 +89,16 @@ def make_plan(world: World, seed: int) -> Plan:
         clock=[(t, world.clock_sites[i % len(world.clock_sites)], clock_offsets[i % len(clock_offsets)])
                for i, t in enumerate(clock_times)],
         bad_inputs=spread(rng, sz.bad_inputs, 0, T),
+        rogue=rogue,
+        webhooks=spread(rrng, sz.webhook_cycles, 0, 0.8 * T),
+        reinstalls=[(t, spare[i % len(spare)]) for i, t in enumerate(spread(rrng, sz.reinstalls, 0.2 * T, 0.6 * T))],
     )
+
+
+def _busy(world: World) -> set[str]:
+    """Sites a reinstall must leave alone: the big ones (cache applies are killed there),
+    the disk-full and clock sites (one of them is whose client id the rogue takes)."""
+    return {*world.pop.big, *world.clock_sites, world.disk_site or "", world.rogue_site.victim}
 
 
 @dataclass
@@ -88,6 +110,8 @@ class Faults:
     apply_kills: list[dict[str, Any]] = field(default_factory=list)
     disk: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    webhook_cycles: list[WebhookCycle] = field(default_factory=list)
+    reinstalls: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.t0 = 0.0
@@ -123,7 +147,9 @@ class Faults:
         for name, fn in (("broker", self._broker), ("hub", self._hub), ("agents", self._agents),
                          ("apply", self._apply), ("cutoff", self._cutoff), ("booking", self._booking),
                          ("disk", self._disk), ("clock", self._clock), ("rogue", self._rogue),
-                         ("monitor", self._monitor)):
+                         ("rogue-site", lambda: chaos_attacks.rogue(self)),
+                         ("webhooks", lambda: chaos_attacks.webhooks(self)),
+                         ("reinstall", lambda: chaos_attacks.reinstall(self)), ("monitor", self._monitor)):
             self._thread(name, fn)
 
     def join(self, grace: float) -> None:

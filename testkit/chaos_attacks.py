@@ -1,0 +1,159 @@
+"""The attack threads of the chaos run beside the classic faults (testkit.chaos_faults):
+
+- the rogue site's attacks at planned moments (testkit.chaos_rogue, items 6-10 and 15);
+- ``webhook_pushed`` / ``webhook_replayed``: the platform pushes signed booking webhooks
+  (PROTOCOL.md §5: ``X-Torwart-Timestamp`` and ``X-Torwart-Signature: sha256=HMAC(secret,
+  TIMESTAMP.BODY)``) for a booking it confirms and then cancels; an eavesdropper replays the
+  confirmation byte for byte afterwards (item 13);
+- ``site_reinstall``: a real site's data directory wiped once (a reinstall: its outbox
+  starts again at seq 1), its old outbox kept aside for the check (item 14).
+
+Each counts what it has done in ``Faults.counts`` and records what the checks need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .chaos_data import iso
+from .chaos_events import outbox_state
+
+if TYPE_CHECKING:
+    from .chaos_faults import Faults
+
+
+@dataclass
+class Pushed:
+    """One webhook request as sent (so that it can be replayed byte for byte)."""
+
+    body: bytes
+    headers: dict[str, str]
+    status: int | None = None
+
+
+def sign_webhook(body: bytes, secret: bytes, ts: int) -> dict[str, str]:
+    """The headers of PROTOCOL.md §5 for ``body`` sent at ``ts``."""
+    mac = hmac.new(secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Torwart-Timestamp": str(ts), "X-Torwart-Signature": f"sha256={mac}"}
+
+
+def post_webhook(url: str, req: Pushed, *, retry_for: float = 30.0) -> int | None:
+    """POST ``req`` to the hub's webhook; while the hub is down (killed by a fault) try
+    again for up to ``retry_for`` s. The HTTP status, or None if the hub never answered."""
+    deadline = time.monotonic() + retry_for
+    while True:
+        r = urllib.request.Request(url, data=req.body, method="POST", headers=req.headers)  # noqa: S310 (our hub)
+        try:
+            with urllib.request.urlopen(r, timeout=10) as resp:  # noqa: S310
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)  # pacing: the hub is restarting
+
+
+@dataclass
+class WebhookCycle:
+    booking: str
+    site: str
+    confirm: Pushed
+    cancel: Pushed | None = None
+    replays: list[int | None] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"booking": self.booking, "site": self.site, "confirm_status": self.confirm.status,
+                "cancel_status": self.cancel.status if self.cancel else None, "replay_statuses": self.replays}
+
+
+def webhooks(f: Faults) -> None:
+    """Per planned moment: a booking confirmed (pushed), cancelled (pushed), then the
+    confirmation replayed; at the end every confirmation replayed once more."""
+    w = f.world
+    url = f"{w.county.http_url}/api/v1/webhooks/booking"
+    secret = w.county.webhook_secret
+    small = [s for s in sorted(w.sites) if s not in w.pop.big]
+    members = sorted(mid for mid, creds in w.pop.members.items() if creds and mid.startswith("m-"))
+
+    def push(doc: dict[str, Any]) -> Pushed:
+        body = json.dumps(doc).encode()
+        req = Pushed(body, sign_webhook(body, secret, int(time.time())))
+        req.status = post_webhook(url, req)
+        f.counts["webhook_pushed"] += 1
+        return req
+
+    for i, t in enumerate(f.plan.webhooks):
+        if not f._at(t):
+            break
+        site = small[i % len(small)]
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        b = w.platform.put({"id": f"bk-webhook-{i:03d}", "resource_id": w.county.resource(site),
+                            "member_id": members[(7 * i) % len(members)], "start": iso(now - dt.timedelta(minutes=5)),
+                            "end": iso(now + dt.timedelta(hours=3)), "status": "confirmed", "pin": None})
+        cycle = WebhookCycle(b["id"], site, push(b))
+        f.webhook_cycles.append(cycle)
+        w.say(f"fault: webhook confirms {b['id']} at {site} (HTTP {cycle.confirm.status})")
+        if not f._sleep(3):
+            break
+        cycle.cancel = push(w.platform.cancel(b["id"]))
+        w.say(f"fault: webhook cancels {b['id']} (HTTP {cycle.cancel.status})")
+        if not f._sleep(3):
+            break
+        cycle.replays.append(post_webhook(url, cycle.confirm))
+        f.counts["webhook_replayed"] += 1
+        w.say(f"fault: webhook confirmation of {b['id']} replayed (HTTP {cycle.replays[-1]})")
+    f._sleep(5)
+    for cycle in f.webhook_cycles:  # later once more, after the other faults moved on
+        if cycle.cancel is not None:
+            cycle.replays.append(post_webhook(url, cycle.confirm))
+            f.counts["webhook_replayed"] += 1
+
+
+def reinstall(f: Faults) -> None:
+    """Wipe one real site's data directory (its agent SIGKILLed first); keep its old outbox."""
+    w = f.world
+    for n, (t, site) in enumerate(f.plan.reinstalls):
+        if not f._at(t):
+            return
+        a = w.agents[site]
+        data = w.data_dir(site)
+        with a.lock:
+            a.kill()
+            last, acked = outbox_state(data, site)
+            copy = w.sites[site].dir / f"outbox-before-reinstall-{n}.db"
+            with closing(sqlite3.connect(data / "outbox.db")) as src, closing(sqlite3.connect(copy)) as dst:
+                src.backup(dst)
+            for p in data.iterdir():
+                if p.is_file():  # the databases (the readers' FIFOs stay: they are not data)
+                    p.unlink()
+            f.counts["site_reinstall"] += 1
+            f.reinstalls.append({"site": site, "old_outbox": str(copy), "old_last_seq": last, "old_acked": acked})
+            w.say(f"fault: {site} reinstalled (data directory wiped; its outbox had {last} events, "
+                  f"{acked} acknowledged)")
+            f._sleep(1)
+            a.start()
+
+
+def rogue(f: Faults) -> None:
+    """The rogue site's attacks at their planned moments."""
+    w = f.world
+    r = w.rogue_site
+    for t, name in f.plan.rogue:
+        if not f._at(t):
+            return
+        before = sum(r.counts.values())
+        r.attack(name)
+        for kind, n in r.counts.items():
+            f.counts[kind] = n
+        w.say(f"fault: rogue site tried {name} ({'done' if sum(r.counts.values()) > before else 'not delivered'})")

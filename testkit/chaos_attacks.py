@@ -21,6 +21,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,21 +48,29 @@ def sign_webhook(body: bytes, secret: bytes, ts: int) -> dict[str, str]:
     return {"Content-Type": "application/json", "X-Torwart-Timestamp": str(ts), "X-Torwart-Signature": f"sha256={mac}"}
 
 
-def post_webhook(url: str, req: Pushed, *, retry_for: float = 30.0) -> int | None:
-    """POST ``req`` to the hub's webhook; while the hub is down (killed by a fault) try
-    again for up to ``retry_for`` s. The HTTP status, or None if the hub never answered."""
+def post_once(url: str, req: Pushed) -> int | None:
+    """POST ``req`` to the hub's webhook: the HTTP status, or None if the hub did not answer."""
+    r = urllib.request.Request(url, data=req.body, method="POST", headers=req.headers)  # noqa: S310 (our hub)
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def post_webhook(url: str, make: Callable[[], Pushed], *, retry_for: float = 30.0) -> Pushed:
+    """POST what ``make()`` returns; while the hub is down (killed by a fault) again, for
+    up to ``retry_for`` s, with what ``make()`` returns then (a platform signs its retry
+    anew; a replayer sends the same bytes). The request last sent, with its status."""
     deadline = time.monotonic() + retry_for
     while True:
-        r = urllib.request.Request(url, data=req.body, method="POST", headers=req.headers)  # noqa: S310 (our hub)
-        try:
-            with urllib.request.urlopen(r, timeout=10) as resp:  # noqa: S310
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)  # pacing: the hub is restarting
+        req = make()
+        req.status = post_once(url, req)
+        if req.status is not None or time.monotonic() > deadline:
+            return req
+        time.sleep(0.5)  # pacing: the hub is restarting
 
 
 @dataclass
@@ -71,6 +80,11 @@ class WebhookCycle:
     confirm: Pushed
     cancel: Pushed | None = None
     replays: list[int | None] = field(default_factory=list)
+
+    def replay(self, url: str) -> None:
+        """The confirmation again, byte for byte (headers included)."""
+        c = self.confirm
+        self.replays.append(post_webhook(url, lambda: Pushed(c.body, c.headers)).status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"booking": self.booking, "site": self.site, "confirm_status": self.confirm.status,
@@ -88,8 +102,7 @@ def webhooks(f: Faults) -> None:
 
     def push(doc: dict[str, Any]) -> Pushed:
         body = json.dumps(doc).encode()
-        req = Pushed(body, sign_webhook(body, secret, int(time.time())))
-        req.status = post_webhook(url, req)
+        req = post_webhook(url, lambda: Pushed(body, sign_webhook(body, secret, int(time.time()))))
         f.counts["webhook_pushed"] += 1
         return req
 
@@ -110,13 +123,13 @@ def webhooks(f: Faults) -> None:
         w.say(f"fault: webhook cancels {b['id']} (HTTP {cycle.cancel.status})")
         if not f._sleep(3):
             break
-        cycle.replays.append(post_webhook(url, cycle.confirm))
+        cycle.replay(url)
         f.counts["webhook_replayed"] += 1
         w.say(f"fault: webhook confirmation of {b['id']} replayed (HTTP {cycle.replays[-1]})")
     f._sleep(5)
     for cycle in f.webhook_cycles:  # later once more, after the other faults moved on
         if cycle.cancel is not None:
-            cycle.replays.append(post_webhook(url, cycle.confirm))
+            cycle.replay(url)
             f.counts["webhook_replayed"] += 1
 
 

@@ -12,8 +12,8 @@ Verdicts:
   shared group and on ``#`` received no message of another site (nothing lost is
   ``events_lost_zero``);
 - ``rogue_integers_left_others_whole`` (item 8) / ``rogue_payloads_bounded`` (item 9):
-  every real site's events stored, every cache converged, the hub never crashed; no row of
-  the hub store over ``ROW_LIMIT`` bytes;
+  every real site's events stored, every cache converged, the hub never crashed; no value in
+  any table of the hub store over ``ROW_LIMIT`` bytes (also right after the 4 MB occupancy);
 - ``rogue_checkins_not_forwarded`` (item 10): the platform recorded no check-in for the
   other sites' bookings the rogue named;
 - ``webhooks_accepted`` / ``replayed_webhooks_changed_nothing`` (item 13): fresh webhooks
@@ -56,12 +56,19 @@ def logins_as(broker_log: Path, user: str, client_ids: set[str]) -> int:
     return n
 
 
-def _hub_rows(hub_db: Path) -> dict[str, int]:
-    with contextlib.closing(ro(hub_db)) as conn:
-        ev = conn.execute("SELECT max(length(payload)) FROM events").fetchone()[0]
-        occ = conn.execute("SELECT max(length(payload)) FROM occupancy").fetchone()[0]
-    size = sum(p.stat().st_size for p in hub_db.parent.glob(hub_db.name + "*"))
-    return {"event_row_max": int(ev or 0), "occupancy_row_max": int(occ or 0), "store_bytes": size}
+def largest_value(db: Path) -> dict[str, Any]:
+    """The longest value in any column of any table of ``db`` (wherever a hub keeps what
+    it received), where it is, and the file's size with its WAL."""
+    best, where = 0, ""
+    with contextlib.closing(ro(db)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for t in tables:
+            for col in [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')]:
+                n = conn.execute(f'SELECT max(length("{col}")) FROM "{t}"').fetchone()[0] or 0  # noqa: S608 (the file's own names)
+                if n > best:
+                    best, where = int(n), f"{t}.{col}"
+    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    return {"largest_value": best, "where": where, "store_bytes": size}
 
 
 def _booking_status(hub_db: Path, booking: str) -> str | None:
@@ -103,7 +110,7 @@ def gather(world: World, faults: Faults, per_site: dict[str, dict[str, Any]]) ->
             "rogue_logins_as_others": logins_as(world.broker.log_path, r.site,
                                                 {r.hub_client_id, r.victim_client_id}),
             "checkins_forwarded": sorted(checked_in & set(r.checkin_refs)),
-            "store": _hub_rows(world.hub_db),
+            "store": largest_value(world.hub_db),
             "webhooks": cycles,
             "reinstalls": reinstalls}
 
@@ -127,8 +134,7 @@ def verdicts(rep: dict[str, Any]) -> dict[str, bool]:
         "rogue_share_hijack_got_nothing": counts["rogue_share_hijack"] > 0 and g.get("share_foreign_messages", 1) == 0,
         "rogue_integers_left_others_whole": counts["rogue_integers"] > 0 and others_whole,
         "rogue_payloads_bounded": (counts["rogue_payloads"] > 0 and others_whole
-                                   and store.get("event_row_max", ROW_LIMIT + 1) <= ROW_LIMIT
-                                   and store.get("occupancy_row_max", ROW_LIMIT + 1) <= ROW_LIMIT
+                                   and store.get("largest_value", ROW_LIMIT + 1) <= ROW_LIMIT
                                    and g.get("occupancy_row_max", ROW_LIMIT + 1) <= ROW_LIMIT),
         "rogue_checkins_not_forwarded": (counts["rogue_foreign_checkins"] > 0 and bool(g.get("checkin_refs"))
                                          and not g.get("checkins_forwarded", [1])),
@@ -152,7 +158,7 @@ def table_rows(rep: dict[str, Any], ok: Any) -> list[tuple[str, str, str]]:
     c = Counter(rep.get("faults", {}).get("counts", {}))
     store = g.get("store", {})
     hooks = g.get("webhooks", [])
-    largest = max(store.get("event_row_max", 0), store.get("occupancy_row_max", 0), g.get("occupancy_row_max", 0))
+    largest = max(store.get("largest_value", 0), g.get("occupancy_row_max", 0))
     return [
         ("rogue: client-id takeovers (hub / site)", f"{c['rogue_takeover_hub']} / {c['rogue_takeover_site']}",
          f"{g.get('hub_disconnects', '?')} hub disconnects for {c['broker_kill']} broker kills; "

@@ -175,7 +175,7 @@ def _report(**rogue: Any) -> dict[str, Any]:
     hooks = [{"booking": "bk-webhook-000", "site": "s", "confirm_status": 200, "cancel_status": 200,
               "replay_statuses": [401, 401], "hub_status": "cancelled", "site_cache_entries": 0}]
     g = {"hub_disconnects": 3, "rogue_logins_as_others": 0, "share_foreign_messages": 0,
-         "store": {"event_row_max": 4000, "occupancy_row_max": 300, "store_bytes": 10**7},
+         "store": {"largest_value": 40000, "where": "cache_entries.entry", "store_bytes": 10**7},
          "occupancy_row_max": 300, "checkin_refs": ["bk-x-1"], "checkins_forwarded": [], "webhooks": hooks,
          "reinstalls": [{"site": "s", "check": {"ok": True, "missing": 0, "missing_before_reinstall": 0}}],
          "unknown_seq": 4, "emitted": 8, "acked": 8}
@@ -201,7 +201,7 @@ def test_each_rogue_success_fails_its_own_verdict() -> None:
         "rogue_checkins_not_forwarded": {"checkins_forwarded": ["bk-x-1"]},  # the platform got the check-in
         "rogue_takeover_kicked_no_one": {"rogue_logins_as_others": 1},
         "rogue_share_hijack_got_nothing": {"share_foreign_messages": 5},
-        "rogue_payloads_bounded": {"store": {"event_row_max": 20 * 1024 * 1024, "occupancy_row_max": 0}},
+        "rogue_payloads_bounded": {"store": {"largest_value": 20 * 1024 * 1024, "where": "events.payload"}},
         "rogue_stream_not_held_by_unknown_event": {"acked": 3},
         "replayed_webhooks_changed_nothing": {"webhooks": [{"booking": "b", "site": "s", "confirm_status": 200,
                                                             "cancel_status": 200, "replay_statuses": [200],
@@ -243,3 +243,20 @@ def test_the_broker_log_shows_a_rogue_login_under_someone_elses_client_id(tmp_pa
     ids = {"torwart-hub-x", "torwart-site-s"}
     assert logins_as(log, "site-rogue", ids) == 1
     assert logins_as(log, "hub", ids) == 1 and logins_as(log, "site-rogue", {"torwart-site-s"}) == 0
+
+
+def test_the_largest_value_is_found_in_any_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    from testkit.chaos_rogue_check import largest_value, verdicts
+
+    db = tmp_path / "hub.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE events (site_id, payload)")
+        conn.execute("CREATE TABLE kept_aside (raw BLOB)")  # wherever a hub may keep what it refused
+        conn.execute("INSERT INTO events VALUES ('s', ?)", ("x" * 300,))
+        conn.execute("INSERT INTO kept_aside VALUES (?)", (b"A" * 3_000_000,))
+    got = largest_value(db)
+    assert (got["largest_value"], got["where"]) == (3_000_000, "kept_aside.raw")
+    assert not verdicts(_report(store=got))["rogue_payloads_bounded"]
+    assert not verdicts(_report(occupancy_row_max=4_000_000))["rogue_payloads_bounded"]  # seen during the run

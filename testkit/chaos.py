@@ -18,7 +18,6 @@ every cache at the hub's latest version) → checks → stop → privacy scan of
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import random
 import secrets
@@ -278,11 +277,8 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
     hub = Proc("hub", [sys.executable, "-m", "hub", "run", "--config", str(county.hub_config_path),
                        "--log-level", "info"], county.hub_config_path.parent / "hub.log")
     sites = {s: county.sites[s] for s in site_ids}
-    victim = clock_sites[0]  # whose client id the rogue takes (the reinstall takes another site)
-    foreign_refs = [b["id"] for s in rest for b in pop.bookings[s] if b["start"] > chaos_data.iso(_in_hours(24))]
-    rogue_site = RogueSite(broker.host, broker.port, users[ROGUE_SITE], hub_client_id=cfg.mqtt.client_id,
-                           victim=victim, victim_client_id=f"torwart-site-{victim}", foreign_refs=foreign_refs,
-                           hub_db=cfg.hub.store_path, rng=random.Random(f"{seed}:rogue-site"))
+    rogue_site = RogueSite.for_county(broker, users[ROGUE_SITE], cfg, pop, victim=clock_sites[0], among=rest,
+                                      seed=seed)
     scanner = CredentialScanner(pop.all_credentials())
     capture = Capture(broker.host, broker.port, "hub", users["hub"], scanner)
     world = World(
@@ -303,10 +299,6 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
         p.start()
     world.recorder.start()
     return world
-
-
-def _in_hours(hours: float) -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=hours)
 
 
 def _mount_small(path: Path, size: str = "24m") -> str | None:

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import random
 import sqlite3
 import time
 import urllib.error
@@ -28,9 +29,33 @@ from typing import TYPE_CHECKING, Any
 
 from .chaos_data import iso
 from .chaos_events import outbox_state
+from .chaos_rogue import ATTACKS
 
 if TYPE_CHECKING:
+    from .chaos import World
     from .chaos_faults import Faults
+
+
+def plan(world: World, seed: int, spread: Callable[[random.Random, int, float, float], list[float]],
+         killable: list[str]) -> dict[str, Any]:
+    """The ``rogue``, ``webhooks`` and ``reinstalls`` parts of the fault plan, from a
+    random stream of their own (the classic faults' plan stays as it was)."""
+    sz = world.size
+    T = sz.fault_seconds
+    rng = random.Random(f"{seed}:rogue-plan")
+    # The payloads go early, before the hub's and the broker's last lives begin (whose
+    # memory is judged); the other attacks at random moments after.
+    rest = [a for a in ATTACKS if a != "payloads"] * sz.rogue_rounds
+    rng.shuffle(rest)
+    rogue = [(t, "payloads") for t in spread(rng, sz.rogue_rounds, 0.05 * T, 0.25 * T)]
+    rogue += list(zip(spread(rng, len(rest), 0.25 * T, 0.9 * T), rest, strict=True))
+    # A reinstall leaves alone the big sites (cache applies are killed there), the disk-full
+    # and the clock sites (one of them is whose client id the rogue takes).
+    busy = {*world.pop.big, *world.clock_sites, world.disk_site or "", world.rogue_site.victim}
+    spare = [s for s in killable if s not in busy]
+    return {"rogue": rogue, "webhooks": spread(rng, sz.webhook_cycles, 0, 0.8 * T),
+            "reinstalls": [(t, spare[i % len(spare)])
+                           for i, t in enumerate(spread(rng, sz.reinstalls, 0.2 * T, 0.6 * T))]}
 
 
 @dataclass

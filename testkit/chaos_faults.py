@@ -23,7 +23,6 @@ from . import chaos_attacks, chaos_data
 from .chaos import World, monitor
 from .chaos_attacks import WebhookCycle
 from .chaos_check import log_lines, site_cache_version
-from .chaos_rogue import ATTACKS
 
 APPLYING = re.compile(r"cache version (\d+): applying (cache\.full|cache\.delta) \(([^)]*)\) over version (\S+)")
 BOOKING_FAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -65,14 +64,6 @@ def make_plan(world: World, seed: int) -> Plan:
     cut_sites = [s for s in sites if s not in world.pop.big]
     clock_offsets = [-7200.0, 0.0, 3 * 86400.0, 0.0, -600.0, 600.0, -86400.0, 0.0, 7200.0, -30.0, 0.0, 86400.0 * 2.5]
     clock_times = spread(rng, sz.clock_steps, 0, T)
-    # The rogue's payloads go early, before the hub's and the broker's last lives begin
-    # (whose memory is judged); the other attacks at random moments after.
-    rrng = random.Random(f"{seed}:rogue-plan")  # its own: the classic faults' plan stays as it was
-    rest = [a for a in ATTACKS if a != "payloads"] * sz.rogue_rounds
-    rrng.shuffle(rest)
-    rogue = [(t, "payloads") for t in spread(rrng, sz.rogue_rounds, 0.05 * T, 0.25 * T)]
-    rogue += list(zip(spread(rrng, len(rest), 0.25 * T, 0.9 * T), rest, strict=True))
-    spare = [s for s in killable if s not in _busy(world)]
     return Plan(
         broker_kills=[(t, rng.uniform(0, 3)) for t in spread(rng, sz.broker_kills, 0, T)],
         # The hub's last life must be long enough to judge its memory: kills in the first 70 %.
@@ -89,16 +80,8 @@ def make_plan(world: World, seed: int) -> Plan:
         clock=[(t, world.clock_sites[i % len(world.clock_sites)], clock_offsets[i % len(clock_offsets)])
                for i, t in enumerate(clock_times)],
         bad_inputs=spread(rng, sz.bad_inputs, 0, T),
-        rogue=rogue,
-        webhooks=spread(rrng, sz.webhook_cycles, 0, 0.8 * T),
-        reinstalls=[(t, spare[i % len(spare)]) for i, t in enumerate(spread(rrng, sz.reinstalls, 0.2 * T, 0.6 * T))],
+        **chaos_attacks.plan(world, seed, spread, killable),
     )
-
-
-def _busy(world: World) -> set[str]:
-    """Sites a reinstall must leave alone: the big ones (cache applies are killed there),
-    the disk-full and clock sites (one of them is whose client id the rogue takes)."""
-    return {*world.pop.big, *world.clock_sites, world.disk_site or "", world.rogue_site.victim}
 
 
 @dataclass

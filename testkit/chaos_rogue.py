@@ -20,6 +20,7 @@ not acknowledged (``settle``). Nothing here judges; ``testkit.chaos_rogue_check`
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import random
 import time
@@ -29,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.config import HubConfig
 from wire.topics import Kind, shared, site_filter, topic
 
+from .broker import Mosquitto
 from .chaos_check import ro
+from .chaos_data import Population, iso
 from .mqttclient import ConnectRefused, TestClient
 
 ROGUE_SITE = "site-rogue"
@@ -59,6 +63,7 @@ class RogueSite:
     site: str = ROGUE_SITE
     counts: Counter[str] = field(default_factory=Counter)
     not_delivered: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
     #: Its own stream: seq → the event's bytes; the hub's cumulative ack.
     outbox: dict[int, bytes] = field(default_factory=dict)
     acked: int = 0
@@ -73,6 +78,18 @@ class RogueSite:
     def __post_init__(self) -> None:
         self.stream = uuid.uuid4().hex
         self.boot = uuid.uuid4().hex[:12]
+
+    @classmethod
+    def for_county(cls, broker: Mosquitto, password: str, cfg: HubConfig, pop: Population, *, victim: str,
+                   among: list[str], seed: int) -> RogueSite:
+        """The rogue of a chaos county: it takes the hub's client id and ``victim``'s, and
+        checks in to the bookings of ``among`` that start tomorrow or later (which their own
+        sites never check in to during the run)."""
+        later = iso(dt.datetime.now(dt.UTC) + dt.timedelta(hours=24))
+        refs = [b["id"] for s in among for b in pop.bookings[s] if b["start"] > later]
+        return cls(broker.host, broker.port, password, hub_client_id=cfg.mqtt.client_id, victim=victim,
+                   victim_client_id=f"torwart-site-{victim}", foreign_refs=refs, hub_db=cfg.hub.store_path,
+                   rng=random.Random(f"{seed}:rogue-site"))
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -95,7 +112,9 @@ class RogueSite:
         return json.dumps(doc).encode()
 
     def _publish(self, what: str, messages: list[tuple[Kind, bytes, bool]]) -> bool:
-        """Publish (kind, payload, retain) under the rogue's own root in one connection."""
+        """Publish (kind, payload, retain) under the rogue's own root in one connection;
+        True when tried (connected: a broker refusing a message is an outcome, counted in
+        ``refused``), False when the broker could not be reached."""
         try:
             c = self._client()
         except _FAILURES:
@@ -104,12 +123,11 @@ class RogueSite:
         try:
             for kind, payload, retain in messages:
                 c.publish(topic(self.site, kind), payload, retain=retain, timeout=30)
-            return True
         except _FAILURES:
-            self.not_delivered[what] += 1
-            return False
+            self.refused[what] += 1
         finally:
             c.close()
+        return True
 
     def _take_ack(self, payload: bytes) -> None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
@@ -158,15 +176,22 @@ class RogueSite:
         getattr(self, f"_{name}")()
 
     def _takeover(self) -> None:
-        """Log in with the hub's client id, then with a real site's, a moment each."""
+        """Log in with the hub's client id, then with a real site's, a moment each. An
+        attempt counts once the broker is known to be up (a login with the rogue's own id
+        got through); the broker refusing the borrowed id is an outcome (``refused``)."""
         for what, cid in (("rogue_takeover_hub", self.hub_client_id), ("rogue_takeover_site", self.victim_client_id)):
             for _ in range(2):
                 try:
-                    c = self._client(cid)
+                    self._client().close()
                 except _FAILURES:
                     self.not_delivered[what] += 1
                     continue
                 self.counts[what] += 1
+                try:
+                    c = self._client(cid, patience=0)
+                except _FAILURES:
+                    self.refused[what] += 1
+                    continue
                 time.sleep(0.5)  # holding the id a moment (the attack), not synchronisation
                 c.close()
 
@@ -260,4 +285,5 @@ class RogueSite:
                 "unknown_seq": self.unknown_seq, "checkin_refs": list(self.checkin_refs), "victim": self.victim,
                 "hub_client_id": self.hub_client_id, "share_foreign_messages": self.share_foreign,
                 "share_subacks": dict(self.share_subacks), "occupancy_row_max": self.occupancy_row_max,
-                "tried": dict(self.counts), "not_delivered": dict(self.not_delivered)}
+                "tried": dict(self.counts), "not_delivered": dict(self.not_delivered),
+                "refused_by_broker": dict(self.refused)}

@@ -21,7 +21,9 @@ which alone uses the store connection.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -51,6 +53,10 @@ if TYPE_CHECKING:
     from .service import HubService
 
 log = logging.getLogger(__name__)
+
+#: Backoff between attempts to bind the HTTP port: from the first delay, doubling, to the cap.
+BIND_RETRY_FIRST = 0.5
+BIND_RETRY_MAX = 10.0
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -109,26 +115,68 @@ def _apply_once(service: HubService, push: SignedPush) -> dict[str, int] | None:
 
 
 class WebServer:
-    """uvicorn on a thread; ``stop()`` shuts it down."""
+    """uvicorn on a thread, serving a socket it binds itself; ``stop()`` shuts it down.
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    A port it cannot bind (in use, e.g. taken by another program or by the local end of an
+    outgoing connection while the hub was down; an address not there yet at boot) does not
+    end the hub: one line per failed attempt (``HTTP port 127.0.0.1:8080 is in use;
+    retrying in 0.5 s``), attempts again with backoff doubling from ``retry_first`` to
+    ``retry_max`` seconds, and serves as soon as the bind succeeds. The rest of the hub
+    (MQTT ingest, booking sync) runs meanwhile."""
+
+    def __init__(self, app: Starlette, host: str, port: int, *, retry_first: float = BIND_RETRY_FIRST,
+                 retry_max: float = BIND_RETRY_MAX) -> None:
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    lifespan="off", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self.host, self.port = host, port
+        self.retry_first, self.retry_max = retry_first, retry_max
+        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                     access_log=False)
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self._run, name="http", daemon=True)
+        #: Failed bind attempts so far.
+        self.bind_failures = 0
+        self._stop = threading.Event()
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        return socket.create_server((self.host, self.port), family=family, backlog=self.config.backlog)
+
+    def _run(self) -> None:
+        delay = self.retry_first
+        while True:
+            try:
+                sock = self._bind()
+                break
+            except OSError as exc:
+                self.bind_failures += 1
+                why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror or exc})"
+                log.warning("HTTP port %s:%d %s; retrying in %.1f s", self.host, self.port, why, delay)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.retry_max)
+        if self.bind_failures:
+            log.warning("HTTP port %s:%d bound after %d failed attempts; serving", self.host, self.port,
+                        self.bind_failures)
+        try:
+            self.server.run(sockets=[sock])
+        finally:
+            sock.close()
 
     def start(self, timeout: float = 10.0) -> WebServer:
+        """Start serving; return once it serves, or once a first bind attempt failed (the
+        thread keeps trying). RuntimeError if the server ends or hangs on its own."""
         self.thread.start()
         t0 = time.monotonic()
-        while not self.server.started:
+        while not self.server.started and not self.bind_failures:
             if not self.thread.is_alive():
-                raise RuntimeError("the HTTP server did not start (is the port in use?)")
+                raise RuntimeError("the HTTP server did not start")
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError("the HTTP server did not start in time")
             time.sleep(0.01)
         return self
 
     def stop(self) -> None:
+        self._stop.set()
         self.server.should_exit = True
         self.thread.join(5)
 

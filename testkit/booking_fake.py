@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .util import free_port
+
 FAULT_KINDS = ("status", "timeout", "slow", "garbage", "truncated", "wrong_types", "page_loop", "rate_limit", "raw")
 #: What a fault hits: listings and feeds (``read``), check-in or release POSTs, or both POSTs.
 FAULT_TARGETS = ("read", "check-in", "release", "write")
@@ -187,7 +189,9 @@ class BookingPlatform:
                 platform._handle(self, "POST")
 
         self._stopping.clear()
-        self._server = ThreadingHTTPServer((self.host, port), Handler)
+        # A port outside the ephemeral range (testkit.util.free_port), so that a restart on
+        # the same port finds it free.
+        self._server = ThreadingHTTPServer((self.host, port or free_port(self.host)), Handler)
         self._server.daemon_threads = True
         # A short poll interval makes stop() (shutdown) take milliseconds instead of up to 0.5 s.
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="booking-fake",

@@ -42,6 +42,7 @@ from .booking_fake import BookingPlatform
 from .broker import Mosquitto
 from .chaos_check import CacheLogRecorder, ProcSampler, site_cache_version
 from .chaos_load import BadgeLoad, Capture, Rogue
+from .chaos_rogue import ROGUE_SITE, RogueSite
 from .county import County, make_county
 from .credscan import CredentialScanner
 from .site import SiteFiles
@@ -73,6 +74,10 @@ class Size:
     converge_timeout: float
     warmup: float
     min_span: float
+    #: The rogue site's attacks (testkit.chaos_rogue) are each tried this many times.
+    rogue_rounds: int = 1
+    webhook_cycles: int = 2
+    reinstalls: int = 1
 
 
 SIZES = {
@@ -80,7 +85,7 @@ SIZES = {
                  badge_rate=12.0, broker_kills=22, hub_kills=11, apply_kills=22, agent_kills=20, cutoffs=4,
                  cutoff_seconds=(60, 150), booking_failures=6, booking_fail_seconds=(20, 45), disk_full=2,
                  disk_full_seconds=(40, 70), clock_steps=24, bad_inputs=150, converge_timeout=240, warmup=30,
-                 min_span=100),
+                 min_span=100, rogue_rounds=3, webhook_cycles=6, reinstalls=2),
     "short": Size("short", sites=10, big_sites=2, big_bookings=2500, fault_seconds=75, steady_seconds=25,
                   badge_rate=8.0, broker_kills=3, hub_kills=2, apply_kills=3, agent_kills=3, cutoffs=2,
                   cutoff_seconds=(6, 10), booking_failures=2, booking_fail_seconds=(6, 10), disk_full=1,
@@ -185,6 +190,7 @@ class World:
     capture: Capture
     rogue: Rogue
     recorder: CacheLogRecorder
+    rogue_site: RogueSite
     control: tuple[str, ...]
     clock_sites: tuple[str, ...]
     disk_site: str | None
@@ -227,10 +233,11 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
     control = tuple(rest[-3:])  # never restarted: their memory and files are watched all run long
     disk_site = rest[0]
     clock_sites = tuple(rest[1:4])
-    users = {u: secrets.token_urlsafe(18) for u in ["hub", *site_ids]}
+    # The rogue site: a login of its own in the county, no agent behind it (testkit.chaos_rogue).
+    users = {u: secrets.token_urlsafe(18) for u in ["hub", *site_ids, ROGUE_SITE]}
     broker = Mosquitto(workdir / "broker", users=users).start()
     platform = BookingPlatform(page_size=500).start()
-    county = make_county(workdir / "county", broker, platform, tuple(site_ids), mqtt_users=users,
+    county = make_county(workdir / "county", broker, platform, (*site_ids, ROGUE_SITE), mqtt_users=users,
                          booking={"sync_interval_seconds": 5, "overlap_seconds": 10, "timeout_seconds": 5,
                                   "grace_before_minutes": 15, "grace_after_minutes": 15},
                          site_policy={"deny_burst": 1000, "deny_refill_seconds": 0.05, "resend_seconds": 2,
@@ -269,16 +276,19 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
                                         "--log-level", "info"], files.dir / "agent.log", env=env)
     hub = Proc("hub", [sys.executable, "-m", "hub", "run", "--config", str(county.hub_config_path),
                        "--log-level", "info"], county.hub_config_path.parent / "hub.log")
+    sites = {s: county.sites[s] for s in site_ids}
+    rogue_site = RogueSite.for_county(broker, users[ROGUE_SITE], cfg, pop, victim=clock_sites[0], among=rest,
+                                      seed=seed)
     scanner = CredentialScanner(pop.all_credentials())
     capture = Capture(broker.host, broker.hub_port, "hub", users["hub"], scanner)
     world = World(
         workdir=workdir, size=size, say=say, broker=broker, broker_lock=threading.RLock(), hub=hub,
-        hub_config=cfg, county=county, sites=dict(county.sites), agents=agents, proxies=proxies, platform=platform,
-        pop=pop, load=BadgeLoad(county.sites, pop, size.badge_rate, random.Random(f"{seed}:load")),
+        hub_config=cfg, county=county, sites=sites, agents=agents, proxies=proxies, platform=platform,
+        pop=pop, load=BadgeLoad(sites, pop, size.badge_rate, random.Random(f"{seed}:load")),
         capture=capture,
         rogue=Rogue(broker.host, broker.port, users, capture, random.Random(f"{seed}:rogue"), sites=site_ids,
                     oversize=MAX_ENVELOPE + 1024 * 1024, oversize_sites=[s for s in site_ids if s not in control]),
-        recorder=CacheLogRecorder(cfg.hub.store_path, workdir / "chaos-cachelog.db"),
+        recorder=CacheLogRecorder(cfg.hub.store_path, workdir / "chaos-cachelog.db"), rogue_site=rogue_site,
         control=control, clock_sites=clock_sites, disk_site=None if disk_skip else disk_site, disk_skip=disk_skip,
         offsets=offsets,
     )

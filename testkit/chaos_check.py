@@ -2,8 +2,8 @@
 
 - ``CacheLogRecorder`` copies every cache version the hub issues (its change log) into the
   run's own database while the run goes, so that the hub's log pruning cannot hide one;
-- ``check_sequences``: per (site, stream), the events emitted (the outbox's seqs) against what
-  the hub stored (count, distinct seqs, max_seq, acked_upto, gaps);
+- ``check_sequences`` (testkit.chaos_events): per site, the events emitted against what
+  the hub stored, per stream;
 - ``check_decisions``: every access.granted / access.denied recomputed with
   ``edge.decide.decide`` against the entries of the cache version the event names, at the
   event's own time and clock verdict;
@@ -31,7 +31,6 @@ import msgspec
 
 from edge.cache import CacheStore
 from edge.decide import decide
-from edge.outbox import Outbox
 from wire import messages as m
 
 _entries = msgspec.json.Decoder(list[m.Entry])
@@ -123,19 +122,7 @@ class CacheLogRecorder:
         self._out.close()
 
 
-# --- events: emitted vs stored ---------------------------------------------------------------------
-
-
-def outbox_state(data_dir: Path, site: str) -> tuple[int, int, str]:
-    """(last seq, acked_upto, stream) of a site's outbox, read beside the running agent."""
-    path = data_dir / "outbox.db"
-    if not path.exists():
-        return 0, 0, ""
-    ob = Outbox(path, site, "chaos", read_only=True)
-    try:
-        return ob.last_seq, ob.acked_upto, ob.stream_info[0]
-    finally:
-        ob.close()
+# --- caches --------------------------------------------------------------------------------------
 
 
 def site_cache_version(data_dir: Path) -> tuple[int | None, int]:
@@ -147,42 +134,6 @@ def site_cache_version(data_dir: Path) -> tuple[int | None, int]:
         meta = c.meta()
     return meta.version, meta.entry_count
 
-
-def hub_site_state(hub_db: Path, site: str, stream: str = "") -> dict[str, Any]:
-    """What the hub holds of one (site, stream): its bookkeeping and the events stored, and
-    how many gaps the site's other streams have."""
-    conn = ro(hub_db)
-    try:
-        st = conn.execute("SELECT base, acked_upto, max_seq, gaps FROM event_streams WHERE site_id = ? AND stream = ?",
-                          (site, stream)).fetchone()
-        ev = conn.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events "
-                          "WHERE site_id = ? AND stream = ?", (site, stream)).fetchone()
-        others = conn.execute("SELECT gaps FROM event_streams WHERE site_id = ? AND stream != ?",
-                              (site, stream)).fetchall()
-        cv = conn.execute("SELECT version FROM cache_sites WHERE site_id = ?", (site,)).fetchone()
-    finally:
-        conn.close()
-    base, acked, max_seq, gaps = st if st else (0, 0, 0, "[]")
-    return {"stream": stream, "base": base, "acked_upto": acked, "max_seq": max_seq, "gaps": json.loads(gaps),
-            "other_stream_gaps": sum(len(json.loads(g)) for (g,) in others), "stored": ev[0], "distinct": ev[1],
-            "min_seq": ev[2], "max_stored": ev[3], "hub_cache_version": cv[0] if cv else None}
-
-
-def check_sequences(hub_db: Path, data_dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Per site, of its outbox's stream: emitted (the outbox's seqs after the stream's base)
-    against stored at the hub; ``ok`` when every seq of the stream is stored exactly once
-    and acknowledged, and no other stream of the site has a gap."""
-    out: dict[str, dict[str, Any]] = {}
-    for site, data in sorted(data_dirs.items()):
-        last, acked_at_site, stream = outbox_state(data, site)
-        hub = hub_site_state(hub_db, site, stream)
-        base = hub["base"]
-        emitted = max(0, last - base)
-        ok = (hub["stored"] == hub["distinct"] == emitted and hub["max_seq"] == hub["acked_upto"] == acked_at_site
-              == max(last, base) and not hub["gaps"] and not hub["other_stream_gaps"]
-              and (emitted == 0 or (hub["min_seq"] == base + 1 and hub["max_stored"] == last)))
-        out[site] = {"emitted": emitted, "acked_at_site": acked_at_site, **hub, "ok": ok}
-    return out
 
 
 # --- decisions ---------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import chaos_data
+from . import chaos_attacks, chaos_data
 from .chaos import World, monitor
+from .chaos_attacks import WebhookCycle
 from .chaos_check import log_lines, site_cache_version
 
 APPLYING = re.compile(r"cache version (\d+): applying (cache\.full|cache\.delta) \(([^)]*)\) over version (\S+)")
@@ -49,6 +50,9 @@ class Plan:
     disk_full: list[tuple[float, float]]
     clock: list[tuple[float, str, float]]
     bad_inputs: list[float]
+    rogue: list[tuple[float, str]] = field(default_factory=list)
+    webhooks: list[float] = field(default_factory=list)
+    reinstalls: list[tuple[float, str]] = field(default_factory=list)
 
 
 def make_plan(world: World, seed: int) -> Plan:
@@ -76,6 +80,7 @@ def make_plan(world: World, seed: int) -> Plan:
         clock=[(t, world.clock_sites[i % len(world.clock_sites)], clock_offsets[i % len(clock_offsets)])
                for i, t in enumerate(clock_times)],
         bad_inputs=spread(rng, sz.bad_inputs, 0, T),
+        **chaos_attacks.plan(world, seed, spread, killable),
     )
 
 
@@ -88,6 +93,8 @@ class Faults:
     apply_kills: list[dict[str, Any]] = field(default_factory=list)
     disk: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    webhook_cycles: list[WebhookCycle] = field(default_factory=list)
+    reinstalls: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.t0 = 0.0
@@ -123,7 +130,9 @@ class Faults:
         for name, fn in (("broker", self._broker), ("hub", self._hub), ("agents", self._agents),
                          ("apply", self._apply), ("cutoff", self._cutoff), ("booking", self._booking),
                          ("disk", self._disk), ("clock", self._clock), ("rogue", self._rogue),
-                         ("monitor", self._monitor)):
+                         ("rogue-site", lambda: chaos_attacks.rogue(self)),
+                         ("webhooks", lambda: chaos_attacks.webhooks(self)),
+                         ("reinstall", lambda: chaos_attacks.reinstall(self)), ("monitor", self._monitor)):
             self._thread(name, fn)
 
     def join(self, grace: float) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from . import chaos_rogue_check
 from .chaos import (
     LAYOUT_ROOMS,
     Say,
@@ -32,11 +33,11 @@ from .chaos_check import (
     access_events,
     applied_versions,
     check_decisions,
-    check_sequences,
     event_types,
     ro,
     tracebacks,
 )
+from .chaos_events import check_sequences
 from .chaos_faults import Faults, make_plan
 from .credscan import Finding, files_under
 from .util import wait_for
@@ -49,13 +50,40 @@ FD_TOL = 3
 PRIVACY_EXCEPTIONS = (("credentials", "credential"), ("bookings", "pin"))
 
 
-def _converged(world: World) -> bool:
+def _before(faults: Faults | None) -> dict[str, list[tuple[Path, int]]]:
+    """Per reinstalled site: its outboxes from before, and how far the hub acked them."""
+    out: dict[str, list[tuple[Path, int]]] = {}
+    for x in faults.reinstalls if faults is not None else []:
+        out.setdefault(x["site"], []).append((Path(x["old_outbox"]), x["old_acked"]))
+    return out
+
+
+def _sequences(world: World, faults: Faults | None) -> dict[str, dict[str, Any]]:
+    return check_sequences(world.hub_db, {s: world.data_dir(s) for s in world.sites}, _before(faults))
+
+
+def _converged(world: World, faults: Faults | None = None) -> bool:
     monitor(world)
-    seqs = check_sequences(world.hub_db, {s: world.data_dir(s) for s in world.sites})
-    if not all(v["ok"] for v in seqs.values()):
+    if not all(v["ok"] for v in _sequences(world, faults).values()):
         return False
     world.recorder.poll()
     return not converged_caches(world)
+
+
+def _settled_sequences(world: World, faults: Faults, timeout: float = 20.0) -> dict[str, dict[str, Any]]:
+    """The sequence check once every site holds the ack of its last event: a badge
+    presented as the load stopped may be decided (an event) after convergence was seen;
+    a lost event stays missing however long this waits."""
+    seqs: dict[str, dict[str, Any]] = {}
+
+    def ok() -> bool:
+        nonlocal seqs
+        seqs = _sequences(world, faults)
+        return all(v["ok"] for v in seqs.values())
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(ok, timeout, interval=0.5, what="every site's last event acknowledged")
+    return seqs
 
 
 def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dict[str, Any]:
@@ -97,7 +125,7 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dic
         say("load stopped; waiting until every event is acknowledged and every cache converged")
         converged = True
         try:
-            wait_for(lambda: _converged(world), size.converge_timeout, interval=1.0, what="convergence")
+            wait_for(lambda: _converged(world, faults), size.converge_timeout, interval=1.0, what="convergence")
         except TimeoutError:
             converged = False
             say("NOT CONVERGED within the timeout")
@@ -131,20 +159,19 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dic
 def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool) -> dict[str, Any]:
     size = world.size
     out: dict[str, Any] = {"converged": converged}
-    data_dirs = {s: world.data_dir(s) for s in world.sites}
     world.recorder.poll()
-    seqs = check_sequences(world.hub_db, data_dirs)
+    seqs = _settled_sequences(world, faults)
     out["events"] = {
         "per_site": seqs,
-        "emitted": sum(v["emitted"] for v in seqs.values()),
+        "emitted": sum(v["emitted"] for v in seqs.values()) + sum(x["old_last_seq"] for x in faults.reinstalls),
         "stored": sum(v["stored"] for v in seqs.values()),
-        "lost": sum(max(0, v["emitted"] - v["distinct"]) for v in seqs.values()),
-        "duplicates": sum(v["stored"] - v["distinct"] for v in seqs.values()),
-        "gaps": sum(len(v["gaps"]) + v["other_stream_gaps"] for v in seqs.values()),
+        "lost": sum(max(v["missing"], v["emitted"] - v["stream_distinct"]) for v in seqs.values()),
+        "duplicates": sum(v["stream_duplicates"] for v in seqs.values()),
+        "gaps": sum(v["stream_gaps"] + (len(v["gaps"]) if v["streams"] <= 1 else 0) for v in seqs.values()),
         "sites_ok": sum(v["ok"] for v in seqs.values()),
         "types": {s: dict(c) for s, c in event_types(world.hub_db).items()},
     }
-    events = access_events(world.hub_db)
+    events = {s: evs for s, evs in access_events(world.hub_db).items() if s in world.sites}
     dec = check_decisions(events, world.recorder.rows, valid_seconds=world.hub_config.hub.cache_valid_hours * 3600,
                           door_rooms={s: dict(LAYOUT_ROOMS) for s in world.sites})
     out["decisions"] = dec.as_dict()
@@ -186,6 +213,7 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
                                                       fd_tol=FD_TOL)) is not None}
     out["crashes"] = list(world.crashes)
     out["mqtt"] = {"messages": dict(world.capture.kinds), "bytes": world.capture.bytes_seen}
+    out["rogue"] = chaos_rogue_check.gather(world, faults, seqs)
     return out
 
 
@@ -250,6 +278,7 @@ def _verdicts(r: dict[str, Any], size: Size) -> dict[str, bool]:
                                                         and d["status_cleared_after"]
                                                         and d.get("decisions_during", 0) > 0 for d in disk),
         "bad_inputs_tried": r.get("bad_inputs", {}).get("total", 0) > 0,
+        **chaos_rogue_check.verdicts(r),
     }
     return v
 
@@ -298,6 +327,7 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("Traceback lines in logs", str(sum(r.get("tracebacks", {}).values())), ok("no_tracebacks")),
         ("credential strings found in logs, DBs, MQTT", str(r.get("privacy", {}).get("findings", "?")),
          ok("no_credentials_leaked")),
+        *chaos_rogue_check.table_rows(r, ok),
     ]
     for group in ("resources", "resources_info"):
         for label, v in r.get(group, {}).items():

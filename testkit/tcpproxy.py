@@ -26,6 +26,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from .util import free_port
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536
@@ -75,7 +77,9 @@ class TcpProxy:
         self._stopping = threading.Event()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, port))
+        # Outside the ephemeral range (testkit.util.free_port): a proxy stopped and started
+        # again on its port must find it free.
+        self._listener.bind((host, port or free_port(host)))
         self._listener.listen(64)
         self.host, self.port = self._listener.getsockname()[:2]
         self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)

@@ -2,21 +2,83 @@
 
 from __future__ import annotations
 
+import errno
+import random
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
+#: Where the kernel picks the local ports of outgoing connections when /proc does not say.
+DEFAULT_EPHEMERAL = (32768, 60999)
+#: The lowest port ``free_port`` hands out (below: well-known and registered services).
+LOWEST_PORT = 20000
+_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_handed_lock = threading.Lock()
+_rng = random.SystemRandom()
+
+
+def ephemeral_range(path: Path = _RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (inclusive)."""
+    try:
+        lo, hi = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL
+    return lo, hi
+
+
+def port_candidates(ephemeral: tuple[int, int]) -> range:
+    """Where ``free_port`` looks: below the ephemeral range (from ``LOWEST_PORT``), or above
+    it if too little room is left below, or anywhere unprivileged outside it as a last resort."""
+    lo, hi = ephemeral
+    if lo - LOWEST_PORT >= 1000:
+        return range(LOWEST_PORT, lo)
+    above = range(hi + 1, 65536)
+    if len(above) >= 1000:
+        return above
+    below = range(1024, lo)
+    best = max(below, above, key=len)
+    return best if len(best) else range(1024, 65536)
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Nothing (listener, connection, TIME_WAIT) holds ``host:port``: a bind without
+    SO_REUSEADDR succeeds."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port that nothing uses right now, outside the kernel's ephemeral range.
+
+    A server that is restarted on the same port (Mosquitto, the hub, a proxy) must not get
+    a port from the ephemeral range: while it is down, any outgoing connection on the
+    machine may take that port as its local port and the restart fails with "address
+    already in use". The port is picked at random (so that test processes running side by
+    side rarely try the same one), checked bindable, and never handed out twice by one
+    process."""
+    candidates = port_candidates(ephemeral_range())
+    for _ in range(200):
+        port = _rng.choice(candidates)
+        with _handed_lock:
+            if port in _handed_out:
+                continue
+            if _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    raise RuntimeError(f"no free port found in {candidates.start}-{candidates.stop - 1} on {host}")
 
 
 def wait_for(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "condition") -> T:

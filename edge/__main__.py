@@ -1,7 +1,9 @@
 """``torwart-edge``: the site agent's command line.
 
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
-    torwart-edge check  --config PATH   validate the config and print the resolved site
+    torwart-edge check  --config PATH   validate the config and print the resolved site; names
+                                        gpiozero's pin factory, refuses a fail-secure lock relay
+                                        on a pin the Pi pulls high at boot (edge/pins.py)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
 
 Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
@@ -83,7 +85,10 @@ def _test_clock() -> ClockSource | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from . import pins
+
     cfg = config_mod.load(args.config)
+    pins.check_boot_levels(cfg, str(args.config))
     print(f"site {cfg.site.id} ({cfg.site.name or 'no name'}), data in {cfg.site.data_dir}, "
           f"time zone {cfg.site.timezone}")
     hub = cfg.hub
@@ -101,6 +106,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for rd in cfg.readers:
         where = rd.port or rd.path or f"d0={rd.d0_pin} d1={rd.d1_pin}"
         print(f"reader {rd.id}: {rd.type} at {where} → door {rd.door} ({rd.direction})")
+    print(f"pins  gpiozero pin factory {pins.pin_factory_name()}")
     print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
           f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
     print("config OK")

@@ -5,6 +5,10 @@
                                         gpiozero's pin factory, refuses a fail-secure lock relay
                                         on a pin the Pi pulls high at boot (edge/pins.py)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
+    torwart-edge doors test / readers watch   bring-up at the door (edge/bringup.py)
+
+Only one of ``run`` and the bring-up commands may hold a site at a time (an flock in its
+data directory, edge/runlock.py); the second is refused with exit status 3.
 
 Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
 ``run`` takes its wall clock from an ``edge.clock.OffsetClock``: system time plus the offset
@@ -31,6 +35,7 @@ from . import config as config_mod
 from . import malloc
 from .clock import ClockSource
 from .errors import ConfigError, EdgeError
+from .runlock import DataDirBusy
 
 log = logging.getLogger("edge")
 
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
+    from .bringup import add_commands
+
+    add_commands(sub)  # doors test, readers watch (bring-up at the door)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -163,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"torwart-edge: config error: {exc}", file=sys.stderr)
         return 2
+    except DataDirBusy as exc:
+        print(f"torwart-edge: {exc}", file=sys.stderr)
+        return 3
     except EdgeError as exc:
         print(f"torwart-edge: {exc}", file=sys.stderr)
         return 1

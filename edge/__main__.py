@@ -1,8 +1,14 @@
 """``torwart-edge``: the site agent's command line.
 
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
-    torwart-edge check  --config PATH   validate the config and print the resolved site
+    torwart-edge check  --config PATH   validate the config and print the resolved site; names
+                                        gpiozero's pin factory, refuses a fail-secure lock relay
+                                        on a pin the Pi pulls high at boot (edge/pins.py)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
+    torwart-edge doors test / readers watch   bring-up at the door (edge/bringup.py)
+
+Only one of ``run`` and the bring-up commands may hold a site at a time (an flock in its
+data directory, edge/runlock.py); the second is refused with exit status 3.
 
 Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
 ``run`` takes its wall clock from an ``edge.clock.OffsetClock``: system time plus the offset
@@ -29,6 +35,7 @@ from . import config as config_mod
 from . import malloc
 from .clock import ClockSource
 from .errors import ConfigError, EdgeError
+from .runlock import DataDirBusy
 
 log = logging.getLogger("edge")
 
@@ -83,7 +90,10 @@ def _test_clock() -> ClockSource | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from . import pins
+
     cfg = config_mod.load(args.config)
+    pins.check_boot_levels(cfg, str(args.config))
     print(f"site {cfg.site.id} ({cfg.site.name or 'no name'}), data in {cfg.site.data_dir}, "
           f"time zone {cfg.site.timezone}")
     hub = cfg.hub
@@ -101,6 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for rd in cfg.readers:
         where = rd.port or rd.path or f"d0={rd.d0_pin} d1={rd.d1_pin}"
         print(f"reader {rd.id}: {rd.type} at {where} → door {rd.door} ({rd.direction})")
+    print(f"pins  gpiozero pin factory {pins.pin_factory_name()}")
     print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
           f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
     print("config OK")
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
+    from .bringup import add_commands
+
+    add_commands(sub)  # doors test, readers watch (bring-up at the door)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -157,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"torwart-edge: config error: {exc}", file=sys.stderr)
         return 2
+    except DataDirBusy as exc:
+        print(f"torwart-edge: {exc}", file=sys.stderr)
+        return 3
     except EdgeError as exc:
         print(f"torwart-edge: {exc}", file=sys.stderr)
         return 1

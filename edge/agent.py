@@ -44,6 +44,7 @@ from .occupancy import Occupancy
 from .outbox import Outbox
 from .readers import make_reader
 from .readers.base import Reader
+from .runlock import RunLock
 from .schedule import scheduled_mode
 from .sdnotify import Notifier
 from .statedb import StateDB
@@ -66,15 +67,18 @@ class Agent:
         self._stopped = threading.Event()
         self._beat = time.monotonic()
         self._sched_beat = time.monotonic()
+        # The site's pins and data are ours alone (a bring-up command holds them off): DataDirBusy.
+        self._runlock = RunLock.acquire(cfg.data_path, "the agent")
         # Doors first: every relay is driven to its locked state before anything else runs.
         self.doors: dict[str, Door] = {}
         try:
             for d in cfg.doors:
                 self.doors[d.id] = Door(d, self)
+            self._key = site_key(cfg)
         except Exception:
             self._close_doors()
+            self._runlock.release()
             raise
-        self._key = site_key(cfg)
         self.judge = ClockJudge(self.clock, cfg.policy.clock_trust)
         self._denials = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
         self.readers: dict[str, Reader] = {}
@@ -176,6 +180,12 @@ class Agent:
         log.info("site %s running (boot %s, cache version %s)", self.site, self.boot, self.cache.version)
 
     def _shutdown(self) -> None:
+        try:
+            self._shutdown_all()
+        finally:
+            self._runlock.release()
+
+    def _shutdown_all(self) -> None:
         self.notifier.stopping()
         if not hasattr(self, "commands"):  # startup failed before everything was open
             self._close_doors()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _HEXRUN = re.compile(rb"[0-9A-Fa-f]{8,}")
-_STRING = re.compile(rb"(?i)(?:em4100|iso14443a|wiegand26|wiegand34|pin):[0-9A-Fa-f]+")
+_STRING = re.compile(rb"(?i)(?:em4100|iso14443a|wiegand26|wiegand34|bits[0-9]{1,3}|pin):[0-9A-Fa-f]+")
 MIN_VALUE = 10
 
 

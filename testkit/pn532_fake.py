@@ -3,10 +3,16 @@
 
 The frame handling here is written independently of ``edge.readers.pn532_codec`` on
 purpose, so that a bug in the codec cannot cancel itself out in the tests. It answers
-GetFirmwareVersion, SAMConfiguration, RFConfiguration and InListPassiveTarget (NbTg = 0
-without a card, else the present card's UID) with an ACK followed by the response;
-a frame with a bad checksum gets a NACK, an unknown command an error frame, a NACK from
-the host the last response again.
+GetFirmwareVersion, SAMConfiguration, RFConfiguration and InListPassiveTarget with an
+ACK followed by the response; a frame with a bad checksum gets a NACK, an unknown
+command an error frame, a NACK from the host the last response again.
+
+InListPassiveTarget answers the present card's UID. Without a card it depends on
+RFConfiguration item 0x05 (MaxRetries), as on the real module (UM0701-02 §7.3.1): with
+a finite MxRtyPassiveActivation it answers NbTg = 0; with 0xFF, the value after power-on,
+it keeps polling and answers only when a card enters the field, until the host sends
+another command or an ACK frame (abort). A host that never sets MaxRetries therefore
+waits for a card, and one that relies on NbTg = 0 without setting it is caught here.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class FakePn532:
         self._muted = False
         self._corrupt = 0
         self._last: bytes | None = None
+        self._max_passive = 0xFF  # RFConfiguration MxRtyPassiveActivation: 0xFF = forever
+        self._polling = False  # an InListPassiveTarget waits for a card (retries forever)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._buf = bytearray()
@@ -72,6 +80,9 @@ class FakePn532:
     def present(self, uid: bytes) -> None:
         with self._lock:
             self._uid = bytes(uid)
+            waiting, self._polling = self._polling, False
+        if waiting:  # the poll that has been waiting finds the card now
+            self._respond(target_response(bytes(uid)))
 
     def remove(self) -> None:
         with self._lock:
@@ -137,8 +148,10 @@ class FakePn532:
             if len(buf) < 4:
                 return
             length, lcs = buf[2], buf[3]
-            if length == 0x00 and lcs == 0xFF:  # host ACK: abort; nothing to abort here
+            if length == 0x00 and lcs == 0xFF:  # host ACK: abort the running command
                 del buf[:4]
+                with self._lock:
+                    self._polling = False
                 continue
             if length == 0xFF and lcs == 0x00:  # host NACK: send the last response again
                 del buf[:4]
@@ -170,9 +183,13 @@ class FakePn532:
                 return
             code = data[0]
             self.commands[code] += 1
+            self._polling = False  # a new command ends a waiting poll
             if self._muted:
                 return
             uid = self._uid
+            if code == 0x32 and len(data) >= 5 and data[1] == 0x05:  # MaxRetries
+                self._max_passive = data[4]
+            forever = self._max_passive == 0xFF
         if code == 0x02:
             reply = b"\x03" + self.firmware
         elif code == 0x14:
@@ -180,14 +197,23 @@ class FakePn532:
         elif code == 0x32:
             reply = b"\x33"
         elif code == 0x4A:
+            with self._lock:  # decided and acknowledged under the lock: present() answers after the ACK
+                uid = self._uid
+                if uid is None and forever:
+                    self._polling = True
+                    self._send_raw(ACK)  # the answer comes with a card
+                    return
             reply = target_response(uid) if uid is not None else b"\x4b\x00"
         else:
             self._send_raw(ACK + ERROR_FRAME)
             return
+        self._send_raw(ACK)
+        self._respond(reply)
+
+    def _respond(self, reply: bytes) -> None:
         frame = response_frame(reply)
         with self._lock:
             self._last = frame
-        self._send_raw(ACK)
         self._send(frame)
 
     def _send(self, frame: bytes) -> None:

@@ -87,6 +87,12 @@ def test_the_scan_finds_a_card_in_every_spelling_and_nothing_in_hashes() -> None
     assert scan.hits(b"ts 1800000000.123456 seq 12 em4100:0A00B1C2D4") == []
 
 
+def test_the_scan_finds_a_35_or_37_bit_card_string() -> None:
+    scan = CredentialScanner(["bits37:8000800010"])
+    assert scan.hits(b"read bits37:8000800010 at eingang") == ["string", "value"]
+    assert scan.hits(b"read bits37:8000800011") == []
+
+
 def test_the_sequence_check_finds_an_event_the_hub_does_not_have(tmp_path: Path) -> None:
     data = tmp_path / "site"
     data.mkdir()

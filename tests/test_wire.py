@@ -336,6 +336,23 @@ def test_credential_builders_follow_protocol_section_1() -> None:
     assert creds.redact("em4100:0A00B1C2D3") == "em4100:…"
 
 
+def test_bits_credentials_are_all_bits_left_aligned_and_malformed_ones_refused() -> None:
+    # PROTOCOL.md §1's own example: 37 bits in five bytes, the three padding bits zero.
+    assert creds.check_credential("bits37:0A1B2C3D48") == "bits37:0A1B2C3D48"
+    assert creds.bits(37, 0x0A1B2C3D48 >> 3) == "bits37:0A1B2C3D48"
+    assert creds.bits(35, 1) == "bits35:0000000020"
+    assert creds.bits(8, 0xA5) == "bits8:A5"
+    for bad in ["bits37:0A1B2C3D49",  # a padding bit set
+                "bits37:0A1B2C3D",  # too short
+                "bits37:0a1b2c3d48",  # lower case
+                "bits0:00", "bits129:" + "00" * 17, "bits035:0000000020", "bits:00"]:
+        with pytest.raises(WireError):
+            creds.check_credential(bad)
+    for n, v in ((35, 1 << 35), (0, 0), (8, -1)):
+        with pytest.raises(ValueError):
+            creds.bits(n, v)
+
+
 @given(CRED)
 def test_cred_strategy_is_valid_cred(cred: str) -> None:
     assert m.decode(m.encode(cred), m.Cred) == cred

@@ -19,15 +19,29 @@ _FORMS = {
     "wiegand34": re.compile(r"^[0-9A-F]{8}$"),
     "pin": re.compile(r"^[0-9]{4,12}$"),
 }
+#: ``bitsN:`` (N = 1..128): all N bits, left-aligned in whole bytes (PROTOCOL.md §1).
+_BITS_KIND = re.compile(r"^bits([1-9][0-9]{0,2})$")
+MAX_BITS = 128
 
 
 def check_credential(credential: str) -> str:
     """Return ``credential`` if it has one of the PROTOCOL.md §1 forms, else raise WireError."""
     kind, sep, value = credential.partition(":")
+    m = _BITS_KIND.match(kind)
+    if sep and m and int(m.group(1)) <= MAX_BITS:
+        return _check_bits(kind, int(m.group(1)), value, credential)
     form = _FORMS.get(kind)
     if not sep or form is None:
-        raise WireError(MALFORMED, f"unknown credential type {kind!r} (want one of {', '.join(_FORMS)})")
+        raise WireError(MALFORMED, f"unknown credential type {kind!r} (want one of {', '.join(_FORMS)}, bitsN)")
     if not form.match(value):
+        raise WireError(MALFORMED, f"{kind} credential has a malformed value")
+    return credential
+
+
+def _check_bits(kind: str, nbits: int, value: str, credential: str) -> str:
+    """A ``bitsN:`` value: ceil(N/8) bytes of upper-case hex whose padding bits are zero."""
+    nbytes = (nbits + 7) // 8
+    if not re.fullmatch(f"[0-9A-F]{{{2 * nbytes}}}", value) or int(value, 16) & ((1 << (8 * nbytes - nbits)) - 1):
         raise WireError(MALFORMED, f"{kind} credential has a malformed value")
     return credential
 
@@ -54,6 +68,16 @@ def wiegand(bits: int, data: int) -> str:
     if bits == 34:
         return check_credential(f"wiegand34:{data & 0xFFFFFFFF:08X}")
     raise ValueError(f"unsupported Wiegand format: {bits} bits")
+
+
+def bits(nbits: int, data: int) -> str:
+    """``bitsN:`` + all ``nbits`` bits of ``data`` (first bit most significant), left-aligned in
+    whole bytes, upper-case hex: what an OSDP reader gives for the same bits, and what a
+    Wiegand reader gives for a format other than 26/34 (35-bit Corporate 1000, 37-bit H10304)."""
+    if not 1 <= nbits <= MAX_BITS or not 0 <= data < (1 << nbits):
+        raise ValueError(f"{data:#x} is not a {nbits}-bit value")
+    nbytes = (nbits + 7) // 8
+    return check_credential(f"bits{nbits}:{data << (8 * nbytes - nbits):0{2 * nbytes}X}")
 
 
 def pin(digits: str) -> str:

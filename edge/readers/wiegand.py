@@ -1,4 +1,4 @@
-"""Wiegand 26/34 reader on two GPIO inputs (D0, D1) through gpiozero, PROTOCOL.md §1.
+"""Wiegand 26/34/35/37 reader on two GPIO inputs (D0, D1) through gpiozero, PROTOCOL.md §1.
 
 Both lines idle high (pull-up); a pulse is the line going low: a pulse on D0 is a 0 bit,
 on D1 a 1 bit. A burst ends when no bit arrives for ``timeout`` (25 ms by default; bits
@@ -7,6 +7,12 @@ wires it to the pins and runs a timer thread so that a burst is delivered withou
 waiting for a further edge. Keypad bursts (4 and 8 bits, one per key) are assembled into
 ``pin:`` credentials by ``keypad.PinEntry``: a keypad is a wiegand reader like any other
 (a keypad beside an RDM6300 or PN532 is a second reader entry on the same door).
+
+26 and 34 bits give ``wiegand26:`` / ``wiegand34:`` + the data bits. The 35-bit HID
+Corporate 1000 and the 37-bit HID H10304 formats have no prefix of their own in
+PROTOCOL.md §1; after their parity checks they give ``bits35:`` / ``bits37:`` + all the
+bits, left-aligned in whole bytes: the string an OSDP reader gives for the same card, so
+a card enrolled once works on either reader type.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from edge.config import ReaderSection
 from edge.errors import ReaderError
+from wire.creds import bits as bits_cred
 from wire.creds import redact, wiegand
 
 from .base import ReaderStats, ReadSink
@@ -49,9 +56,39 @@ def _card(nbits: int) -> Callable[[list[int]], str | None]:
     return decode
 
 
+def _value(bits: list[int]) -> int:
+    value = 0
+    for b in bits:
+        value = (value << 1) | b
+    return value
+
+
+def _corporate1000(bits: list[int]) -> str | None:
+    """HID Corporate 1000, 35 bits (positions 1..35, first sent = 1): 12-bit company id
+    (3-14), 20-bit card number (15-34). Position 2 is even parity over 3-4, 6-7, …, 33-34
+    (every position from 3 to 34 not ≡ 2 mod 3), position 35 odd parity over 2-3, 5-6, …,
+    32-33 (every position from 2 to 33 not ≡ 1 mod 3), position 1 odd parity over all 35."""
+    at = {p: bits[p - 1] for p in range(1, 36)}
+    p2 = at[2] + sum(at[p] for p in range(3, 35) if p % 3 != 2)
+    p35 = at[35] + sum(at[p] for p in range(2, 34) if p % 3 != 1)
+    if p2 % 2 != 0 or p35 % 2 != 1 or sum(bits) % 2 != 1:
+        return None
+    return bits_cred(35, _value(bits))
+
+
+def _h10304(bits: list[int]) -> str | None:
+    """HID H10304, 37 bits: 16-bit facility code (positions 2-17), 19-bit card number
+    (18-36); position 1 even parity over 1-19, position 37 odd parity over 19-37 (the two
+    halves share position 19)."""
+    if sum(bits[0:19]) % 2 != 0 or sum(bits[18:37]) % 2 != 1:
+        return None
+    return bits_cred(37, _value(bits))
+
+
 #: Burst length → card decoder (None: bad parity). Keypad bursts (4 and 8 bits) are
 #: keys, decoded by ``keypad.KEY_FORMATS`` and assembled into a PIN by ``PinEntry``.
-FORMATS: dict[int, Callable[[list[int]], str | None]] = {26: _card(26), 34: _card(34)}
+FORMATS: dict[int, Callable[[list[int]], str | None]] = {
+    26: _card(26), 34: _card(34), 35: _corporate1000, 37: _h10304}
 
 
 class WiegandDecoder:

@@ -4,6 +4,8 @@ with exit status 2, before a pin is touched."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,9 @@ def test_missing_and_broken_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_cli_check_prints_the_site_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--config", str(write(tmp_path, base_doc()))]) == 0
+    doc = base_doc()
+    doc["doors"][1]["lock_pin"] = 12  # GPIO5 is high at boot: see the boot-level tests below
+    assert main(["check", "--config", str(write(tmp_path, doc))]) == 0
     out = capsys.readouterr().out
     assert "site minheim" in out and "reader r1: rdm6300" in out and "config OK" in out
 
@@ -143,3 +147,61 @@ def test_bad_config_stops_run_with_status_2_before_any_pin_is_claimed(
     err = capsys.readouterr().err
     assert f"{p}: doors[1].lock_pin" in err
     assert mock_pins.pins == {}  # not a single pin was claimed
+
+
+# --- pins the Pi pulls high at boot (edge/pins.py) ----------------------------------------
+
+
+@pytest.mark.parametrize("pin", [5, 0, 8, "GPIO4", "BCM2", "BOARD3", "J8:29"])
+def test_check_refuses_a_fail_secure_active_high_lock_on_a_pin_the_pi_pulls_high_at_boot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pin: int | str) -> None:
+    doc = base_doc()
+    doc["doors"][1]["lock_pin"] = pin  # fail = "secure", lock_active_high = true: the defaults
+    p = write(tmp_path, doc)
+    assert main(["check", "--config", str(p)]) == 2
+    captured = capsys.readouterr()
+    assert f"{p}: doors[1].lock_pin" in captured.err
+    assert "GPIO0-8 pull high" in captured.err and "UNLOCKED during every boot" in captured.err
+    assert "lock_active_high = false" in captured.err
+    assert "config OK" not in captured.out
+
+
+@pytest.mark.parametrize("door", [
+    {"lock_pin": 5, "lock_active_high": False},  # active-low relay: high at boot = off = locked
+    {"lock_pin": "BOARD29", "fail": "safe"},  # fail-safe: relay active = locked
+    {"lock_pin": 9},  # GPIO9-27 are pulled low at boot
+    {"lock_pin": "BOARD21"},  # = GPIO9
+    {"lock_pin": 26},
+])
+def test_check_accepts_a_lock_pin_whose_boot_level_keeps_the_door_locked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], door: dict[str, Any]) -> None:
+    doc = base_doc()
+    doc["doors"][1].update(door)
+    assert main(["check", "--config", str(write(tmp_path, doc))]) == 0
+    assert "config OK" in capsys.readouterr().out
+
+
+def test_header_pin_names_map_to_the_gpios_gpiozero_knows() -> None:
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.pins import _HEADER_TO_GPIO, bcm_number
+
+    board = MockFactory().board_info
+    for header, gpio in _HEADER_TO_GPIO.items():
+        assert board.to_gpio(f"BOARD{header}") == f"GPIO{gpio}"
+        assert bcm_number(f"board{header}") == bcm_number(f"J8:{header}") == gpio
+    assert bcm_number("WPI7") is None and bcm_number("BOARD1") is None  # 3V3: not a GPIO
+
+
+def test_check_names_the_pin_factory_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            mock_pins: Any) -> None:
+    doc = base_doc()
+    doc["doors"][1]["lock_pin"] = 12
+    p = write(tmp_path, doc)
+    assert main(["check", "--config", str(p)]) == 0
+    assert "pins  gpiozero pin factory MockFactory (mock)" in capsys.readouterr().out
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(p)], env=env, check=False,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "pins  gpiozero pin factory MockFactory (mock)" in run.stdout

@@ -33,7 +33,7 @@ from edge.readers.pn532_codec import (
 )
 from edge.readers.rdm6300 import Rdm6300Parser
 from edge.readers.wiegand import WiegandDecoder
-from wire.creds import cred_hash
+from wire.creds import check_credential, cred_hash
 
 SEED = 0x70_52_77_61  # fixed: every run feeds the same input
 N = 100_000
@@ -383,8 +383,50 @@ def wg_bits(nbits: int, data: int) -> list[int]:
     return [sum(bits[: n // 2]) % 2, *bits, 1 - sum(bits[n // 2:]) % 2]
 
 
+# 35-bit HID Corporate 1000 and 37-bit HID H10304, re-derived here the way the Proxmark3
+# client packs them (a 35-/37-bit integer, first bit sent = most significant; parity masks
+# over that integer) rather than by bit positions as edge/readers/wiegand.py does.
+C1K_P2_MASK = 0x1B6DB6DB6  # even parity (bit 33) over positions 3-4, 6-7, …, 33-34
+C1K_P35_MASK = 0x36DB6DB6C  # odd parity (bit 0) over positions 2-3, 5-6, …, 32-33
+H37_EVEN_MASK = ((1 << 18) - 1) << 18  # positions 2-19
+H37_ODD_MASK = ((1 << 18) - 1) << 1  # positions 19-36
+
+
+def _ones(v: int) -> int:
+    return bin(v).count("1") & 1
+
+
+def c1k35_value(company: int, card: int) -> int:
+    v = (company & 0xFFF) << 21 | (card & 0xFFFFF) << 1
+    v |= _ones(v & C1K_P2_MASK) << 33
+    v |= 1 ^ _ones(v & C1K_P35_MASK)
+    return v | (1 ^ _ones(v)) << 34
+
+
+def h10304_value(facility: int, card: int) -> int:
+    v = (facility & 0xFFFF) << 20 | (card & 0x7FFFF) << 1
+    v |= _ones(v & H37_EVEN_MASK) << 36
+    return v | (1 ^ _ones(v & H37_ODD_MASK))
+
+
+def as_bits(nbits: int, v: int) -> list[int]:
+    return [(v >> (nbits - 1 - i)) & 1 for i in range(nbits)]
+
+
+def bits_cred(nbits: int, v: int) -> str:
+    pad = -nbits % 8
+    return f"bits{nbits}:{v << pad:0{(nbits + pad) // 4}X}"
+
+
 def wg_expect(bits: list[int]) -> str | None:
     """Independent check: the credential a train must give, or None."""
+    v = int("".join(map(str, bits)) or "0", 2)
+    if len(bits) == 35:
+        ok = (not _ones(v & (C1K_P2_MASK | 1 << 33)) and _ones(v & (C1K_P35_MASK | 1)) and _ones(v))
+        return bits_cred(35, v) if ok else None
+    if len(bits) == 37:
+        ok = not _ones(v & (H37_EVEN_MASK | 1 << 36)) and _ones(v & (H37_ODD_MASK | 1))
+        return bits_cred(37, v) if ok else None
     if len(bits) not in (26, 34):
         return None
     n = len(bits) - 2
@@ -397,7 +439,10 @@ def wg_expect(bits: list[int]) -> str | None:
 
 def test_wiegand_random_and_mutated_trains_never_give_a_bad_parity_credential(rng: random.Random) -> None:
     cards = [(26, rng.getrandbits(24)) for _ in range(8)] + [(34, rng.getrandbits(32)) for _ in range(8)]
-    enrolled = Enrolled(rng, [f"wiegand{n}:{d:0{(n - 2) // 4}X}" for n, d in cards])
+    long_cards = ([as_bits(35, c1k35_value(rng.getrandbits(12), rng.getrandbits(20))) for _ in range(6)]
+                  + [as_bits(37, h10304_value(rng.getrandbits(16), rng.getrandbits(19))) for _ in range(6)])
+    enrolled = Enrolled(rng, [f"wiegand{n}:{d:0{(n - 2) // 4}X}" for n, d in cards]
+                        + [str(wg_expect(b)) for b in long_cards])
     dec = WiegandDecoder(timeout=0.025)
     t = 0.0
     grants = expected_grants = expected_drops = delivered = 0
@@ -417,10 +462,10 @@ def test_wiegand_random_and_mutated_trains_never_give_a_bad_parity_credential(rn
         r = rng.random()
         if r < 0.5:
             # Keypad lengths (4, 8) are keys, fuzzed in tests/edge/test_keypad.py.
-            nbits = rng.choice((26, 34, 26, 34, rng.choice([n for n in range(1, 71) if n not in (4, 8)])))
+            nbits = rng.choice((26, 34, 35, 37, rng.choice([n for n in range(1, 71) if n not in (4, 8)])))
             bits = [rng.getrandbits(1) for _ in range(nbits)]
         else:
-            bits = wg_bits(*rng.choice(cards))
+            bits = wg_bits(*rng.choice(cards)) if rng.random() < 0.6 else list(rng.choice(long_cards))
             m = rng.random()
             if m < 0.25:
                 bits[rng.randrange(len(bits))] ^= 1
@@ -468,3 +513,39 @@ def test_wiegand_valid_trains_round_trip(fmt: int, data: int) -> None:
     for k, b in enumerate(wg_bits(fmt, data)):
         dec.feed_bit(b, k * 0.001)
     assert dec.flush(None) == [f"wiegand{fmt}:{data:0{(fmt - 2) // 4}X}"]
+
+
+def test_wiegand_35_and_37_bit_examples_decode_to_the_bits_an_osdp_reader_gives() -> None:
+    """Worked by hand from the HID format definitions, independent of both encoders.
+
+    Corporate 1000, company 0, card 0: the data and position 2 (even over zeros) are 0,
+    position 35 (odd over 2-3, 5-6, …) is 1, position 1 (odd over all) is then 0: the
+    35-bit value 1, left-aligned in five bytes: 0x20. H10304, facility 1, card 1: positions
+    17 and 36 are set; position 1 (even over 1-19) is 1, position 37 (odd over 19-37) 0:
+    2**36 + 2**20 + 2**1, shifted left 3 into five bytes: 0x8000800010.
+    """
+    assert c1k35_value(0, 0) == 1 and h10304_value(1, 1) == 2**36 + 2**20 + 2
+    for bits, want in ((as_bits(35, 1), "bits35:0000000020"),
+                       (as_bits(37, 2**36 + 2**20 + 2), "bits37:8000800010")):
+        dec = WiegandDecoder()
+        for k, b in enumerate(bits):
+            dec.feed_bit(b, k * 0.001)
+        assert dec.flush(None) == [want]
+        assert check_credential(want) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(fmt=st.sampled_from([35, 37]), site=st.integers(0, 0xFFFF), card=st.integers(0, 0x7FFFF),
+       flip=st.integers(0, 36))
+def test_wiegand_35_and_37_bit_cards_round_trip_and_any_flipped_bit_is_dropped(
+        fmt: int, site: int, card: int, flip: int) -> None:
+    v = c1k35_value(site, card) if fmt == 35 else h10304_value(site, card)
+    dec = WiegandDecoder()
+    for k, b in enumerate(as_bits(fmt, v)):
+        dec.feed_bit(b, k * 0.001)
+    assert dec.flush(None) == [bits_cred(fmt, v)]
+    bad = as_bits(fmt, v)
+    bad[flip % fmt] ^= 1  # every bit of both formats is under at least one parity
+    for k, b in enumerate(bad):
+        dec.feed_bit(b, 1 + k * 0.001)
+    assert dec.flush(None) == [] and dec.dropped == 1 and dec.bursts == 2

@@ -405,6 +405,30 @@ def test_stop_returns_within_a_second(rig: Rig) -> None:
 # --- backend specifics --------------------------------------------------------------------
 
 
+def test_wiegand_reads_35_and_37_bit_cards_on_the_pins_and_drops_bad_parity(mock_pins: Any) -> None:
+    """A Corporate 1000 (35-bit) and an H10304 (37-bit) card, pulsed on D0/D1, give the
+    ``bitsN:`` string an OSDP reader gives (worked by hand: company 0 / card 0 and facility
+    1 / card 1, see tests/edge/test_reader_fuzz.py); a flipped parity bit is a counted drop."""
+    rig = WiegandRig(mock_pins)
+    rig.reader.start()
+    try:
+        c1k = [0] * 34 + [1]
+        h37 = [1, *[0] * 15, 1, *[0] * 18, 1, 0]
+        for bits, want in ((c1k, "bits35:0000000020"), (h37, "bits37:8000800010")):
+            rig.burst(bits)
+            assert rig.sink.next_read() == want
+            assert check_credential(want) == want
+        for bits, parity_at in ((c1k, 0), (c1k, 1), (c1k, 34), (h37, 0), (h37, 36)):
+            bad = list(bits)
+            bad[parity_at] ^= 1
+            rig.burst(bad)
+        rig.settle()
+        assert rig.sink.reads.empty()
+        assert rig.reader.stats.reads == 2 and rig.reader.stats.dropped == 5
+    finally:
+        rig.reader.stop()
+
+
 def test_pn532_garbled_response_is_nacked_and_the_card_still_read_once(tmp_path: Path) -> None:
     rig = Pn532Rig(tmp_path)
     rig.reader.start()

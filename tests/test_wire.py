@@ -466,3 +466,21 @@ def test_a_large_document_is_checked_for_utf8_in_pieces_and_names_the_exact_byte
     with pytest.raises(WireError) as exc:
         m.check_utf8(truncated)
     assert str(exc.value).endswith(f"not valid UTF-8 at byte {len(good) - 4}")
+
+
+def test_an_osdp_raw_read_of_any_other_length_is_a_bits_credential() -> None:
+    assert creds.bits(37, bytes.fromhex("0A1B2C3D48")) == "bits37:0A1B2C3D48"
+    assert creds.check_credential("bits37:0A1B2C3D48") == "bits37:0A1B2C3D48"
+    assert creds.check_credential("bits8:FF") == "bits8:FF"
+    for bad in ("bits37:0A1B2C3D", "bits37:0a1b2c3d48", "bits0:", "bits:00", "bits01:00", "bits2000:00",
+                "bits8:GG"):
+        with pytest.raises(WireError):
+            creds.check_credential(bad)
+
+
+@pytest.mark.parametrize("tag", ["reader.tamper", "reader.online", "reader.offline"])
+def test_supervised_reader_events_round_trip_as_protocol_section_4_names_them(tag: str) -> None:
+    cls = m.EVENT_TYPES[tag]
+    ev = cls(id="e1", site="minheim", seq=1, boot="b1", ts=1_700_000_000, clock_synced=True, reader="front-in")
+    assert m.decode(m.encode(ev), m.AnyEvent) == ev
+    assert b'"reader":"front-in"' in m.encode(ev)

@@ -21,9 +21,20 @@ _FORMS = {
 }
 
 
+_BITS = re.compile(r"^bits([1-9][0-9]{0,3})$")
+#: Longest raw card read (bits) taken as a ``bitsN:`` credential.
+MAX_BITS = 1024
+
+
 def check_credential(credential: str) -> str:
     """Return ``credential`` if it has one of the PROTOCOL.md §1 forms, else raise WireError."""
     kind, sep, value = credential.partition(":")
+    m = _BITS.match(kind)
+    if sep and m is not None and int(m.group(1)) <= MAX_BITS:
+        n = int(m.group(1))
+        if len(value) != 2 * ((n + 7) // 8) or re.fullmatch(r"[0-9A-F]+", value) is None:
+            raise WireError(MALFORMED, f"{kind} credential has a malformed value")
+        return credential
     form = _FORMS.get(kind)
     if not sep or form is None:
         raise WireError(MALFORMED, f"unknown credential type {kind!r} (want one of {', '.join(_FORMS)})")
@@ -54,6 +65,16 @@ def wiegand(bits: int, data: int) -> str:
     if bits == 34:
         return check_credential(f"wiegand34:{data & 0xFFFFFFFF:08X}")
     raise ValueError(f"unsupported Wiegand format: {bits} bits")
+
+
+def bits(nbits: int, data: bytes) -> str:
+    """``bitsN:`` + the N bits of a raw card read (``data``, left-aligned in whole bytes,
+    as an OSDP reader sends them) as upper-case hex; bits past N are cleared."""
+    nbytes = (nbits + 7) // 8
+    if not 0 < nbits <= MAX_BITS or len(data) < nbytes:
+        raise ValueError(f"a {nbits}-bit read needs {nbytes} bytes, got {len(data)}")
+    value = int.from_bytes(data[:nbytes], "big") & ~((1 << (8 * nbytes - nbits)) - 1)
+    return check_credential(f"bits{nbits}:{value:0{2 * nbytes}X}")
 
 
 def pin(digits: str) -> str:

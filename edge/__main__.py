@@ -3,6 +3,8 @@
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
     torwart-edge check  --config PATH   validate the config and print the resolved site
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
+    torwart-edge readers keyset --config PATH READER
+                                        put a factory-fresh OSDP reader on a new key (writes scbk_file)
 
 Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
 ``run`` takes its wall clock from an ``edge.clock.OffsetClock``: system time plus the offset
@@ -149,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
+    readers = sub.add_parser("readers", help="reader maintenance")
+    readers_sub = readers.add_subparsers(dest="readers_command", required=True)
+    from .readers.osdp_keyset import add_parser as add_keyset
+
+    add_keyset(readers_sub)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -296,7 +296,9 @@ class OsdpBus:
         reported = False
         while not self._stopping.is_set():
             try:
-                ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0, write_timeout=1.0)
+                # exclusive: ``readers keyset`` must not talk on a bus the agent is serving
+                ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0, write_timeout=1.0,
+                                            exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 if not reported:
                     reported = True

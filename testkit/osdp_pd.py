@@ -53,6 +53,9 @@ class _PdChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
         return data
 
     def write(self, buf: bytes) -> int:
+        tap = self.bus.tap
+        if tap is not None:
+            tap.append(bytes(buf))
         return self.bus.inject(buf)
 
     def flush(self) -> None:
@@ -124,6 +127,8 @@ class PdBus:
         self.channels: list[_PdChannel] = []
         self.pds: list[Pd] = []
         self.to_cp = 0
+        #: When a list: every chunk the devices send is also appended to it (tests capture frames).
+        self.tap: list[bytes] | None = None
         self._wlock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="pd-bus", daemon=True)

@@ -253,6 +253,8 @@ class OsdpBus:
         self.tick = tick
         self.retry_seconds = retry_seconds
         self.scanner = FrameScanner()
+        #: The open port's channel (its ``overflow`` / ``received`` counters), once opened.
+        self.channel: SerialChannel | None = None
         self.readers: list[OsdpReader] = []
         self._lock = threading.Lock()
         self._dirty = True
@@ -354,6 +356,7 @@ class OsdpBus:
 
     def _session(self, channel: SerialChannel) -> str | None:
         """Run the control panel until the port fails (its error) or the bus stops (None)."""
+        self.channel = channel
         ctx: Any = None
         readers: list[OsdpReader] = []
         restarted: dict[int, float] = {}
@@ -368,6 +371,7 @@ class OsdpBus:
                 self._wake.wait(self.tick)
                 self._wake.clear()
                 continue
+            channel.pump()
             ctx.refresh()
             while self._commands:
                 address, cmds = self._commands.popleft()

@@ -13,7 +13,6 @@ scanner only observes: every frame still goes to libosdp, which decides what it 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,31 +96,57 @@ class FrameScanner:
 class SerialChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
     """A libosdp channel over a pyserial port; incoming bytes also go to ``scanner``.
 
-    libosdp calls ``read``/``write`` from inside ``refresh()`` on the bus thread; they never
-    raise (libosdp could not handle it): a device error is kept in ``error`` for the bus
-    to act on, and reads give nothing until the port is reopened.
+    libosdp reads only while it waits for a reply; the bus therefore calls ``pump()`` every
+    tick, which drains the port into a buffer of at most ``rx_limit`` bytes (the oldest
+    bytes beyond it are dropped and counted in ``overflow``: a device that floods the bus
+    cannot stall the port or grow memory) and shows every byte to the scanner. libosdp's
+    ``read`` is served from that buffer. ``read``/``write`` are called from inside
+    ``refresh()`` on the bus thread and never raise (libosdp could not handle it): a
+    device error is kept in ``error`` for the bus to act on.
     """
 
     def __init__(self, ser: serial.Serial, scanner: FrameScanner,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, rx_limit: int = 2 * MAX_FRAME) -> None:
         super().__init__()
         self.ser = ser
         self.scanner = scanner
         self.clock = clock
+        self.rx_limit = rx_limit
         self.error: str | None = None
-        self.lock = threading.Lock()
+        self.overflow = 0
+        self.received = 0
+        self._rx = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received and not yet taken by libosdp."""
+        return len(self._rx)
+
+    def pump(self, max_bytes: int = 64 * 1024) -> None:
+        """Drain what the port has (up to ``max_bytes``) into the buffer."""
+        while self.error is None and max_bytes > 0:
+            try:
+                data = self.ser.read(min(4096, max_bytes))
+            except (serial.SerialException, OSError, TypeError) as exc:
+                self._fail(exc)
+                return
+            if not data:
+                return
+            max_bytes -= len(data)
+            self.received += len(data)
+            self.scanner.feed(data, self.clock())
+            self._rx.extend(data)
+            excess = len(self._rx) - self.rx_limit
+            if excess > 0:
+                self.overflow += excess
+                del self._rx[:excess]
 
     def read(self, max_bytes: int) -> bytes:
-        if self.error is not None:
-            return b""
-        try:
-            data = self.ser.read(max_bytes)
-        except (serial.SerialException, OSError, TypeError) as exc:
-            self._fail(exc)
-            return b""
-        if data:
-            self.scanner.feed(data, self.clock())
-        return bytes(data)
+        if not self._rx:
+            self.pump(max_bytes)
+        data = bytes(self._rx[:max_bytes])
+        del self._rx[:max_bytes]
+        return data
 
     def write(self, buf: bytes) -> int:
         if self.error is not None:

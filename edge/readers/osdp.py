@@ -28,6 +28,7 @@ restarted in libosdp every ``retry_seconds`` so that it comes back as soon as it
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -398,6 +399,18 @@ class OsdpBus:
                     restarted[r.address] = now
                     if ctx.disable_pd(i):
                         disabled.add(i)
-            self._wake.wait(self.tick)
-            self._wake.clear()
+            self._idle(channel)
         return None
+
+    def _idle(self, channel: SerialChannel) -> None:
+        """Wait up to ``tick``: less when a reply starts to arrive (the badge path) or another
+        thread queued a command."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        fd = channel.fileno()
+        if fd is None:
+            self._wake.wait(self.tick)
+        else:
+            select.select([fd], [], [], self.tick)
+        self._wake.clear()

@@ -117,6 +117,14 @@ class SerialChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
         self.received = 0
         self._rx = bytearray()
 
+    def fileno(self) -> int | None:
+        """The port's file descriptor to wait on, when it has one (not every pyserial URL)."""
+        try:
+            fd = self.ser.fileno()
+        except (AttributeError, OSError, ValueError, serial.SerialException):
+            return None
+        return fd if isinstance(fd, int) else None
+
     @property
     def pending(self) -> int:
         """Bytes received and not yet taken by libosdp."""

@@ -111,6 +111,8 @@ class OsdpReader:
         self.scbk: bytes | None = None
         #: When the bus's control panel took this reader on (the connect grace runs from here).
         self.since = 0.0
+        #: Events libosdp delivered for this reader over Secure Channel (tests wait on it).
+        self.events = 0
         self._backoff = backoff or Backoff()
         self._timing = timing
         self._bus: OsdpBus | None = None
@@ -140,6 +142,7 @@ class OsdpReader:
     # --- called on the bus thread ---------------------------------------------------------
 
     def event(self, ev: dict[str, Any], now: float) -> None:
+        self.events += 1
         kind = ev.get("event")
         if kind == Event.CardRead:
             fmt = ev.get("format")

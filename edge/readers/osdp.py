@@ -59,6 +59,8 @@ OFFLINE_AFTER = 0.5
 RETRY_SECONDS = 1.0
 #: A reader not up this long after the bus opened (or after it answered) is reported.
 CONNECT_SECONDS = 2.0
+#: The bus builds its control panel once no reader has attached or detached for this long.
+SETTLE = 0.1
 #: OSDP key codes besides the ASCII digits: ``*`` is DEL, ``#`` is CR (ASCII forms accepted too).
 KEYS = {0x7F: STAR, ord("*"): STAR, 0x0D: HASH, ord("#"): HASH}
 
@@ -210,10 +212,11 @@ class OsdpReader:
                 self._state("online")
             return False
         heard = answered is not None and now - answered < offline_after
-        if self.state == "online" or (self.state == "unknown" and now - self.since > connect):
+        grace = now - self.since <= connect  # a control panel just (re)built is still handshaking
+        if (self.state == "online" and not (heard and grace)) or (self.state == "unknown" and not grace):
             self.state = "offline"
             self._state("offline")
-        if heard and not self.refused and now - self.since > connect:
+        if heard and not self.refused and not grace:
             self.refused = True
             self.error("answers but refuses Secure Channel (wrong key, or still in install mode?); "
                        "not read until it accepts the configured key")
@@ -262,6 +265,7 @@ class OsdpBus:
         self.readers: list[OsdpReader] = []
         self._lock = threading.Lock()
         self._dirty = True
+        self._changed_at = 0.0
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._commands: deque[tuple[int, tuple[dict[str, Any], ...]]] = deque(maxlen=64)
@@ -271,6 +275,7 @@ class OsdpBus:
         with self._lock:
             self.readers.append(reader)
             self._dirty = True
+            self._changed_at = self.clock()
         if not self._thread.is_alive():  # the first reader starts the bus (never with none)
             self._thread.start()
         self._wake.set()
@@ -281,6 +286,7 @@ class OsdpBus:
             if reader in self.readers:
                 self.readers.remove(reader)
             self._dirty = True
+            self._changed_at = self.clock()
             last = not self.readers
         if last:
             self._stopping.set()
@@ -367,7 +373,9 @@ class OsdpBus:
         disabled: set[int] = set()
         self._dirty = True
         while not self._stopping.is_set():
-            if self._dirty:
+            # Readers attach one after another at start: build once they have (a rebuild
+            # restarts every reader's Secure Channel handshake).
+            if self._dirty and self.clock() - self._changed_at >= SETTLE:
                 ctx, readers = self._build(channel)
                 restarted = {r.address: self.clock() for r in readers}
                 disabled = set()

@@ -6,9 +6,11 @@
                                         on a pin the Pi pulls high at boot (edge/pins.py)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
     torwart-edge doors test / readers watch   bring-up at the door (edge/bringup.py)
+    torwart-edge readers keyset --config PATH READER
+                                        put a factory-fresh OSDP reader on a new key (writes scbk_file)
 
-Only one of ``run`` and the bring-up commands may hold a site at a time (an flock in its
-data directory, edge/runlock.py); the second is refused with exit status 3.
+Only one of ``run``, the bring-up commands and ``readers keyset`` may hold a site at a time
+(an flock in its data directory, edge/runlock.py); the second is refused with exit status 3.
 
 Test hook (never on a real site): with ``TORWART_CLOCK_OFFSET_FILE=PATH`` in the environment
 ``run`` takes its wall clock from an ``edge.clock.OffsetClock``: system time plus the offset
@@ -161,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
     from .bringup import add_commands
+    from .readers.osdp_keyset import add_parser as add_keyset
 
-    add_commands(sub)  # doors test, readers watch (bring-up at the door)
+    readers_sub = add_commands(sub)  # doors test, readers watch (bring-up at the door)
+    add_keyset(readers_sub)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:

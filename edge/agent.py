@@ -250,6 +250,19 @@ class Agent:
     def on_reader_error(self, reader_id: str, error: str) -> None:  # reader thread
         self.post(lambda: self.emit("reader.error", reader=reader_id, error=error[:200]))
 
+    def on_reader_state(self, reader_id: str, state: str) -> None:  # reader thread (supervised readers)
+        if state in ("online", "offline", "tamper"):
+            self.post(lambda: self.emit(f"reader.{state}", reader=reader_id))
+
+    def _reader_feedback(self, reader_id: str, granted: bool) -> None:
+        """Show the decision on a reader that has its own LED/buzzer (OSDP); never waits."""
+        fb = getattr(self.readers.get(reader_id), "feedback", None)
+        if fb is not None:
+            try:
+                fb(granted)
+            except Exception as exc:  # feedback is a courtesy; the decision stands
+                log.warning("reader %s: feedback failed: %s", reader_id, type(exc).__name__)
+
     def _badge(self, reader_id: str, credential: str) -> None:
         rcfg = self.reader_cfg[reader_id]
         if self.commands.take_enrollment(reader_id, credential):
@@ -269,6 +282,7 @@ class Agent:
         made_from: dict[str, Any] = {"ts": now, "clock_synced": trusted, "cache_version": meta.version}
         if d.granted:
             door.unlock()
+            self._reader_feedback(reader_id, True)
             e = d.entry
             self.emit("access.granted", door=door.id, cred=cred, who=e.who if e else None,
                       ref=e.ref if e else None, reason=d.reason, **made_from)
@@ -276,6 +290,7 @@ class Agent:
                 self.occupancy.on_grant(door.cfg.room, rcfg.direction, e.who, e.ref, e.until)
         else:
             door.deny_feedback()
+            self._reader_feedback(reader_id, False)
             if d.reason != "rate_limited":
                 self.limiter.record_denial(reader_id, mono)
             log.info("denied %s at %s: %s", redact(credential), door.id, d.reason)

@@ -31,8 +31,9 @@ from .errors import ConfigError
 from .runlock import RunLock
 
 
-def add_commands(sub: Any) -> None:
-    """Register ``doors test`` and ``readers watch`` on ``torwart-edge``'s subparsers."""
+def add_commands(sub: Any) -> Any:
+    """Register ``doors test`` and ``readers watch`` on ``torwart-edge``'s subparsers; return
+    the ``readers`` subparsers, for the other reader commands."""
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", required=True, help="the site's TOML file")
@@ -44,12 +45,13 @@ def add_commands(sub: Any) -> None:
     common(t)
     t.add_argument("door", help="the door's id in the config")
     t.set_defaults(fn=cmd_doors_test)
-    readers = sub.add_parser("readers", help="bring-up: watch the card readers")
+    readers = sub.add_parser("readers", help="bring-up and maintenance of the card readers")
     rsub = readers.add_subparsers(dest="readers_command", required=True)
     w = rsub.add_parser("watch", help="show each read and what the cache would decide, until Ctrl-C")
     common(w)
     w.add_argument("reader", nargs="?", help="only this reader (default: all)")
     w.set_defaults(fn=cmd_readers_watch)
+    return rsub
 
 
 class _Until:

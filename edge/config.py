@@ -19,7 +19,7 @@ from msgspec import Meta, Struct, field
 
 from wire.configfile import load_toml
 from wire.errors import KeyFileError
-from wire.keys import read_key_file
+from wire.keys import read_key_file, read_scbk_file
 
 from .errors import ConfigError
 from .schedule import parse_days
@@ -107,7 +107,7 @@ class DoorSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class ReaderSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     id: Ident
-    type: Literal["rdm6300", "pn532", "wiegand", "sim"]
+    type: Literal["rdm6300", "pn532", "wiegand", "sim", "osdp"]
     door: Ident
     direction: Literal["in", "out"] = "in"
     port: str | None = None
@@ -120,6 +120,10 @@ class ReaderSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     path: str | None = None
     #: wiegand: a partial PIN entry on a keypad is dropped after this long without a key.
     keypad_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 5.0
+    #: osdp: the reader's address on its RS-485 bus (``port``); 127 is the broadcast address.
+    address: Annotated[int, Meta(ge=0, le=126)] | None = None
+    #: osdp: file holding the reader's Secure Channel Base Key (32 hex chars, owner-only).
+    scbk_file: str | None = None
 
 
 class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -141,7 +145,7 @@ class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.site.data_dir)
 
 
-DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200}
+DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200, "osdp": 9600}
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -182,12 +186,19 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
     for i, given in enumerate(cfg.readers):
         key = f"readers[{i}]"
         r = given
-        if r.type in ("rdm6300", "pn532"):
+        if r.type in ("rdm6300", "pn532", "osdp"):
             if not r.port:
                 raise err(f"{key}.port", f"a {r.type} reader needs the serial port (e.g. /dev/ttyAMA0)")
             r = msgspec.structs.replace(r, baudrate=r.baudrate or DEFAULT_BAUD[r.type])
         if r.type == "wiegand" and (r.d0_pin is None or r.d1_pin is None):
             raise err(f"{key}.d0_pin", "a wiegand reader needs d0_pin and d1_pin")
+        if r.type == "osdp":
+            if r.address is None:
+                raise err(f"{key}.address", "an osdp reader needs its bus address (0-126)")
+            if not r.scbk_file:
+                raise err(f"{key}.scbk_file", "an osdp reader needs scbk_file (its Secure Channel key; "
+                                             "torwart-edge readers keyset writes it)")
+            r = msgspec.structs.replace(r, scbk_file=_resolve(base, r.scbk_file))
         if r.type == "sim":
             r = msgspec.structs.replace(r, path=_resolve(base, r.path) or str(Path(site.data_dir) / f"sim-{r.id}"))
         readers.append(r)
@@ -231,6 +242,12 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             raise err(f"readers[{i}].door", f"no door {r.door!r} in [[doors]]")
         claim(r.d0_pin, f"readers[{i}].d0_pin")
         claim(r.d1_pin, f"readers[{i}].d1_pin")
+        if r.type == "osdp":
+            twin = next((j for j, o in enumerate(cfg.readers[:i])
+                         if o.type == "osdp" and o.port == r.port and o.address == r.address), None)
+            if twin is not None:
+                raise err(f"readers[{i}].address",
+                          f"address {r.address} on {r.port} is already used by readers[{twin}]")
 
     try:
         raw = base64.b64decode(cfg.hub.signing_public_key, validate=True)
@@ -266,6 +283,12 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             read_key_file(cfg.hub.cred_key_file)
         except KeyFileError as exc:
             raise err("hub.cred_key_file", str(exc.args[0])) from None
+        for i, r in enumerate(cfg.readers):
+            if r.type == "osdp" and r.scbk_file:
+                try:
+                    read_scbk_file(r.scbk_file)
+                except KeyFileError as exc:
+                    raise err(f"readers[{i}].scbk_file", str(exc.args[0])) from None
     return cfg
 
 

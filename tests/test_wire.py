@@ -345,7 +345,7 @@ def test_bits_credentials_are_all_bits_left_aligned_and_malformed_ones_refused()
     for bad in ["bits37:0A1B2C3D49",  # a padding bit set
                 "bits37:0A1B2C3D",  # too short
                 "bits37:0a1b2c3d48",  # lower case
-                "bits0:00", "bits129:" + "00" * 17, "bits035:0000000020", "bits:00"]:
+                "bits0:00", "bits1025:" + "00" * 129, "bits035:0000000020", "bits:00"]:
         with pytest.raises(WireError):
             creds.check_credential(bad)
     for n, v in ((35, 1 << 35), (0, 0), (8, -1)):
@@ -483,3 +483,21 @@ def test_a_large_document_is_checked_for_utf8_in_pieces_and_names_the_exact_byte
     with pytest.raises(WireError) as exc:
         m.check_utf8(truncated)
     assert str(exc.value).endswith(f"not valid UTF-8 at byte {len(good) - 4}")
+
+
+def test_an_osdp_raw_read_of_any_other_length_is_a_bits_credential() -> None:
+    assert creds.bits_from_bytes(37, bytes.fromhex("0A1B2C3D4F")) == "bits37:0A1B2C3D48"
+    assert creds.check_credential("bits37:0A1B2C3D48") == "bits37:0A1B2C3D48"
+    assert creds.check_credential("bits8:FF") == "bits8:FF"
+    for bad in ("bits37:0A1B2C3D", "bits37:0a1b2c3d48", "bits0:", "bits:00", "bits01:00", "bits2000:00",
+                "bits8:GG"):
+        with pytest.raises(WireError):
+            creds.check_credential(bad)
+
+
+@pytest.mark.parametrize("tag", ["reader.tamper", "reader.online", "reader.offline"])
+def test_supervised_reader_events_round_trip_as_protocol_section_4_names_them(tag: str) -> None:
+    cls = m.EVENT_TYPES[tag]
+    ev = cls(id="e1", site="minheim", seq=1, boot="b1", ts=1_700_000_000, clock_synced=True, reader="front-in")
+    assert m.decode(m.encode(ev), m.AnyEvent) == ev
+    assert b'"reader":"front-in"' in m.encode(ev)

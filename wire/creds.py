@@ -19,9 +19,10 @@ _FORMS = {
     "wiegand34": re.compile(r"^[0-9A-F]{8}$"),
     "pin": re.compile(r"^[0-9]{4,12}$"),
 }
-#: ``bitsN:`` (N = 1..128): all N bits, left-aligned in whole bytes (PROTOCOL.md §1).
-_BITS_KIND = re.compile(r"^bits([1-9][0-9]{0,2})$")
-MAX_BITS = 128
+#: ``bitsN:`` (N = 1..MAX_BITS): all N bits, left-aligned in whole bytes (PROTOCOL.md §1).
+_BITS_KIND = re.compile(r"^bits([1-9][0-9]{0,3})$")
+#: Longest raw card read (bits) taken as a ``bitsN:`` credential (a PIV FASC-N is 200 bits).
+MAX_BITS = 1024
 
 
 def check_credential(credential: str) -> str:
@@ -78,6 +79,16 @@ def bits(nbits: int, data: int) -> str:
         raise ValueError(f"{data:#x} is not a {nbits}-bit value")
     nbytes = (nbits + 7) // 8
     return check_credential(f"bits{nbits}:{data << (8 * nbytes - nbits):0{2 * nbytes}X}")
+
+
+def bits_from_bytes(nbits: int, data: bytes) -> str:
+    """``bitsN:`` for a raw card read of ``nbits`` bits left-aligned in ``data`` (as an OSDP
+    reader sends them); bits past N are cleared."""
+    nbytes = (nbits + 7) // 8
+    if not 0 < nbits <= MAX_BITS or len(data) < nbytes:
+        raise ValueError(f"a {nbits}-bit read needs {nbytes} bytes, got {len(data)}")
+    value = int.from_bytes(data[:nbytes], "big") >> (8 * nbytes - nbits)
+    return bits(nbits, value)
 
 
 def pin(digits: str) -> str:

@@ -33,7 +33,11 @@ def b64_32(text: str, what: str = "key") -> bytes:
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """Read a 32-byte key file; refuse one that others can read, or that is malformed."""
-    p = Path(path)
+    return b64_32(_read_private(Path(path)), str(path))
+
+
+def _read_private(p: Path) -> str:
+    """The text of a secret file; KeyFileError if missing, unreadable or readable by others."""
     try:
         st = p.stat()
         text = p.read_text(encoding="ascii")
@@ -46,7 +50,33 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
             f"{p}: key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"run: chmod 600 {p}"
         )
-    return b64_32(text, str(p))
+    return text
+
+
+def read_scbk_file(path: str | os.PathLike[str]) -> bytes:
+    """Read an OSDP Secure Channel Base Key file: 16 bytes as 32 hex characters on one
+    line, readable by its owner only (like every key file); KeyFileError otherwise."""
+    text = _read_private(Path(path)).strip()
+    if len(text) != 32 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise KeyFileError(f"{path}: must hold the 16-byte key as 32 hex characters")
+    return bytes.fromhex(text)
+
+
+def write_scbk_file(path: str | os.PathLike[str], scbk: bytes) -> Path:
+    """Write a 16-byte SCBK as 32 hex characters to a 0600 file (replacing it atomically)."""
+    if len(scbk) != 16:
+        raise ValueError("an SCBK is exactly 16 bytes")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(scbk.hex().upper() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, p)
+    return p
 
 
 def write_key_file(path: str | os.PathLike[str], raw: bytes, *, overwrite: bool = False) -> Path:

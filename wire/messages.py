@@ -278,6 +278,18 @@ class ReaderError(Event, tag="reader.error", kw_only=True, frozen=True):
     error: Text
 
 
+class ReaderTamper(Event, tag="reader.tamper", kw_only=True, frozen=True):
+    reader: Ident
+
+
+class ReaderOnline(Event, tag="reader.online", kw_only=True, frozen=True):
+    reader: Ident
+
+
+class ReaderOffline(Event, tag="reader.offline", kw_only=True, frozen=True):
+    reader: Ident
+
+
 class EnrollRead(Event, tag="enroll.read", kw_only=True, frozen=True):
     reader: Ident
     command: NonEmpty
@@ -314,6 +326,9 @@ AnyEvent = (
     | CommandExecuted
     | CommandRejected
     | ReaderError
+    | ReaderTamper
+    | ReaderOnline
+    | ReaderOffline
     | EnrollRead
     | SystemStarted
     | SystemStopping

@@ -34,6 +34,10 @@ def make_reader(cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None =
         from .wiegand import WiegandReader
 
         return WiegandReader(cfg, sink)
+    if cfg.type == "osdp":
+        from .osdp import OsdpReader
+
+        return OsdpReader(cfg, sink, backoff=backoff)
     if cfg.type == "sim":
         from .sim import SimReader
 

@@ -25,6 +25,21 @@ class ReadSink(Protocol):
     def on_reader_error(self, reader_id: str, error: str) -> None: ...
 
 
+class StateSink(Protocol):
+    """What a supervised reader (OSDP) also reports, when its sink has it: ``state`` is
+    ``"online"``, ``"offline"`` or ``"tamper"`` (PROTOCOL.md §4 ``reader.*`` events).
+    Called on the reader's thread, like ``ReadSink``."""
+
+    def on_reader_state(self, reader_id: str, state: str) -> None: ...
+
+
+class Feedback(Protocol):
+    """A reader that shows the decision itself (OSDP: its LED and buzzer).
+    ``feedback(granted)`` queues the command and returns at once."""
+
+    def feedback(self, granted: bool) -> None: ...
+
+
 @dataclass
 class ReaderStats:
     """Counters a reader keeps (shown by ``torwart-edge status`` and the benchmarks)."""

@@ -25,15 +25,19 @@ import pytest
 from edge.config import ReaderSection
 from edge.errors import ReaderError
 from edge.readers import Backoff, Reader, make_reader
+from edge.readers.osdp import OsdpReader
 from edge.readers.pn532 import Pn532Reader
 from edge.readers.rdm6300 import Rdm6300Reader
 from edge.readers.serialbase import DeviceReader
 from edge.readers.sim import SimReader
 from edge.readers.wiegand import WiegandReader
+from testkit.osdp_pd import PdBus
+from testkit.osdp_pd import wiegand_frame as osdp_wiegand_frame
 from testkit.pn532_fake import FakePn532, response_frame, target_response
 from testkit.rdm6300_fake import FakeRdm6300, rdm6300_frame
 from testkit.util import wait_for
 from wire.creds import check_credential
+from wire.keys import write_scbk_file
 
 READER = "front-in"
 #: Long enough that no repeat in these tests is ever far enough apart to count again.
@@ -44,6 +48,7 @@ FORMS = {
     "pn532": r"iso14443a:(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})",
     "wiegand": r"wiegand(?:26:[0-9A-F]{6}|34:[0-9A-F]{8})",
     "sim": r"[a-z0-9]+:[0-9A-F]+",
+    "osdp": r"wiegand(?:26:[0-9A-F]{6}|34:[0-9A-F]{8})|bits[0-9]+:[0-9A-F]+",
 }
 
 
@@ -303,7 +308,59 @@ class SimRig(Rig):
         wait_for(lambda: self.sim.lines >= self.written, timeout=5, what="lines read")
 
 
-@pytest.fixture(params=["rdm6300", "pn532", "wiegand", "sim"])
+class OsdpRig(Rig):
+    """libosdp's own PeripheralDevice on a pty (testkit.osdp_pd), Secure Channel on. A held
+    card is the device reporting it again; unplugging is supervision (test_readers_osdp.py)."""
+
+    name = "osdp"
+    CARDS = ((26, 0x3A1F2C), (34, 0x12345678))
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sink = Sink()
+        self.bus = PdBus()
+        key = os.urandom(16)
+        self.pd = self.bus.add(1, key)
+        cfg = ReaderSection(id=READER, type="osdp", door="front", port=self.bus.port, baudrate=115200, address=1,
+                            scbk_file=str(write_scbk_file(tmp_path / "osdp.scbk", key)), holdoff_seconds=HOLDOFF)
+        self.reader = make_reader(cfg, self.sink)
+        assert isinstance(self.reader, OsdpReader)
+        self.osdp = self.reader
+        self.submitted = 0
+        self.current: tuple[int, int] | None = None
+
+    def _card(self, nbits: int, data: bytes) -> None:
+        self.pd.card(nbits, data)
+        self.submitted += 1
+
+    def present(self, card: int) -> str:
+        nbits, data = self.current = self.CARDS[card]
+        self._card(nbits, osdp_wiegand_frame(nbits, data))
+        return f"wiegand{nbits}:{data:0{(nbits - 2) // 4}X}"
+
+    def hold(self, repeats: int) -> None:
+        assert self.current is not None
+        for _ in range(repeats):
+            self._card(self.current[0], osdp_wiegand_frame(*self.current))
+
+    def remove(self) -> None:
+        self.current = None
+
+    def garbage(self) -> None:
+        frame = bytearray(osdp_wiegand_frame(*self.CARDS[0]))
+        frame[0] ^= 0x40  # breaks the even parity over the first half
+        self._card(26, bytes(frame))
+
+    def settle(self) -> None:
+        wait_for(lambda: self.osdp.events >= self.submitted, timeout=5, what="events delivered")
+
+    def wait_ready(self) -> None:
+        wait_for(lambda: self.osdp.online, timeout=10, what="Secure Channel up")
+
+    def close(self) -> None:
+        self.bus.close()
+
+
+@pytest.fixture(params=["rdm6300", "pn532", "wiegand", "sim", "osdp"])
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     r: Rig
     if request.param == "rdm6300":
@@ -312,6 +369,8 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
         r = Pn532Rig(tmp_path)
     elif request.param == "wiegand":
         r = WiegandRig(request.getfixturevalue("mock_pins"))
+    elif request.param == "osdp":
+        r = OsdpRig(tmp_path)
     else:
         r = SimRig(tmp_path)
     r.reader.start()

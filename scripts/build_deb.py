@@ -31,6 +31,8 @@ Exit status: 0 built; 1 the build failed (the message says where); 2 bad argumen
 from __future__ import annotations
 
 import argparse
+import email.utils
+import gzip
 import importlib.metadata
 import os
 import re
@@ -185,6 +187,34 @@ def check_elf(tree: Path, arch: str) -> None:
         raise BuildError(f"shared objects not built for {arch}: {', '.join(wrong[:5])}")
 
 
+def glibc_needed(tree: Path) -> tuple[int, int] | None:
+    """The newest glibc any installed wheel needs: per wheel the oldest manylinux tag in its
+    WHEEL file (it runs on that glibc and later), then the newest of those."""
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    needed: list[tuple[int, int]] = []
+    for wheel in tree.glob("*.dist-info/WHEEL"):
+        found = []
+        for tag in re.findall(r"^Tag: \S+-\S+-(\S+)$", wheel.read_text(), re.MULTILINE):
+            m = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2))))
+            elif tag.split("_")[0] in legacy:
+                found.append(legacy[tag.split("_")[0]])
+        if found:
+            needed.append(min(found))
+    return max(needed, default=None)
+
+
+def changelog(pkg: str, version: str) -> bytes:
+    """A one-entry Debian changelog (gzip without a time stamp, as Debian wants it)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                            text=True, check=False).stdout.strip() if shutil.which("git") else ""
+    text = (f"{pkg} ({version}) bookworm; urgency=medium\n\n  * Built by scripts/build-deb"
+            f"{f' from {commit}' if commit else ''}.\n\n -- {MAINTAINER}  "
+            f"{email.utils.formatdate(localtime=False)}\n")
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
 def unit_text(role: str) -> tuple[str, str, str]:
     """The role's unit from firmware_configs/systemd with ExecStart on /usr/bin, and its
     StateDirectory as a path and StateDirectoryMode."""
@@ -270,6 +300,7 @@ def stage(role: str, arch: str, version: str, scripts: dict[str, str], tree: Pat
     dists = sorted(f"{p.name.removesuffix('.dist-info').replace('-', ' ', 1)}"
                    for p in tree.glob("*.dist-info"))
     write(doc / "python-packages.txt", "\n".join(dists) + "\n")
+    (doc / "changelog.gz").write_bytes(changelog(pkg, debian_version(version)))
     conffiles = []
     for target, source in spec.files.items():
         if Path(target).is_absolute() or ".." in Path(target).parts or not (ROOT / source).is_file():
@@ -285,6 +316,8 @@ def stage(role: str, arch: str, version: str, scripts: dict[str, str], tree: Pat
     size_kib = sum((p.stat().st_size + 1023) // 1024 for p in dest.rglob("*") if p.is_file() and not p.is_symlink())
     depends = [f"python3 (>= {PYTHON[0]}.{PYTHON[1]})", f"python3 (<< {PYTHON[0]}.{PYTHON[1] + 1})", py,
                *spec.depends]
+    if glibc := glibc_needed(tree):
+        depends.insert(0, f"libc6 (>= {glibc[0]}.{glibc[1]})")
     recommends = spec.recommends
     summary, _, long = spec.description.partition("\n")
     control = [f"Package: {pkg}", f"Version: {debian_version(version)}", f"Architecture: {arch}",

@@ -5,8 +5,9 @@ installs them with apt into a clean Debian 12 root made by debootstrap (tests/de
 the user, the directories, the units (``systemd-analyze verify``), ``--version``, the
 edge's ``check`` on the shipped example config with keys made here, the hub's ``init`` and
 ``site add`` and the edge's ``check`` on the bundle that made; then remove (data and keys
-stay) and purge (they go, and with the last Torwart package the user). It needs root
-(chroot) and Debian's and PyPI's servers.
+stay) and purge (they go, and with the last Torwart package the user). A second slow test
+runs the arm64 packages (built here too) in an arm64 Debian 12 through qemu-user. Both need
+root (chroot) and Debian's and PyPI's servers; tests/debroot.py caches the roots for a day.
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
     res = root.run("torwart-edge", "check", "--config", "/etc/torwart/missing.toml", user="torwart", check=False)
     assert res.returncode == 2 and "missing.toml" in res.stderr
     (root.file("/var/lib/torwart") / "outbox.db").write_text("the site's events")
+    root.apt("install", "--reinstall", f"/tmp/{deb['edge'].name}")  # an upgrade's path through the scripts
+    assert root.run("torwart-edge", "check", "--config", config, user="torwart").stdout.rstrip().endswith("config OK")
 
     # --- torwart-hub beside it: recommends Mosquitto; init and site add as the user torwart
     root.apt("install", f"/tmp/{deb['hub'].name}")

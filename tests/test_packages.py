@@ -18,6 +18,7 @@ import importlib.util
 import io
 import itertools
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -162,6 +163,7 @@ def debian(tmp_path: Path) -> Iterator[debroot.DebianRoot]:
     print(f"Debian root: {time.monotonic() - t0:.0f} s")
     yield root
     debroot.keep_downloads(root, host_arch())
+    shutil.rmtree(root.path)  # half a gigabyte
 
 
 def mode_owner(root: debroot.DebianRoot, path: str) -> tuple[str, tuple[int, int]]:
@@ -300,6 +302,13 @@ def test_the_arm64_packages_run_on_an_arm64_debian_12_under_emulation(
         root = debroot.foreign_root(tmp_path / "arm64", "arm64")
     except debroot.Unavailable as exc:
         pytest.skip(str(exc))
+    try:
+        run_arm64_packages(root, debs)
+    finally:
+        shutil.rmtree(root.path)
+
+
+def run_arm64_packages(root: debroot.DebianRoot, debs: dict[tuple[str, str], Path]) -> None:
     for role in ("edge", "hub"):
         subprocess.run(["dpkg-deb", "-x", str(debs[role, "arm64"]), str(root.path)], check=True)
     edge, hub = "/usr/lib/torwart-edge", "/usr/lib/torwart-hub"

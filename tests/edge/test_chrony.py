@@ -1,0 +1,268 @@
+"""Authenticated time: chrony's verdict read by the agent, over real chronyd instances.
+
+An NTS server and an attacker (plain NTP, one hour wrong) run on loopback; clients are
+chronyd instances configured as the shipped firmware_configs/chrony/torwart.conf does
+(NTS sources, ``authselectmode require``). None of them touches the machine's clock
+(``chronyd -x``; testkit/chrony.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.chrony import Chronyc, ChronyVerdict, ChronyWatch
+from edge.clock import ClockJudge, SystemClock, synchronized_from
+from testkit.chrony import Chronyd, NtpServer, chrony_binaries, client, group_id, nts_server, plain_server
+from testkit.util import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGNED = 1_700_000_000  # a newest signed time long past: only the NTP verdict decides here
+HOUR = 3600.0
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NtpServer, NtpServer]]:
+    """(the NTS server, the attacker's plain NTP server serving a time one hour ahead)."""
+    if chrony_binaries() is None:
+        pytest.skip("chrony is not installed (scripts/setup --dev installs Debian's chrony)")
+    d = tmp_path_factory.mktemp("chrony-servers")
+    started: list[NtpServer] = []
+    try:
+        started.append(nts_server(d / "nts", "127.0.0.1"))
+        started.append(plain_server(d / "attacker", "127.0.0.2", offset=HOUR))
+    except RuntimeError as exc:
+        for s in started:
+            s.daemon.stop()
+        pytest.skip(f"chronyd cannot run here: {exc}")
+    yield started[0], started[1]
+    for s in started:
+        s.daemon.stop()
+
+
+def trusted_verdict(reader: Chronyc, timeout: float = 15.0) -> ChronyVerdict:
+    last: list[ChronyVerdict] = []
+
+    def ok() -> ChronyVerdict | None:
+        last[:] = [reader.read()]
+        return last[0] if last[0].trusted else None
+
+    try:
+        return wait_for(ok, timeout, interval=0.1, what="chrony's trusted verdict")
+    except TimeoutError:
+        raise AssertionError(f"never trusted; last verdict: {last}") from None
+
+
+def source(c: Chronyd, address: str) -> tuple[str, int]:
+    """(state, reach) of ``address`` in the client's ``sources``."""
+    for line in c.chronyc("sources").splitlines():
+        f = line.split(",")
+        if f[2] == address:
+            return f[1], int(f[5], 8)
+    raise AssertionError(f"{address} is not a source of {c.dir}")
+
+
+def test_a_client_synchronised_over_nts_is_trusted(servers: tuple[NtpServer, NtpServer], tmp_path: Path) -> None:
+    nts, _ = servers
+    with client(tmp_path / "client", [nts.server_line()], trusted_ca=nts.ca_file) as c:
+        v = trusted_verdict(Chronyc(c.socket))
+        assert (v.present, v.source, v.auth) == (True, "127.0.0.1", "NTS")
+        clock = SystemClock(ChronyWatch(Chronyc(c.socket)))
+        for policy in ("ntp", "nts"):
+            ok, detail = ClockJudge(clock, policy).trusted(SIGNED)
+            assert ok, detail
+            assert "chrony synchronised to 127.0.0.1 (NTS)" in detail
+
+
+def test_a_forged_ntp_server_beside_nts_is_never_selected(servers: tuple[NtpServer, NtpServer],
+                                                          tmp_path: Path) -> None:
+    nts, attacker = servers
+    with client(tmp_path / "client", [nts.server_line(), attacker.server_line()], trusted_ca=nts.ca_file) as c:
+        trusted_verdict(Chronyc(c.socket))
+        seen: set[str] = set()
+
+        def eight_answers_from_the_attacker() -> bool:
+            state, reach = source(c, attacker.address)
+            seen.add(state)
+            return reach == 0o377
+
+        wait_for(eight_answers_from_the_attacker, 20, interval=0.1, what="eight polls of the attacker")
+        assert "*" not in seen and "+" not in seen  # heard, never selected nor combined
+        v = Chronyc(c.socket).read()
+        assert v.trusted and v.source == "127.0.0.1"
+        offset = float(c.chronyc("tracking").split(",")[4])
+        assert abs(offset) < 1.0  # the forged hour did not reach the clock chrony keeps
+
+
+def test_with_only_a_forged_server_the_clock_is_never_trusted(servers: tuple[NtpServer, NtpServer],
+                                                              tmp_path: Path) -> None:
+    _, attacker = servers
+    with client(tmp_path / "client", [attacker.server_line()]) as c:
+        wait_for(lambda: source(c, attacker.address)[1] == 0o377, 20, interval=0.1, what="eight polls")
+        v = Chronyc(c.socket).read()
+        assert v.present and not v.trusted
+        assert v.detail == "chrony is not synchronised"
+        judge = ClockJudge(SystemClock(ChronyWatch(Chronyc(c.socket))), "ntp")
+        ok, detail = judge.trusted(SIGNED)
+        assert not ok and "NTP is not synchronised (chrony is not synchronised;" in detail
+
+
+def test_a_chrony_that_follows_an_unauthenticated_server_is_not_believed(servers: tuple[NtpServer, NtpServer],
+                                                                         tmp_path: Path) -> None:
+    # A chrony left on its distribution's config (no ``authselectmode require``) believes
+    # the forged server: it says synchronised, and the kernel flag would too. The agent
+    # asks which source it follows and whether that source is authenticated.
+    _, attacker = servers
+    with client(tmp_path / "client", [attacker.server_line()], require_auth=False) as c:
+        wait_for(lambda: source(c, attacker.address)[0] == "*", 20, interval=0.1, what="chrony to follow it")
+        tracking = c.chronyc("tracking").split(",")
+        assert tracking[13].strip() == "Normal" and float(tracking[4]) > HOUR - 60  # fooled by an hour
+        v = Chronyc(c.socket).read()
+        assert (v.present, v.trusted, v.source, v.auth) == (True, False, "127.0.0.2", "-")
+        assert "selected source 127.0.0.2 is not authenticated" in v.detail
+        for policy in ("ntp", "nts"):
+            assert ClockJudge(SystemClock(ChronyWatch(Chronyc(c.socket))), policy).trusted(SIGNED)[0] is False
+
+
+def test_without_chronyd_ntp_falls_back_to_the_kernel_and_nts_refuses(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="edge.chrony")
+    reader = Chronyc(str(tmp_path / "run" / "chronyd.sock"))
+    v = reader.read()
+    assert not v.present and not v.trusted and "chronyd is not running" in v.detail
+    clock = SystemClock(ChronyWatch(reader))
+    state = clock.ntp_state()
+    kernel = clock.adjtimex()
+    assert kernel is not None
+    assert state.synchronized is synchronized_from(*kernel)  # policy ntp: the kernel's flag, as before
+    assert not state.authenticated and "kernel NTP flag, not authenticated" in state.detail
+    ok, detail = ClockJudge(clock, "nts").trusted(SIGNED)
+    assert not ok and ("time is not authenticated" in detail or "NTP is not synchronised" in detail)
+    assert "chronyd is not running" in detail
+    clock.ntp_state()
+    said = [r.getMessage() for r in caplog.records if "NOT authenticated" in r.getMessage()]
+    assert len(said) == 1 and "chronyd is not running" in said[0]  # said once, at the start
+    missing = Chronyc(str(tmp_path / "run" / "chronyd.sock"), chronyc=str(tmp_path / "no-chronyc")).read()
+    assert not missing.present and "chronyc is not installed" in missing.detail
+
+
+def test_a_hung_chronyd_costs_trust_after_the_timeout_and_never_holds_up_a_decision(
+        servers: tuple[NtpServer, NtpServer], tmp_path: Path) -> None:
+    nts, _ = servers
+    with client(tmp_path / "client", [nts.server_line()], trusted_ca=nts.ca_file) as c:
+        trusted_verdict(Chronyc(c.socket))
+        watch = ChronyWatch(Chronyc(c.socket, timeout=1.0), refresh_seconds=0.0, stale_seconds=0.5)
+        assert watch.verdict().trusted
+        assert c.proc is not None
+        os.kill(c.proc.pid, signal.SIGSTOP)
+        try:
+            slowest = 0.0
+
+            def answered_untrusted(text: str) -> bool:
+                nonlocal slowest
+                t0 = time.monotonic()
+                v = watch.verdict()
+                slowest = max(slowest, time.monotonic() - t0)
+                return not v.trusted and text in v.detail
+
+            wait_for(lambda: answered_untrusted("could not be refreshed"), 10, what="a stale verdict")
+            wait_for(lambda: answered_untrusted("chronyc tracking did not answer within 1 s"), 10,
+                     what="the timed-out chronyc")
+            assert slowest < 0.5  # a badge never waits for chronyc
+        finally:
+            os.kill(c.proc.pid, signal.SIGCONT)
+        wait_for(lambda: watch.verdict().trusted, 10, what="trust back once chronyd answers")
+
+
+def fake_chronyc(tmp_path: Path, name: str, body: str) -> str:
+    """A stand-in chronyc program (args: -c -n -h SOCKET COMMAND; $5 is the command)."""
+    p = tmp_path / name
+    p.write_text(f"#!/bin/sh\n{body}\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+TRACKING = "7F000001,127.0.0.1,2,1796302944.9,-0.000002,-0.0000003,0.0000006,-0.389,-0.018,1.117,0.00007,0.00001,0.5," \
+           "Normal"
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("echo 'hello world'", "chronyc tracking: unreadable output 'hello world'"),
+    ("printf '\\377\\376\\n'", "chronyc tracking: unreadable output"),
+    ("echo '506 Cannot talk to daemon' >&2; exit 1", "chronyc tracking failed: 506 Cannot talk to daemon"),
+    ("echo '501 Not authorised'; exit 1", "501 Not authorised; the agent's user needs group _chrony"),
+    ("kill -9 $$", "chronyc tracking failed: exit status -9"),
+    (f'case "$5" in tracking) echo "{TRACKING}";; *) echo "^,*";; esac', "chronyc sources: unreadable output '^,*'"),
+    (f'case "$5" in tracking) echo "{TRACKING}";; sources) echo "^,*,127.0.0.1,1,-1,377,0,0,0,0";; '
+     f'*) echo ",NTS,1,15,256,3,0,0,8,100";; esac', "chronyc authdata: unreadable output"),
+    (f'echo "{TRACKING}"; echo "{TRACKING}"', "chronyc tracking: expected one line, got 2"),
+    (f'echo "{TRACKING.replace("7F000001", "7F0000ZZ")}"', "chronyc tracking: unreadable output"),
+])
+def test_garbage_or_errors_from_chronyc_mean_untrusted_with_a_clear_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, body: str, says: str) -> None:
+    sock = tmp_path / "chronyd.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(sock))
+        watch = ChronyWatch(Chronyc(str(sock), chronyc=fake_chronyc(tmp_path, "chronyc", body), timeout=2.0))
+        v = watch.verdict()
+    assert v.present and not v.trusted
+    assert says in v.detail
+    assert any(says in r.getMessage() and "does not vouch" in r.getMessage() for r in caplog.records)
+
+
+def test_a_path_that_is_no_socket_or_a_broken_reader_means_untrusted(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "file").write_text("")
+    v = Chronyc(str(tmp_path / "file"), chronyc=fake_chronyc(tmp_path, "chronyc", "exit 0")).read()
+    assert (v.present, v.trusted) == (True, False) and "is not a socket" in v.detail
+
+    class Broken(Chronyc):  # a bug in the reader costs trust, never the agent
+        def read(self) -> ChronyVerdict:
+            raise RuntimeError("boom")
+
+    v = ChronyWatch(Broken()).verdict()
+    assert (v.present, v.trusted) == (True, False) and "RuntimeError('boom')" in v.detail
+    assert "reading chrony's verdict failed" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or group_id("_chrony") is None,
+                    reason="needs root and Debian's _chrony user (apt-get install chrony)")
+def test_the_agents_user_reads_the_verdict_through_group_chrony_and_is_told_how_when_it_cannot(
+        servers: tuple[NtpServer, NtpServer]) -> None:
+    # The layout of the shipped drop-in (firmware_configs/chrony/chrony-torwart.conf):
+    # chronyd as _chrony, its socket directory 0770 and UMask 0007, the agent's user in
+    # group _chrony. ``nobody`` stands for the agent's user.
+    nts, _ = servers
+    gid = group_id("_chrony")
+    assert gid is not None
+    python = Path("/usr/bin/python3")  # the venv's interpreter may sit where nobody can reach it
+    too_old = "import sys; sys.exit(sys.version_info < (3, 11))"
+    if not os.access(python, os.X_OK) or subprocess.run([python, "-c", too_old], check=False).returncode:
+        pytest.skip("needs the system's python3 >= 3.11 (Debian 12 has 3.11)")
+    base = Path(tempfile.mkdtemp(prefix="torwart-chrony-"))
+    base.chmod(0o755)
+    code = ("import sys; from edge.chrony import Chronyc; v = Chronyc(sys.argv[1], timeout=3).read(); "
+            "print(v.trusted, v.detail)")
+    try:
+        with client(base / "client", [nts.server_line()], trusted_ca=nts.ca_file, user="_chrony", umask=0o007) as c:
+            trusted_verdict(Chronyc(c.socket))
+
+            def as_nobody(groups: list[int]) -> str:
+                return subprocess.run([python, "-c", code, c.socket], user=65534, group=65534,
+                                      extra_groups=groups, cwd=base, capture_output=True, text=True, timeout=20,
+                                      env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")},
+                                      check=True).stdout.strip()
+
+            assert as_nobody([gid]) == "True chrony synchronised to 127.0.0.1 (NTS)"
+            told = as_nobody([])
+            assert told.startswith("False ") and "is not accessible" in told and "group _chrony" in told
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -16,13 +16,25 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import config
+from edge.__main__ import main
 from edge.chrony import Chronyc, ChronyVerdict, ChronyWatch
 from edge.clock import ClockJudge, SystemClock, synchronized_from
+from edge.errors import ConfigError
+from testkit.broker import Mosquitto
 from testkit.chrony import Chronyd, NtpServer, chrony_binaries, client, group_id, nts_server, plain_server
+from testkit.site import write_site
 from testkit.util import wait_for
+from wire import messages as m
+from wire.keys import new_key, write_key_file
+
+from .hubside import HubSide, agent_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNED = 1_700_000_000  # a newest signed time long past: only the NTP verdict decides here
@@ -266,3 +278,84 @@ def test_the_agents_user_reads_the_verdict_through_group_chrony_and_is_told_how_
             assert told.startswith("False ") and "is not accessible" in told and "group _chrony" in told
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- config, ``torwart-edge check`` and the agent -------------------------------------------------
+
+
+def site_doc(**policy: str) -> dict[str, Any]:
+    return {"site": {"id": "minheim", "data_dir": "data"}, "policy": policy,
+            "hub": {"host": "localhost", "signing_public_key": "A" * 43 + "=", "cred_key_file": "cred.key"},
+            "doors": [{"id": "eingang", "lock_pin": 17}]}
+
+
+def write_config(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    write_key_file(tmp_path / "cred.key", new_key(), overwrite=True)
+    p = tmp_path / "site.toml"
+    p.write_text(tomli_w.dumps(doc))
+    return p
+
+
+def test_check_says_which_source_of_truth_judges_the_clock(servers: tuple[NtpServer, NtpServer], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    nts, _ = servers
+    with client(tmp_path / "client", [nts.server_line()], trusted_ca=nts.ca_file) as c:
+        trusted_verdict(Chronyc(c.socket))
+        assert main(["check", "--config", str(write_config(tmp_path, site_doc(clock_trust="nts",
+                                                                               chrony_socket=c.socket)))]) == 0
+        assert "clock clock_trust=nts: chrony synchronised to 127.0.0.1 (NTS) -> trusted now" in capsys.readouterr().out
+    missing = str(tmp_path / "gone" / "chronyd.sock")
+    for policy, says in (("ntp", f"chronyd is not running (no command socket {missing}); kernel NTP flag, "
+                                 "not authenticated: "),
+                         ("nts", "-> NOT trusted now"),
+                         ("system", "clock_trust=system: the system clock, trusted unless behind the newest signed")):
+        assert main(["check", "--config", str(write_config(tmp_path, site_doc(clock_trust=policy,
+                                                                               chrony_socket=missing)))]) == 0
+        assert says in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("policy", "key", "says"), [
+    ({"chrony_socket": "run/chronyd.sock"}, "policy.chrony_socket", "must be an absolute path"),
+    ({"clock_trust": "gps"}, "policy.clock_trust", ""),
+    ({"chrony_sock": "/run/chrony/chronyd.sock"}, "policy", "chrony_sock"),
+])
+def test_a_bad_clock_setting_is_refused_naming_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            policy: dict[str, str], key: str, says: str) -> None:
+    path = write_config(tmp_path, site_doc(**policy))
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and key in err and says in err
+    with pytest.raises(ConfigError):
+        config.load(path)
+
+
+def test_the_agent_trusts_its_clock_by_chronys_nts_verdict_and_stops_when_chronyd_goes(
+        servers: tuple[NtpServer, NtpServer], tmp_path: Path, broker: Mosquitto, mock_pins: Any) -> None:
+    nts, _ = servers
+    hub_key = Ed25519PrivateKey.generate()
+    c = client(tmp_path / "client", [nts.server_line()], trusted_ca=nts.ca_file)
+    try:
+        trusted_verdict(Chronyc(c.socket))
+        site = write_site(tmp_path / "minheim", "minheim", broker, hub_key,
+                          policy={"clock_trust": "nts", "chrony_socket": c.socket})
+        hub = HubSide(broker, hub_key, site.site)
+        try:
+            with agent_in_thread(site) as agent:  # the agent's own clock: site_clock(policy)
+                hub.wait_online()
+                ev = hub.wait_event(lambda e: e.type.startswith("clock."))
+                assert isinstance(ev, m.ClockTrusted) and "chrony synchronised to 127.0.0.1 (NTS)" in ev.detail
+                c.stop()  # chronyd gone: under "nts" no fallback to the kernel's flag
+
+                def untrusted() -> m.Event | None:
+                    agent.post(agent._check_clock)
+                    try:
+                        return hub.wait_event(lambda e: e.type == "clock.untrusted", timeout=0.2)
+                    except TimeoutError:
+                        return None
+
+                ev = wait_for(untrusted, 20, interval=0.0, what="clock.untrusted")
+                assert isinstance(ev, m.ClockUntrusted) and "chronyd is not running" in ev.detail
+        finally:
+            hub.close()
+    finally:
+        c.stop()

@@ -6,12 +6,15 @@ chrony knows more: which source it selected and whether that source is authentic
 (NTS, RFC 8915, or a symmetric key). This module asks chronyd through ``chronyc`` and
 reduces its answer to one verdict (``ChronyVerdict``):
 
-- **trusted**: ``tracking`` reports a leap status other than "Not synchronised" and a
-  reference that is a real source (not chrony's ``local`` clock, refid 7F7F0101);
-  ``sources`` shows exactly one selected source (``*``), the same address as tracking's
-  reference; and ``authdata`` lists that address with mode ``NTS`` or ``SK``. An NTS
-  source's measurements are accepted only when they authenticate, so a selected NTS
-  source means authenticated time.
+- **trusted**: ``tracking`` reports a leap status other than "Not synchronised", a
+  reference that is a real source (not chrony's ``local`` clock, refid 7F7F0101) and an
+  error bound (root delay / 2 + root dispersion) under ``MAX_ROOT_DISTANCE``; ``authdata``
+  lists that reference with mode ``NTS`` or ``SK``; and the source ``sources`` shows as
+  selected (``*``), if any, is authenticated too. So what set the clock last and what
+  will set it next are both authenticated: an NTS source's measurements are accepted only
+  when they authenticate. With the hall's internet down, chrony selects nothing but keeps
+  its reference: the clock stays trusted while chrony's own error bound stays small (it
+  grows by a few parts per million: days), as a free-running clock nobody can set.
 - **untrusted**: anything else, with a detail saying why: not synchronised, the selected
   source is not authenticated, chronyc timed out or printed something unreadable, or
   chronyd refuses to answer this user.
@@ -54,6 +57,8 @@ DEFAULT_SOCKET = "/run/chrony/chronyd.sock"
 AUTHENTICATED_MODES = frozenset({"NTS", "SK"})
 #: The reference id chrony reports while it serves its own clock (the ``local`` directive).
 LOCAL_REFID = "7F7F0101"
+#: Seconds: beyond this error bound (chrony's root distance) the clock is no longer trusted.
+MAX_ROOT_DISTANCE = 5.0
 #: Where the hint for a user who may not ask chronyd points.
 ACCESS_HINT = ("the agent's user needs group _chrony and chronyd's socket directory mode 0770 "
                "(firmware_configs/chrony/README.md)")
@@ -92,6 +97,7 @@ class Tracking:
     refid: str
     address: str
     stratum: int
+    root_distance: float
     leap: str
 
 
@@ -105,7 +111,7 @@ def _rows(command: str, text: str, min_fields: int) -> list[list[str]]:
 
 def parse_tracking(text: str) -> Tracking:
     """``chronyc -c -n tracking``: one line of (at least) 14 fields; refid, address,
-    stratum and leap status (the 14th) are used."""
+    stratum, root delay and dispersion (11th, 12th) and leap status (14th) are used."""
     rows = _rows("tracking", text, 14)
     if len(rows) != 1:
         raise ChronyOutputError(f"chronyc tracking: expected one line, got {len(rows)}")
@@ -113,11 +119,12 @@ def parse_tracking(text: str) -> Tracking:
     try:
         int(f[0], 16)
         stratum = int(f[2])
+        distance = float(f[10]) / 2 + float(f[11])
     except ValueError:
         raise ChronyOutputError(f"chronyc tracking: unreadable output {','.join(f)[:60]!r}") from None
     if len(f[0]) != 8:
         raise ChronyOutputError(f"chronyc tracking: unreadable reference id {f[0][:20]!r}")
-    return Tracking(refid=f[0].upper(), address=f[1], stratum=stratum, leap=f[13])
+    return Tracking(refid=f[0].upper(), address=f[1], stratum=stratum, root_distance=distance, leap=f[13].strip())
 
 
 def parse_sources(text: str) -> list[tuple[str, str, str]]:
@@ -143,24 +150,27 @@ def parse_authdata(text: str) -> dict[str, str]:
 
 def judge(tracking: Tracking, sources: list[tuple[str, str, str]], auth: dict[str, str]) -> ChronyVerdict:
     """The verdict from the three reports (pure; the rules are in the module docstring)."""
-    if tracking.leap == "Not synchronised" or tracking.refid == "00000000" or not tracking.address:
+    ref = tracking.address
+    if tracking.leap == "Not synchronised" or tracking.refid == "00000000" or not ref:
         return untrusted("chrony is not synchronised")
     if tracking.refid == LOCAL_REFID:
         return untrusted("chrony serves its own local clock, not a time source")
-    selected = [(mode, addr) for mode, state, addr in sources if state == "*"]
-    if len(selected) != 1:
-        return untrusted(f"chrony has {len(selected)} selected sources, not one")
-    mode, addr = selected[0]
-    if addr != tracking.address:
-        return untrusted(f"chrony's reference {tracking.address} is not its selected source {addr}")
-    if mode == "#":
-        return untrusted(f"chrony follows reference clock {addr}, which is not authenticated", addr)
-    how = auth.get(addr)
+    for mode, state, addr in sources:
+        if state != "*":
+            continue
+        if mode == "#":
+            return untrusted(f"chrony follows reference clock {addr}, which is not authenticated", addr)
+        if auth.get(addr) not in AUTHENTICATED_MODES:
+            return untrusted(f"chrony's selected source {addr} is not authenticated "
+                             f"(mode {auth.get(addr) or 'unknown'})", addr, auth.get(addr))
+    how = auth.get(ref)
     if how not in AUTHENTICATED_MODES:
-        return untrusted(f"chrony's selected source {addr} is not authenticated (mode {how or 'unknown'})",
-                         addr, how)
-    return ChronyVerdict(present=True, trusted=True, detail=f"chrony synchronised to {addr} ({how})",
-                         source=addr, auth=how)
+        return untrusted(f"chrony's reference {ref} is not authenticated (mode {how or 'unknown'})", ref, how)
+    if not tracking.root_distance <= MAX_ROOT_DISTANCE:
+        return untrusted(f"chrony's error bound exceeds {MAX_ROOT_DISTANCE:g} s (no update from {ref} for too long)",
+                         ref, how)
+    return ChronyVerdict(present=True, trusted=True, detail=f"chrony synchronised to {ref} ({how})",
+                         source=ref, auth=how)
 
 
 class ChronycFailed(Exception):

@@ -10,8 +10,10 @@ loopback address of their own (chrony takes one source per address).
   with NTS, serving its own clock at stratum 1;
 - ``plain_server``: unauthenticated NTP, optionally ``offset`` seconds wrong (set through
   chronyc ``settime``: with ``-x`` that shifts the time chronyd serves, not the machine's);
-- ``client``: whatever ``server`` lines a test gives, plus ``authselectmode require``
-  unless told otherwise; its ``socket`` is what the verdict reader asks.
+- ``client``: whatever ``server`` lines a test gives, plus the policy of the shipped
+  firmware_configs/chrony/torwart.conf (``authselectmode require``, ``nocerttimecheck``,
+  ...; ``shipped_policy``) unless told otherwise; its ``socket`` is what the verdict
+  reader asks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .util import free_port, stop_process, wait_for
+
+#: The chrony configuration a site's package installs (/etc/chrony/conf.d/torwart.conf).
+SHIPPED_CONF = Path(__file__).resolve().parents[1] / "firmware_configs" / "chrony" / "torwart.conf"
+
+
+def shipped_policy(path: Path = SHIPPED_CONF) -> list[str]:
+    """The shipped file's directives except its sources and file locations (a test brings
+    its own servers and keeps every file in its directory)."""
+    own = {"server", "pool", "peer", "ntsdumpdir", "driftfile", "ntstrustedcerts", "logdir", "dumpdir"}
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and line.split()[0] not in own]
 
 
 def chrony_binaries() -> tuple[str, str] | None:
@@ -209,17 +222,19 @@ def plain_server(dir: Path, address: str = "127.0.0.2", offset: float = 0.0) -> 
     return NtpServer(d, address, port)
 
 
-def client(dir: Path, servers: list[str], *, require_auth: bool = True, trusted_ca: Path | None = None,
+def client(dir: Path, servers: list[str], *, shipped: bool = True, trusted_ca: Path | None = None,
            user: str | None = None, umask: int = 0o022) -> Chronyd:
-    """Start a client of ``servers`` (``NtpServer.server_line()``s), trusting ``trusted_ca``
-    for NTS (copied into its directory, so that a daemon running as ``user`` reads it)."""
+    """Start a client of ``servers`` (``NtpServer.server_line()``s) under the shipped policy
+    (``shipped=False``: chrony's defaults, as a Pi without the package has), trusting
+    ``trusted_ca`` for NTS (copied into its directory, so that a daemon running as ``user``
+    reads it)."""
     lines = [*servers, "port 0"]
     if trusted_ca is not None:
         dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(trusted_ca, dir / "nts-ca.crt")
         lines.append(f"ntstrustedcerts {dir / 'nts-ca.crt'}")
-    if require_auth:
-        lines.append("authselectmode require")
+    if shipped:
+        lines.extend(shipped_policy())
     return Chronyd(dir, lines, user=user, umask=umask).start()
 
 

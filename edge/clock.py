@@ -7,8 +7,9 @@ the clock is *trusted* (``[policy] clock_trust``):
 
 - ``ntp`` (default): NTP says the clock is synchronised AND it is not earlier than the
   newest hub-signed time the site has seen. Where chronyd runs, "NTP says" is *chrony's
-  verdict* (edge/chrony.py): synchronised to a selected source that is authenticated (NTS
-  or a symmetric key); a clock chrony set from an unauthenticated server is not trusted.
+  verdict* (edge/chrony.py): synchronised, with the source that set the clock last and the
+  one selected now authenticated (NTS or a symmetric key); a clock chrony set from an
+  unauthenticated server is not trusted.
   Where chronyd does not run, the kernel's NTP flag (adjtimex) decides as it always has,
   and the start is logged as "time is NOT authenticated".
 - ``nts``: as ``ntp``, but only chrony's verdict counts: without chronyd the clock is

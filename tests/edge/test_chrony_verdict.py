@@ -15,7 +15,7 @@ import tomli_w
 from edge import config
 from edge.__main__ import main
 from edge.chrony import Chronyc, ChronyVerdict, ChronyWatch, judge, parse_authdata, parse_sources, parse_tracking
-from edge.clock import ClockJudge, SystemClock, synchronized_from
+from edge.clock import ClockJudge, FakeClock, OffsetClock, SystemClock, synchronized_from
 from edge.errors import ConfigError
 from wire.keys import new_key, write_key_file
 
@@ -147,3 +147,16 @@ def test_a_bad_clock_setting_is_refused_naming_file_and_key(tmp_path: Path, caps
     assert str(path) in err and key in err and says in err
     with pytest.raises(ConfigError):
         config.load(path)
+
+
+def test_policy_nts_needs_authenticated_time_and_ntp_does_not(tmp_path: Path) -> None:
+    clock = FakeClock(SIGNED + 10, synchronized=True)
+    assert ClockJudge(clock, "ntp").trusted(SIGNED)[0] is True
+    ok, detail = ClockJudge(clock, "nts").trusted(SIGNED)
+    assert not ok and detail.startswith("time is not authenticated")
+    clock.set_authenticated(True)
+    assert ClockJudge(clock, "nts").trusted(SIGNED)[0] is True
+    clock.set_synchronized(False)  # authenticated but no longer synchronised
+    assert ClockJudge(clock, "nts").trusted(SIGNED)[1].startswith("NTP is not synchronised")
+    forced = OffsetClock(tmp_path / "offset", synchronized=True)  # the chaos hook stands for any daemon
+    assert ClockJudge(forced, "nts").trusted(0)[0] is True

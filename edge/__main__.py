@@ -3,7 +3,9 @@
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
     torwart-edge check  --config PATH   validate the config and print the resolved site; names
                                         gpiozero's pin factory, refuses a fail-secure lock relay
-                                        on a pin the Pi pulls high at boot (edge/pins.py)
+                                        on a pin the Pi pulls high at boot (edge/pins.py), and
+                                        says which source of truth judges the clock (chrony's
+                                        authenticated verdict or the kernel's NTP flag)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
     torwart-edge doors test / readers watch   bring-up at the door (edge/bringup.py)
     torwart-edge readers keyset --config PATH READER
@@ -93,6 +95,7 @@ def _test_clock() -> ClockSource | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from . import pins
+    from .clock import describe, site_clock
 
     cfg = config_mod.load(args.config)
     pins.check_boot_levels(cfg, str(args.config))
@@ -116,6 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"pins  gpiozero pin factory {pins.pin_factory_name()}")
     print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
           f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
+    print(f"clock {describe(site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket), cfg.policy.clock_trust)}")
     print("config OK")
     return 0
 

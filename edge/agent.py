@@ -31,7 +31,7 @@ from wire.topics import Kind
 
 from . import malloc
 from .cache import CacheStore
-from .clock import ClockJudge, ClockSource, SystemClock
+from .clock import ClockJudge, ClockSource, site_clock
 from .commands import CommandHandler
 from .config import EdgeConfig, site_key
 from .decide import DenialLimiter, decide, exit_decision
@@ -60,7 +60,7 @@ class Agent:
         self.cfg = cfg
         self.site = cfg.site.id
         self.boot = secrets.token_hex(8)
-        self.clock = clock or SystemClock()
+        self.clock = clock or site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket)
         self.notifier = notifier or Notifier()
         self._q: queue.Queue[Work] = queue.Queue()
         self._stopping = threading.Event()

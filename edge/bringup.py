@@ -174,7 +174,7 @@ class _Reads:
 
 def cmd_readers_watch(args: argparse.Namespace) -> int:
     from .cache import CacheStore
-    from .clock import ClockJudge, SystemClock
+    from .clock import ClockJudge, site_clock
     from .decide import decide
     from .readers import make_reader
     from .statedb import StateDB
@@ -194,7 +194,7 @@ def cmd_readers_watch(args: argparse.Namespace) -> int:
             state = StateDB(data / "state.db")
             lockdown = bool(state.flag("lockdown", False))
             state.close()
-        judge = ClockJudge(SystemClock(), cfg.policy.clock_trust)
+        judge = ClockJudge(site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket), cfg.policy.clock_trust)
         sink = _Reads()
         with ExitStack() as stack, _Until() as until:
             cache = stack.enter_context(CacheStore(data / "cache.db", read_only=True)) \

@@ -21,6 +21,7 @@ from wire.configfile import load_toml
 from wire.errors import KeyFileError
 from wire.keys import read_key_file, read_scbk_file
 
+from .chrony import DEFAULT_SOCKET
 from .errors import ConfigError
 from .schedule import parse_days
 
@@ -38,7 +39,11 @@ class SiteSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention_days: Annotated[int, Meta(ge=1, le=3650)] = 90
-    clock_trust: Literal["ntp", "system"] = "ntp"
+    #: "ntp": chrony's verdict (synchronised to an authenticated source) where chronyd runs,
+    #: else the kernel's NTP flag; "nts": chrony's verdict only; "system": no NTP (edge/clock.py).
+    clock_trust: Literal["ntp", "nts", "system"] = "ntp"
+    #: chronyd's command socket, where the agent asks for that verdict.
+    chrony_socket: str = DEFAULT_SOCKET
     #: Denial rate limit per reader: a burst of this many denials, then one more per refill period.
     deny_burst: Annotated[int, Meta(ge=1, le=1000)] = 5
     deny_refill_seconds: Seconds = 300.0
@@ -223,6 +228,9 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             raise err(key, f"pin {pin} is already used by {pins[k]}")
         pins[k] = key
 
+    if not Path(cfg.policy.chrony_socket).is_absolute():
+        raise err("policy.chrony_socket", f"must be an absolute path (chronyd's command socket, default "
+                                          f"{DEFAULT_SOCKET}), not {cfg.policy.chrony_socket!r}")
     try:
         ZoneInfo(cfg.site.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -1,11 +1,9 @@
 """OSDP readers on an RS-485 bus, through libosdp's control panel, PROTOCOL.md §1 and §4.
 
-One ``OsdpBus`` per serial ``port`` runs one libosdp control panel for every reader
-configured on that port (each at its own ``address``) on one thread, which owns the
-libosdp context: it calls ``refresh()`` every ``tick`` seconds, hands reads to the agent's
-sink, sends the LED/buzzer commands other threads queued, and supervises the readers.
-Other threads only queue (``feedback``) or attach/detach readers; the bus rebuilds its
-control panel when the set of readers changes.
+One ``osdp_bus.OsdpBus`` per serial ``port`` runs one libosdp control panel for every
+reader configured on that port (each at its own ``address``) on one thread; each
+``OsdpReader`` attaches to its port's bus, which hands it the events libosdp delivers for
+its address. Other threads only queue (``feedback``) or attach/detach readers.
 
 Security: Secure Channel is required (libosdp's ENFORCE_SECURE, and every event is
 dropped unless the reader's Secure Channel is up). A reader that answers but cannot
@@ -28,38 +26,31 @@ restarted in libosdp every ``retry_seconds`` so that it comes back as soon as it
 from __future__ import annotations
 
 import logging
-import select
-import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self
 
-import osdp_sys
-import serial
-from osdp import CardFormat, Command, CommandLEDColor, Event, LibFlag, LogLevel, PDInfo, StatusReportType
+import msgspec
+from msgspec import Meta
+from osdp import CardFormat, Command, CommandLEDColor, Event, StatusReportType
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
 from wire.creds import bits_from_bytes, redact
 from wire.errors import KeyFileError
 from wire.keys import read_scbk_file
 
-from .base import ReaderStats, ReadSink
-from .keypad import HASH, STAR, PinEntry
-from .osdp_link import FrameScanner, SerialChannel
-from .serialbase import Backoff, Holdoff
+from .base import Backoff, ReaderStats, ReadSink
+from .config import Resolve, SerialConfig
+from .errors import ProtocolError, ReaderConfigError, ReaderError
+from .keypad import DEFAULT_KEYPAD_TIMEOUT, HASH, STAR, PinEntry
+from .osdp_bus import CONNECT_SECONDS, OFFLINE_AFTER, OsdpBus, attach, detach
+
+__all__ = ["OFFLINE_AFTER", "OsdpConfig", "OsdpReader", "card_credential"]
+from .serialbase import Holdoff
 from .wiegand import FORMATS
 
 log = logging.getLogger(__name__)
 
-TICK = 0.01
-OFFLINE_AFTER = 0.5
-RETRY_SECONDS = 1.0
-#: A reader not up this long after the bus opened (or after it answered) is reported.
-CONNECT_SECONDS = 2.0
-#: The bus builds its control panel once no reader has attached or detached for this long.
-SETTLE = 0.1
 #: OSDP key codes besides the ASCII digits: ``*`` is DEL, ``#`` is CR (ASCII forms accepted too).
 KEYS = {0x7F: STAR, ord("*"): STAR, 0x0D: HASH, ord("#"): HASH}
 
@@ -91,15 +82,61 @@ def card_credential(nbits: int, data: bytes) -> str | None:
         return None
 
 
+class OsdpConfig(SerialConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``type = "osdp"``: ``port`` (the RS-485 bus; several readers may share it),
+    ``baudrate`` (default 9600), ``address`` (0-126) and ``scbk_file`` (its Secure Channel
+    Base Key, 32 hex digits, owner-only), all required; ``holdoff_seconds``,
+    ``keypad_timeout_seconds``."""
+
+    type_name: ClassVar[str] = "osdp"
+    default_baudrate: ClassVar[int] = 9600
+
+    #: The reader's address on its bus; 127 is the broadcast address.
+    address: Annotated[int, Meta(ge=0, le=126)] | None = None
+    scbk_file: str | None = None
+    #: A partial PIN entry on the reader's keypad is dropped after this long without a key.
+    keypad_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = DEFAULT_KEYPAD_TIMEOUT
+
+    def settle(self, *, resolve: Resolve, data_dir: Path) -> Self:
+        cfg = super().settle(resolve=resolve, data_dir=data_dir)
+        if cfg.address is None:
+            raise ReaderConfigError("address", "an osdp reader needs its bus address (0-126)")
+        if not cfg.scbk_file:
+            raise ReaderConfigError("scbk_file", "an osdp reader needs scbk_file (its Secure Channel key; "
+                                                 "torwart-edge readers keyset writes it)")
+        return msgspec.structs.replace(cfg, scbk_file=resolve(cfg.scbk_file))
+
+    def check_files(self) -> None:
+        if self.scbk_file:
+            try:
+                read_scbk_file(self.scbk_file)
+            except KeyFileError as exc:
+                raise ReaderConfigError("scbk_file", str(exc.args[0])) from None
+
+    def shared(self) -> dict[str, tuple[Hashable, str]]:
+        return {"address": ((self.port, self.address), f"address {self.address} on {self.port}")}
+
+    @classmethod
+    def for_device(cls, reader_id: str, device: str, *, holdoff_seconds: float = 1.0) -> Self:
+        raise ReaderConfigError("type", "an osdp reader needs its bus address and key besides the device")
+
+    def create(self, sink: ReadSink, *, backoff: Backoff | None = None) -> OsdpReader:
+        return OsdpReader(self, sink, backoff=backoff)
+
+
 class OsdpReader:
-    """One OSDP reader (``cfg.address`` on ``cfg.port``); its bus does the work."""
+    """One OSDP reader (``cfg.address`` on ``cfg.port``); its bus does the work.
+
+    A reader that answers but refuses Secure Channel is reported as a ProtocolError; a port
+    that cannot be opened or fails, by its type (``errors.classify``)."""
 
     kind = "osdp"
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None,
+    def __init__(self, cfg: OsdpConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Callable[[], float] = time.monotonic, **timing: float) -> None:
         if not cfg.port or cfg.address is None or not cfg.scbk_file:
-            raise ReaderError(f"reader {cfg.id}: an osdp reader needs port, address and scbk_file")
+            raise ReaderConfigError("port" if not cfg.port else "address" if cfg.address is None else "scbk_file",
+                                    f"reader {cfg.id}: an osdp reader needs port, address and scbk_file")
         self.id = cfg.id
         self.cfg = cfg
         self.sink = sink
@@ -124,7 +161,7 @@ class OsdpReader:
         try:
             self.scbk = read_scbk_file(self.cfg.scbk_file or "")
         except KeyFileError as exc:
-            raise ReaderError(f"reader {self.id}: {exc.args[0]}") from None
+            raise ReaderConfigError("scbk_file", f"reader {self.id}: {exc.args[0]}") from None
         self._bus = attach(self, self._backoff, self._timing)
 
     def stop(self) -> None:
@@ -194,11 +231,11 @@ class OsdpReader:
             except Exception as exc:
                 log.error("reader %s: sink refused a state: %s", self.id, type(exc).__name__)
 
-    def error(self, msg: str) -> None:
+    def error(self, error: ReaderError) -> None:
         self.stats.add("errors")
-        log.warning("reader %s: %s", self.id, msg)
+        log.warning("reader %s: %s", self.id, error)
         try:
-            self.sink.on_reader_error(self.id, msg)
+            self.sink.on_reader_error(self.id, error)
         except Exception as exc:
             log.error("reader %s: sink refused an error: %s", self.id, type(exc).__name__)
 
@@ -219,210 +256,7 @@ class OsdpReader:
             self._state("offline")
         if heard and not self.refused and not grace:
             self.refused = True
-            self.error("answers but refuses Secure Channel (wrong key, or still in install mode?); "
-                       "not read until it accepts the configured key")
+            self.error(ProtocolError("answers but refuses Secure Channel (wrong key, or still in install mode?); "
+                                     "not read until it accepts the configured key",
+                                     advice="is scbk_file the reader's key (torwart-edge readers keyset)?"))
         return self.state == "offline"
-
-
-_REGISTRY_LOCK = threading.Lock()
-_BUSES: dict[str, OsdpBus] = {}
-
-
-def attach(reader: OsdpReader, backoff: Backoff, timing: dict[str, float]) -> OsdpBus:
-    """Join (or start) the bus of ``reader.cfg.port``."""
-    port = reader.cfg.port or ""
-    with _REGISTRY_LOCK:
-        bus = _BUSES.get(port)
-        if bus is None:
-            bus = _BUSES[port] = OsdpBus(port, reader.cfg.baudrate or 9600, backoff=backoff,
-                                         clock=reader.clock, **timing)
-        bus.add(reader)
-    return bus
-
-
-def detach(bus: OsdpBus, reader: OsdpReader) -> None:
-    with _REGISTRY_LOCK:
-        if bus.remove(reader):
-            _BUSES.pop(bus.port, None)
-        else:
-            return
-    bus.join()
-
-
-class OsdpBus:
-    """One control panel on one serial port, for the readers attached to it."""
-
-    def __init__(self, port: str, baudrate: int, *, backoff: Backoff, clock: Callable[[], float] = time.monotonic,
-                 tick: float = TICK, retry_seconds: float = RETRY_SECONDS, **_: float) -> None:
-        self.port = port
-        self.baudrate = baudrate
-        self.backoff = backoff
-        self.clock = clock
-        self.tick = tick
-        self.retry_seconds = retry_seconds
-        self.scanner = FrameScanner()
-        #: The open port's channel (its ``overflow`` / ``received`` counters), once opened.
-        self.channel: SerialChannel | None = None
-        self.readers: list[OsdpReader] = []
-        self._lock = threading.Lock()
-        self._dirty = True
-        self._changed_at = 0.0
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._commands: deque[tuple[int, tuple[dict[str, Any], ...]]] = deque(maxlen=64)
-        self._thread = threading.Thread(target=self._run, name=f"osdp-{port}", daemon=True)
-
-    def add(self, reader: OsdpReader) -> None:
-        with self._lock:
-            self.readers.append(reader)
-            self._dirty = True
-            self._changed_at = self.clock()
-        if not self._thread.is_alive():  # the first reader starts the bus (never with none)
-            self._thread.start()
-        self._wake.set()
-
-    def remove(self, reader: OsdpReader) -> bool:
-        """Detach ``reader``; True when it was the last one (the bus then stops)."""
-        with self._lock:
-            if reader in self.readers:
-                self.readers.remove(reader)
-            self._dirty = True
-            self._changed_at = self.clock()
-            last = not self.readers
-        if last:
-            self._stopping.set()
-        self._wake.set()
-        return last
-
-    def join(self) -> None:
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-
-    def submit(self, address: int, commands: tuple[dict[str, Any], ...]) -> None:
-        self._commands.append((address, commands))
-        self._wake.set()
-
-    # --- the bus thread -----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        delays = self.backoff.delays()
-        reported = False
-        while not self._stopping.is_set():
-            try:
-                # exclusive: ``readers keyset`` must not talk on a bus the agent is serving
-                ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0, write_timeout=1.0,
-                                            exclusive=True)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                if not reported:
-                    reported = True
-                    for r in self._snapshot():
-                        r.error(f"cannot open {self.port}: {exc}"[:200])
-                self._stopping.wait(next(delays))
-                continue
-            try:
-                error = self._session(SerialChannel(ser, self.scanner, self.clock))
-            except Exception as exc:  # a bug must not end supervision of the other readers silently
-                log.exception("osdp bus %s: session failed", self.port)
-                error = f"{type(exc).__name__}: {exc}"
-            finally:
-                ser.close()
-            if error is not None:
-                if not reported:
-                    reported = True
-                    for r in self._snapshot():
-                        r.error(f"{self.port}: {error}"[:200])
-                self._stopping.wait(next(delays))
-            else:
-                reported, delays = False, self.backoff.delays()
-
-    def _snapshot(self) -> list[OsdpReader]:
-        with self._lock:
-            return list(self.readers)
-
-    def _build(self, channel: SerialChannel) -> tuple[Any, list[OsdpReader]]:
-        """A fresh control panel for the readers attached now (None while there are none)."""
-        with self._lock:
-            readers = list(self.readers)
-            self._dirty = False
-        if not readers:
-            return None, readers
-        osdp_sys.set_loglevel(LogLevel.Debug if log.isEnabledFor(logging.DEBUG) else LogLevel.Emergency)
-        infos = [PDInfo(r.address, channel, scbk=r.scbk, name=r.id, flags=[LibFlag.EnforceSecure]).get()
-                 for r in readers]
-        ctx = osdp_sys.ControlPanel(infos)
-        now = self.clock()
-
-        def on_event(pd: int, ev: dict[str, Any]) -> int:
-            r = readers[pd]
-            if not (ctx.sc_status() >> pd) & 1:  # never in the clear
-                r.stats.add("dropped")
-                return 0
-            r.event(ev, self.clock())
-            return 0
-
-        ctx.set_event_callback(on_event)
-        for r in readers:
-            r.since = now
-        return ctx, readers
-
-    def _session(self, channel: SerialChannel) -> str | None:
-        """Run the control panel until the port fails (its error) or the bus stops (None)."""
-        self.channel = channel
-        ctx: Any = None
-        readers: list[OsdpReader] = []
-        restarted: dict[int, float] = {}
-        disabled: set[int] = set()
-        self._dirty = True
-        while not self._stopping.is_set():
-            # Readers attach one after another at start: build once they have (a rebuild
-            # restarts every reader's Secure Channel handshake).
-            if self._dirty and self.clock() - self._changed_at >= SETTLE:
-                ctx, readers = self._build(channel)
-                restarted = {r.address: self.clock() for r in readers}
-                disabled = set()
-            if ctx is None:
-                self._wake.wait(self.tick)
-                self._wake.clear()
-                continue
-            channel.pump()
-            ctx.refresh()
-            while self._commands:
-                address, cmds = self._commands.popleft()
-                idx = next((i for i, r in enumerate(readers) if r.address == address), None)
-                if idx is not None:
-                    for cmd in cmds:
-                        ctx.submit_command(idx, cmd)
-            if channel.error is not None:
-                for r in readers:
-                    if r.state == "online":
-                        r.state = "offline"
-                        r._state("offline")
-                return channel.error
-            now = self.clock()
-            status, sc = ctx.status(), ctx.sc_status()
-            for i, r in enumerate(readers):
-                answered = self.scanner.last_reply.get(r.address)
-                fresh = answered is not None and now - answered < r._timing.get("offline_after", OFFLINE_AFTER)
-                up = bool((status >> i) & 1 and (sc >> i) & 1) and fresh
-                if i in disabled:  # the disable took effect on the last refresh: start afresh
-                    if ctx.enable_pd(i):
-                        disabled.discard(i)
-                elif r.supervise(up, answered, now) and now - restarted[r.address] > self.retry_seconds:
-                    restarted[r.address] = now
-                    if ctx.disable_pd(i):
-                        disabled.add(i)
-            self._idle(channel)
-        return None
-
-    def _idle(self, channel: SerialChannel) -> None:
-        """Wait up to ``tick``: less when a reply starts to arrive (the badge path) or another
-        thread queued a command."""
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        fd = channel.fileno()
-        if fd is None:
-            self._wake.wait(self.tick)
-        else:
-            select.select([fd], [], [], self.tick)
-        self._wake.clear()

@@ -113,8 +113,8 @@ class DoorSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     office_hours: list[OfficeHours] = field(default_factory=list)
 
 
-class _ReaderKeys(Struct, frozen=True, kw_only=True):
-    """The keys of a ``[[readers]]`` entry that every reader type has."""
+class _CommonKeys(Struct, frozen=True, kw_only=True):
+    """The keys every ``[[readers]]`` entry has, whatever its type."""
 
     id: Ident
     type: str
@@ -122,8 +122,8 @@ class _ReaderKeys(Struct, frozen=True, kw_only=True):
     direction: Literal["in", "out"] = "in"
 
 
-#: Keys of a ``[[readers]]`` entry that are not the reader type's own.
-_READER_KEYS = ("type", "door", "direction")
+#: The common keys the reader type's config does not get (it gets ``id`` and the rest).
+_EDGE_ONLY = ("type", "door", "direction")
 
 
 class ReaderSection(Struct, frozen=True, kw_only=True):
@@ -285,13 +285,13 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
 
 def _reader(entry: dict[str, Any], at: str, f: str, base: Path, data_dir: Path) -> ReaderSection:
     """One ``[[readers]]`` entry: the common keys checked here, the rest by the type's config."""
-    keys = convert({k: v for k, v in entry.items() if k in ("id", *_READER_KEYS)}, _ReaderKeys, f, ConfigError,
+    keys = convert({k: v for k, v in entry.items() if k in ("id", *_EDGE_ONLY)}, _CommonKeys, f, ConfigError,
                    at=at)
     try:
         kind = config_type(keys.type)
     except ReaderConfigError as exc:
         raise ConfigError(f, f"{at}.{exc.key}", exc.message) from None
-    own = {k: v for k, v in entry.items() if k not in _READER_KEYS}
+    own = {k: v for k, v in entry.items() if k not in _EDGE_ONLY}
     settings = convert(own, kind, f, ConfigError, at=at)
 
     def resolve(value: str) -> str:

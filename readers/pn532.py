@@ -75,7 +75,6 @@ class Pn532Reader(SerialReader):
     """
 
     kind = "pn532"
-    default_baudrate = 115200
 
     def __init__(self, cfg: SerialConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic, poll_interval: float = 0.1, attempts: int = 3,

@@ -143,7 +143,6 @@ class Rdm6300Reader(SerialReader):
     """
 
     kind = "rdm6300"
-    default_baudrate = 9600
 
     def __init__(self, cfg: SerialConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic) -> None:

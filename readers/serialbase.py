@@ -223,7 +223,6 @@ class SerialReader(DeviceReader[serial.Serial]):
     open it are typed by errno (``errors.classify``): DeviceNotFound, DeviceAccessDenied,
     DeviceBusy (another process holds its exclusive lock), WrongDevice (not a tty)."""
 
-    default_baudrate = 9600
     #: Every read waits at most this long, so the thread notices stop() quickly.
     read_timeout = 0.05
     write_timeout = 0.25
@@ -234,7 +233,7 @@ class SerialReader(DeviceReader[serial.Serial]):
             raise ReaderConfigError("port", f"reader {cfg.id}: a {cfg.type_name} reader needs a serial port")
         super().__init__(cfg, sink, backoff=backoff, clock=clock)
         self.port = cfg.port
-        self.baudrate = cfg.baudrate or self.default_baudrate
+        self.baudrate = cfg.baudrate or cfg.default_baudrate
 
     def _open(self) -> serial.Serial:
         extra: dict[str, Any] = {} if "://" in self.port else {"exclusive": True}

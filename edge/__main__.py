@@ -114,8 +114,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"door  {d.id}: room={d.room or '-'} lock_pin={d.lock_pin} active_high={d.lock_active_high} "
               f"fail={d.fail} unlock={d.unlock_seconds}s {extras}".rstrip())
     for rd in cfg.readers:
-        where = rd.port or rd.path or f"d0={rd.d0_pin} d1={rd.d1_pin}"
-        print(f"reader {rd.id}: {rd.type} at {where} → door {rd.door} ({rd.direction})")
+        print(f"reader {rd.id}: {rd.type} at {rd.settings.where()} → door {rd.door} ({rd.direction})")
     print(f"pins  gpiozero pin factory {pins.pin_factory_name()}")
     print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
           f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
@@ -167,10 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
     from .bringup import add_commands
-    from .readers.osdp_keyset import add_parser as add_keyset
 
-    readers_sub = add_commands(sub)  # doors test, readers watch (bring-up at the door)
-    add_keyset(readers_sub)
+    add_commands(sub)  # doors test, readers watch and keyset (bring-up at the door)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:

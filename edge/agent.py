@@ -24,6 +24,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from readers import Reader, ReaderError, make_reader
 from wire import messages as m
 from wire import software_version
 from wire.creds import cred_hash, redact
@@ -36,14 +37,12 @@ from .commands import CommandHandler
 from .config import EdgeConfig, site_key
 from .decide import DenialLimiter, decide, exit_decision
 from .door import Door
-from .errors import StorageError
+from .errors import ReaderFailed, StorageError
 from .events import EventStream
 from .limiter import DurableLimiter
 from .link import Link
 from .occupancy import Occupancy
 from .outbox import Outbox
-from .readers import make_reader
-from .readers.base import Reader
 from .runlock import RunLock
 from .schedule import scheduled_mode
 from .sdnotify import Notifier
@@ -149,9 +148,12 @@ class Agent:
         self._check_clock()
         self.emit("system.started", software=software_version())
         for rcfg in self.cfg.readers:
-            reader = make_reader(rcfg, self)
-            self.readers[rcfg.id] = reader
-            reader.start()
+            try:
+                reader = make_reader(rcfg.settings, self)
+                self.readers[rcfg.id] = reader
+                reader.start()
+            except ReaderError as exc:
+                raise ReaderFailed(str(exc)) from exc
         self._cache_worker.start()
         self.link.start()
         p = self.cfg.policy
@@ -247,8 +249,8 @@ class Agent:
     def on_credential(self, reader_id: str, credential: str) -> None:  # reader thread
         self.post(lambda: self._badge(reader_id, credential))
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:  # reader thread
-        self.post(lambda: self.emit("reader.error", reader=reader_id, error=error[:200]))
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:  # reader thread
+        self.post(lambda: self.emit("reader.error", reader=reader_id, error=str(error)[:200]))
 
     def on_reader_state(self, reader_id: str, state: str) -> None:  # reader thread (supervised readers)
         if state in ("online", "offline", "tamper"):

@@ -18,6 +18,8 @@ import logging
 import sys
 import time
 
+from readers.registry import device_types
+
 from .cli_admin import _fingerprint, _member_sites
 from .cli_common import _load, _rebuild, _store
 from .enroll import describe
@@ -37,8 +39,9 @@ def add_parser(cards: argparse._SubParsersAction[argparse.ArgumentParser], commo
     p = cards.add_parser("enroll", help=help_, description=help_, parents=[common])
     p.set_defaults(func=cmd_cards_enroll)
     p.add_argument("member", help="the member's id on the booking platform (created if new)")
+    desk = " or ".join(f"{t}:DEVICE" for t in device_types())
     p.add_argument("--reader", required=True,
-                   help="at the desk: rdm6300:DEVICE or pn532:DEVICE (e.g. rdm6300:/dev/ttyUSB0); "
+                   help=f"at the desk: {desk} (e.g. rdm6300:/dev/ttyUSB0); "
                         "with --site: the reader's id in the site's site.toml")
     p.add_argument("--site", help="enroll at this site's reader instead of at the desk")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

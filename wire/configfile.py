@@ -40,7 +40,9 @@ def load_toml(path: str | Path, type_: type[T], error: type[E]) -> T:
     return convert(data, type_, str(p), error)
 
 
-def convert(data: Any, type_: type[T], file: str, error: type[E]) -> T:
+def convert(data: Any, type_: type[T], file: str, error: type[E], *, at: str | None = None) -> T:
+    """``data`` (a part of ``file``) as ``type_``, or ``error(file, key, message)``; ``at`` is
+    the key path of ``data`` in the file (e.g. ``readers[2]``), put before every key named."""
     try:
         return msgspec.convert(data, type_, str_keys=True)
     except msgspec.ValidationError as exc:
@@ -56,4 +58,6 @@ def convert(data: Any, type_: type[T], file: str, error: type[E]) -> T:
             field = text.split("`")[1]
             key = f"{key}.{field}" if key else field
             text = "required key is missing"
+        if at:
+            key = at if not key else f"{at}{key}" if key.startswith("[") else f"{at}.{key}"
         raise error(file, key, text) from None

@@ -54,7 +54,7 @@ def test_a_good_config_resolves_paths_and_defaults(tmp_path: Path) -> None:
     assert cfg.site.data_dir == str(tmp_path / "data")
     assert cfg.hub.cred_key_file == str(tmp_path / "cred.key")
     assert cfg.hub.effective_port == 1883
-    assert cfg.readers[0].baudrate == 9600
+    assert cfg.readers[0].settings.baudrate == 9600
     assert cfg.policy.clock_trust == "ntp"
     assert cfg.doors[0].fail == "secure"
 

@@ -21,14 +21,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
+from msgspec import Meta
+
 from wire.creds import bits as bits_cred
 from wire.creds import redact, wiegand
 
-from .base import ReaderStats, ReadSink
+from .base import Backoff, ReaderStats, ReadSink
+from .config import Pin, ReaderConfig, Resolve
+from .errors import DeviceBusy, DeviceFailed, ReaderConfigError
 from .keypad import DEFAULT_KEYPAD_TIMEOUT, KEY_FORMATS, PinEntry
 from .serialbase import Clock, Holdoff
 
@@ -162,21 +165,48 @@ class WiegandDecoder:
         return [] if cred is None else [cred]
 
 
+class WiegandConfig(ReaderConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``type = "wiegand"``: ``d0_pin`` and ``d1_pin`` (both required), ``holdoff_seconds``,
+    ``keypad_timeout_seconds``. A keypad is a wiegand reader too."""
+
+    type_name: ClassVar[str] = "wiegand"
+
+    d0_pin: Pin | None = None
+    d1_pin: Pin | None = None
+    #: A partial PIN entry on a keypad is dropped after this long without a key.
+    keypad_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = DEFAULT_KEYPAD_TIMEOUT
+
+    def settle(self, *, resolve: Resolve, data_dir: Path) -> Self:
+        if self.d0_pin is None or self.d1_pin is None:
+            raise ReaderConfigError("d0_pin", "a wiegand reader needs d0_pin and d1_pin")
+        return self
+
+    def pins(self) -> dict[str, Pin]:
+        return {k: p for k, p in (("d0_pin", self.d0_pin), ("d1_pin", self.d1_pin)) if p is not None}
+
+    def where(self) -> str:
+        return f"d0={self.d0_pin} d1={self.d1_pin}"
+
+    def create(self, sink: ReadSink, *, backoff: Backoff | None = None) -> WiegandReader:
+        return WiegandReader(self, sink)  # no device to reopen: no backoff
+
+
 class WiegandReader:
     """A Wiegand reader on ``cfg.d0_pin`` / ``cfg.d1_pin``.
 
     ``WiegandReader(cfg, sink, *, timeout=0.025, clock=time.monotonic, pin_factory=None)``:
     ``pin_factory`` is a gpiozero pin factory (default: gpiozero's, e.g. MockFactory in
-    tests). ``start()`` claims the pins and raises ReaderError if it cannot. Repeated
-    bursts of the same card with gaps shorter than ``cfg.holdoff_seconds`` are one read.
+    tests). ``start()`` claims the pins and raises DeviceBusy (a pin in use) or DeviceFailed
+    if it cannot. Repeated bursts of the same card with gaps shorter than
+    ``cfg.holdoff_seconds`` are one read.
     """
 
     kind = "wiegand"
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, cfg: WiegandConfig, sink: ReadSink, *, timeout: float = DEFAULT_TIMEOUT,
                  clock: Clock = time.monotonic, pin_factory: Any = None) -> None:
         if cfg.d0_pin is None or cfg.d1_pin is None:
-            raise ReaderError(f"reader {cfg.id}: a wiegand reader needs d0_pin and d1_pin")
+            raise ReaderConfigError("d0_pin", f"reader {cfg.id}: a wiegand reader needs d0_pin and d1_pin")
         self.id = cfg.id
         self.cfg = cfg
         self.sink = sink
@@ -198,7 +228,7 @@ class WiegandReader:
 
     def start(self) -> None:
         from gpiozero import DigitalInputDevice
-        from gpiozero.exc import GPIOZeroError
+        from gpiozero.exc import GPIOPinInUse, GPIOZeroError
 
         try:
             for pin, handler in ((self.cfg.d0_pin, self._on_d0), (self.cfg.d1_pin, self._on_d1)):
@@ -207,7 +237,8 @@ class WiegandReader:
                 self._devices.append(dev)
         except GPIOZeroError as exc:
             self._close_devices()
-            raise ReaderError(f"reader {self.id}: cannot claim pins: {exc}") from exc
+            kind = DeviceBusy if isinstance(exc, GPIOPinInUse) else DeviceFailed
+            raise kind(f"reader {self.id}: cannot claim pins: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name=f"reader-wiegand-{self.id}", daemon=True)
         self._thread.start()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import serial
 from osdp import Channel
@@ -102,7 +101,8 @@ class SerialChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
     cannot stall the port or grow memory) and shows every byte to the scanner. libosdp's
     ``read`` is served from that buffer. ``read``/``write`` are called from inside
     ``refresh()`` on the bus thread and never raise (libosdp could not handle it): a
-    device error is kept in ``error`` for the bus to act on.
+    device error is kept in ``error`` (its text) and ``failure`` (the exception) for the bus
+    to act on.
     """
 
     def __init__(self, ser: serial.Serial, scanner: FrameScanner,
@@ -113,6 +113,7 @@ class SerialChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
         self.clock = clock
         self.rx_limit = rx_limit
         self.error: str | None = None
+        self.failure: BaseException | None = None
         self.overflow = 0
         self.received = 0
         self._rx = bytearray()
@@ -173,6 +174,7 @@ class SerialChannel(Channel):  # type: ignore[misc]  # libosdp ships no types
             except (serial.SerialException, OSError, TypeError) as exc:
                 self._fail(exc)
 
-    def _fail(self, exc: Any) -> None:
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
         self.error = f"{type(exc).__name__}: {exc}"[:200]
         log.debug("osdp channel failed: %s", self.error)

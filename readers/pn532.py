@@ -17,14 +17,15 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import serial
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
 from wire.creds import iso14443a
 
-from .base import ReadSink
+from .base import Backoff, ReadSink
+from .config import SerialConfig
+from .errors import ProtocolError, ReaderError
 from .pn532_codec import (
     GET_FIRMWARE_VERSION,
     LIST_ONE_TYPE_A,
@@ -40,9 +41,23 @@ from .pn532_codec import (
     parse_firmware,
     parse_target_uid,
 )
-from .serialbase import Backoff, Clock, SerialReader
+from .serialbase import Clock, SerialReader
 
 log = logging.getLogger(__name__)
+
+
+#: What to check when a device does not answer like a PN532.
+ADVICE = "is it a PN532 in HSU (UART) mode at 115200 baud, and is it powered?"
+
+
+class Pn532Config(SerialConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``type = "pn532"``: ``port`` (required), ``baudrate`` (default 115200), ``holdoff_seconds``."""
+
+    type_name: ClassVar[str] = "pn532"
+    default_baudrate: ClassVar[int] = 115200
+
+    def create(self, sink: ReadSink, *, backoff: Backoff | None = None) -> Pn532Reader:
+        return Pn532Reader(self, sink, backoff=backoff)
 
 
 class Pn532Reader(SerialReader):
@@ -60,9 +75,8 @@ class Pn532Reader(SerialReader):
     """
 
     kind = "pn532"
-    default_baudrate = 115200
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None,
+    def __init__(self, cfg: SerialConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic, poll_interval: float = 0.1, attempts: int = 3,
                  ack_timeout: float = 0.5, response_timeout: float = 1.0) -> None:
         super().__init__(cfg, sink, backoff=backoff, clock=clock)
@@ -108,7 +122,7 @@ class Pn532Reader(SerialReader):
     def _command(self, ser: serial.Serial, payload: bytes) -> bytes:
         """Send a command and return its response data (``payload[0] + 1``, params…).
 
-        Raises ReaderError after ``attempts`` failed tries (no ACK, NACK, error frame,
+        Raises ProtocolError after ``attempts`` failed tries (no ACK, NACK, error frame,
         no response), or at once when the reader is being stopped."""
         frame = build_frame(payload)
         want = payload[0] + 1
@@ -142,7 +156,7 @@ class Pn532Reader(SerialReader):
                     continue
                 log.debug("reader %s: command 0x%02X try %d: no response", self.id, payload[0], attempt)
                 break
-        raise ReaderError(f"PN532 on {self.port} does not answer command 0x{payload[0]:02X}")
+        raise ProtocolError(f"PN532 on {self.port} does not answer command 0x{payload[0]:02X}", advice=ADVICE)
 
     def _wait(self, ser: serial.Serial, timeout: float, accept: Callable[[Frame], bool], *,
               drops_since: int | None = None) -> Frame | None:

@@ -4,16 +4,21 @@ A reader runs on its own thread(s). For each presentation of a card (or a PIN en
 calls ``sink.on_credential(reader_id, credential_string)`` exactly once, with a credential
 string of PROTOCOL.md §1 (``em4100:0A00B1C2D3`` …). It never decides anything. When its
 device fails (unplugged, timing out, speaking garbage) it calls ``sink.on_reader_error``
-once per failure episode and keeps trying to reopen the device with backoff, so the
-agent keeps serving its other readers. Garbled input is dropped and counted in
+once per failure episode, with a typed ``readers.errors.ReaderError`` (``DeviceNotFound``,
+``DeviceBusy``, ``ProtocolError``, …), and keeps trying to reopen the device with backoff,
+so the agent keeps serving its other readers. Garbled input is dropped and counted in
 ``stats``, never delivered.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .errors import ReaderError
 
 
 class ReadSink(Protocol):
@@ -22,7 +27,8 @@ class ReadSink(Protocol):
 
     def on_credential(self, reader_id: str, credential: str) -> None: ...
 
-    def on_reader_error(self, reader_id: str, error: str) -> None: ...
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:
+        """``error``'s class says what failed, ``str(error)`` says it in words."""
 
 
 class StateSink(Protocol):
@@ -38,6 +44,24 @@ class Feedback(Protocol):
     ``feedback(granted)`` queues the command and returns at once."""
 
     def feedback(self, granted: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before reopening a failed device: ``start``, times ``factor`` per failed
+    attempt, capped at ``maximum``. Tests pass small values."""
+
+    start: float = 0.2
+    factor: float = 2.0
+    maximum: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """A fresh, endless delay sequence."""
+        d = self.start
+        while True:
+            yield d
+            d = min(d * self.factor, self.maximum)
+
 
 
 @dataclass

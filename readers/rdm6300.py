@@ -12,14 +12,15 @@ import logging
 import time
 from functools import reduce
 from operator import xor
+from typing import ClassVar
 
 import serial
 
-from edge.config import ReaderSection
 from wire.creds import em4100
 
-from .base import ReadSink
-from .serialbase import Backoff, Clock, Holdoff, SerialReader
+from .base import Backoff, ReadSink
+from .config import SerialConfig
+from .serialbase import Clock, Holdoff, SerialReader
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,16 @@ class Rdm6300Parser:
         self._noise = True
 
 
+class Rdm6300Config(SerialConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``type = "rdm6300"``: ``port`` (required), ``baudrate`` (default 9600), ``holdoff_seconds``."""
+
+    type_name: ClassVar[str] = "rdm6300"
+    default_baudrate: ClassVar[int] = 9600
+
+    def create(self, sink: ReadSink, *, backoff: Backoff | None = None) -> Rdm6300Reader:
+        return Rdm6300Reader(self, sink, backoff=backoff)
+
+
 class Rdm6300Reader(SerialReader):
     """An RDM6300 on ``cfg.port`` (default 9600 baud).
 
@@ -132,9 +143,8 @@ class Rdm6300Reader(SerialReader):
     """
 
     kind = "rdm6300"
-    default_baudrate = 9600
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None,
+    def __init__(self, cfg: SerialConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic) -> None:
         super().__init__(cfg, sink, backoff=backoff, clock=clock)
         self.parser = Rdm6300Parser(self.holdoff)

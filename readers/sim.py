@@ -15,14 +15,18 @@ import os
 import select
 import stat
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Self
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
+import msgspec
+
 from wire.creds import check_credential
 from wire.errors import WireError
 
-from .base import ReadSink
-from .serialbase import Backoff, DeviceReader
+from .base import Backoff, ReadSink
+from .config import ReaderConfig, Resolve
+from .errors import ReaderConfigError, WrongDevice
+from .serialbase import DeviceReader
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,24 @@ class _Fifo:
     fd: int  # replaced on every EOF, see _session
 
 
+class SimConfig(ReaderConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``type = "sim"``: ``path`` of the FIFO (default: ``sim-ID`` in the site's data directory)."""
+
+    type_name: ClassVar[str] = "sim"
+
+    #: The FIFO (or Unix socket) that credential strings are written to.
+    path: str | None = None
+
+    def settle(self, *, resolve: Resolve, data_dir: Path) -> Self:
+        return msgspec.structs.replace(self, path=resolve(self.path) if self.path else str(data_dir / f"sim-{self.id}"))
+
+    def where(self) -> str:
+        return self.path or "-"
+
+    def create(self, sink: ReadSink, *, backoff: Backoff | None = None) -> SimReader:
+        return SimReader(self, sink, backoff=backoff)
+
+
 class SimReader(DeviceReader[_Fifo]):
     """Reads credential strings from the FIFO at ``cfg.path`` (created, mode 0600, if missing).
 
@@ -43,16 +65,16 @@ class SimReader(DeviceReader[_Fifo]):
     the FIFO has no writer left (a FIFO cannot tell writers apart, so a writer that
     follows at once may still continue that line).
     ``lines`` counts the non-empty lines taken in (valid or not), ``stats.dropped`` the
-    invalid ones. If ``cfg.path`` exists but is not a FIFO, that is a reader error
+    invalid ones. If ``cfg.path`` exists but is not a FIFO, that is a WrongDevice error
     (reported once, retried with backoff).
     """
 
     kind = "sim"
     poll_timeout = 0.1
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None) -> None:
+    def __init__(self, cfg: SimConfig, sink: ReadSink, *, backoff: Backoff | None = None) -> None:
         if not cfg.path:
-            raise ReaderError(f"reader {cfg.id}: a sim reader needs a path")
+            raise ReaderConfigError("path", f"reader {cfg.id}: a sim reader needs a path")
         super().__init__(cfg, sink, backoff=backoff)
         self.path = cfg.path
         self.lines = 0
@@ -70,7 +92,7 @@ class SimReader(DeviceReader[_Fifo]):
             log.info("reader %s: created FIFO %s", self.id, self.path)
         else:
             if not stat.S_ISFIFO(st.st_mode):
-                raise ReaderError(f"{self.path} exists and is not a FIFO")
+                raise WrongDevice(f"{self.path} exists and is not a FIFO")
         self._partial.clear()
         self._overlong = False
         return _Fifo(self._open_fd())

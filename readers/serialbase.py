@@ -23,19 +23,29 @@ sightings of one card into one read per presentation.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import serial
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
 from wire.creds import redact
 
-from .base import ReaderStats, ReadSink
+from .base import Backoff, ReaderStats, ReadSink
+from .config import ReaderConfig, SerialConfig
+from .errors import (
+    DeviceAccessDenied,
+    DeviceFailed,
+    DeviceNotFound,
+    ReaderConfigError,
+    ReaderError,
+    WrongDevice,
+    classify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +54,6 @@ D = TypeVar("D")
 
 #: Failures a session may raise; anything else is a bug, still contained (see _run).
 DEVICE_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ReaderError)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before reopening a failed device: ``start``, times ``factor`` per failed
-    attempt, capped at ``maximum``. Tests pass small values."""
-
-    start: float = 0.2
-    factor: float = 2.0
-    maximum: float = 30.0
-
-    def delays(self) -> Iterator[float]:
-        """A fresh, endless delay sequence."""
-        d = self.start
-        while True:
-            yield d
-            d = min(d * self.factor, self.maximum)
 
 
 class Holdoff:
@@ -97,7 +90,7 @@ class DeviceReader(Generic[D]):
     #: A device that worked this long before failing gets the backoff from its start again.
     stable_seconds = 5.0
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None,
+    def __init__(self, cfg: ReaderConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic) -> None:
         self.id = cfg.id
         self.cfg = cfg
@@ -180,7 +173,7 @@ class DeviceReader(Generic[D]):
 
     # --- the thread -------------------------------------------------------------------
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: ReaderError) -> None:
         self.failures += 1
         if self._in_episode:
             log.debug("reader %s: still failing: %s", self.id, error)
@@ -205,11 +198,11 @@ class DeviceReader(Generic[D]):
                 self._session(dev)
             except DEVICE_ERRORS as exc:
                 if not self._stop.is_set():
-                    self._fail(_describe(exc))
+                    self._fail(classify(exc))
             except Exception as exc:  # a bug: report it like a device failure and keep serving
                 log.exception("reader %s: unexpected error", self.id)
                 if not self._stop.is_set():
-                    self._fail(f"internal error: {type(exc).__name__}")
+                    self._fail(DeviceFailed(f"internal error: {type(exc).__name__}"))
             finally:
                 self._connected = False
                 if dev is not None:
@@ -226,20 +219,21 @@ class DeviceReader(Generic[D]):
 
 
 class SerialReader(DeviceReader[serial.Serial]):
-    """A DeviceReader on a pyserial port: ``cfg.port`` at ``cfg.baudrate`` 8N1."""
+    """A DeviceReader on a pyserial port: ``cfg.port`` at ``cfg.baudrate`` 8N1. Failures to
+    open it are typed by errno (``errors.classify``): DeviceNotFound, DeviceAccessDenied,
+    DeviceBusy (another process holds its exclusive lock), WrongDevice (not a tty)."""
 
-    default_baudrate = 9600
     #: Every read waits at most this long, so the thread notices stop() quickly.
     read_timeout = 0.05
     write_timeout = 0.25
 
-    def __init__(self, cfg: ReaderSection, sink: ReadSink, *, backoff: Backoff | None = None,
+    def __init__(self, cfg: SerialConfig, sink: ReadSink, *, backoff: Backoff | None = None,
                  clock: Clock = time.monotonic) -> None:
         if not cfg.port:
-            raise ReaderError(f"reader {cfg.id}: a {cfg.type} reader needs a serial port")
+            raise ReaderConfigError("port", f"reader {cfg.id}: a {cfg.type_name} reader needs a serial port")
         super().__init__(cfg, sink, backoff=backoff, clock=clock)
         self.port = cfg.port
-        self.baudrate = cfg.baudrate or self.default_baudrate
+        self.baudrate = cfg.baudrate or cfg.default_baudrate
 
     def _open(self) -> serial.Serial:
         extra: dict[str, Any] = {} if "://" in self.port else {"exclusive": True}
@@ -258,6 +252,18 @@ class SerialReader(DeviceReader[serial.Serial]):
         return data
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+def check_serial_device(device: str) -> None:
+    """Fail early, and by type, on a device path that is missing or cannot be a serial port:
+    DeviceNotFound, WrongDevice (not a character device) or DeviceAccessDenied (this user
+    may not read and write it). A pyserial URL (``rfc2217://…``) is left to pyserial."""
+    if "://" in device:
+        return
+    p = Path(device)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise DeviceNotFound(f"{device} does not exist") from None
+    if not stat.S_ISCHR(mode):
+        raise WrongDevice(f"{device} is not a character device")
+    if not os.access(p, os.R_OK | os.W_OK):
+        raise DeviceAccessDenied(f"cannot open {device}: permission denied")

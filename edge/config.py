@@ -226,7 +226,7 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
                                           f"{DEFAULT_SOCKET}), not {cfg.policy.chrony_socket!r}")
     try:
         ZoneInfo(cfg.site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise err("site.timezone", f"unknown time zone {cfg.site.timezone!r} (e.g. Europe/Berlin)") from None
     for i, d in enumerate(cfg.doors):
         for j, oh in enumerate(d.office_hours):

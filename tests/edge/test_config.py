@@ -77,6 +77,7 @@ _DELETE = object()
     ("site.idd", "x", "site.idd"),
     ("site.id", "Minheim", "site.id"),
     ("site.timezone", "Mars/Olympus", "site.timezone"),
+    ("site.timezone", "Europe/" + "B" * 300, "site.timezone"),  # too long for a file name: OSError
     ("site.data_dir", _DELETE, "site.data_dir"),
     ("policy", {"clock_trust": "sundial"}, "policy.clock_trust"),
     ("policy", {"retention_days": 0}, "policy.retention_days"),

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 
 from wire.errors import KeyFileError
 
-from . import config as config_mod
-from .config import HubConfig
-from .errors import HubError
-from .store import open_store
-from .store_api import Store
+from .. import config as config_mod
+from ..config import HubConfig
+from ..errors import HubError
+from ..store import open_store
+from ..store_api import Store
 
 log = logging.getLogger("hub")
 
@@ -95,7 +95,7 @@ def _iso_time(text: str) -> int:
 
 def _rebuild(cfg: HubConfig, store: Store, sites: set[str] | frozenset[str], now: int) -> None:
     """Rebuild the caches of ``sites``; the running hub publishes new versions."""
-    from .caches import CacheManager
+    from ..caches import CacheManager
 
     configured = [s.id for s in cfg.sites if s.id in sites]
     if not configured:

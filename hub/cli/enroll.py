@@ -18,11 +18,11 @@ import logging
 import sys
 import time
 
-from .cli_admin import _fingerprint, _member_sites
-from .cli_common import _load, _rebuild, _store
-from .enroll import describe
-from .errors import HubError
-from .store_api import Store
+from ..enroll import describe
+from ..errors import HubError
+from ..store_api import Store
+from .admin import _fingerprint, _member_sites
+from .common import _load, _rebuild, _store
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def cmd_cards_enroll(args: argparse.Namespace) -> int:
 
 
 def _at_desk(args: argparse.Namespace) -> int:
-    from .enroll_desk import parse_spec, read_one
+    from ..enroll.desk import parse_spec, read_one
 
     cfg = _load(args)
     kind, device = parse_spec(args.reader)
@@ -113,7 +113,7 @@ def _at_desk(args: argparse.Namespace) -> int:
 
 
 def _at_site(args: argparse.Namespace) -> int:
-    from .enroll_site import enroll_at_site
+    from ..enroll.site import enroll_at_site
 
     cfg = _load(args, check_files=True)
     timeout = args.timeout if args.timeout is not None else SITE_TIMEOUT

@@ -28,8 +28,11 @@ from collections.abc import Callable
 from wire import software_version
 from wire.errors import KeyFileError
 
-from . import provision, provision_site
-from .cli_admin import (
+from .. import provision
+from ..config import HubConfig
+from ..errors import ConfigError, HubError
+from ..provision import site as provision_site
+from .admin import (
     CRED_TYPES,
     cmd_cards_add,
     cmd_cards_import,
@@ -41,10 +44,8 @@ from .cli_admin import (
     cmd_grants_remove,
     cmd_sites,
 )
-from .cli_common import _iso_time, _load, _rebuild, _store, setup_logging
-from .cli_users import add_user_commands
-from .config import HubConfig
-from .errors import ConfigError, HubError
+from .common import _iso_time, _load, _rebuild, _store, setup_logging
+from .users import add_user_commands
 
 log = logging.getLogger("hub")
 
@@ -102,7 +103,7 @@ def cmd_site_add(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .sync import BookingSync
+    from ..sync import BookingSync
 
     cfg = _load(args, check_files=True)
     now = int(time.time())
@@ -128,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args, check_files=True)
     with _store(cfg):
         pass
-    from . import service
+    from .. import service
 
     return service.run(cfg)
 
@@ -143,7 +144,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     _site_arg(cfg, args)
     with _store(cfg):
         pass
-    from . import control
+    from .. import control
 
     res = control.push(cfg, args.site, timeout=args.timeout)
     if res.ok:
@@ -159,7 +160,7 @@ def _command(args: argparse.Namespace, action: str, what: str, door: str | None 
     _site_arg(cfg, args)
     with _store(cfg):
         pass
-    from . import control
+    from .. import control
 
     res = control.command(cfg, args.site, action, door=door, seconds=seconds, timeout=args.timeout)
     if res.ok:
@@ -172,7 +173,7 @@ def _command(args: argparse.Namespace, action: str, what: str, door: str | None 
 def cmd_unlock(args: argparse.Namespace) -> int:
     """Refused before anything is sent when the store says the site is in lockdown (its
     last retained Status): only ending the lockdown (an admin's act) opens doors again."""
-    from .commands import MAX_UNLOCK_SECONDS
+    from ..commands import MAX_UNLOCK_SECONDS
 
     if args.seconds is not None and not 1 <= args.seconds <= MAX_UNLOCK_SECONDS:
         raise HubError(f"--seconds must be 1..{MAX_UNLOCK_SECONDS}")
@@ -257,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("credential", help="the credential, or its fingerprint from `cards list`")
     p = add(cards, "list", cmd_cards_list, "list members and their credentials (type and fingerprint only)")
     p.add_argument("member", nargs="?")
-    from .cli_enroll import add_parser as add_enroll
+    from .enroll import add_parser as add_enroll
 
     add_enroll(cards, common)
 

@@ -20,10 +20,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from .cli_common import _load, _store, _table, _when
-from .config import HubConfig, read_secret
-from .errors import ConfigError, HubError
-from .store_types import UserExists
+from ..config import HubConfig, read_secret
+from ..errors import ConfigError, HubError
+from ..store_types import UserExists
+from .common import _load, _store, _table, _when
 
 log = logging.getLogger("hub")
 
@@ -51,7 +51,7 @@ def _sites(cfg: HubConfig, role: str, text: str | None) -> list[str] | None:
 
 
 def _password(args: argparse.Namespace) -> str:
-    from .dashboard.passwords import check_strength
+    from ..dashboard.passwords import check_strength
 
     if args.password_file:
         try:
@@ -72,7 +72,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from .dashboard.passwords import hash_password
+    from ..dashboard.passwords import hash_password
 
     cfg = _load(args)
     if not NAME_RE.match(args.name):

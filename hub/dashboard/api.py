@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from . import actions, data, enroll
+from ..core import display as data
+from . import actions, enroll
 from .auth import CSRF_HEADER, PERMISSIONS, Auth, Principal
 from .common import SECURITY_HEADERS, error, json, on_loop
 from .openapi import OPENAPI

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..enroll import MAX_SECONDS, EnrollError
-from ..enroll_site import ACK_TIMEOUT, begin
+from ..enroll.site import ACK_TIMEOUT, begin
 from ..store_api import Store
 from ..store_types import Enrollment, UnknownMember
 from .actions import Outcome, check

@@ -17,7 +17,8 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from . import actions, data
+from ..core import display as data
+from . import actions
 from .auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal
 from .common import SECURITY_HEADERS, on_loop
 from .render import lang_of, page

@@ -22,7 +22,7 @@ from edge.config import DEFAULT_BAUD, ReaderSection
 from edge.errors import ReaderError
 from edge.readers import Backoff, make_reader
 
-from .errors import HubError
+from ..errors import HubError
 
 TYPES = ("rdm6300", "pn532")
 

@@ -23,13 +23,13 @@ from wire import messages as m
 from wire.errors import WireError
 from wire.topics import Kind
 
-from . import commands
-from .caches import LOOK_BACK, CacheManager
-from .config import HubConfig, signing_key
-from .enroll import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome, load_enroll_key
-from .link import HubLink
-from .store_api import Store
-from .store_types import Enrollment
+from .. import commands
+from ..caches import LOOK_BACK, CacheManager
+from ..config import HubConfig, signing_key
+from ..link import HubLink
+from ..store_api import Store
+from ..store_types import Enrollment
+from .handler import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome, load_enroll_key
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from wire.errors import KeyFileError
 from wire.keys import new_key, read_key_file, write_key_file
 
+from ..config import HubConfig
+from ..errors import HubError
 from . import pki
-from .config import HubConfig
-from .errors import HubError
 from .mosquitto import acl_text, password_line
 
 log = logging.getLogger(__name__)

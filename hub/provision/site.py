@@ -20,11 +20,11 @@ from wire.errors import WireError
 from wire.keys import new_key, public_key_b64, signing_key_from_seed, write_key_file
 from wire.topics import check_ident
 
-from . import config as config_mod
+from .. import config as config_mod
+from ..config import HubConfig, SiteConfig
+from ..errors import ConfigError
 from . import pki
-from .config import HubConfig, SiteConfig
-from .errors import ConfigError
-from .provision import (
+from .hub_init import (
     EDGE_DATA_DIR,
     PLACEHOLDER_PINS,
     BrokerFiles,

@@ -1,66 +1,30 @@
-"""``torwart-hub`` commands about people and state: sites, cards, grants, events."""
+"""``torwart-hub`` commands about people and state: sites, cards, grants, events. Parsing
+and output only: the acts are the application core's (``hub.core.Hub``)."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
+from ..core import Hub, parse_credential
 from ..errors import HubError
-from ..store_api import Store
 from ..store_types import FeedbackItem, SiteState
-from .common import _ago, _load, _rebuild, _store, _table, _when
+from .common import ago, load, open_cli_hub, rebuild, table, when
 
 log = logging.getLogger("hub")
 
 
-CRED_TYPES = ("em4100", "iso14443a", "wiegand26", "wiegand34", "pin")
+def _event_notes(st: SiteState, n: dict[str, Any]) -> list[str]:
+    """Lines under the sites table about a site's event streams (``n``: its stream notes)
+    and odd events."""
+    from ..store_streams import short
 
-
-def _credential(text: str) -> str:
-    """A credential string in its PROTOCOL.md §1 form (type lower case, hex upper case).
-    Errors say what is wrong without repeating the credential."""
-    from wire.creds import check_credential
-    from wire.errors import WireError
-
-    kind, sep, value = text.strip().partition(":")
-    kind = kind.lower()
-    if not sep or kind not in CRED_TYPES:
-        raise HubError(f"a credential is TYPE:VALUE with TYPE one of {', '.join(CRED_TYPES)} "
-                       "(e.g. em4100:0A00B1C2D3)")
-    cred = f"{kind}:{value if kind == 'pin' else value.upper()}"
-    try:
-        return check_credential(cred)
-    except WireError:
-        raise HubError(f"the {kind} credential has a malformed value") from None
-
-
-def _fingerprint(store: Store, credential: str) -> str:
-    """A short stable tag to tell credentials apart in listings: keyed, because a bare
-    hash of a 4-digit pin would give the pin away."""
-    return hmac.new(store.hub_secret("card-fingerprint"), credential.encode(), hashlib.sha256).hexdigest()[:8]
-
-
-def _member_sites(store: Store, members: set[str], now: int) -> set[str]:
-    from ..caches import LOOK_BACK
-
-    sites: set[str] = set()
-    for member in members:
-        sites |= store.sites_for_member(member, now - LOOK_BACK)
-    return sites
-
-
-def _event_notes(store: Store, st: SiteState) -> list[str]:
-    """Lines under the sites table about a site's event streams and odd events."""
-    from ..store_streams import short, stream_notes
-
-    n = stream_notes(st.stream, store.event_streams(st.site_id))
     out = []
     if n["reset_at"] is not None:
-        out.append(f"{st.site_id}: site was reset at {_when(n['reset_at'])} (new stream {short(n['stream'])}); "
+        out.append(f"{st.site_id}: site was reset at {when(n['reset_at'])} (new stream {short(n['stream'])}); "
                    f"previous stream {short(n['previous'])} acked up to {n['previous_acked']}")
     elif n["continues_after"] is not None:
         out.append(f"{st.site_id}: stream {short(n['stream'])} continues the site's numbering after seq "
@@ -77,61 +41,58 @@ def _event_notes(store: Store, st: SiteState) -> list[str]:
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = load(args)
     now = time.time()
     rows: list[list[object]] = []
     notes: list[str] = []
-    with _store(cfg) as store:
-        states = {s.site_id: s for s in store.site_states()}
-        refusals = store.site_refusals()
-        refused: dict[str, int] = {}
-        for r in refusals:
-            refused[r.site_id] = refused.get(r.site_id, 0) + r.count
-        backlog = store.feedback_backlog()
-        for site in cfg.sites:
-            st = states.get(site.id)
-            cache = store.cache_state(site.id)
-            if st is None or st.since is None:
-                state = "never seen"
-            else:
-                state = f"{'online' if st.online else 'offline'} since {_when(st.since)}"
-            built = f"v{cache.version} {cache.n_entries} entries, {_ago(cache.built_at, now)}" if cache else "none"
-            applied = None if st is None or st.cache_version is None else (
-                f"v{st.cache_version}" + (" (latest)" if cache and st.cache_version == cache.version else "")
-                + (f", expires {_ago(st.cache_expires_at, now)}" if st.cache_expires_at else ""))
-            events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
-                                              + (f", {len(st.gaps)} gaps" if st.gaps else ""))
-            rows.append([site.id, site.name, state, built, applied, _ago(st.last_seen if st else None, now),
-                         events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
-                         _backlog_counts(backlog, site.id)])
-            if st is not None:
-                notes += _event_notes(store, st)
-        _table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
-                "REFUSED", "TO PLATFORM"], rows)
-        for note in notes:
-            print(note)
-        sync = store.get_sync_state(cfg.booking.adapter)
+    with open_cli_hub(args, cfg) as hub:
+        view = hub.overview()
+    refusals, backlog, sync = view.refusals, view.backlog, view.sync
+    refused: dict[str, int] = {}
+    for r in refusals:
+        refused[r.site_id] = refused.get(r.site_id, 0) + r.count
+    for line in view.sites:
+        site, st, cache = line.site, line.state, line.cache
+        if st is None or st.since is None:
+            state = "never seen"
+        else:
+            state = f"{'online' if st.online else 'offline'} since {when(st.since)}"
+        built = f"v{cache.version} {cache.n_entries} entries, {ago(cache.built_at, now)}" if cache else "none"
+        applied = None if st is None or st.cache_version is None else (
+            f"v{st.cache_version}" + (" (latest)" if cache and st.cache_version == cache.version else "")
+            + (f", expires {ago(st.cache_expires_at, now)}" if st.cache_expires_at else ""))
+        events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
+                                          + (f", {len(st.gaps)} gaps" if st.gaps else ""))
+        rows.append([site.id, site.name, state, built, applied, ago(st.last_seen if st else None, now),
+                     events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
+                     _backlog_counts(backlog, site.id)])
+        if st is not None and line.streams is not None:
+            notes += _event_notes(st, line.streams)
+    table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
+           "REFUSED", "TO PLATFORM"], rows)
+    for note in notes:
+        print(note)
     if sync.last_ok_at is None and sync.failures == 0:
         health = "never run"
     elif sync.failures:
-        health = (f"FAILING, {sync.failures} in a row since {_when(sync.last_error_at)}; last ok "
-                  f"{_ago(sync.last_ok_at, now)}; last error: {sync.last_error}")
+        health = (f"FAILING, {sync.failures} in a row since {when(sync.last_error_at)}; last ok "
+                  f"{ago(sync.last_ok_at, now)}; last error: {sync.last_error}")
     else:
-        health = f"ok, last sync {_ago(sync.last_ok_at, now)}"
+        health = f"ok, last sync {ago(sync.last_ok_at, now)}"
     if refusals:
         print("\nmessages refused from sites (too large, over a room's capacity, unknown room, "
               "a cache version the hub never issued):")
-        _table(["SITE", "REFUSED", "COUNT", "LAST", "LAST REASON"],
-               [[r.site_id, r.kind, r.count, _ago(r.last_at, now), r.last_reason] for r in refusals])
+        table(["SITE", "REFUSED", "COUNT", "LAST", "LAST REASON"],
+               [[r.site_id, r.kind, r.count, ago(r.last_at, now), r.last_reason] for r in refusals])
     print(f"\nbooking sync ({cfg.booking.adapter}): {health}")
     if backlog:
         print(f"check-ins and releases not delivered to the platform: {len(backlog)}")
         for item in backlog[:BACKLOG_SHOWN]:
             what = "check-in" if item.kind == "check_in" else "release"
             if item.state == "failed":
-                how = f"FAILED for good {_ago(item.done_at, now)}"
+                how = f"FAILED for good {ago(item.done_at, now)}"
             else:
-                how = f"pending (tried {item.attempts} times, next try {_ago(item.next_try, now)})"
+                how = f"pending (tried {item.attempts} times, next try {ago(item.next_try, now)})"
             print(f"  {what} of booking {item.booking_id} ({item.site_id}): {how}"
                   + (f": {item.last_error}" if item.last_error else ""))
         if len(backlog) > BACKLOG_SHOWN:
@@ -150,31 +111,21 @@ def _backlog_counts(backlog: list[FeedbackItem], site: str) -> str | None:
 
 
 def cmd_cards_add(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    cred = _credential(args.credential)
-    kind = cred.partition(":")[0]
-    with _store(cfg) as store:
-        owner = store.owner_of_credential(cred)
-        if owner is not None and owner != args.member:
-            raise HubError(f"this {kind} credential is already enrolled to member {owner!r}; "
-                           f"remove it there first (torwart-hub cards remove {owner} ...)")
-        member = store.get_member(args.member)
-        if member is None:
-            store.add_member(args.member, args.name or "", args.email)
+    cfg = load(args)
+    cred = parse_credential(args.credential)
+    with open_cli_hub(args, cfg) as hub:
+        added = hub.add_card(args.member, cred, name=args.name, email=args.email, label=args.label)
+        if added.created:
             print(f"member {args.member} created")
-        elif args.name is not None or args.email is not None:
-            store.add_member(args.member, args.name if args.name is not None else member.display_name,
-                             args.email if args.email is not None else member.email)
-        if owner == args.member:
-            print(f"member {args.member} already has this {kind} credential ({_fingerprint(store, cred)})")
+        if added.already:
+            print(f"member {args.member} already has this {added.kind} credential ({added.fingerprint})")
             return 0
-        store.add_credential(args.member, cred, label=args.label)
-        print(f"enrolled {kind} credential {_fingerprint(store, cred)} to member {args.member}")
-        _rebuild(cfg, store, _member_sites(store, {args.member}, int(time.time())), int(time.time()))
+        print(f"enrolled {added.kind} credential {added.fingerprint} to member {args.member}")
+        rebuild(hub, added.sites)
     return 0
 
 
-def _read_csv(path: Path, store: Store) -> list[tuple[int, str, str, str | None, str | None]]:
+def _read_csv(path: Path, hub: Hub) -> list[tuple[int, str, str, str | None, str | None]]:
     """Rows (line, member, credential, name, email); HubError listing every bad line."""
     import csv
 
@@ -202,11 +153,11 @@ def _read_csv(path: Path, store: Store) -> list[tuple[int, str, str, str | None,
         try:
             if not member or len(member) > 256:
                 raise HubError("the member id is empty or longer than 256 characters")
-            cred = _credential(fields[1])
+            cred = parse_credential(fields[1])
             first = seen.setdefault(cred, (line, member))
             if first[1] != member:
                 raise HubError(f"the credential is also on line {first[0]}, for member {first[1]!r}")
-            owner = store.owner_of_credential(cred)
+            owner = hub.owner_of(cred)
             if owner is not None and owner != member:
                 raise HubError(f"the credential is already enrolled to member {owner!r}")
         except HubError as exc:
@@ -220,134 +171,85 @@ def _read_csv(path: Path, store: Store) -> list[tuple[int, str, str, str | None,
 
 
 def cmd_cards_import(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        rows = _read_csv(Path(args.file), store)
-        members = {r[1]: (r[3], r[4]) for r in rows}
-        new_members = [m for m in members if store.get_member(m) is None]
-        for m in new_members:
-            store.add_member(m, members[m][0] or "", members[m][1])
-        try:
-            added = store.import_credentials([(r[1], r[2]) for r in rows])
-        except HubError:
-            for m in new_members:  # all or nothing: take back the members made for this file
-                store.remove_member(m)
-            raise
-        for m, (name, email) in members.items():
-            old = store.get_member(m)
-            if m not in new_members and old is not None and (name or email):
-                store.add_member(m, name or old.display_name, email or old.email)
-        print(f"imported {added} new credentials ({len(rows) - added} already enrolled) for {len(members)} "
-              f"members, {len(new_members)} of them new")
-        now = int(time.time())
-        _rebuild(cfg, store, _member_sites(store, set(members), now), now)
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
+        rows = _read_csv(Path(args.file), hub)
+        done = hub.import_cards([(r[1], r[2], r[3], r[4]) for r in rows])
+        print(f"imported {done.added} new credentials ({done.rows - done.added} already enrolled) for {done.members} "
+              f"members, {done.new_members} of them new")
+        rebuild(hub, done.sites)
     return 0
 
 
 def cmd_cards_remove(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        if store.get_member(args.member) is None:
-            raise HubError(f"no member {args.member!r}")
-        creds = store.credentials_of(args.member)
-        given = args.credential.strip()
-        match = [c for c in creds if _fingerprint(store, c.credential) == given.lower()]
-        if not match and ":" in given:
-            cred = _credential(given)
-            match = [c for c in creds if c.credential == cred]
-        if not match:
-            raise HubError(f"member {args.member} has no such credential (see torwart-hub cards list {args.member})")
-        store.remove_credential(match[0].id)
-        print(f"removed {match[0].type} credential {_fingerprint(store, match[0].credential)} of member {args.member}")
-        now = int(time.time())
-        _rebuild(cfg, store, _member_sites(store, {args.member}, now), now)
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
+        removed = hub.remove_card(args.member, args.credential)
+        print(f"removed {removed.kind} credential {removed.fingerprint} of member {args.member}")
+        rebuild(hub, removed.sites)
     return 0
 
 
 def cmd_cards_list(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        if args.member is not None:
-            one = store.get_member(args.member)
-            if one is None:
-                raise HubError(f"no member {args.member!r}")
-            members = [one]
-        else:
-            members = store.members()
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
         rows: list[list[object]] = []
-        for mb in members:
-            creds = store.credentials_of(mb.id)
+        for mb, creds in hub.cards(args.member):
             for c in creds:
-                rows.append([mb.id, mb.display_name, c.type, _fingerprint(store, c.credential), c.label,
-                             _when(c.created_at)])
+                rows.append([mb.id, mb.display_name, c.type, hub.fingerprint(c.credential), c.label,
+                             when(c.created_at)])
             if not creds:
                 rows.append([mb.id, mb.display_name, "(none)", None, None, None])
-    _table(["MEMBER", "NAME", "TYPE", "FINGERPRINT", "LABEL", "ADDED"], rows)
+    table(["MEMBER", "NAME", "TYPE", "FINGERPRINT", "LABEL", "ADDED"], rows)
     return 0
 
 
 def cmd_grants_add(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = load(args)
     doors = [d.strip() for d in args.doors.split(",") if d.strip()] if args.doors else None
-    if not any(s.id == args.site for s in cfg.sites):
-        raise HubError(f"no site {args.site!r} in {args.config}")
-    with _store(cfg) as store:
-        g = store.add_grant(args.member, args.site, doors, valid_from=args.valid_from, valid_until=args.until,
-                            label=args.label or "")
+    with open_cli_hub(args, cfg) as hub:
+        g = hub.add_grant(args.member, args.site, doors, valid_from=args.valid_from, valid_until=args.until,
+                          label=args.label or "")
         print(f"grant {g.id}: member {g.member_id} may open {', '.join(g.doors) if g.doors else 'every door'} "
-              f"of site {g.site_id}, from {_when(g.valid_from) if g.valid_from else 'now'} until "
-              f"{_when(g.valid_until) if g.valid_until else 'revoked'}")
-        _rebuild(cfg, store, {args.site}, int(time.time()))
+              f"of site {g.site_id}, from {when(g.valid_from) if g.valid_from else 'now'} until "
+              f"{when(g.valid_until) if g.valid_until else 'revoked'}")
+        rebuild(hub, {args.site})
     return 0
 
 
 def cmd_grants_remove(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        site = next((s.id for s in cfg.sites for g in store.grants_for_site(s.id) if g.id == args.id), None)
-        if site is None or not store.remove_grant(args.id):
-            raise HubError(f"no grant {args.id} (see torwart-hub grants list)")
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
+        site = hub.remove_grant(args.id)
         print(f"grant {args.id} removed")
-        _rebuild(cfg, store, {site}, int(time.time()))
+        rebuild(hub, {site})
     return 0
 
 
 def cmd_grants_list(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    sites = [args.site] if args.site else [s.id for s in cfg.sites]
+    cfg = load(args)
     rows: list[list[object]] = []
-    with _store(cfg) as store:
-        for site in sites:
-            for g in store.grants_for_site(site):
-                mb = store.get_member(g.member_id)
-                rows.append([g.id, g.member_id, mb.display_name if mb else None, g.site_id,
-                             ",".join(g.doors) if g.doors else "(all)", _when(g.valid_from), _when(g.valid_until),
-                             g.label or None])
-    _table(["ID", "MEMBER", "NAME", "SITE", "DOORS", "FROM", "UNTIL", "LABEL"], rows)
+    with open_cli_hub(args, cfg) as hub:
+        for g, mb in hub.grants(args.site):
+            rows.append([g.id, g.member_id, mb.display_name if mb else None, g.site_id,
+                         ",".join(g.doors) if g.doors else "(all)", when(g.valid_from), when(g.valid_until),
+                         g.label or None])
+    table(["ID", "MEMBER", "NAME", "SITE", "DOORS", "FROM", "UNTIL", "LABEL"], rows)
     return 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    import json
-
-    cfg = _load(args)
+    cfg = load(args)
     rows: list[list[object]] = []
-    with _store(cfg) as store:
-        events = store.events(site_id=args.site, type=args.type, since=args.since, until=args.until,
-                              limit=args.limit)
-        members: dict[str, str] = {}
-        for ev in reversed(events):  # oldest first: the newest ends up at the bottom, as in a log
-            doc = json.loads(ev.payload)
-            who = doc.get("who")
-            if isinstance(who, str) and who not in members:
-                mb = store.member_by_who(who)
-                members[who] = mb.id if mb else who
-            details = [f"{k}={doc[k]}" for k in ("door", "room", "reason", "version", "action", "error", "reader",
-                                                 "seconds") if doc.get(k) is not None]
-            if isinstance(who, str):
-                details.append(f"member={members[who]}")
-            if ev.stream:  # seqs count per stream; a reinstalled site has several
-                details.append(f"stream={ev.stream[:8]}")
-            rows.append([_when(ev.ts), ev.site_id, ev.seq, ev.type, " ".join(details)])
-    _table(["TIME", "SITE", "SEQ", "TYPE", "DETAILS"], rows)
+    with open_cli_hub(args, cfg) as hub:
+        log_ = hub.event_log(site=args.site, type=args.type, since=args.since, until=args.until, limit=args.limit)
+    for ev, doc, member in log_:  # oldest first: the newest ends up at the bottom, as in a log
+        details = [f"{k}={doc[k]}" for k in ("door", "room", "reason", "version", "action", "error", "reader",
+                                             "seconds") if doc.get(k) is not None]
+        if member is not None:
+            details.append(f"member={member}")
+        if ev.stream:  # seqs count per stream; a reinstalled site has several
+            details.append(f"stream={ev.stream[:8]}")
+        rows.append([when(ev.ts), ev.site_id, ev.seq, ev.type, " ".join(details)])
+    table(["TIME", "SITE", "SEQ", "TYPE", "DETAILS"], rows)
     return 0

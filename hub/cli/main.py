@@ -1,4 +1,4 @@
-"""``torwart-hub``: the hub's command line.
+"""``torwart-hub``: the hub's command line (parsing and output; the acts are ``hub.core.Hub``'s).
 
     torwart-hub init        create the hub's keys, CA and broker files where missing
     torwart-hub site add    provision a new site: keys, broker login, certificate, site.toml
@@ -29,11 +29,9 @@ from wire import software_version
 from wire.errors import KeyFileError
 
 from .. import provision
-from ..config import HubConfig
+from ..core import CRED_TYPES, InLockdown
 from ..errors import ConfigError, HubError
-from ..provision import site as provision_site
 from .admin import (
-    CRED_TYPES,
     cmd_cards_add,
     cmd_cards_import,
     cmd_cards_list,
@@ -44,7 +42,7 @@ from .admin import (
     cmd_grants_remove,
     cmd_sites,
 )
-from .common import _iso_time, _load, _rebuild, _store, setup_logging
+from .common import iso_time, load, open_cli_hub, rebuild, setup_logging
 from .users import add_user_commands
 
 log = logging.getLogger("hub")
@@ -53,13 +51,13 @@ DEFAULT_CONFIG = os.environ.get("TORWART_HUB_CONFIG", "/etc/torwart/hub.toml")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = load(args)
     try:
         created = provision.init(cfg, passwd_file=args.broker_passwd, acl_file=args.broker_acl,
                                  broker_hosts=args.broker_host or (), broker_group=args.broker_group)
     except PermissionError as exc:
         raise provision.ProvisionError(f"cannot give the broker's group access: {exc}") from None
-    with _store(cfg):
+    with open_cli_hub(args, cfg):
         pass
     if created:
         print("created:")
@@ -76,13 +74,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_site_add(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = load(args)
     host = args.broker_host or cfg.mqtt.host
     tls = cfg.mqtt.tls if args.tls is None else args.tls
-    bundle = provision_site.site_add(args.config, cfg, args.site, name=args.name or args.site, broker_host=host,
+    bundle = provision.site_add(args.config, cfg, args.site, name=args.name or args.site, broker_host=host,
                                 broker_port=args.broker_port, tls=tls, out_dir=args.out,
                                 passwd_file=args.broker_passwd, acl_file=args.broker_acl)
-    with _store(bundle.config):
+    with open_cli_hub(args, bundle.config):
         pass
     where = (f"added to {args.config} (map its rooms there: [[sites.rooms]])" if bundle.appended
              else f"provisioned as declared in {args.config}")
@@ -103,12 +101,10 @@ def cmd_site_add(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ..sync import BookingSync
-
-    cfg = _load(args, check_files=True)
+    cfg = load(args, check_files=True)
     now = int(time.time())
-    with _store(cfg) as store, BookingSync(cfg, store) as sync:
-        report = sync.run_once(now, progress=lambda line: print(f"  {line}", flush=True))
+    with open_cli_hub(args, cfg) as hub:
+        report = hub.sync(now, progress=lambda line: print(f"  {line}", flush=True))
         if not report.ok:
             print(f"sync failed ({report.failures} in a row): {report.error}", file=sys.stderr)
             print("the last good bookings stay in force", file=sys.stderr)
@@ -121,32 +117,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if len(report.skipped) > 10:
             print(f"  ... and {len(report.skipped) - 10} more skipped")
         if report.changed:
-            _rebuild(cfg, store, report.sites, now)
+            rebuild(hub, report.sites, now)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args, check_files=True)
-    with _store(cfg):
+    cfg = load(args, check_files=True)
+    with open_cli_hub(args, cfg):
         pass
     from .. import service
 
     return service.run(cfg)
 
 
-def _site_arg(cfg: HubConfig, args: argparse.Namespace) -> None:
-    if not any(s.id == args.site for s in cfg.sites):
-        raise HubError(f"no site {args.site!r} in {args.config}")
-
-
 def cmd_push(args: argparse.Namespace) -> int:
-    cfg = _load(args, check_files=True)
-    _site_arg(cfg, args)
-    with _store(cfg):
-        pass
-    from .. import control
-
-    res = control.push(cfg, args.site, timeout=args.timeout)
+    cfg = load(args, check_files=True)
+    with open_cli_hub(args, cfg) as hub:
+        res = hub.push_and_wait(args.site, timeout=args.timeout)
     if res.ok:
         print(f"site {args.site} now holds version {res.version} (acknowledged in {res.seconds:.1f} s)")
         return 0
@@ -156,13 +143,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace, action: str, what: str, door: str | None = None,
              seconds: int | None = None) -> int:
-    cfg = _load(args, check_files=True)
-    _site_arg(cfg, args)
-    with _store(cfg):
-        pass
-    from .. import control
-
-    res = control.command(cfg, args.site, action, door=door, seconds=seconds, timeout=args.timeout)
+    cfg = load(args, check_files=True)
+    with open_cli_hub(args, cfg) as hub:
+        try:
+            res = hub.command_and_wait(args.site, action, door=door, seconds=seconds, timeout=args.timeout)
+        except InLockdown:
+            print(f"site {args.site} is in lockdown: no door is unlocked until the lockdown ends "
+                  f"(torwart-hub lockdown {args.site} --end)", file=sys.stderr)
+            return 1
     if res.ok:
         print(f"site {args.site}: {what} (acknowledged in {res.seconds:.1f} s)")
         return 0
@@ -177,14 +165,6 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
     if args.seconds is not None and not 1 <= args.seconds <= MAX_UNLOCK_SECONDS:
         raise HubError(f"--seconds must be 1..{MAX_UNLOCK_SECONDS}")
-    cfg = _load(args, check_files=True)
-    _site_arg(cfg, args)
-    with _store(cfg) as store:
-        state = store.site_state(args.site)
-    if state is not None and state.lockdown:
-        print(f"site {args.site} is in lockdown: no door is unlocked until the lockdown ends "
-              f"(torwart-hub lockdown {args.site} --end)", file=sys.stderr)
-        return 1
     return _command(args, "unlock", f"door {args.door} unlocked", door=args.door, seconds=args.seconds)
 
 
@@ -267,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("member")
     p.add_argument("site")
     p.add_argument("--doors", help="comma-separated door ids (default: every door of the site)")
-    p.add_argument("--from", dest="valid_from", type=_iso_time, metavar="ISO", help="start (default: now)")
-    p.add_argument("--until", type=_iso_time, metavar="ISO", help="end (default: until removed)")
+    p.add_argument("--from", dest="valid_from", type=iso_time, metavar="ISO", help="start (default: now)")
+    p.add_argument("--until", type=iso_time, metavar="ISO", help="end (default: until removed)")
     p.add_argument("--label", help="e.g. 'caretaker'")
     p = add(grants, "remove", cmd_grants_remove, "remove a standing grant")
     p.add_argument("id", type=int)
@@ -280,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")
     p.add_argument("--type", help="e.g. access.denied")
-    p.add_argument("--since", type=_iso_time, metavar="ISO")
-    p.add_argument("--until", type=_iso_time, metavar="ISO")
+    p.add_argument("--since", type=iso_time, metavar="ISO")
+    p.add_argument("--until", type=iso_time, metavar="ISO")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
 
     add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
@@ -319,6 +299,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
-"""Enrollment at a site, the hub CLI's side of the conversation (``torwart-hub cards enroll
---site S --reader R``): record the pending enrollment, send the signed ``enroll`` command,
-wait for the site's acknowledgement and for its sealed ``enroll.read``, open it, enroll
-the card, push the caches that now hold it and wait until the sites hold them.
+"""Enrollment at a site, the hub's side of the conversation: record the pending
+enrollment (``begin``), then, on the command line (``torwart-hub cards enroll --site S
+--reader R``), wait for the site's acknowledgement and for its sealed ``enroll.read``, open
+it and report what became of it. Sending the command and pushing the caches that now
+hold the card are the application core's acts (``hub.core``), which runs the conversation.
 
 Each step is reported through ``say`` as it happens. A running hub sees the same event
 and may finish the enrollment first; the store lets only one of them enroll the card and
@@ -11,12 +12,11 @@ the other reports what happened. Nothing here logs or prints the credential stri
 from __future__ import annotations
 
 import logging
-import queue
 import time
-import uuid
 from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from wire import envelope
 from wire import messages as m
@@ -24,12 +24,10 @@ from wire.errors import WireError
 from wire.topics import Kind
 
 from .. import commands
-from ..caches import LOOK_BACK, CacheManager
-from ..config import HubConfig, signing_key
-from ..link import HubLink
+from ..conversation import Conversation, Msg
 from ..store_api import Store
 from ..store_types import Enrollment
-from .handler import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome, load_enroll_key
+from .handler import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome
 
 log = logging.getLogger(__name__)
 
@@ -42,77 +40,18 @@ CACHE_ACK_TIMEOUT = 20.0
 HUB_PUBLISH_GRACE = 3.0
 #: When the running hub handled the read, the CLI waits this long for its own copy of it.
 SHOW_GRACE = 2.0
+#: What the command line listens to while a card is enrolled at a site.
+LISTEN = (Kind.COMMAND_ACK, Kind.EVENT, Kind.CACHE_ACK, Kind.CACHE, Kind.CACHE_DELTA)
 
 Say = Callable[[str], None]
-Msg = tuple[str, Kind, bytes]
 
 
-class _Inbox:
-    """Messages of the sites this conversation subscribed to, handed to the waiting thread."""
-
-    def __init__(self) -> None:
-        self.q: queue.Queue[Msg] = queue.Queue()
-        self.held: list[Msg] = []
-
-    def link_up(self) -> None:
-        """Nothing to do on (re)connect: this short-lived conversation only waits for replies."""
-
-    def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
-        self.q.put((site, kind, payload))
-
-    def next(self, deadline: float) -> Msg | None:
-        if self.held:
-            return self.held.pop(0)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        try:
-            return self.q.get(timeout=min(left, 0.5))
-        except queue.Empty:
-            return None
-
-
-def enroll_at_site(cfg: HubConfig, store: Store, site: str, member_id: str, reader: str, *,
-                   timeout: float, say: Say) -> Enrollment:
-    """Run the whole conversation; return the finished enrollment (status ``enrolled``) or
-    raise EnrollError saying what went wrong (nothing is enrolled then)."""
-    if not 1 <= timeout <= MAX_SECONDS:
-        raise EnrollError(f"--timeout at a site is 1 to {MAX_SECONDS} s (how long a site waits for a card at most)")
-    key = load_enroll_key(cfg)
-    seconds = int(timeout)
-    cmd = begin(cfg, store, site, member_id, reader, seconds=seconds)
-    inbox = _Inbox()
-    link = HubLink(cfg.mqtt, inbox, client_id=f"{cfg.mqtt.client_id}-enroll-{uuid.uuid4().hex[:8]}",
-                   persistent=False, subscribe=())
-    link.start()
-    try:
-        if not link.wait_connected(ACK_TIMEOUT):
-            _cancel(store, cmd.id, "the broker could not be reached")
-            raise EnrollError(f"cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.effective_port}"
-                              + (f" ({link.refusal})" if link.refusal else ""))
-        link.subscribe_site(site, (Kind.COMMAND_ACK, Kind.EVENT, Kind.CACHE_ACK, Kind.CACHE, Kind.CACHE_DELTA))
-        if not link.publish_command(site, cmd, envelope.sign(cmd, signing_key(cfg))):
-            _cancel(store, cmd.id, "publishing failed")
-            raise EnrollError("publishing the command failed: the broker connection dropped")
-        say(f"command sent: enroll at reader {reader} of site {site} (command {cmd.id[:8]})")
-        _wait_ack(store, inbox, site, cmd.id, reader=reader, seconds=seconds, say=say)
-        outcome = _wait_read(store, EnrollHandler(store, key), inbox, site, cmd.id, reader=reader,
-                             deadline=time.monotonic() + seconds + 5)
-        done = _report(outcome, say)
-        _push_all(cfg, store, link, inbox, site, member_id=done.member_id, by_hub=not outcome.mine, say=say)
-        return done
-    finally:
-        link.stop()
-
-
-def begin(cfg: HubConfig, store: Store, site: str, member_id: str, reader: str, *, seconds: int) -> m.Command:
+def begin(store: Store, site: str, member_id: str, reader: str, *, seconds: int) -> m.Command:
     """Check the request, build the ``enroll`` command and record the pending enrollment
     (before the command goes out: whichever process sees the read then knows the member).
-    The CLI (above) and the dashboard (``hub.dashboard.enroll``) start enrollments here.
-    EnrollError when the site is unknown, the window is out of range or the command is
-    malformed; UnknownMember when there is no such member."""
-    if not any(s.id == site for s in cfg.sites):
-        raise EnrollError(f"no site {site!r} in the configuration")
+    The core starts every enrollment here, for the command line and the dashboard, after
+    checking that ``site`` is configured. EnrollError when the window is out of range or
+    the command is malformed; UnknownMember when there is no such member."""
     if not 1 <= seconds <= MAX_SECONDS:
         raise EnrollError(f"seconds at a site is 1 to {MAX_SECONDS} (how long a site waits for a card at most)")
     try:
@@ -124,12 +63,16 @@ def begin(cfg: HubConfig, store: Store, site: str, member_id: str, reader: str, 
     return cmd
 
 
-def _cancel(store: Store, command_id: str, why: str) -> Enrollment | None:
+def cancel(store: Store, command_id: str, why: str) -> Enrollment | None:
+    """Close a pending enrollment as cancelled (``why``); the row after, if there is one."""
     return store.close_enrollment(command_id, "cancelled", why, now=time.time())
 
 
-def _wait_ack(store: Store, inbox: _Inbox, site: str, command_id: str, *, reader: str, seconds: int,
-              say: Say) -> None:
+def wait_ack(store: Store, inbox: Conversation, site: str, command_id: str, *, reader: str, seconds: int,
+             say: Say) -> None:
+    """Wait for the site's ack of the enroll command; EnrollError (the enrollment
+    cancelled) when it refuses or does not answer within ACK_TIMEOUT. Messages that
+    overtake the ack (the card's read) are kept for the next wait."""
     deadline = time.monotonic() + ACK_TIMEOUT
     early: list[Msg] = []  # e.g. a card presented at once: its event may overtake the ack here
     while time.monotonic() < deadline:
@@ -149,17 +92,21 @@ def _wait_ack(store: Store, inbox: _Inbox, site: str, command_id: str, *, reader
             say(f"site acknowledged: waiting for a card at {reader} ({seconds} s)")
             inbox.held.extend(early)
             return
-        _cancel(store, command_id, f"refused by the site: {ack.error}")
+        cancel(store, command_id, f"refused by the site: {ack.error}")
         hint = (" (does the site have that reader, and [hub] enroll_public_key in its site.toml?)"
                 if ack.error == "malformed" else "")
         raise EnrollError(f"site {site} refused the enroll command: {ack.error}{hint}; nothing enrolled")
-    _cancel(store, command_id, "no acknowledgement from the site")
+    cancel(store, command_id, "no acknowledgement from the site")
     raise EnrollError(f"site {site} did not acknowledge the command within {ACK_TIMEOUT:.0f} s "
                       "(is it online? see torwart-hub sites); nothing enrolled")
 
 
-def _wait_read(store: Store, handler: EnrollHandler, inbox: _Inbox, site: str, command_id: str, *, reader: str,
-               deadline: float) -> ReadOutcome:
+def wait_read(store: Store, key: X25519PrivateKey, inbox: Conversation, site: str, command_id: str, *,
+              reader: str, deadline: float) -> ReadOutcome:
+    """Wait for the site's sealed read of this enrollment and handle it with ``key``
+    (``EnrollHandler.on_read``), or for the running hub to have handled it; EnrollError
+    when no card came by ``deadline`` (monotonic)."""
+    handler = EnrollHandler(store, key)
     kept: list[Msg] = []  # cache publications and acks: what comes after the read needs them
     try:
         return _read_loop(store, handler, inbox, site, command_id, reader=reader, deadline=deadline, kept=kept)
@@ -167,8 +114,8 @@ def _wait_read(store: Store, handler: EnrollHandler, inbox: _Inbox, site: str, c
         inbox.held.extend(kept)
 
 
-def _read_loop(store: Store, handler: EnrollHandler, inbox: _Inbox, site: str, command_id: str, *, reader: str,
-               deadline: float, kept: list[Msg]) -> ReadOutcome:
+def _read_loop(store: Store, handler: EnrollHandler, inbox: Conversation, site: str, command_id: str, *,
+               reader: str, deadline: float, kept: list[Msg]) -> ReadOutcome:
     handled_elsewhere: tuple[Enrollment, float] | None = None
     while True:
         msg = inbox.next(deadline if handled_elsewhere is None else handled_elsewhere[1])
@@ -193,14 +140,15 @@ def _read_loop(store: Store, handler: EnrollHandler, inbox: _Inbox, site: str, c
         elif time.monotonic() >= handled_elsewhere[1]:
             return ReadOutcome(handled_elsewhere[0], mine=False)
         if time.monotonic() >= deadline:
-            row = _cancel(store, command_id, "no card was presented in time")
+            row = cancel(store, command_id, "no card was presented in time")
             if row is not None and row.status not in ("pending", "cancelled"):
                 return ReadOutcome(row, mine=False)
             raise EnrollError(f"no card was presented at {reader} in time; nothing enrolled "
                               "(the site's reader is back to normal)")
 
 
-def _report(outcome: ReadOutcome, say: Say) -> Enrollment:
+def report(outcome: ReadOutcome, say: Say) -> Enrollment:
+    """Say what became of the read; the enrollment if the card is enrolled, else EnrollError."""
     row = outcome.enrollment
     if outcome.shown is not None:
         say(f"card read: {outcome.shown}")
@@ -216,43 +164,8 @@ def _report(outcome: ReadOutcome, say: Say) -> Enrollment:
     raise EnrollError(f"enrollment {row.status}: {row.detail}; nothing enrolled")
 
 
-def _push_all(cfg: HubConfig, store: Store, link: HubLink, inbox: _Inbox, site: str, *, member_id: str,
-              by_hub: bool, say: Say) -> None:
-    """Bring every site whose cache holds the member to the version with the new card.
-
-    When the running hub enrolled the card (``by_hub``), it publishes that version itself:
-    the CLI waits a moment for it (a cache publication or acknowledgement of that version)
-    rather than racing it with a full cache the site would refuse as stale."""
-    now = int(time.time())
-    configured = {s.id for s in cfg.sites}
-    sites = sorted(store.sites_for_member(member_id, now - LOOK_BACK) & configured)
-    if site not in sites:
-        say(f"site {site}: member {member_id} has no booking or standing grant here, so the card opens "
-            "no door here yet")
-    caches = CacheManager(store, cfg, signing_key(cfg))
-    keys = envelope.trusted_keys(signing_key(cfg).public_key())
-    for s in sites:
-        if s != site:
-            link.subscribe_site(s, (Kind.CACHE, Kind.CACHE_DELTA, Kind.CACHE_ACK))
-    for s in sites:
-        caches.rebuild(s, now)
-        latest = caches.latest_version(s)
-        assert latest is not None
-        if by_hub and _published(store, inbox, keys, s, version=latest,
-                                  deadline=time.monotonic() + HUB_PUBLISH_GRACE):
-            say(f"cache version {latest} pushed to site {s} (by the running hub)")
-        else:
-            body = caches.full_body(s)
-            if not link.publish(s, Kind.CACHE, caches.signed(body), retain=True):
-                raise EnrollError(f"the card is enrolled, but publishing site {s}'s cache failed "
-                                  "(the running hub publishes it; or run torwart-hub push)")
-            caches.mark_retained_full(s, body.version)
-            say(f"cache version {body.version} pushed to site {s}")
-        _wait_cache_ack(store, inbox, s, latest, say)
-
-
-def _published(store: Store, inbox: _Inbox, keys: Mapping[str, Ed25519PublicKey], site: str, *, version: int,
-               deadline: float) -> bool:
+def published(store: Store, inbox: Conversation, keys: Mapping[str, Ed25519PublicKey], site: str, *,
+              version: int, deadline: float) -> bool:
     """Whether ``version`` (or a newer one) of the site's cache is out already, or comes out
     before ``deadline``: published on the cache topics, or acknowledged by the site."""
     state = store.site_state(site)
@@ -277,25 +190,3 @@ def _published(store: Store, inbox: _Inbox, keys: Mapping[str, Ed25519PublicKey]
         except WireError:
             continue
     return False
-
-
-def _wait_cache_ack(store: Store, inbox: _Inbox, site: str, version: int, say: Say) -> None:
-    deadline = time.monotonic() + CACHE_ACK_TIMEOUT
-    while time.monotonic() < deadline:
-        msg = inbox.next(deadline)
-        if msg is None or msg[0] != site or msg[1] is not Kind.CACHE_ACK:
-            continue
-        try:
-            ack = m.decode(msg[2], m.CacheAck)
-        except WireError:
-            continue
-        if ack.version != version and not (ack.ok and ack.version is not None and ack.version > version):
-            continue
-        if ack.ok or ack.error == "stale_version":  # stale: it holds this version or a newer one already
-            if ack.ok:
-                store.update_site_state(site, {"cache_version": ack.version})
-            say(f"site {site} holds {ack.version if ack.ok else version}")
-            return
-        raise EnrollError(f"the card is enrolled, but site {site} refused cache version {version}: {ack.error}")
-    say(f"site {site} has not acknowledged version {version} within {CACHE_ACK_TIMEOUT:.0f} s; "
-        "it applies it when it is online (torwart-hub sites shows its version)")

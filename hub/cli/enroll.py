@@ -29,7 +29,7 @@ SITE_TIMEOUT = 60.0
 
 
 def add_parser(cards: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    """Register ``cards enroll`` (called by hub/__main__.py's build_parser)."""
+    """Register ``cards enroll`` (called by hub/cli/main.py's build_parser)."""
     help_ = ("enroll a card by reading it: at a reader on this computer (--reader TYPE:DEVICE), or at a "
              "site's reader (--site SITE --reader READER)")
     p = cards.add_parser("enroll", help=help_, description=help_, parents=[common])

@@ -1,6 +1,6 @@
 """Provisioning a new site (``torwart-hub site add``): its credential key, broker login,
 client certificate, the refreshed ACL, and the bundle of files the Pi needs (site.toml and
-its keys). The hub's own keys, the CA and the file helpers are in hub/provision.py.
+its keys). The hub's own keys, the CA and the file helpers are in hub/provision/hub_init.py.
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ def test_huge_and_negative_numbers_from_a_site_crash_nothing_and_leave_other_sit
                        "FROM site_state WHERE site_id = ?", A)
     assert all(v is None or 0 <= v <= m.MAX_SEQ for v in state)
     assert state[2] <= m.MAX_COUNT and (state[1] is None or state[1] <= m.MAX_TIME)
-    latest = rig.svc.call(lambda: rig.svc.caches.latest_version(A))
+    latest = rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A))
     assert latest is not None and latest <= time.time() + VERSION_AHEAD
     assert rig.refusals(B) == {}
     # The dashboard still shows both sites and the county.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from hub.enroll_desk import DeskReaderError, explain, read_one
+from hub.enroll.desk import DeskReaderError, explain, read_one
 from readers.errors import (
     DeviceAccessDenied,
     DeviceBusy,
@@ -71,7 +71,7 @@ def test_a_tty_this_user_may_not_open_is_permission_denied() -> None:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("root, and no setpriv to read as another user")
-        code = ("import sys\nfrom hub.enroll_desk import DeskReaderError, read_one\n"
+        code = ("import sys\nfrom hub.enroll.desk import DeskReaderError, read_one\n"
                 "try:\n    read_one(sys.argv[1], 5)\nexcept DeskReaderError as exc:\n    print(exc)\n")
         run = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
                               code, f"rdm6300:{pty.path}"], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"},

@@ -1,6 +1,6 @@
 """Provisioning a new site (``torwart-hub site add``): its credential key, broker login,
 client certificate, the refreshed ACL, and the bundle of files the Pi needs (site.toml and
-its keys). The hub's own keys, the CA and the file helpers are in hub/provision.py.
+its keys). The hub's own keys, the CA and the file helpers are in hub/provision/hub_init.py.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from wire.errors import WireError
 from wire.keys import new_key, public_key_b64, signing_key_from_seed, write_key_file
 from wire.topics import check_ident
 
-from . import config as config_mod
+from .. import config as config_mod
+from ..config import HubConfig, SiteConfig
+from ..errors import ConfigError
 from . import pki
-from .config import HubConfig, SiteConfig
-from .errors import ConfigError
-from .provision import (
+from .hub_init import (
     EDGE_DATA_DIR,
     PLACEHOLDER_PINS,
     BrokerFiles,

@@ -1,7 +1,9 @@
-"""What the dashboard shows, read from the hub's store: plain JSON-able dicts that the
-API returns as they are and the templates render.
+"""What the hub shows about its sites, read from its store: the dashboard's snapshots
+(plain JSON-able dicts that the API returns as they are and the templates render) and
+the command line's sites table (``overview``).
 
-Every function here runs on the hub's main loop (it uses the store). ``names`` decides
+Everything here runs on the thread that owns the store (the running hub's main loop).
+``names`` decides
 whether members' names are resolved (admins, or sites with ``show_names``); without it
 no pseudonym, name, credential hash or booking reference leaves these functions: a
 caretaker sees counts only.
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from ..config import HubConfig
+from ..config import HubConfig, SiteConfig
 from ..store_api import Store
+from ..store_refusals import Refusal
 from ..store_streams import short, stream_notes
-from ..store_types import StoredEvent
+from ..store_types import CacheState, FeedbackItem, SiteState, StoredEvent, SyncState
+from .base import Base
 
 #: Event types shown as alarms (red) and as warnings (amber).
 ALARM_TYPES = frozenset({"door.forced_open", "door.held_open"})
@@ -178,3 +183,59 @@ def noshows(store: Store, cfg: HubConfig, site_id: str, now: float, days: int = 
                             "present": sum(1 for b in mine if b.id in refs)})
         out.append({"room": r.id, "name": r.name or r.id, "days": per_day})
     return out
+
+
+@dataclass(frozen=True)
+class SiteLine:
+    """One site in the command line's sites table: its state, its latest cache, and what
+    to say about its event streams (``stream_notes``; None when the site was never seen)."""
+
+    site: SiteConfig
+    state: SiteState | None
+    cache: CacheState | None
+    streams: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every configured site with its versions, the refusals, the feedback backlog and the
+    booking sync's health (``torwart-hub sites``)."""
+
+    sites: list[SiteLine]
+    refusals: list[Refusal]
+    backlog: list[FeedbackItem]
+    sync: SyncState
+
+
+class Display(Base):
+    """What the dashboard and the command line show (see the module's docstring)."""
+
+    def snapshot(self, site_id: str, *, names: bool, now: float, events: int = 12) -> dict[str, Any]:
+        """Everything the site page shows, as of ``now`` (``site_snapshot``)."""
+        return site_snapshot(self._store, self.cfg, site_id, names=names, now=now, events=events)
+
+    def summary(self, site_id: str, *, names: bool, now: float) -> dict[str, Any]:
+        """The county list's entry of a site (``site_summary``)."""
+        return site_summary(self._store, self.cfg, site_id, names=names, now=now)
+
+    def event_views(self, sites: list[str] | None, *, type: str | None, since: float | None,
+                    until: float | None, limit: int, names_for: dict[str, bool]) -> list[dict[str, Any]]:
+        """Events of ``sites`` (None: every site), newest first, as viewers may see them."""
+        return events_for(self._store, sites, type=type, since=since, until=until, limit=limit,
+                          names_for=names_for)
+
+    def noshows(self, site_id: str, now: float, days: int = 7) -> list[dict[str, Any]]:
+        """Per room and day: confirmed bookings and those checked in to (``noshows``)."""
+        return noshows(self._store, self.cfg, site_id, now, days)
+
+    def overview(self) -> Overview:
+        """The sites table of the command line: every configured site with its versions."""
+        store = self._store
+        states = {s.site_id: s for s in store.site_states()}
+        lines = []
+        for site in self.cfg.sites:
+            st = states.get(site.id)
+            streams = stream_notes(st.stream, store.event_streams(site.id)) if st is not None else None
+            lines.append(SiteLine(site, st, store.cache_state(site.id), streams))
+        return Overview(lines, store.site_refusals(), store.feedback_backlog(),
+                        store.get_sync_state(self.cfg.booking.adapter))

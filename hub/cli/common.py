@@ -1,4 +1,4 @@
-"""Helpers shared by the ``torwart-hub`` commands: config and store opening, tables, times."""
+"""Helpers shared by the ``torwart-hub`` commands: logging, the config and the core, tables, times."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 
-from wire.errors import KeyFileError
-
-from . import config as config_mod
-from .config import HubConfig
-from .errors import HubError
-from .store import open_store
-from .store_api import Store
+from .. import config as config_mod
+from ..config import HubConfig
+from ..core import Hub, open_hub
 
 log = logging.getLogger("hub")
 
@@ -42,23 +38,18 @@ def setup_logging(level: str) -> None:
 # --- shared helpers ---------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, *, check_files: bool = False) -> HubConfig:
+def load(args: argparse.Namespace, *, check_files: bool = False) -> HubConfig:
+    """The config named by ``--config`` (ConfigError: exit status 2)."""
     return config_mod.load(args.config, check_files=check_files)
 
 
-@contextmanager
-def _store(cfg: HubConfig) -> Iterator[Store]:
-    """The hub's store, created (with its directory) on first use; sites synced from cfg."""
-    cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = open_store(cfg.hub.store_path)
-    try:
-        store.sync_sites(cfg.sites)
-        yield store
-    finally:
-        store.close()
+def open_cli_hub(args: argparse.Namespace, cfg: HubConfig) -> AbstractContextManager[Hub]:
+    """The application core on the hub's store (created with its directory on first use;
+    the configured sites synced into it); messages name ``--config``."""
+    return open_hub(cfg, where=args.config)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
@@ -67,13 +58,13 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         print("(none)")
 
 
-def _when(t: float | None) -> str:
+def when(t: float | None) -> str:
     if t is None:
         return "-"
     return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def _ago(t: float | None, now: float) -> str:
+def ago(t: float | None, now: float) -> str:
     if t is None:
         return "-"
     s = now - t
@@ -84,7 +75,7 @@ def _ago(t: float | None, now: float) -> str:
     return f"{sign}{int(s)}s" + ("" if sign else " ago")
 
 
-def _iso_time(text: str) -> int:
+def iso_time(text: str) -> int:
     """argparse type: ISO 8601 (date or date-time; local time without an offset)."""
     try:
         t = dt.datetime.fromisoformat(text)
@@ -93,22 +84,8 @@ def _iso_time(text: str) -> int:
     return int((t if t.tzinfo is not None else t.astimezone()).timestamp())
 
 
-def _rebuild(cfg: HubConfig, store: Store, sites: set[str] | frozenset[str], now: int) -> None:
-    """Rebuild the caches of ``sites``; the running hub publishes new versions."""
-    from .caches import CacheManager
-
-    configured = [s.id for s in cfg.sites if s.id in sites]
-    if not configured:
-        return
-    try:
-        key = config_mod.signing_key(cfg)
-    except KeyFileError as exc:
-        raise HubError(f"signing key: {exc.args[0]} (run `torwart-hub init`)") from None
-    caches = CacheManager(store, cfg, key)
-    for site in configured:
-        version = caches.rebuild(site, now)
+def rebuild(hub: Hub, sites: Iterable[str], now: int | None = None) -> None:
+    """Rebuild the caches of ``sites``, a line each; the running hub publishes new versions."""
+    for site, version in hub.rebuild(sites, now):
         print(f"site {site}: " + (f"new cache version {version} (the running hub publishes it)"
                                   if version is not None else "cache unchanged"))
-
-
-# --- credentials ------------------------------------------------------------------------------

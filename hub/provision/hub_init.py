@@ -1,5 +1,5 @@
 """Provisioning: the hub's own keys and CA (``init``), where provisioned files live, and
-the file helpers; everything a new site needs is ``provision_site.site_add``.
+the file helpers; everything a new site needs is ``hub.provision.site.site_add``.
 
 Nothing here overwrites a key: ``init`` creates only what is missing, and ``site_add``
 refuses a site that is already provisioned. Secret files are created 0600 from the start
@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from wire.errors import KeyFileError
 from wire.keys import new_key, read_key_file, write_key_file
 
+from ..config import HubConfig
+from ..errors import HubError
 from . import pki
-from .config import HubConfig
-from .errors import HubError
 from .mosquitto import acl_text, password_line
 
 log = logging.getLogger(__name__)

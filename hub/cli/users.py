@@ -17,13 +17,12 @@ import getpass
 import logging
 import re
 import sys
-import time
 from collections.abc import Callable
 
-from .cli_common import _load, _store, _table, _when
-from .config import HubConfig, read_secret
-from .errors import ConfigError, HubError
-from .store_types import UserExists
+from ..config import read_secret
+from ..core import Hub
+from ..errors import ConfigError, HubError
+from .common import load, open_cli_hub, table, when
 
 log = logging.getLogger("hub")
 
@@ -32,7 +31,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 Add = Callable[..., argparse.ArgumentParser]
 
 
-def _sites(cfg: HubConfig, role: str, text: str | None) -> list[str] | None:
+def _sites(hub: Hub, role: str, text: str | None) -> list[str] | None:
     """The sites a new user may see (None: all), checked against the config."""
     if text is None:
         if role == "caretaker":
@@ -43,15 +42,15 @@ def _sites(cfg: HubConfig, role: str, text: str | None) -> list[str] | None:
     sites = [s.strip() for s in text.split(",") if s.strip()]
     if not sites:
         raise HubError("--sites is empty")
-    known = {s.id for s in cfg.sites}
-    unknown = [s for s in sites if s not in known]
+    unknown = [s for s in sites if not hub.knows(s)]
     if unknown:
+        known = {s.id for s in hub.cfg.sites}
         raise HubError(f"no site {unknown[0]!r} in the config (sites: {', '.join(sorted(known)) or 'none'})")
     return sites
 
 
 def _password(args: argparse.Namespace) -> str:
-    from .dashboard.passwords import check_strength
+    from ..dashboard.passwords import check_strength
 
     if args.password_file:
         try:
@@ -72,40 +71,35 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from .dashboard.passwords import hash_password
+    from ..dashboard.passwords import hash_password
 
-    cfg = _load(args)
+    cfg = load(args)
     if not NAME_RE.match(args.name):
         raise HubError("a user name is 1-64 characters: letters, digits, '.', '_', '@', '-'")
-    sites = _sites(cfg, args.role, args.sites)
-    with _store(cfg) as store:
-        if store.get_user(args.name) is not None:
+    with open_cli_hub(args, cfg) as hub:
+        sites = _sites(hub, args.role, args.sites)
+        if hub.user(args.name) is not None:
             raise HubError(f"a user {args.name!r} exists already (remove it first to change it)")
-        password_hash = hash_password(_password(args))
-        try:
-            store.add_user(args.name, args.role, sites, password_hash)
-        except UserExists as exc:
-            raise HubError(str(exc)) from None
+        hub.add_user(args.name, args.role, sites, hash_password(_password(args)))
     where = "every site" if sites is None else ", ".join(sites)
     print(f"user {args.name} added: {args.role} of {where}")
     return 0
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        users = store.users()
-        active = store.active_sessions(time.time())
-    _table(["NAME", "ROLE", "SITES", "CREATED", "SESSIONS"],
-           [[u.name, u.role, "*" if u.sites is None else ",".join(u.sites), _when(u.created_at),
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
+        users, active = hub.users()
+    table(["NAME", "ROLE", "SITES", "CREATED", "SESSIONS"],
+           [[u.name, u.role, "*" if u.sites is None else ",".join(u.sites), when(u.created_at),
              active.get(u.name, 0)] for u in users])
     return 0
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    with _store(cfg) as store:
-        if not store.remove_user(args.name):
+    cfg = load(args)
+    with open_cli_hub(args, cfg) as hub:
+        if not hub.remove_user(args.name):
             raise HubError(f"no user {args.name!r}")
     print(f"user {args.name} removed (and logged out)")
     return 0

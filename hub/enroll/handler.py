@@ -24,10 +24,10 @@ from wire.errors import KeyFileError, WireError
 from wire.keys import read_key_file
 from wire.seal import unseal
 
-from .config import HubConfig
-from .errors import HubError
-from .store_api import Store
-from .store_types import Enrollment
+from ..config import HubConfig
+from ..errors import HubError
+from ..store_api import Store
+from ..store_types import Enrollment
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class EnrollError(HubError):
 
 def enroll_key_path(cfg: HubConfig) -> Path:
     """Where ``torwart-hub init`` keeps the X25519 enrollment key."""
-    from .provision import enroll_key_path as path
+    from ..provision import enroll_key_path as path
 
     return path(cfg)
 
@@ -147,7 +147,7 @@ class EnrollHandler:
             return None
         sites: frozenset[str] = frozenset()
         if mine and done.status == "enrolled":
-            from .caches import LOOK_BACK
+            from ..caches import LOOK_BACK
 
             sites = frozenset(self.store.sites_for_member(done.member_id, int(now) - LOOK_BACK))
         return ReadOutcome(done, mine, shown, kind, sites)

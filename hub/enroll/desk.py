@@ -24,7 +24,7 @@ from readers.errors import DeviceAccessDenied, DeviceBusy, DeviceNotFound, Proto
 from readers.registry import config_type, device_types
 from readers.serialbase import check_serial_device
 
-from .errors import HubError
+from ..errors import HubError
 
 
 class DeskReaderError(HubError):

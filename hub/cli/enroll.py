@@ -7,7 +7,7 @@ At the desk the card is read with the site's own reader drivers, shown (type and
 number), confirmed (y/N on a terminal, or ``--yes``) and enrolled; the affected caches
 are rebuilt (the running hub publishes them, or ``torwart-hub push``). At a site the
 signed ``enroll`` command makes the site's reader hand the next card to the hub, sealed;
-each step is shown as it happens (hub/enroll_site.py). The raw credential string is never
+each step is shown as it happens (``Hub.enroll_at_site``). The raw credential string is never
 printed or logged: the admin sees the number printed on the card instead.
 """
 
@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from readers.registry import device_types
 
-from .cli_admin import _fingerprint, _member_sites
-from .cli_common import _load, _rebuild, _store
-from .enroll import describe
-from .errors import HubError
-from .store_api import Store
+from ..core import Hub
+from ..enroll import describe
+from ..errors import HubError
+from .common import load, open_cli_hub, rebuild
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ SITE_TIMEOUT = 60.0
 
 
 def add_parser(cards: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    """Register ``cards enroll`` (called by hub/__main__.py's build_parser)."""
+    """Register ``cards enroll`` (called by hub/cli/main.py's build_parser)."""
     help_ = ("enroll a card by reading it: at a reader on this computer (--reader TYPE:DEVICE), or at a "
              "site's reader (--site SITE --reader READER)")
     p = cards.add_parser("enroll", help=help_, description=help_, parents=[common])
@@ -57,12 +55,11 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _member(store: Store, args: argparse.Namespace) -> str:
+def _member(hub: Hub, args: argparse.Namespace) -> str:
     """The member's display text; creates the member when new."""
     member_id: str = args.member
-    member = store.get_member(member_id)
-    if member is None:
-        store.add_member(member_id, args.name or "", args.email)
+    member, created = hub.ensure_member(member_id, args.name, args.email)
+    if created:
         _say(f"member {member_id} created")
         return member_id + (f" ({args.name})" if args.name else "")
     return member_id + (f" ({member.display_name})" if member.display_name else "")
@@ -75,9 +72,9 @@ def cmd_cards_enroll(args: argparse.Namespace) -> int:
 
 
 def _at_desk(args: argparse.Namespace) -> int:
-    from .enroll_desk import parse_spec, read_one
+    from ..enroll.desk import parse_spec, read_one
 
-    cfg = _load(args)
+    cfg = load(args)
     kind, device = parse_spec(args.reader)
     if not args.yes and not sys.stdin.isatty():
         raise HubError("no terminal to confirm on: run this in a terminal, or pass --yes to enroll the card "
@@ -85,19 +82,19 @@ def _at_desk(args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else DESK_TIMEOUT
     if timeout <= 0:
         raise HubError("--timeout must be more than 0 seconds")
-    with _store(cfg) as store:
+    with open_cli_hub(args, cfg) as hub:
         _say(f"reader: {kind} on {device}")
         credential = read_one(args.reader, timeout,
                               on_ready=lambda: _say(f"hold the card to the reader (waiting {timeout:g} s)"))
         _say(f"read: {describe(credential)}")
-        owner = store.owner_of_credential(credential)
+        owner = hub.owner_of(credential)
         if owner is not None and owner != args.member:
             raise HubError(f"this card is already enrolled to member {owner!r}; nothing enrolled (remove it there "
-                           f"first: torwart-hub cards remove {owner} {_fingerprint(store, credential)})")
+                           f"first: torwart-hub cards remove {owner} {hub.fingerprint(credential)})")
         if owner == args.member:
-            _say(f"member {args.member} has this card already ({_fingerprint(store, credential)}); nothing to do")
+            _say(f"member {args.member} has this card already ({hub.fingerprint(credential)}); nothing to do")
             return 0
-        existing = store.get_member(args.member)
+        existing = hub.member(args.member)
         who = args.member + (f" ({existing.display_name})" if existing and existing.display_name else
                              f" ({args.name})" if args.name else "")
         if args.yes:
@@ -107,21 +104,20 @@ def _at_desk(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes", "j", "ja"):
                 _say("not enrolled")
                 return 1
-        _member(store, args)
-        store.add_credential(args.member, credential, label=args.label)
-        _say(f"enrolled {credential.partition(':')[0]} card {_fingerprint(store, credential)} to member {args.member}")
-        now = int(time.time())
-        _rebuild(cfg, store, _member_sites(store, {args.member}, now), now)
+        added = hub.add_card(args.member, credential, name=args.name, email=args.email, label=args.label,
+                             update=False)
+        if added.created:
+            _say(f"member {args.member} created")
+        _say(f"enrolled {added.kind} card {added.fingerprint} to member {args.member}")
+        rebuild(hub, added.sites)
     return 0
 
 
 def _at_site(args: argparse.Namespace) -> int:
-    from .enroll_site import enroll_at_site
-
-    cfg = _load(args, check_files=True)
+    cfg = load(args, check_files=True)
     timeout = args.timeout if args.timeout is not None else SITE_TIMEOUT
-    with _store(cfg) as store:
-        who = _member(store, args)
+    with open_cli_hub(args, cfg) as hub:
+        who = _member(hub, args)
         _say(f"enrolling a card for member {who} at site {args.site}, reader {args.reader}")
-        enroll_at_site(cfg, store, args.site, args.member, args.reader, timeout=timeout, say=_say)
+        hub.enroll_at_site(args.site, args.member, args.reader, timeout=timeout, say=_say)
     return 0

@@ -32,6 +32,7 @@ import sys
 from types import FrameType
 
 from wire import software_version
+from wire.logsetup import setup_logging
 
 from . import config as config_mod
 from . import malloc
@@ -40,16 +41,6 @@ from .errors import ConfigError, EdgeError
 from .runlock import DataDirBusy
 
 log = logging.getLogger("edge")
-
-
-def setup_logging(level: str) -> None:
-    """One line per record; journald adds its own time stamps, a terminal gets ours."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
-    # APScheduler reports every job run at INFO; only its problems matter here.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _when(t: float | None) -> str:

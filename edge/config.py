@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import stat
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,14 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from msgspec import Meta, Struct, field
 
-from wire.configfile import load_toml
+from wire.configfile import broker_port, load_toml, resolve_path
 from wire.errors import KeyFileError
 from wire.keys import read_key_file, read_scbk_file
+from wire.messages import Ident
+from wire.private import not_owner_only
 
 from .errors import ConfigError
 from .schedule import parse_days
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Pin = int | str  # a BCM number (17) or a gpiozero pin name ("GPIO17", "BOARD11")
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
 
@@ -69,7 +69,7 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def effective_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.tls else 1883)
+        return broker_port(self.port, self.tls)
 
 
 class RoomSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -148,13 +148,6 @@ class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200, "osdp": 9600}
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
-
-
 def _pin_key(pin: Pin) -> str:
     if isinstance(pin, int):
         return f"GPIO{pin}"
@@ -175,13 +168,13 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
     # Paths are relative to the config file.
     hub = msgspec.structs.replace(
         cfg.hub,
-        password_file=_resolve(base, cfg.hub.password_file),
-        ca_file=_resolve(base, cfg.hub.ca_file),
-        cert_file=_resolve(base, cfg.hub.cert_file),
-        key_file=_resolve(base, cfg.hub.key_file),
-        cred_key_file=_resolve(base, cfg.hub.cred_key_file) or "",
+        password_file=resolve_path(base, cfg.hub.password_file),
+        ca_file=resolve_path(base, cfg.hub.ca_file),
+        cert_file=resolve_path(base, cfg.hub.cert_file),
+        key_file=resolve_path(base, cfg.hub.key_file),
+        cred_key_file=resolve_path(base, cfg.hub.cred_key_file) or "",
     )
-    site = msgspec.structs.replace(cfg.site, data_dir=_resolve(base, cfg.site.data_dir) or "")
+    site = msgspec.structs.replace(cfg.site, data_dir=resolve_path(base, cfg.site.data_dir) or "")
     readers = []
     for i, given in enumerate(cfg.readers):
         key = f"readers[{i}]"
@@ -198,9 +191,9 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             if not r.scbk_file:
                 raise err(f"{key}.scbk_file", "an osdp reader needs scbk_file (its Secure Channel key; "
                                              "torwart-edge readers keyset writes it)")
-            r = msgspec.structs.replace(r, scbk_file=_resolve(base, r.scbk_file))
+            r = msgspec.structs.replace(r, scbk_file=resolve_path(base, r.scbk_file))
         if r.type == "sim":
-            r = msgspec.structs.replace(r, path=_resolve(base, r.path) or str(Path(site.data_dir) / f"sim-{r.id}"))
+            r = msgspec.structs.replace(r, path=resolve_path(base, r.path) or str(Path(site.data_dir) / f"sim-{r.id}"))
         readers.append(r)
     cfg = msgspec.structs.replace(cfg, hub=hub, site=site, readers=readers)
 
@@ -275,10 +268,8 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
         # checks its own broker password and TLS key the same way).
         for name in ("password_file", "key_file"):
             value = getattr(cfg.hub, name)
-            mode = stat.S_IMODE(Path(value).stat().st_mode) if value is not None else 0
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise err(f"hub.{name}", f"{value} is accessible by group or others (mode {mode:04o}); "
-                                         f"run: chmod 600 {value}")
+            if value is not None and (why := not_owner_only(value)) is not None:
+                raise err(f"hub.{name}", f"{value} is {why}")
         try:
             read_key_file(cfg.hub.cred_key_file)
         except KeyFileError as exc:

@@ -24,13 +24,14 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta, Struct, field
 
-from wire.configfile import load_toml
+from wire.configfile import broker_port, load_toml, resolve_path
 from wire.errors import KeyFileError
 from wire.keys import read_key_file, signing_key_from_seed
+from wire.messages import Ident
+from wire.private import not_owner_only
 
 from .errors import ConfigError
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
 #: A calendar feed; ``file://`` serves demos and tests.
@@ -86,7 +87,7 @@ class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
     @property
     def effective_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.tls else 1883)
+        return broker_port(self.port, self.tls)
 
 
 class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -200,13 +201,6 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
-
-
 def _owner_only(path: str) -> str | None:
     """Why the secret file at ``path`` is unusable, or None if it is fine."""
     p = Path(path)
@@ -218,15 +212,15 @@ def _owner_only(path: str) -> str | None:
         return f"cannot read {p}: {exc}"
     if not stat.S_ISREG(st.st_mode):
         return f"{p} is not a file"
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return f"{p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}"
+    if (why := not_owner_only(p, st.st_mode)) is not None:
+        return f"{p} is {why}"
     if not os.access(p, os.R_OK):
         return f"cannot read {p}"
     return None
 
 
 def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
-    r = _resolve
+    r = resolve_path
     hub = msgspec.structs.replace(
         cfg.hub,
         data_dir=r(base, cfg.hub.data_dir) or "",

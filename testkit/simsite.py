@@ -38,9 +38,9 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from edge import config as config_mod
-from edge.__main__ import setup_logging
 from edge.config import EdgeConfig
 from edge.errors import ConfigError, EdgeError
+from wire.logsetup import setup_logging
 
 log = logging.getLogger("testkit.simsite")
 

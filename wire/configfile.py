@@ -26,6 +26,20 @@ def _key(path: str) -> str | None:
     return key or None
 
 
+def resolve_path(base: Path, value: str | None) -> str | None:
+    """A path from a config file: ``~`` expanded, and relative to ``base`` (the config
+    file's directory) unless absolute; None stays None."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def broker_port(port: int | None, tls: bool) -> int:
+    """The MQTT broker's port: the configured one, else MQTT's standard port (8883 over TLS, 1883 plain)."""
+    return port if port is not None else (8883 if tls else 1883)
+
+
 def load_toml(path: str | Path, type_: type[T], error: type[E]) -> T:
     """Parse the TOML file at ``path`` into ``type_``; raise ``error(file, key, message)``."""
     p = Path(path)

@@ -23,8 +23,10 @@ from .codec import decode as decode  # noqa: PLC0414
 from .codec import encode as encode  # noqa: PLC0414
 from .codec import to_builtins as to_builtins  # noqa: PLC0414
 from .errors import MALFORMED, WireError
+from .topics import IDENT_PATTERN
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+#: A site, room, door or reader id (wire.topics.IDENT_PATTERN); the configs of both sides use it too.
+Ident = Annotated[str, Meta(pattern=IDENT_PATTERN)]
 Cred = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 # Every number bounded (a site may send anything; the hub stores numbers in SQLite's signed
 # 64-bit integers and shows times as dates): see the bounds below.

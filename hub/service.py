@@ -15,7 +15,6 @@ messages, batch or cache are handled is logged and leaves the other sites' work 
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import queue
 import signal
@@ -30,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from wire import messages as m
 from wire.errors import WireError
+from wire.handoff import submit
 from wire.keys import read_key_file
 from wire.topics import Kind
 
@@ -75,16 +75,7 @@ class HubService:
 
     def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
         """Run ``fn`` on the main loop and return its result (from another thread)."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def work() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self.post(work)
-        return fut.result(timeout)
+        return submit(self.post, fn).result(timeout)
 
     def stop(self) -> None:
         self._stopping.set()

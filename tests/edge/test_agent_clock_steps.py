@@ -4,7 +4,6 @@ and time-bounded standing grants do not follow such a clock."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -21,6 +20,7 @@ from testkit.broker import Mosquitto
 from testkit.site import SiteFiles, default_layout, write_site
 from testkit.util import wait_for
 from wire import messages as m
+from wire.handoff import submit
 from wire.topics import Kind
 
 from .hubside import HubSide, agent_in_thread, entry
@@ -39,11 +39,10 @@ def hub_key() -> Ed25519PrivateKey:
 
 def on_loop(agent: Agent, fn: Callable[[], T], timeout: float = 10.0) -> T:
     """Run ``fn`` on the agent's main loop (where its stores live) and return its result."""
-    done = threading.Event()
-    out: list[T] = []
-    agent.post(lambda: (out.append(fn()), done.set()))
-    assert done.wait(timeout), "the main loop did not run the work item"
-    return out[0]
+    try:
+        return submit(agent.post, fn).result(timeout)
+    except TimeoutError:
+        raise AssertionError("the main loop did not run the work item") from None
 
 
 def door_state(hub: HubSide, door: str, mode: str | None = None, timeout: float = 10.0) -> m.DoorState:

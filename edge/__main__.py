@@ -27,12 +27,10 @@ import argparse
 import datetime as dt
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 from wire import software_version
-from wire.logsetup import setup_logging
+from wire.entrypoint import setup_logging, stop_on_signals
 
 from . import config as config_mod
 from . import malloc
@@ -55,13 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
 
     agent = Agent(cfg, clock=_test_clock())
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        agent.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(agent.stop)
     agent.run()
     return 0
 

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from wire.entrypoint import setup_logging as setup_logging  # noqa: PLC0414  (the CLI imports it here)
 from wire.errors import KeyFileError
-from wire.logsetup import setup_logging as setup_logging  # noqa: PLC0414  (the CLI imports it here)
 
 from . import config as config_mod
 from .config import HubConfig

@@ -1,11 +1,17 @@
-"""Logging for both sides' entry points: one line per record on stderr, which journald
-keeps as one entry (ARCHITECTURE.md: configured once, in the entry point)."""
+"""What the entry points of both sides (and the simulated site) do alike: logging
+configured once, one line per record on stderr, which journald keeps as one entry
+(ARCHITECTURE.md); and a clean stop on SIGTERM (systemd) or SIGINT (Ctrl-C)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
+
+log = logging.getLogger(__name__)
 
 _ready = False
 
@@ -26,3 +32,15 @@ def setup_logging(level: str) -> None:
     # APScheduler reports every job run at INFO; only its problems matter here.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     _ready = True
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """Call ``stop`` (which must only ask a loop to end, and return) on SIGTERM or SIGINT.
+    From the main thread, as ``signal.signal`` requires."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

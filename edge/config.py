@@ -18,8 +18,8 @@ from msgspec import Meta, Struct, field
 
 from wire.configfile import broker_port, load_toml, resolve_path
 from wire.errors import KeyFileError
+from wire.fields import Ident
 from wire.keys import read_key_file, read_scbk_file
-from wire.messages import Ident
 from wire.private import not_owner_only
 
 from .errors import ConfigError

@@ -148,6 +148,14 @@ class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200, "osdp": 9600}
 
 
+def _is_key(text: str) -> bool:
+    """Whether ``text`` is the standard base64 of exactly 32 bytes (a public key), as written."""
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _pin_key(pin: Pin) -> str:
     if isinstance(pin, int):
         return f"GPIO{pin}"
@@ -242,19 +250,10 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
                 raise err(f"readers[{i}].address",
                           f"address {r.address} on {r.port} is already used by readers[{twin}]")
 
-    try:
-        raw = base64.b64decode(cfg.hub.signing_public_key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
+    if not _is_key(cfg.hub.signing_public_key):
         raise err("hub.signing_public_key", "must be the standard base64 of the hub's 32-byte Ed25519 public key")
-    if cfg.hub.enroll_public_key is not None:
-        try:
-            raw = base64.b64decode(cfg.hub.enroll_public_key, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
+    if cfg.hub.enroll_public_key is not None and not _is_key(cfg.hub.enroll_public_key):
+        raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
     if cfg.hub.tls and not cfg.hub.ca_file:
         raise err("hub.ca_file", "tls = true needs the CA certificate that signed the broker's certificate")
     if bool(cfg.hub.cert_file) != bool(cfg.hub.key_file):

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import config as edge_config
 from edge.agent import Agent
+from edge.clock import FakeClock
 from testkit.broker import Mosquitto
 from testkit.mqttclient import TestClient
 from testkit.site import Endpoint, SiteFiles, write_site
@@ -163,6 +164,23 @@ def agent_in_thread(site: SiteFiles, **kw: Any) -> Iterator[Agent]:
         assert not t.is_alive(), "agent did not stop"
 
 
+@contextmanager
+def site_on_fake_clock(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey
+                       ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
+    """Minheim (clock_trust = "ntp") with its agent running on a thread, on a FakeClock
+    that stands at the current time and is NTP-synchronised, and online at the test's
+    HubSide, which signs by that clock."""
+    clock = FakeClock(time.time(), synchronized=True)
+    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
+    hub = HubSide(broker, hub_key, site.site, now=clock.time)
+    try:
+        with agent_in_thread(site, clock=clock) as agent:
+            hub.wait_online()
+            yield site, hub, agent, clock
+    finally:
+        hub.close()
+
+
 def read_cache(site: SiteFiles) -> tuple[int | None, int]:
     from edge.cache import CacheStore
 
@@ -171,4 +189,4 @@ def read_cache(site: SiteFiles) -> tuple[int | None, int]:
     return meta.version, meta.entry_count
 
 
-__all__ = ["HubSide", "Path", "agent_in_thread", "entry", "read_cache"]
+__all__ = ["HubSide", "Path", "agent_in_thread", "entry", "read_cache", "site_on_fake_clock"]

@@ -31,11 +31,6 @@ STRANGER = "em4100:0A00B1C2FF"
 LOCK_EINGANG, CONTACT_EINGANG, EXIT_EINGANG, LOCK_COWORKING = 17, 27, 22, 5
 
 
-@pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
 def start_rig(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, clock: FakeClock | None = None,
               policy: dict[str, Any] | None = None, notifier: Notifier | None = None
               ) -> tuple[SiteFiles, HubSide, Any]:

@@ -23,18 +23,13 @@ from wire import messages as m
 from wire.handoff import submit
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, agent_in_thread, entry, site_on_fake_clock
 
 LOCK_EINGANG = 17
 CARETAKER = "iso14443a:04A1B2C3D4E5F6"
 FORMER = "em4100:0A00B1C2D3"  # a standing grant that has ended
 NEXT_MONTH = "em4100:0A00B1C2D4"  # a standing grant that starts later
 T = TypeVar("T")
-
-
-@pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
 
 
 def on_loop(agent: Agent, fn: Callable[[], T], timeout: float = 10.0) -> T:
@@ -106,15 +101,8 @@ def test_office_hours_open_a_door_only_while_the_clock_is_trusted(
 @pytest.fixture
 def running(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, mock_pins: Any
             ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
-    clock = FakeClock(time.time(), synchronized=True)
-    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
-    hub = HubSide(broker, hub_key, site.site, now=clock.time)
-    try:
-        with agent_in_thread(site, clock=clock) as agent:
-            hub.wait_online()
-            yield site, hub, agent, clock
-    finally:
-        hub.close()
+    with site_on_fake_clock(tmp_path, broker, hub_key) as rig:
+        yield rig
 
 
 def executed_unlock(hub: HubSide, mock_pins: Any) -> m.Command:

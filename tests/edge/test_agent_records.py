@@ -20,15 +20,10 @@ from testkit.site import SiteFiles, write_site
 from wire import messages as m
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, agent_in_thread, entry, site_on_fake_clock
 
 MEMBER = "em4100:0A00B1C2D3"
 STRANGER = "em4100:0A00B1C2FF"
-
-
-@pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
 
 
 def access(hub: HubSide, after: int) -> m.Event:
@@ -42,21 +37,14 @@ def last(hub: HubSide) -> int:
 @pytest.fixture
 def fake_clock_site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, mock_pins: Any
                     ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
-    clock = FakeClock(time.time(), synchronized=True)
-    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
-    hub = HubSide(broker, hub_key, site.site, now=clock.time)
-    try:
-        with agent_in_thread(site, clock=clock) as agent:
-            hub.wait_online()
-            now = int(clock.time())
-            hub.send(Kind.CACHE, hub.body_full([
-                entry(site.cred_key, MEMBER, ["eingang"], ref="booking-1", start=now - 600, end=now + 3600,
-                      who="m-anna"),
-            ], version=7))
-            assert hub.cache_ack().ok
-            yield site, hub, agent, clock
-    finally:
-        hub.close()
+    with site_on_fake_clock(tmp_path, broker, hub_key) as (site, hub, agent, clock):
+        now = int(clock.time())
+        hub.send(Kind.CACHE, hub.body_full([
+            entry(site.cred_key, MEMBER, ["eingang"], ref="booking-1", start=now - 600, end=now + 3600,
+                  who="m-anna"),
+        ], version=7))
+        assert hub.cache_ack().ok
+        yield site, hub, agent, clock
 
 
 def test_an_access_event_names_the_cache_version_it_was_decided_from(fake_clock_site: Any) -> None:

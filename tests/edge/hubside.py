@@ -164,6 +164,16 @@ def agent_in_thread(site: SiteFiles, **kw: Any) -> Iterator[Agent]:
         assert not t.is_alive(), "agent did not stop"
 
 
+def last_seq(hub: HubSide) -> int:
+    """The highest seq among the events the hub side has received; 0 before the first."""
+    return max((e.seq for e in hub.events), default=0)
+
+
+def access(hub: HubSide, after: int, timeout: float = 10.0) -> m.Event:
+    """The first access event (granted or denied) after seq ``after``."""
+    return hub.wait_event(lambda e: e.seq > after and e.type.startswith("access."), timeout)
+
+
 @contextmanager
 def site_on_fake_clock(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey
                        ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
@@ -189,4 +199,4 @@ def read_cache(site: SiteFiles) -> tuple[int | None, int]:
     return meta.version, meta.entry_count
 
 
-__all__ = ["HubSide", "Path", "agent_in_thread", "entry", "read_cache", "site_on_fake_clock"]
+__all__ = ["HubSide", "Path", "access", "agent_in_thread", "entry", "last_seq", "read_cache", "site_on_fake_clock"]

@@ -20,18 +20,10 @@ from testkit.site import SiteFiles, write_site
 from wire import messages as m
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry, site_on_fake_clock
+from .hubside import HubSide, access, agent_in_thread, entry, last_seq, site_on_fake_clock
 
 MEMBER = "em4100:0A00B1C2D3"
 STRANGER = "em4100:0A00B1C2FF"
-
-
-def access(hub: HubSide, after: int) -> m.Event:
-    return hub.wait_event(lambda e: e.seq > after and e.type.startswith("access."))
-
-
-def last(hub: HubSide) -> int:
-    return max((e.seq for e in hub.events), default=0)
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def fake_clock_site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKe
 
 def test_an_access_event_names_the_cache_version_it_was_decided_from(fake_clock_site: Any) -> None:
     site, hub, _, clock = fake_clock_site
-    n = last(hub)
+    n = last_seq(hub)
     site.badge("eingang-sim", MEMBER)
     ev = access(hub, n)
     assert isinstance(ev, m.AccessGranted)
@@ -68,7 +60,7 @@ def test_an_access_event_carries_the_clock_verdict_its_decision_used(fake_clock_
     # stale verdict (clock_synced true next to reason clock_untrusted).
     site, hub, _, clock = fake_clock_site
     clock.advance(-3600)
-    n = last(hub)
+    n = last_seq(hub)
     site.badge("eingang-sim", MEMBER)
     ev = access(hub, n)
     assert isinstance(ev, m.AccessDenied)
@@ -91,7 +83,7 @@ def test_a_wall_clock_step_does_not_refill_the_denial_budget(tmp_path: Path, bro
             assert hub.cache_ack().ok
             reasons = []
             for _ in range(3):
-                n = last(hub)
+                n = last_seq(hub)
                 site.badge("eingang-sim", STRANGER)
                 reasons.append(access(hub, n).reason)  # type: ignore[attr-defined]
             assert reasons == ["unknown_credential", "unknown_credential", "rate_limited"]
@@ -100,7 +92,7 @@ def test_a_wall_clock_step_does_not_refill_the_denial_budget(tmp_path: Path, bro
             tmp = tmp_path / "offset.tmp"
             tmp.write_text(f"{86400}\n")
             tmp.replace(offset)
-            n = last(hub)
+            n = last_seq(hub)
             site.badge("eingang-sim", STRANGER)
             ev = access(hub, n)
             assert ev.reason == "rate_limited"  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from msgspec import Meta, Struct, field
 
-from wire.configfile import broker_port, load_toml, resolve_path
+from wire.configfile import BrokerSection, load_toml, resolve_path
 from wire.errors import KeyFileError
 from wire.fields import Ident
 from wire.keys import read_key_file, read_scbk_file
@@ -50,26 +50,16 @@ class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     daily_reset: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
 
 
-class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    tls: bool = False
-    username: str | None = None
-    password_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+class HubSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The broker (host, port, tls, username, password_file, ca_file, cert_file, key_file,
+    keepalive: wire.configfile.BrokerSection) and the hub's keys."""
+
     signing_public_key: str
     cred_key_file: str
     enroll_public_key: str | None = None
-    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
     #: How long the broker keeps this site's session (subscriptions, queued messages) while
     #: it is offline; a longer outage starts afresh with the retained full cache.
     session_expiry: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400
-
-    @property
-    def effective_port(self) -> int:
-        return broker_port(self.port, self.tls)
 
 
 class RoomSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

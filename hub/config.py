@@ -24,7 +24,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta, Struct, field
 
-from wire.configfile import broker_port, load_toml, resolve_path
+from wire.configfile import BrokerSection, load_toml, resolve_path
 from wire.errors import KeyFileError
 from wire.fields import Ident
 from wire.keys import read_key_file, signing_key_from_seed
@@ -64,30 +64,20 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.data_dir) / "hub.sqlite3"
 
 
-class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    tls: bool = False
-    username: str | None = None
-    password_file: str | None = None
-    #: None with tls = true: the system's trusted CAs.
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+class MqttSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The broker (host, port, tls, username, password_file, ca_file -- None with tls = true:
+    the system's trusted CAs --, cert_file, key_file, keepalive: wire.configfile.BrokerSection)
+    and the hub's client."""
+
     client_id: Annotated[str, Meta(min_length=1, max_length=128)] = "torwart-hub"
     #: Subscribe through ``$share/hub/...`` so that several hub workers share the load.
     shared_subscription: bool = False
-    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
 
     @property
     def broker_user(self) -> str:
         """The hub's user name at the broker (its password login or its certificate's CN),
         which the ACL gives every site's topics: no site may have it as its id."""
         return self.username or "hub"
-
-    @property
-    def effective_port(self) -> int:
-        return broker_port(self.port, self.tls)
 
 
 class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -29,11 +29,10 @@ import argparse
 import datetime as dt
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 from wire import software_version
+from wire.entrypoint import setup_logging, stop_on_signals
 
 from . import config as config_mod
 from . import malloc
@@ -42,16 +41,6 @@ from .errors import ConfigError, EdgeError
 from .runlock import DataDirBusy
 
 log = logging.getLogger("edge")
-
-
-def setup_logging(level: str) -> None:
-    """One line per record; journald adds its own time stamps, a terminal gets ours."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
-    # APScheduler reports every job run at INFO; only its problems matter here.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _when(t: float | None) -> str:
@@ -66,13 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
 
     agent = Agent(cfg, clock=_test_clock())
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        agent.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(agent.stop)
     agent.run()
     return 0
 

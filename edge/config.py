@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,15 +24,16 @@ from msgspec import Meta, Struct, field
 from readers.config import ReaderConfig
 from readers.errors import ReaderConfigError
 from readers.registry import config_type
-from wire.configfile import convert, load_toml
+from wire.configfile import BrokerSection, convert, load_toml, resolve_path
 from wire.errors import KeyFileError
+from wire.fields import Ident
 from wire.keys import read_key_file
+from wire.private import not_owner_only
 
 from .chrony import DEFAULT_SOCKET
 from .errors import ConfigError
 from .schedule import parse_days
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Pin = int | str  # a BCM number (17) or a gpiozero pin name ("GPIO17", "BOARD11")
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
 
@@ -63,26 +63,16 @@ class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     daily_reset: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
 
 
-class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    tls: bool = False
-    username: str | None = None
-    password_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+class HubSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The broker (host, port, tls, username, password_file, ca_file, cert_file, key_file,
+    keepalive: wire.configfile.BrokerSection) and the hub's keys."""
+
     signing_public_key: str
     cred_key_file: str
     enroll_public_key: str | None = None
-    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
     #: How long the broker keeps this site's session (subscriptions, queued messages) while
     #: it is offline; a longer outage starts afresh with the retained full cache.
     session_expiry: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400
-
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.tls else 1883)
 
 
 class RoomSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -162,11 +152,12 @@ class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.site.data_dir)
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
+def _is_key(text: str) -> bool:
+    """Whether ``text`` is the standard base64 of exactly 32 bytes (a public key), as written."""
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _pin_key(pin: Pin) -> str:
@@ -192,13 +183,13 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
     # Paths are relative to the config file.
     hub = msgspec.structs.replace(
         cfg.hub,
-        password_file=_resolve(base, cfg.hub.password_file),
-        ca_file=_resolve(base, cfg.hub.ca_file),
-        cert_file=_resolve(base, cfg.hub.cert_file),
-        key_file=_resolve(base, cfg.hub.key_file),
-        cred_key_file=_resolve(base, cfg.hub.cred_key_file) or "",
+        password_file=resolve_path(base, cfg.hub.password_file),
+        ca_file=resolve_path(base, cfg.hub.ca_file),
+        cert_file=resolve_path(base, cfg.hub.cert_file),
+        key_file=resolve_path(base, cfg.hub.key_file),
+        cred_key_file=resolve_path(base, cfg.hub.cred_key_file) or "",
     )
-    site = msgspec.structs.replace(cfg.site, data_dir=_resolve(base, cfg.site.data_dir) or "")
+    site = msgspec.structs.replace(cfg.site, data_dir=resolve_path(base, cfg.site.data_dir) or "")
     readers = [_reader(entry, f"readers[{i}]", f, base, Path(site.data_dir)) for i, entry in enumerate(raw_readers)]
     cfg = msgspec.structs.replace(cfg, hub=hub, site=site, readers=readers)
 
@@ -249,19 +240,10 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             if twin != i:
                 raise err(f"readers[{i}].{name}", f"{what} is already used by readers[{twin}]")
 
-    try:
-        raw = base64.b64decode(cfg.hub.signing_public_key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
+    if not _is_key(cfg.hub.signing_public_key):
         raise err("hub.signing_public_key", "must be the standard base64 of the hub's 32-byte Ed25519 public key")
-    if cfg.hub.enroll_public_key is not None:
-        try:
-            raw = base64.b64decode(cfg.hub.enroll_public_key, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
+    if cfg.hub.enroll_public_key is not None and not _is_key(cfg.hub.enroll_public_key):
+        raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
     if cfg.hub.tls and not cfg.hub.ca_file:
         raise err("hub.ca_file", "tls = true needs the CA certificate that signed the broker's certificate")
     if bool(cfg.hub.cert_file) != bool(cfg.hub.key_file):
@@ -275,10 +257,8 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
         # checks its own broker password and TLS key the same way).
         for name in ("password_file", "key_file"):
             value = getattr(cfg.hub, name)
-            mode = stat.S_IMODE(Path(value).stat().st_mode) if value is not None else 0
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise err(f"hub.{name}", f"{value} is accessible by group or others (mode {mode:04o}); "
-                                         f"run: chmod 600 {value}")
+            if value is not None and (why := not_owner_only(value)) is not None:
+                raise err(f"hub.{name}", f"{value} is {why}")
         try:
             read_key_file(cfg.hub.cred_key_file)
         except KeyFileError as exc:
@@ -303,7 +283,7 @@ def _reader(entry: dict[str, Any], at: str, f: str, base: Path, data_dir: Path) 
     settings = convert(own, kind, f, ConfigError, at=at)
 
     def resolve(value: str) -> str:
-        return _resolve(base, value) or value
+        return resolve_path(base, value) or value
 
     try:
         settings = settings.settle(resolve=resolve, data_dir=data_dir)

@@ -20,25 +20,24 @@ messages, batch or cache are handled is logged and leaves the other sites' work 
 from __future__ import annotations
 
 import logging
-import queue
-import signal
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wire import messages as m
+from wire.entrypoint import stop_on_signals
 from wire.errors import WireError
+from wire.handoff import WorkQueue
 from wire.keys import read_key_file
 from wire.topics import Kind
 
 from . import homeassistant
 from .config import HubConfig
-from .core import Hub, each_site, submit
+from .core import Hub, each_site
 from .core.errors import UnknownSite
 from .feedback import Feedback
 from .ingest import Ingest
@@ -58,7 +57,7 @@ EVENT_BATCH = 1000
 class HubService:
     def __init__(self, cfg: HubConfig) -> None:
         self.cfg = cfg
-        self._q: queue.Queue[Work] = queue.Queue()
+        self._work = WorkQueue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
         self._events: dict[str, list[bytes]] = defaultdict(list)
@@ -74,11 +73,11 @@ class HubService:
     # --- the loop ------------------------------------------------------------------------------
 
     def post(self, work: Work) -> None:
-        self._q.put(work)
+        self._work.post(work)
 
     def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
         """Run ``fn`` on the main loop and return its result (from another thread)."""
-        return submit(self.post, fn).result(timeout)
+        return self._work.call(fn, timeout)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -86,15 +85,7 @@ class HubService:
     def run(self) -> None:
         try:
             self._startup()
-            while not self._stopping.is_set():
-                try:
-                    work = self._q.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                try:
-                    work()
-                except Exception:
-                    log.exception("work item failed; the hub carries on")
+            self._work.run(self._stopping, lambda exc: log.error("work item failed; the hub carries on", exc_info=exc))
         finally:
             self._shutdown()
 
@@ -314,12 +305,6 @@ def _soon() -> Any:
 def run(cfg: HubConfig) -> int:
     """``torwart-hub run``: serve until SIGTERM/SIGINT; return the exit status."""
     service = HubService(cfg)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(service.stop)
     service.run()
     return 0

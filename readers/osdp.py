@@ -162,7 +162,7 @@ class OsdpReader:
             self.scbk = read_scbk_file(self.cfg.scbk_file or "")
         except KeyFileError as exc:
             raise ReaderConfigError("scbk_file", f"reader {self.id}: {exc.args[0]}") from None
-        self._bus = attach(self, self._backoff, self._timing)
+        self._bus = attach(self, self.cfg.port or "", self.cfg.baudrate or 9600, self._backoff, self._timing)
 
     def stop(self) -> None:
         if self._bus is not None:
@@ -238,6 +238,16 @@ class OsdpReader:
             self.sink.on_reader_error(self.id, error)
         except Exception as exc:
             log.error("reader %s: sink refused an error: %s", self.id, type(exc).__name__)
+
+    @property
+    def offline_after(self) -> float:
+        return self._timing.get("offline_after", OFFLINE_AFTER)
+
+    def port_failed(self) -> None:
+        """The bus's port failed: an online reader is offline now."""
+        if self.state == "online":
+            self.state = "offline"
+            self._state("offline")
 
     def supervise(self, up: bool, answered: float | None, now: float) -> bool:
         """Update online/offline/refused from this tick's facts; True to restart it in libosdp."""

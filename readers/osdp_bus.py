@@ -21,18 +21,39 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import osdp_sys
 import serial
 from osdp import LibFlag, LogLevel, PDInfo
 
-from .base import Backoff
+from .base import Backoff, ReaderStats
 from .errors import DeviceFailed, ReaderError, classify
 from .osdp_link import FrameScanner, SerialChannel
 
-if TYPE_CHECKING:
-    from .osdp import OsdpReader
+
+class OsdpReader(Protocol):
+    """What the bus needs of a reader on it (``osdp.OsdpReader``)."""
+
+    id: str
+    address: int
+    scbk: bytes | None
+    state: str
+    #: When the bus's control panel took this reader on; the bus sets it.
+    since: float
+    stats: ReaderStats
+    clock: Callable[[], float]
+
+    @property
+    def offline_after(self) -> float: ...
+
+    def event(self, ev: dict[str, Any], now: float) -> None: ...
+
+    def error(self, error: ReaderError) -> None: ...
+
+    def port_failed(self) -> None: ...
+
+    def supervise(self, up: bool, answered: float | None, now: float) -> bool: ...
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +70,12 @@ _REGISTRY_LOCK = threading.Lock()
 _BUSES: dict[str, OsdpBus] = {}
 
 
-def attach(reader: OsdpReader, backoff: Backoff, timing: dict[str, float]) -> OsdpBus:
-    """Join (or start) the bus of ``reader.cfg.port``."""
-    port = reader.cfg.port or ""
+def attach(reader: OsdpReader, port: str, baudrate: int, backoff: Backoff, timing: dict[str, float]) -> OsdpBus:
+    """Join (or start) the bus of ``port``."""
     with _REGISTRY_LOCK:
         bus = _BUSES.get(port)
         if bus is None:
-            bus = _BUSES[port] = OsdpBus(port, reader.cfg.baudrate or 9600, backoff=backoff,
-                                         clock=reader.clock, **timing)
+            bus = _BUSES[port] = OsdpBus(port, baudrate, backoff=backoff, clock=reader.clock, **timing)
         bus.add(reader)
     return bus
 
@@ -216,16 +235,14 @@ class OsdpBus:
                         ctx.submit_command(idx, cmd)
             if channel.error is not None:
                 for r in readers:
-                    if r.state == "online":
-                        r.state = "offline"
-                        r._state("offline")
+                    r.port_failed()
                 message = f"{self.port}: {channel.error}"[:200]
                 return classify(channel.failure, message) if channel.failure else DeviceFailed(message)
             now = self.clock()
             status, sc = ctx.status(), ctx.sc_status()
             for i, r in enumerate(readers):
                 answered = self.scanner.last_reply.get(r.address)
-                fresh = answered is not None and now - answered < r._timing.get("offline_after", OFFLINE_AFTER)
+                fresh = answered is not None and now - answered < r.offline_after
                 up = bool((status >> i) & 1 and (sc >> i) & 1) and fresh
                 if i in disabled:  # the disable took effect on the last refresh: start afresh
                     if ctx.enable_pd(i):

@@ -5,35 +5,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
-import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
+
+from wire.entrypoint import setup_logging as setup_logging  # noqa: PLC0414  (the CLI imports it here)
 
 from .. import config as config_mod
 from ..config import HubConfig
 from ..core import Hub, open_hub
 
 log = logging.getLogger("hub")
-
-_logging_ready = False
-
-
-def setup_logging(level: str) -> None:
-    """One line per record on stderr; journald adds its own time stamps, a terminal gets ours.
-
-    Configured once per process; a process that has configured logging already (a test
-    runner, a program embedding the CLI) keeps its own handlers and levels."""
-    global _logging_ready  # noqa: PLW0603 (the entry point configures logging once)
-    if _logging_ready or logging.getLogger().handlers:
-        return
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    _logging_ready = True
-
 
 # --- shared helpers ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ uses ``open_hub``; the dashboard holds the running hub's.
 
 from __future__ import annotations
 
-from .base import Accounts, each_site, submit
+from .base import Accounts, each_site
 from .errors import BadCommand, InLockdown, NoEnrollKey, NotSent, UnknownSite
 from .hub import Hub, open_hub
 from .people import CRED_TYPES, parse_credential
@@ -39,5 +39,4 @@ __all__ = [
     "each_site",
     "open_hub",
     "parse_credential",
-    "submit",
 ]

@@ -8,12 +8,12 @@ work with ``post``/``call``), or the command line's only thread.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from wire.errors import KeyFileError
+from wire.handoff import Work, submit
 
 from ..caches import CacheManager
 from ..config import HubConfig, SiteConfig, signing_key
@@ -28,7 +28,6 @@ from .errors import UnknownSite
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[], object]
 
 
 class Accounts(Protocol):
@@ -52,23 +51,6 @@ def each_site(sites: Iterable[str], what: str, fn: Callable[[str], object]) -> N
             fn(site)
         except Exception:
             log.exception("site %s: %s failed; the other sites carry on", site, what)
-
-
-def submit(post: Callable[[Work], None], fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-    """Hand ``fn`` to a loop through ``post``; the future has its result or exception.
-    A future cancelled before the loop comes to it is not run."""
-    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def work() -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    post(work)
-    return fut
 
 
 class Base:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from wire.handoff import Work
+
 from ..config import HubConfig
 from ..enroll.handler import EnrollHandler
 from ..link import HubLink
@@ -18,7 +20,6 @@ from ..live import Live
 from ..store import open_store
 from ..store_api import Store
 from ..sync import BookingSync
-from .base import Work
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling

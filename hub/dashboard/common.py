@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..core import submit
+from wire.handoff import submit
 
 if TYPE_CHECKING:
     from ..core import Hub

@@ -16,6 +16,7 @@ from pathlib import Path
 import tomli_w
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from wire import configfile
 from wire.errors import WireError
 from wire.keys import new_key, public_key_b64, signing_key_from_seed, write_key_file
 from wire.topics import check_ident
@@ -218,7 +219,7 @@ def site_add(
         raise ProvisionError(f"no CA at {ca_cert} (run `torwart-hub init` first)")
     ca = pki.load(ca_cert, ca_key)
     now = dt.datetime.now(dt.UTC)
-    port = broker_port if broker_port is not None else (8883 if tls else 1883)
+    port = configfile.broker_port(broker_port, tls)
 
     # Everything that can be refused is checked before the first file is written.
     original = cfg_path.read_text(encoding="utf-8")

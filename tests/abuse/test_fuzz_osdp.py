@@ -96,6 +96,7 @@ def bus() -> Iterator[PdBus]:
     b.close()
 
 
+@pytest.mark.slow  # about 30 s
 def test_osdp_fuzz_from_the_reader_side_crashes_nothing_and_grants_nothing(bus: PdBus, tmp_path: Path) -> None:
     key = os.urandom(16)
     pd = bus.add(ADDRESS, key)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from wire.seal import seal
 from wire.topics import Kind
 
 from ._hubrig import CARD, MEMBER, A, B, Rig, event, make_rig
-
-
-@pytest.fixture
-def rig(tmp_path: Path, auth_broker: Mosquitto, booking_platform: BookingPlatform,
-        site_passwords: dict[str, str]) -> Iterator[Rig]:
-    county = make_county(tmp_path, auth_broker, booking_platform, (A, B), mqtt_users=site_passwords)
-    with contextlib.ExitStack() as stack:
-        yield make_rig(county, booking_platform, site_passwords, auth_broker, stack)
 
 
 def status(version: int | None) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from readers import Backoff, ReaderError, make_reader
 from readers.osdp import OFFLINE_AFTER, OsdpConfig, OsdpReader, card_credential
 from testkit.osdp_pd import PdBus, left_aligned, wiegand_frame
-from testkit.util import wait_for
+from testkit.util import next_matching, wait_for
 from wire.creds import check_credential
 from wire.keys import write_scbk_file
 
@@ -44,11 +44,8 @@ class Sink:
         self.states.put((reader_id, state, time.monotonic()))
 
     def next_state(self, reader_id: str, timeout: float = 5.0) -> tuple[str, float]:
-        deadline = time.monotonic() + timeout
-        while True:
-            rid, state, t = self.states.get(timeout=max(0.01, deadline - time.monotonic()))
-            if rid == reader_id:
-                return state, t
+        _, state, t = next_matching(self.states, lambda item: item[0] == reader_id, timeout, f"state of {reader_id}")
+        return state, t
 
 
 def _key(tmp_path: Path, name: str, key: bytes | None = None) -> tuple[bytes, str]:

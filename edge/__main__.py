@@ -3,7 +3,9 @@
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
     torwart-edge check  --config PATH   validate the config and print the resolved site; names
                                         gpiozero's pin factory, refuses a fail-secure lock relay
-                                        on a pin the Pi pulls high at boot (edge/pins.py)
+                                        on a pin the Pi pulls high at boot (edge/pins.py), and
+                                        says which source of truth judges the clock (chrony's
+                                        authenticated verdict or the kernel's NTP flag)
     torwart-edge status --config PATH   cache, outbox and recent events from the local database
     torwart-edge doors test / readers watch   bring-up at the door (edge/bringup.py)
     torwart-edge readers keyset --config PATH READER
@@ -27,11 +29,10 @@ import argparse
 import datetime as dt
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 from wire import software_version
+from wire.entrypoint import setup_logging, stop_on_signals
 
 from . import config as config_mod
 from . import malloc
@@ -40,16 +41,6 @@ from .errors import ConfigError, EdgeError
 from .runlock import DataDirBusy
 
 log = logging.getLogger("edge")
-
-
-def setup_logging(level: str) -> None:
-    """One line per record; journald adds its own time stamps, a terminal gets ours."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty() or not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
-    # APScheduler reports every job run at INFO; only its problems matter here.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _when(t: float | None) -> str:
@@ -64,13 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agent import Agent  # imported after the config is known good: gpiozero claims nothing before
 
     agent = Agent(cfg, clock=_test_clock())
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        agent.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(agent.stop)
     agent.run()
     return 0
 
@@ -93,6 +78,7 @@ def _test_clock() -> ClockSource | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from . import pins
+    from .clock import describe, site_clock
 
     cfg = config_mod.load(args.config)
     pins.check_boot_levels(cfg, str(args.config))
@@ -111,11 +97,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"door  {d.id}: room={d.room or '-'} lock_pin={d.lock_pin} active_high={d.lock_active_high} "
               f"fail={d.fail} unlock={d.unlock_seconds}s {extras}".rstrip())
     for rd in cfg.readers:
-        where = rd.port or rd.path or f"d0={rd.d0_pin} d1={rd.d1_pin}"
-        print(f"reader {rd.id}: {rd.type} at {where} → door {rd.door} ({rd.direction})")
+        print(f"reader {rd.id}: {rd.type} at {rd.settings.where()} → door {rd.door} ({rd.direction})")
     print(f"pins  gpiozero pin factory {pins.pin_factory_name()}")
     print(f"policy retention={cfg.policy.retention_days}d clock_trust={cfg.policy.clock_trust} "
           f"deny_burst={cfg.policy.deny_burst} refill={cfg.policy.deny_refill_seconds}s")
+    print(f"clock {describe(site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket), cfg.policy.clock_trust)}")
     print("config OK")
     return 0
 
@@ -163,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
     from .bringup import add_commands
-    from .readers.osdp_keyset import add_parser as add_keyset
 
-    readers_sub = add_commands(sub)  # doors test, readers watch (bring-up at the door)
-    add_keyset(readers_sub)
+    add_commands(sub)  # doors test, readers watch and keyset (bring-up at the door)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -1,57 +1,53 @@
 """The site agent: wires readers, doors, the local stores and the MQTT link together.
 
-Threads meet at one queue (ARCHITECTURE.md): reader threads, gpiozero callbacks, paho's
-network thread and APScheduler jobs only put work items on ``self._q``; the main loop
-runs them one at a time and alone touches the main SQLite connections. Cache envelopes
-are verified and applied on a worker thread with its own connection, so that badges are
-still decided (from the old cache, thanks to WAL) while a large cache is applied.
+Threads meet at one queue (ARCHITECTURE.md, wire.handoff.WorkQueue): reader threads,
+gpiozero callbacks, paho's network thread and APScheduler jobs only post work items; the
+main loop runs them one at a time and alone touches the main SQLite connections. Cache
+envelopes are verified and applied on a worker thread with its own connection
+(edge/cacheworker.py), so that badges are still decided while a large cache is applied.
 
-The unlock path never touches the network: read → hash → indexed lookup → decide →
-relay; the event is committed to the outbox after the relay is driven, and published
-when the link is up.
+The unlock path never touches the network (edge/badges.py): read → hash → indexed lookup
+→ decide → relay; the event is committed to the outbox after the relay is driven, and
+published when the link is up.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from readers import Reader, ReaderError, make_reader
 from wire import messages as m
 from wire import software_version
-from wire.creds import cred_hash, redact
+from wire.handoff import Work, WorkQueue
 from wire.topics import Kind
 
-from . import malloc
+from .badges import BadgePath
 from .cache import CacheStore
-from .clock import ClockJudge, ClockSource, SystemClock
+from .cacheworker import CacheWorker
+from .clock import ClockJudge, ClockSource, site_clock
 from .commands import CommandHandler
 from .config import EdgeConfig, site_key
-from .decide import DenialLimiter, decide, exit_decision
+from .decide import DenialLimiter, exit_decision
 from .door import Door
-from .errors import StorageError
+from .errors import ReaderFailed, StorageError
 from .events import EventStream
 from .limiter import DurableLimiter
 from .link import Link
 from .occupancy import Occupancy
 from .outbox import Outbox
-from .readers import make_reader
-from .readers.base import Reader
 from .runlock import RunLock
 from .schedule import scheduled_mode
 from .sdnotify import Notifier
 from .statedb import StateDB
 
 log = logging.getLogger(__name__)
-
-Work = Callable[[], object]
 
 
 class Agent:
@@ -60,12 +56,11 @@ class Agent:
         self.cfg = cfg
         self.site = cfg.site.id
         self.boot = secrets.token_hex(8)
-        self.clock = clock or SystemClock()
+        self.clock = clock or site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket)
         self.notifier = notifier or Notifier()
-        self._q: queue.Queue[Work] = queue.Queue()
+        self._work = WorkQueue()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._beat = time.monotonic()
         self._sched_beat = time.monotonic()
         # The site's pins and data are ours alone (a bring-up command holds them off): DataDirBusy.
         self._runlock = RunLock.acquire(cfg.data_path, "the agent")
@@ -83,8 +78,6 @@ class Agent:
         self._denials = DenialLimiter(cfg.policy.deny_burst, cfg.policy.deny_refill_seconds)
         self.readers: dict[str, Reader] = {}
         self.reader_cfg = {r.id: r for r in cfg.readers}
-        self._cache_q: queue.Queue[tuple[Kind, list[bytes]] | None] = queue.Queue()
-        self._cache_worker = threading.Thread(target=self._cache_loop, name="cache-apply", daemon=True)
         self._sched = BackgroundScheduler(timezone=cfg.site.timezone)
         self._cache_error: str | None = None  # storing a new cache failed (until one is stored)
         self._holds_cache = False  # for the link's thread (see holds_cache)
@@ -93,27 +86,22 @@ class Agent:
 
     def post(self, work: Work) -> None:
         """Run ``work`` on the main loop (from any thread)."""
-        self._q.put(work)
+        self._work.post(work)
 
     def run(self) -> None:
         """Start everything and run the main loop until ``stop()``."""
         try:
             self._startup()
-            while not self._stopping.is_set():
-                self._beat = time.monotonic()
-                try:
-                    work = self._q.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                try:
-                    work()
-                except StorageError as exc:
-                    self.events.storage_failed(exc)
-                except Exception:
-                    log.exception("work item failed; the agent carries on")
+            self._work.run(self._stopping, self._work_failed)
         finally:
             self._shutdown()
             self._stopped.set()
+
+    def _work_failed(self, exc: Exception) -> None:
+        if isinstance(exc, StorageError):
+            self.events.storage_failed(exc)
+        else:
+            log.error("work item failed; the agent carries on", exc_info=exc)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -135,8 +123,14 @@ class Agent:
                                   status_changed=self.publish_status)
         self.link = Link(self.cfg, self, will=self._status_bytes(online=False))
         self.commands = CommandHandler(self)
+        self._cache_worker = CacheWorker(self.cache.path, self.commands.apply_cache,
+                                         lambda v, e: self.post(lambda: self._cache_done(v, e)))
         self.occupancy = Occupancy(self.cfg, self.state, self.emit,
                                    lambda b: self.link.publish(Kind.OCCUPANCY, b, retain=True), self.clock.time)
+        self.badges = BadgePath(key=self._key, reader_cfg=self.reader_cfg, readers=self.readers, doors=self.doors,
+                                clock=self.clock, judge=self.judge, cache=self.cache, limiter=self.limiter,
+                                occupancy=self.occupancy, emit=self.emit,
+                                take_enrollment=self.commands.take_enrollment)
 
     def _startup(self) -> None:
         self._open()
@@ -149,9 +143,12 @@ class Agent:
         self._check_clock()
         self.emit("system.started", software=software_version())
         for rcfg in self.cfg.readers:
-            reader = make_reader(rcfg, self)
-            self.readers[rcfg.id] = reader
-            reader.start()
+            try:
+                reader = make_reader(rcfg.settings, self)
+                self.readers[rcfg.id] = reader
+                reader.start()
+            except ReaderError as exc:
+                raise ReaderFailed(str(exc)) from exc
         self._cache_worker.start()
         self.link.start()
         p = self.cfg.policy
@@ -196,17 +193,10 @@ class Agent:
         for r in self.readers.values():
             r.stop()
         self._sched.shutdown(wait=False)
-        self._cache_q.put(None)
-        if self._cache_worker.is_alive():
-            self._cache_worker.join(timeout=10)
+        self._cache_worker.stop(timeout=10)
         try:
             self.emit("system.stopping", software=software_version())
-            # Drain what is left on the queue (events from the last moments) before going.
-            while True:
-                try:
-                    self._q.get_nowait()()
-                except queue.Empty:
-                    break
+            self._work.drain()  # events from the last moments, before going
         except StorageError as exc:
             log.error("could not record system.stopping: %s", exc)
         self.link.stop(goodbye=self._status_bytes(online=False))
@@ -228,11 +218,11 @@ class Agent:
         period = (self.notifier.watchdog_seconds or 10) / 2
         while not self._stopping.wait(period):
             now = time.monotonic()
-            if now - self._beat < period and now - self._sched_beat < period + 2:
+            if now - self._work.beat < period and now - self._sched_beat < period + 2:
                 self.notifier.watchdog()
             else:
                 log.error("a loop is stuck (main %.1f s, scheduler %.1f s ago): not petting the watchdog",
-                          now - self._beat, now - self._sched_beat)
+                          now - self._work.beat, now - self._sched_beat)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -245,56 +235,14 @@ class Agent:
     # --- badges -----------------------------------------------------------------------------------
 
     def on_credential(self, reader_id: str, credential: str) -> None:  # reader thread
-        self.post(lambda: self._badge(reader_id, credential))
+        self.post(lambda: self.badges.badge(reader_id, credential))
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:  # reader thread
-        self.post(lambda: self.emit("reader.error", reader=reader_id, error=error[:200]))
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:  # reader thread
+        self.post(lambda: self.emit("reader.error", reader=reader_id, error=str(error)[:200]))
 
     def on_reader_state(self, reader_id: str, state: str) -> None:  # reader thread (supervised readers)
         if state in ("online", "offline", "tamper"):
             self.post(lambda: self.emit(f"reader.{state}", reader=reader_id))
-
-    def _reader_feedback(self, reader_id: str, granted: bool) -> None:
-        """Show the decision on a reader that has its own LED/buzzer (OSDP); never waits."""
-        fb = getattr(self.readers.get(reader_id), "feedback", None)
-        if fb is not None:
-            try:
-                fb(granted)
-            except Exception as exc:  # feedback is a courtesy; the decision stands
-                log.warning("reader %s: feedback failed: %s", reader_id, type(exc).__name__)
-
-    def _badge(self, reader_id: str, credential: str) -> None:
-        rcfg = self.reader_cfg[reader_id]
-        if self.commands.take_enrollment(reader_id, credential):
-            return
-        door = self.doors[rcfg.door]
-        cred = cred_hash(self._key, credential)
-        now = self.clock.time()
-        # The denial budget runs on the monotonic clock: a wall-clock step must not refill it.
-        mono = self.clock.monotonic()
-        limited = self.limiter.limited(reader_id, mono)
-        # Entries and expiry from one snapshot: the worker thread may commit a new cache in between.
-        entries, meta = self.cache.lookup_with_meta(cred)
-        trusted, _ = self.judge.trusted(meta.newest_issued_at)
-        d = decide([] if limited else entries, door=door.id, now=now, cache_expires_at=meta.expires_at,
-                   clock_trusted=trusted, mode=door.mode, rate_limited=limited, door_room=door.cfg.room)
-        # The event records what the decision was made from: its time, clock verdict and cache version.
-        made_from: dict[str, Any] = {"ts": now, "clock_synced": trusted, "cache_version": meta.version}
-        if d.granted:
-            door.unlock()
-            self._reader_feedback(reader_id, True)
-            e = d.entry
-            self.emit("access.granted", door=door.id, cred=cred, who=e.who if e else None,
-                      ref=e.ref if e else None, reason=d.reason, **made_from)
-            if e is not None:
-                self.occupancy.on_grant(door.cfg.room, rcfg.direction, e.who, e.ref, e.until)
-        else:
-            door.deny_feedback()
-            self._reader_feedback(reader_id, False)
-            if d.reason != "rate_limited":
-                self.limiter.record_denial(reader_id, mono)
-            log.info("denied %s at %s: %s", redact(credential), door.id, d.reason)
-            self.emit("access.denied", door=door.id, cred=cred, reason=d.reason, **made_from)
 
     # --- doors ------------------------------------------------------------------------------------
 
@@ -389,29 +337,13 @@ class Agent:
 
     def link_message(self, kind: Kind, payload: bytes) -> None:
         if kind in (Kind.CACHE, Kind.CACHE_DELTA):
-            self._cache_q.put((kind, [payload]))
+            self._cache_worker.put(kind, payload)
         elif kind is Kind.EVENT_ACK:
             self.post(lambda: self.events.on_ack(payload))
         elif kind is Kind.COMMAND:
             self.post(lambda: self.commands.handle(payload))
 
-    # --- cache worker thread ---------------------------------------------------------------------------
-
-    def _cache_loop(self) -> None:
-        store = CacheStore(self.cache.path)
-        try:
-            while True:
-                item = self._cache_q.get()
-                if item is None:
-                    return
-                kind, held = item
-                del item  # ``held`` is now the envelope's only holder (see apply_cache)
-                version, error = self.commands.apply_cache(store, kind, held)
-                if kind is Kind.CACHE:
-                    malloc.trim()  # a full cache's buffers are gone now: give their memory back
-                self.post(lambda v=version, e=error: self._cache_done(v, e))  # type: ignore[misc]
-        finally:
-            store.close()
+    # --- caches (applied on the worker thread, edge/cacheworker.py) -------------------------------
 
     def _cache_done(self, version: int | None, error: str | None) -> None:
         ack = m.CacheAck(version=version, ok=error is None, error=error, ts=self.clock.time())

@@ -4,11 +4,13 @@
                                                        contact and exit button live until Ctrl-C
     torwart-edge readers watch --config PATH [READER]  show each read: reader, credential type, the
                                                        last 4 hex digits, what the cache would decide
+    torwart-edge readers keyset --config PATH READER   put an OSDP reader on a new random key
+                                                       (``readers.osdp_keyset``), written to scbk_file
 
-Neither writes an event, a cache or a state: they only drive the pins and read. Both
-take the site's run lock (``edge/runlock.py``), so they refuse to run while the agent runs
-and the agent refuses to start while one of them runs (exit status 3, naming the
-holder). Ctrl-C (SIGINT) or SIGTERM ends them with exit status 0. A full credential
+None writes an event, a cache or a state: they only drive the pins and read (keyset: and
+writes the reader's key file). All take the site's run lock (``edge/runlock.py``), so they
+refuse to run while the agent runs and the agent refuses to start while one of them runs
+(exit status 3, naming the holder). Ctrl-C (SIGINT) or SIGTERM ends them with exit status 0. A full credential
 string is never printed: an installer's terminal, a screenshot or a shared log must not
 carry a card number that could be replayed; a PIN shows no digit at all.
 """
@@ -24,16 +26,17 @@ from contextlib import ExitStack
 from types import FrameType, TracebackType
 from typing import Any
 
+from readers import ReaderError, make_reader
 from wire.creds import cred_hash
 
 from . import config as config_mod
-from .errors import ConfigError
+from .errors import ConfigError, ReaderFailed
 from .runlock import RunLock
 
 
 def add_commands(sub: Any) -> Any:
-    """Register ``doors test`` and ``readers watch`` on ``torwart-edge``'s subparsers; return
-    the ``readers`` subparsers, for the other reader commands."""
+    """Register ``doors test``, ``readers watch`` and ``readers keyset`` on ``torwart-edge``'s
+    subparsers; return the ``readers`` subparsers."""
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", required=True, help="the site's TOML file")
@@ -51,6 +54,12 @@ def add_commands(sub: Any) -> Any:
     common(w)
     w.add_argument("reader", nargs="?", help="only this reader (default: all)")
     w.set_defaults(fn=cmd_readers_watch)
+    k = rsub.add_parser("keyset", help="put a factory-fresh OSDP reader on a new random key (writes scbk_file)")
+    k.add_argument("--config", required=True, help="the site's TOML file")
+    k.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    k.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
+    k.add_argument("reader", help="the reader's id in [[readers]]")
+    k.set_defaults(fn=cmd_readers_keyset)
     return rsub
 
 
@@ -168,15 +177,14 @@ class _Reads:
     def on_credential(self, reader_id: str, credential: str) -> None:
         self.q.put(("read", reader_id, credential))
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:
-        self.q.put(("error", reader_id, error))
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:
+        self.q.put(("error", reader_id, str(error)))
 
 
 def cmd_readers_watch(args: argparse.Namespace) -> int:
     from .cache import CacheStore
-    from .clock import ClockJudge, SystemClock
+    from .clock import ClockJudge, site_clock
     from .decide import decide
-    from .readers import make_reader
     from .statedb import StateDB
 
     cfg = config_mod.load(args.config)
@@ -194,14 +202,17 @@ def cmd_readers_watch(args: argparse.Namespace) -> int:
             state = StateDB(data / "state.db")
             lockdown = bool(state.flag("lockdown", False))
             state.close()
-        judge = ClockJudge(SystemClock(), cfg.policy.clock_trust)
+        judge = ClockJudge(site_clock(cfg.policy.clock_trust, cfg.policy.chrony_socket), cfg.policy.clock_trust)
         sink = _Reads()
         with ExitStack() as stack, _Until() as until:
             cache = stack.enter_context(CacheStore(data / "cache.db", read_only=True)) \
                 if (data / "cache.db").exists() else None
             for rc in chosen:
-                reader = make_reader(rc, sink)
-                reader.start()
+                try:
+                    reader = make_reader(rc.settings, sink)
+                    reader.start()
+                except ReaderError as exc:
+                    raise ReaderFailed(str(exc)) from exc
                 stack.callback(reader.stop)
             say(f"watching {', '.join(r.id for r in chosen)}; cache "
                 f"{'version ' + str(cache.version) if cache is not None else 'none yet'}"
@@ -228,3 +239,27 @@ def cmd_readers_watch(args: argparse.Namespace) -> int:
         return 0
     finally:
         lock.release()
+
+
+# --- readers keyset ------------------------------------------------------------------------------
+
+
+def cmd_readers_keyset(args: argparse.Namespace) -> int:
+    from readers.osdp import OsdpConfig
+    from readers.osdp_keyset import keyset
+
+    cfg = config_mod.load(args.config, check_files=False)
+    rcfg = next((r for r in cfg.readers if r.id == args.reader), None)
+    if rcfg is None or not isinstance(rcfg.settings, OsdpConfig):
+        i = next((i for i, r in enumerate(cfg.readers) if r.id == args.reader), None)
+        raise ConfigError(args.config, "readers" if i is None else f"readers[{i}].type",
+                          f"no osdp reader {args.reader!r} in [[readers]]")
+    lock = RunLock.acquire(cfg.data_path, f"torwart-edge readers keyset {rcfg.id}")
+    try:
+        path = keyset(rcfg.settings, timeout=args.timeout)
+    except ReaderError as exc:
+        raise ReaderFailed(str(exc)) from exc
+    finally:
+        lock.release()
+    print(f"reader {rcfg.id}: on a new Secure Channel key, written to {path}")
+    return 0

@@ -3,17 +3,28 @@
 A Raspberry Pi has no real-time clock: after a power cut it boots with the time it had at
 shutdown (fake-hwclock) or 1970 until NTP answers. Judging a booking window by such a
 clock would open doors for bookings long over. So booking entries are granted only while
-the clock is *trusted*:
+the clock is *trusted* (``[policy] clock_trust``):
 
-- policy ``ntp`` (default): the kernel reports the clock NTP-synchronised AND it is not
-  earlier than the newest hub-signed time the site has seen;
-- policy ``system`` (sites without NTP, e.g. a GPS clock set by other means): the clock is
+- ``ntp`` (default): NTP says the clock is synchronised AND it is not earlier than the
+  newest hub-signed time the site has seen. Where chronyd runs, "NTP says" is *chrony's
+  verdict* (edge/chrony.py): synchronised, with the source that set the clock last and the
+  one selected now authenticated (NTS or a symmetric key); a clock chrony set from an
+  unauthenticated server is not trusted.
+  Where chronyd does not run, the kernel's NTP flag (adjtimex) decides as it always has,
+  and the start is logged as "time is NOT authenticated".
+- ``nts``: as ``ntp``, but only chrony's verdict counts: without chronyd the clock is
+  never trusted. The stricter value is for fleets installed from the package (which
+  brings chrony and its NTS configuration, firmware_configs/chrony/): there, a site
+  whose chrony is gone (removed, replaced by systemd-timesyncd) must refuse bookings
+  rather than fall back, unnoticed, to time that anyone on the LAN can forge.
+- ``system`` (sites without NTP, e.g. a GPS clock set by other means): the clock is
   not earlier than the newest hub-signed time.
 
 The newest signed time (``issued_at`` of caches and commands) is a lower bound for the real
 time that a broker cannot forge; it comes from ``CacheStore.newest_issued_at``.
 
-``SystemClock`` reads the NTP state through adjtimex(2) (read-only, no privileges needed);
+``SystemClock`` reads the NTP state through adjtimex(2) (read-only, no privileges needed)
+and, when given a ``ChronyWatch`` (``site_clock``), chrony's cached verdict first;
 ``FakeClock`` is the working fake for tests and the demo; ``OffsetClock`` (system time plus
 an offset from a file) lets the chaos run step a running agent's clock.
 """
@@ -30,16 +41,29 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
+
+from .chrony import DEFAULT_SOCKET, Chronyc, ChronyWatch
 
 log = logging.getLogger(__name__)
 
-ClockPolicy = Literal["ntp", "system"]
+ClockPolicy = Literal["ntp", "nts", "system"]
+POLICIES: tuple[ClockPolicy, ...] = ("ntp", "nts", "system")
 
 #: ``timex.status`` bit: the kernel clock is not synchronised (linux/timex.h).
 STA_UNSYNC = 0x0040
 #: adjtimex return value: the clock is not synchronised (linux/timex.h).
 TIME_ERROR = 5
+
+
+class NtpState(NamedTuple):
+    """What the time daemon says: ``synchronized`` is the verdict policy ``ntp`` uses,
+    ``authenticated`` the one ``nts`` adds (chrony vouches for an authenticated source);
+    ``detail`` names the source of truth ("" for fakes)."""
+
+    synchronized: bool
+    authenticated: bool
+    detail: str
 
 
 class ClockSource(Protocol):
@@ -49,7 +73,10 @@ class ClockSource(Protocol):
         """Seconds since the epoch (UTC), like ``time.time()``."""
 
     def ntp_synchronized(self) -> bool:
-        """Whether the kernel says the clock is synchronised (NTP or a similar discipline)."""
+        """Whether the clock counts as NTP-synchronised (``ntp_state().synchronized``)."""
+
+    def ntp_state(self) -> NtpState:
+        """The NTP verdict and where it comes from (never blocks for long)."""
 
     def monotonic(self) -> float:
         """Seconds on a clock that never steps (for intervals such as the denial limit):
@@ -109,15 +136,17 @@ def _load_adjtimex() -> Callable[[ctypes._Pointer[_Timex]], int] | None:
 
 
 class SystemClock:
-    """The real clock: ``time.time()``, and the kernel's NTP state via adjtimex(2).
+    """The real clock: ``time.time()``, and the NTP state from chrony's cached verdict
+    (when ``chrony`` is given and chronyd runs) or else the kernel's via adjtimex(2).
 
     Where adjtimex is unavailable (not Linux, no libc), the clock counts as not
     synchronised; with policy ``ntp`` bookings are then refused, which is the safe side.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chrony: ChronyWatch | None = None) -> None:
         self._adjtimex = _load_adjtimex()
         self._warned = False
+        self.chrony = chrony
 
     def time(self) -> float:
         return time.time()
@@ -138,7 +167,8 @@ class SystemClock:
                 self._warned = True
         return ret, tx.status
 
-    def ntp_synchronized(self) -> bool:
+    def kernel_synchronized(self) -> bool:
+        """The kernel's NTP flag (set by whichever NTP daemon runs, authenticated or not)."""
         result = self.adjtimex()
         if result is None:
             if not self._warned:
@@ -147,16 +177,37 @@ class SystemClock:
             return False
         return synchronized_from(*result)
 
+    def ntp_state(self) -> NtpState:
+        why = "kernel NTP flag, not authenticated"
+        if self.chrony is not None:
+            verdict = self.chrony.verdict()
+            if verdict.present:
+                return NtpState(verdict.trusted, verdict.trusted, verdict.detail)
+            why = f"{verdict.detail}; {why}"
+        synced = self.kernel_synchronized()
+        return NtpState(synced, False, f"{why}: {'synchronised' if synced else 'not synchronised'}")
+
+    def ntp_synchronized(self) -> bool:
+        return self.ntp_state().synchronized
+
+
+def site_clock(policy: ClockPolicy, chrony_socket: str = DEFAULT_SOCKET) -> SystemClock:
+    """The clock a site runs on: for ``ntp`` and ``nts`` backed by chrony's verdict."""
+    return SystemClock(None if policy == "system" else ChronyWatch(Chronyc(chrony_socket)))
+
 
 class FakeClock:
     """A settable clock for tests and the demo: set, step forwards or backwards, and set
-    the NTP flag. Thread-safe (a demo may step it from another thread)."""
+    the NTP flag (and whether that time counts as authenticated, for policy ``nts``).
+    Thread-safe (a demo may step it from another thread)."""
 
-    def __init__(self, t: float = 1_700_000_000.0, *, synchronized: bool = True) -> None:
+    def __init__(self, t: float = 1_700_000_000.0, *, synchronized: bool = True,
+                 authenticated: bool = False) -> None:
         self._lock = threading.Lock()
         self._t = float(t)
         self._mono = 0.0
         self._synced = synchronized
+        self._authenticated = authenticated
 
     def time(self) -> float:
         with self._lock:
@@ -165,6 +216,10 @@ class FakeClock:
     def ntp_synchronized(self) -> bool:
         with self._lock:
             return self._synced
+
+    def ntp_state(self) -> NtpState:
+        with self._lock:
+            return NtpState(self._synced, self._synced and self._authenticated, "")
 
     def monotonic(self) -> float:
         """Moves with every forward step or ``set`` and never goes back: the fake stands
@@ -187,6 +242,10 @@ class FakeClock:
         with self._lock:
             self._synced = synchronized
 
+    def set_authenticated(self, authenticated: bool) -> None:
+        with self._lock:
+            self._authenticated = authenticated
+
 
 class OffsetClock:
     """The system clock plus an offset read from a file: a test and chaos hook that steps
@@ -197,7 +256,7 @@ class OffsetClock:
     or empty file means 0. It is re-read whenever its identity or mtime changes (write a
     temp file and rename it over, so that a reader never sees half a number); an
     unreadable value keeps the last good offset and is logged once per change.
-    ``synchronized`` forces the NTP flag; None asks the kernel, as SystemClock does.
+    ``synchronized`` forces the NTP verdict (authenticated too); None asks ``base``.
     ``monotonic`` ignores the offset: steps are clock corrections, not time passing.
     """
 
@@ -256,6 +315,11 @@ class OffsetClock:
     def ntp_synchronized(self) -> bool:
         return self._base.ntp_synchronized() if self._synced is None else self._synced
 
+    def ntp_state(self) -> NtpState:
+        if self._synced is None:
+            return self._base.ntp_state()
+        return NtpState(self._synced, self._synced, "forced by TORWART_CLOCK_NTP")
+
     def monotonic(self) -> float:
         return self._base.monotonic()
 
@@ -277,8 +341,8 @@ class ClockJudge:
     """
 
     def __init__(self, source: ClockSource, policy: ClockPolicy = "ntp") -> None:
-        if policy not in ("ntp", "system"):
-            raise ValueError(f"clock policy must be 'ntp' or 'system', not {policy!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"clock policy must be 'ntp', 'nts' or 'system', not {policy!r}")
         self.source = source
         self.policy: ClockPolicy = policy
         self._state: bool | None = None
@@ -296,14 +360,20 @@ class ClockJudge:
 
     def trusted(self, newest_issued_at: int) -> tuple[bool, str]:
         now = self.source.time()
-        if self.policy == "ntp" and not self.source.ntp_synchronized():
-            return False, f"NTP is not synchronised (clock reads {_iso(now)})"
+        basis = "system clock (no NTP required)"
+        if self.policy != "system":
+            ntp = self.source.ntp_state()
+            why = f"{ntp.detail}; " if ntp.detail else ""
+            if not ntp.synchronized:
+                return False, f"NTP is not synchronised ({why}clock reads {_iso(now)})"
+            if self.policy == "nts" and not ntp.authenticated:
+                return False, f"time is not authenticated ({why}clock reads {_iso(now)})"
+            basis = f"NTP synchronised ({ntp.detail})" if ntp.detail else "NTP synchronised"
         if now < newest_issued_at:
             return False, (
                 f"clock reads {_iso(now)}, {newest_issued_at - now:.0f} s before the newest signed time "
                 f"{_iso(newest_issued_at)}"
             )
-        basis = "NTP synchronised" if self.policy == "ntp" else "system clock (no NTP required)"
         return True, f"{basis}; clock reads {_iso(now)}, not before the newest signed time {_iso(newest_issued_at)}"
 
     def check(self, newest_issued_at: int) -> str | None:
@@ -315,3 +385,13 @@ class ClockJudge:
         event = "clock.trusted" if ok else "clock.untrusted"
         log.info("%s: %s", event, detail)
         return event
+
+
+def describe(source: ClockSource, policy: ClockPolicy) -> str:
+    """One line for ``torwart-edge check``: the policy, the source of truth and its verdict
+    now (the comparison with the newest signed time comes on top at run time)."""
+    if policy == "system":
+        return "clock_trust=system: the system clock, trusted unless behind the newest signed time (no NTP)"
+    ntp = source.ntp_state()
+    ok = ntp.synchronized and (policy == "ntp" or ntp.authenticated)
+    return f"clock_trust={policy}: {ntp.detail or 'NTP flag'} -> {'trusted' if ok else 'NOT trusted'} now"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -21,16 +22,62 @@ from wire.seal import seal
 from wire.topics import Kind
 
 from .cache import CacheStore
+from .clock import ClockSource
+from .config import EdgeConfig, ReaderSection
+from .door import Door
 from .errors import StorageError
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from .link import Link
+from .occupancy import Occupancy
+from .statedb import StateDB
 
 log = logging.getLogger(__name__)
 
 
+class CommandSite(Protocol):
+    """What command handling needs of the site, and no more: ``edge.agent.Agent`` is one.
+
+    Everything but ``cfg`` and ``site`` is used on the main loop only (the stores there are
+    the main loop's connections); the cache worker thread touches ``cfg`` and ``site``."""
+
+    @property
+    def cfg(self) -> EdgeConfig: ...
+
+    @property
+    def site(self) -> str: ...
+
+    @property
+    def clock(self) -> ClockSource: ...
+
+    @property
+    def cache(self) -> CacheStore:
+        """For its newest signed time (``note_issued_at``)."""
+
+    @property
+    def state(self) -> StateDB:
+        """Executed command ids and the lockdown flag."""
+
+    @property
+    def doors(self) -> Mapping[str, Door]: ...
+
+    @property
+    def reader_cfg(self) -> Mapping[str, ReaderSection]: ...
+
+    @property
+    def occupancy(self) -> Occupancy: ...
+
+    @property
+    def link(self) -> Link:
+        """For the command acks."""
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        """Record an event (edge/events.py)."""
+
+    def set_lockdown(self, on: bool) -> None:
+        """Put every door in lockdown, or end it (and publish the new status)."""
+
+
 class CommandHandler:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: CommandSite) -> None:
         self.agent = agent
         cfg = agent.cfg
         self.keys = envelope.trusted_keys(public_key_from_b64(cfg.hub.signing_public_key))

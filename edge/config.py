@@ -3,28 +3,37 @@
 ``load()`` validates everything before the agent touches a pin: types, unknown keys,
 identifiers, references between doors, rooms and readers, pins used twice, key files and
 keys. Every error is a ConfigError naming the file and the key.
+
+A ``[[readers]]`` entry's keys every reader has (``id``, ``type``, ``door``,
+``direction``) are checked here; the rest belong to the reader type and are checked by its
+config struct from the ``readers`` package (``readers.registry``), which names the key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import stat
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from msgspec import Meta, Struct, field
 
-from wire.configfile import load_toml
+from readers.config import ReaderConfig
+from readers.errors import ReaderConfigError
+from readers.registry import config_type
+from wire.configfile import BrokerSection, convert, load_toml, resolve_path
 from wire.errors import KeyFileError
-from wire.keys import read_key_file, read_scbk_file
+from wire.fields import Ident
+from wire.keys import read_key_file
+from wire.private import not_owner_only
 
+from .chrony import DEFAULT_SOCKET
 from .errors import ConfigError
 from .schedule import parse_days
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Pin = int | str  # a BCM number (17) or a gpiozero pin name ("GPIO17", "BOARD11")
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
 
@@ -38,7 +47,11 @@ class SiteSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention_days: Annotated[int, Meta(ge=1, le=3650)] = 90
-    clock_trust: Literal["ntp", "system"] = "ntp"
+    #: "ntp": chrony's verdict (synchronised to an authenticated source) where chronyd runs,
+    #: else the kernel's NTP flag; "nts": chrony's verdict only; "system": no NTP (edge/clock.py).
+    clock_trust: Literal["ntp", "nts", "system"] = "ntp"
+    #: chronyd's command socket, where the agent asks for that verdict.
+    chrony_socket: str = DEFAULT_SOCKET
     #: Denial rate limit per reader: a burst of this many denials, then one more per refill period.
     deny_burst: Annotated[int, Meta(ge=1, le=1000)] = 5
     deny_refill_seconds: Seconds = 300.0
@@ -50,26 +63,16 @@ class PolicySection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     daily_reset: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
 
 
-class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    tls: bool = False
-    username: str | None = None
-    password_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+class HubSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The broker (host, port, tls, username, password_file, ca_file, cert_file, key_file,
+    keepalive: wire.configfile.BrokerSection) and the hub's keys."""
+
     signing_public_key: str
     cred_key_file: str
     enroll_public_key: str | None = None
-    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
     #: How long the broker keeps this site's session (subscriptions, queued messages) while
     #: it is offline; a longer outage starts afresh with the retained full cache.
     session_expiry: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400
-
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.tls else 1883)
 
 
 class RoomSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -105,25 +108,29 @@ class DoorSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     office_hours: list[OfficeHours] = field(default_factory=list)
 
 
-class ReaderSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class _CommonKeys(Struct, frozen=True, kw_only=True):
+    """The keys every ``[[readers]]`` entry has, whatever its type."""
+
     id: Ident
-    type: Literal["rdm6300", "pn532", "wiegand", "sim", "osdp"]
+    type: str
     door: Ident
     direction: Literal["in", "out"] = "in"
-    port: str | None = None
-    baudrate: Annotated[int, Meta(ge=1200, le=921600)] | None = None
-    d0_pin: Pin | None = None
-    d1_pin: Pin | None = None
-    #: RDM6300 repeats its frame while a card stays in the field: one read per presentation.
-    holdoff_seconds: Annotated[float, Meta(ge=0, le=60)] = 1.0
-    #: sim: path of the FIFO (or Unix socket) that credential strings are written to.
-    path: str | None = None
-    #: wiegand: a partial PIN entry on a keypad is dropped after this long without a key.
-    keypad_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 5.0
-    #: osdp: the reader's address on its RS-485 bus (``port``); 127 is the broadcast address.
-    address: Annotated[int, Meta(ge=0, le=126)] | None = None
-    #: osdp: file holding the reader's Secure Channel Base Key (32 hex chars, owner-only).
-    scbk_file: str | None = None
+
+
+#: The common keys the reader type's config does not get (it gets ``id`` and the rest).
+_EDGE_ONLY = ("type", "door", "direction")
+
+
+class ReaderSection(Struct, frozen=True, kw_only=True):
+    """A ``[[readers]]`` entry: the reader at ``door`` (``direction`` in or out of its room)
+    and ``settings``, its type's config (from ``readers.registry``: port, pins, key file, …;
+    ``settings.id`` is ``id``), which ``readers.make_reader`` turns into the reader."""
+
+    id: str
+    type: str
+    door: str
+    direction: Literal["in", "out"] = "in"
+    settings: ReaderConfig
 
 
 class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -145,14 +152,12 @@ class EdgeConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.site.data_dir)
 
 
-DEFAULT_BAUD = {"rdm6300": 9600, "pn532": 115200, "osdp": 9600}
-
-
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
+def _is_key(text: str) -> bool:
+    """Whether ``text`` is the standard base64 of exactly 32 bytes (a public key), as written."""
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _pin_key(pin: Pin) -> str:
@@ -165,8 +170,11 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
     """Load and validate a site config. ``check_files`` also reads the key files and checks
     the keys (what the agent needs); ``torwart-edge status`` passes False."""
     p = Path(path)
-    cfg = load_toml(p, EdgeConfig, ConfigError)
     f = str(p)
+    doc = load_toml(p, dict[str, Any], ConfigError)
+    # [[readers]] entries are read in two parts (the common keys, the type's own): below.
+    raw_readers = convert(doc.pop("readers", []), list[dict[str, Any]], f, ConfigError, at="readers")
+    cfg = convert(doc, EdgeConfig, f, ConfigError)
     base = p.resolve().parent
 
     def err(key: str, msg: str) -> ConfigError:
@@ -175,33 +183,14 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
     # Paths are relative to the config file.
     hub = msgspec.structs.replace(
         cfg.hub,
-        password_file=_resolve(base, cfg.hub.password_file),
-        ca_file=_resolve(base, cfg.hub.ca_file),
-        cert_file=_resolve(base, cfg.hub.cert_file),
-        key_file=_resolve(base, cfg.hub.key_file),
-        cred_key_file=_resolve(base, cfg.hub.cred_key_file) or "",
+        password_file=resolve_path(base, cfg.hub.password_file),
+        ca_file=resolve_path(base, cfg.hub.ca_file),
+        cert_file=resolve_path(base, cfg.hub.cert_file),
+        key_file=resolve_path(base, cfg.hub.key_file),
+        cred_key_file=resolve_path(base, cfg.hub.cred_key_file) or "",
     )
-    site = msgspec.structs.replace(cfg.site, data_dir=_resolve(base, cfg.site.data_dir) or "")
-    readers = []
-    for i, given in enumerate(cfg.readers):
-        key = f"readers[{i}]"
-        r = given
-        if r.type in ("rdm6300", "pn532", "osdp"):
-            if not r.port:
-                raise err(f"{key}.port", f"a {r.type} reader needs the serial port (e.g. /dev/ttyAMA0)")
-            r = msgspec.structs.replace(r, baudrate=r.baudrate or DEFAULT_BAUD[r.type])
-        if r.type == "wiegand" and (r.d0_pin is None or r.d1_pin is None):
-            raise err(f"{key}.d0_pin", "a wiegand reader needs d0_pin and d1_pin")
-        if r.type == "osdp":
-            if r.address is None:
-                raise err(f"{key}.address", "an osdp reader needs its bus address (0-126)")
-            if not r.scbk_file:
-                raise err(f"{key}.scbk_file", "an osdp reader needs scbk_file (its Secure Channel key; "
-                                             "torwart-edge readers keyset writes it)")
-            r = msgspec.structs.replace(r, scbk_file=_resolve(base, r.scbk_file))
-        if r.type == "sim":
-            r = msgspec.structs.replace(r, path=_resolve(base, r.path) or str(Path(site.data_dir) / f"sim-{r.id}"))
-        readers.append(r)
+    site = msgspec.structs.replace(cfg.site, data_dir=resolve_path(base, cfg.site.data_dir) or "")
+    readers = [_reader(entry, f"readers[{i}]", f, base, Path(site.data_dir)) for i, entry in enumerate(raw_readers)]
     cfg = msgspec.structs.replace(cfg, hub=hub, site=site, readers=readers)
 
     for what, ids in (("rooms", [r.id for r in cfg.rooms]), ("doors", [d.id for d in cfg.doors]),
@@ -223,9 +212,12 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             raise err(key, f"pin {pin} is already used by {pins[k]}")
         pins[k] = key
 
+    if not Path(cfg.policy.chrony_socket).is_absolute():
+        raise err("policy.chrony_socket", f"must be an absolute path (chronyd's command socket, default "
+                                          f"{DEFAULT_SOCKET}), not {cfg.policy.chrony_socket!r}")
     try:
         ZoneInfo(cfg.site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise err("site.timezone", f"unknown time zone {cfg.site.timezone!r} (e.g. Europe/Berlin)") from None
     for i, d in enumerate(cfg.doors):
         for j, oh in enumerate(d.office_hours):
@@ -237,31 +229,21 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
             raise err(f"doors[{i}].room", f"no room {d.room!r} in [[rooms]]")
         for name in ("lock_pin", "contact_pin", "exit_pin", "buzzer_pin", "led_pin"):
             claim(getattr(d, name), f"doors[{i}].{name}")
+    shared: dict[tuple[str, str, Hashable], int] = {}
     for i, r in enumerate(cfg.readers):
         if r.door not in doors:
             raise err(f"readers[{i}].door", f"no door {r.door!r} in [[doors]]")
-        claim(r.d0_pin, f"readers[{i}].d0_pin")
-        claim(r.d1_pin, f"readers[{i}].d1_pin")
-        if r.type == "osdp":
-            twin = next((j for j, o in enumerate(cfg.readers[:i])
-                         if o.type == "osdp" and o.port == r.port and o.address == r.address), None)
-            if twin is not None:
-                raise err(f"readers[{i}].address",
-                          f"address {r.address} on {r.port} is already used by readers[{twin}]")
+        for name, pin in r.settings.pins().items():
+            claim(pin, f"readers[{i}].{name}")
+        for name, (resource, what) in r.settings.shared().items():
+            twin = shared.setdefault((r.type, name, resource), i)
+            if twin != i:
+                raise err(f"readers[{i}].{name}", f"{what} is already used by readers[{twin}]")
 
-    try:
-        raw = base64.b64decode(cfg.hub.signing_public_key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
+    if not _is_key(cfg.hub.signing_public_key):
         raise err("hub.signing_public_key", "must be the standard base64 of the hub's 32-byte Ed25519 public key")
-    if cfg.hub.enroll_public_key is not None:
-        try:
-            raw = base64.b64decode(cfg.hub.enroll_public_key, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
+    if cfg.hub.enroll_public_key is not None and not _is_key(cfg.hub.enroll_public_key):
+        raise err("hub.enroll_public_key", "must be the standard base64 of a 32-byte X25519 public key")
     if cfg.hub.tls and not cfg.hub.ca_file:
         raise err("hub.ca_file", "tls = true needs the CA certificate that signed the broker's certificate")
     if bool(cfg.hub.cert_file) != bool(cfg.hub.key_file):
@@ -275,21 +257,39 @@ def load(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
         # checks its own broker password and TLS key the same way).
         for name in ("password_file", "key_file"):
             value = getattr(cfg.hub, name)
-            mode = stat.S_IMODE(Path(value).stat().st_mode) if value is not None else 0
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise err(f"hub.{name}", f"{value} is accessible by group or others (mode {mode:04o}); "
-                                         f"run: chmod 600 {value}")
+            if value is not None and (why := not_owner_only(value)) is not None:
+                raise err(f"hub.{name}", f"{value} is {why}")
         try:
             read_key_file(cfg.hub.cred_key_file)
         except KeyFileError as exc:
             raise err("hub.cred_key_file", str(exc.args[0])) from None
         for i, r in enumerate(cfg.readers):
-            if r.type == "osdp" and r.scbk_file:
-                try:
-                    read_scbk_file(r.scbk_file)
-                except KeyFileError as exc:
-                    raise err(f"readers[{i}].scbk_file", str(exc.args[0])) from None
+            try:
+                r.settings.check_files()
+            except ReaderConfigError as exc:
+                raise err(f"readers[{i}].{exc.key}", exc.message) from None
     return cfg
+
+
+def _reader(entry: dict[str, Any], at: str, f: str, base: Path, data_dir: Path) -> ReaderSection:
+    """One ``[[readers]]`` entry: the common keys checked here, the rest by the type's config."""
+    keys = convert({k: v for k, v in entry.items() if k in ("id", *_EDGE_ONLY)}, _CommonKeys, f, ConfigError,
+                   at=at)
+    try:
+        kind = config_type(keys.type)
+    except ReaderConfigError as exc:
+        raise ConfigError(f, f"{at}.{exc.key}", exc.message) from None
+    own = {k: v for k, v in entry.items() if k not in _EDGE_ONLY}
+    settings = convert(own, kind, f, ConfigError, at=at)
+
+    def resolve(value: str) -> str:
+        return resolve_path(base, value) or value
+
+    try:
+        settings = settings.settle(resolve=resolve, data_dir=data_dir)
+    except ReaderConfigError as exc:
+        raise ConfigError(f, f"{at}.{exc.key}", exc.message) from None
+    return ReaderSection(id=keys.id, type=keys.type, door=keys.door, direction=keys.direction, settings=settings)
 
 
 def site_key(cfg: EdgeConfig) -> bytes:

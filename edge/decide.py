@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from wire.messages import DenyReason, Entry, GrantReason
+from wire.events import DenyReason, GrantReason
+from wire.messages import Entry
 
 Mode = Literal["normal", "office_hours", "lockdown"]
 Reason = GrantReason | DenyReason

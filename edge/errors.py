@@ -13,8 +13,10 @@ class ConfigError(EdgeError, ConfigFileError):
     """A configuration file is missing, unreadable or invalid; names the file and the key."""
 
 
-class ReaderError(EdgeError):
-    """A card reader failed (unplugged, timed out, spoke garbage); the reader is reopened."""
+class ReaderFailed(EdgeError):
+    """A card reader could not be set up (its config, its pins, its key): the reader
+    package's typed ``readers.errors.ReaderError`` is the ``__cause__``. Failures of a
+    running reader are not raised: they become ``reader.error`` events."""
 
 
 class StorageError(EdgeError):

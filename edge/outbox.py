@@ -49,7 +49,7 @@ from sqlite_utils import Database, Migrations
 
 from wire import messages as m
 
-from .cache import connect, migrate, rollback_quietly
+from .db import connect, migrate, rollback_quietly
 from .errors import EdgeError, StorageError
 
 log = logging.getLogger(__name__)

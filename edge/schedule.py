@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-if TYPE_CHECKING:
-    from .config import OfficeHours
-
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class OfficeHours(Protocol):
+    """One window of a door's office hours (``edge.config.OfficeHours`` is one): ``days``
+    in cron form ("mon-fri", "sat,sun"), ``start`` and ``end`` as local "HH:MM"."""
+
+    @property
+    def days(self) -> str: ...
+
+    @property
+    def start(self) -> str: ...
+
+    @property
+    def end(self) -> str: ...
 
 
 def parse_days(spec: str) -> set[int]:

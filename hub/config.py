@@ -24,13 +24,14 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta, Struct, field
 
-from wire.configfile import load_toml
+from wire.configfile import BrokerSection, load_toml, resolve_path
 from wire.errors import KeyFileError
+from wire.fields import Ident
 from wire.keys import read_key_file, signing_key_from_seed
+from wire.private import not_owner_only
 
 from .errors import ConfigError
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
 #: A calendar feed; ``file://`` serves demos and tests.
@@ -63,30 +64,20 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.data_dir) / "hub.sqlite3"
 
 
-class MqttSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    tls: bool = False
-    username: str | None = None
-    password_file: str | None = None
-    #: None with tls = true: the system's trusted CAs.
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+class MqttSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The broker (host, port, tls, username, password_file, ca_file -- None with tls = true:
+    the system's trusted CAs --, cert_file, key_file, keepalive: wire.configfile.BrokerSection)
+    and the hub's client."""
+
     client_id: Annotated[str, Meta(min_length=1, max_length=128)] = "torwart-hub"
     #: Subscribe through ``$share/hub/...`` so that several hub workers share the load.
     shared_subscription: bool = False
-    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
 
     @property
     def broker_user(self) -> str:
         """The hub's user name at the broker (its password login or its certificate's CN),
         which the ACL gives every site's topics: no site may have it as its id."""
         return self.username or "hub"
-
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.tls else 1883)
 
 
 class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -200,13 +191,6 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
-
-
 def _owner_only(path: str) -> str | None:
     """Why the secret file at ``path`` is unusable, or None if it is fine."""
     p = Path(path)
@@ -218,15 +202,15 @@ def _owner_only(path: str) -> str | None:
         return f"cannot read {p}: {exc}"
     if not stat.S_ISREG(st.st_mode):
         return f"{p} is not a file"
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return f"{p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}"
+    if (why := not_owner_only(p, st.st_mode)) is not None:
+        return f"{p} is {why}"
     if not os.access(p, os.R_OK):
         return f"cannot read {p}"
     return None
 
 
 def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
-    r = _resolve
+    r = resolve_path
     hub = msgspec.structs.replace(
         cfg.hub,
         data_dir=r(base, cfg.hub.data_dir) or "",

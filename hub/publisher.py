@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 VERSION_AHEAD = 86400
 
 
+@dataclass(frozen=True)
+class Published:
+    """A cache.full put out (``publish_full``): its version, and whether it was sent (False:
+    the link was down, nothing went out)."""
+
+    version: int
+    sent: bool
+
+
 @dataclass
 class _Sent:
     base: int | None
@@ -55,16 +64,18 @@ class Publisher:
         self.deltas = 0
         self.held_off = 0
 
-    def publish_full(self, site: str) -> int:
-        """Publish the latest version as the retained cache.full; return its version."""
+    def publish_full(self, site: str) -> Published:
+        """Publish the latest version as the retained cache.full, and record it as such
+        when it went out."""
         body = self.caches.full_body(site)
-        if self.link.publish(site, Kind.CACHE, self.caches.signed(body), retain=True):
+        sent = self.link.publish(site, Kind.CACHE, self.caches.signed(body), retain=True)
+        if sent:
             self.caches.mark_retained_full(site, body.version)
             self._sent[site] = _Sent(None, body.version, time.monotonic())
             self.fulls += 1
             log.info("site %s: published cache.full version %d (%d entries, retained)", site, body.version,
                      len(body.entries))
-        return body.version
+        return Published(body.version, sent)
 
     def unissued(self, site: str, reported: int | None) -> str | None:
         """Why ``reported`` cannot be a version the hub issued to ``site`` (more than

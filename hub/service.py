@@ -1,6 +1,10 @@
 """The running hub (``torwart-hub run``): booking sync, cache building and publishing,
 ingest of every site's messages, and the HTTP side (webhook, admin API, health).
 
+The acts (push a cache, send a command, enroll, sync, ...) are the application core's
+(``hub.core.Hub``); this loop routes the sites' messages and the schedule to them, and
+hands the same core to the HTTP side.
+
 Threads meet at one queue, as on the edge: paho's network thread, the HTTP server and
 APScheduler jobs only hand work to the main loop, which alone uses the store connection.
 The booking-feedback worker (hub/feedback_delivery.py) sends queued check-ins and
@@ -15,34 +19,33 @@ messages, batch or cache are handled is logged and leaves the other sites' work 
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import queue
-import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from types import FrameType
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wire import messages as m
+from wire.entrypoint import stop_on_signals
 from wire.errors import WireError
+from wire.handoff import WorkQueue
 from wire.keys import read_key_file
 from wire.topics import Kind
 
 from . import homeassistant
-from .caches import CacheManager
-from .config import HubConfig, signing_key
+from .config import HubConfig
+from .core import Hub, each_site
+from .core.errors import UnknownSite
 from .feedback import Feedback
 from .ingest import Ingest
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
-from .publisher import Publisher
 from .store import SqliteStore
+from .sync import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,12 @@ EVENT_BATCH = 1000
 class HubService:
     def __init__(self, cfg: HubConfig) -> None:
         self.cfg = cfg
-        self._q: queue.Queue[Work] = queue.Queue()
+        self._work = WorkQueue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
         self._events: dict[str, list[bytes]] = defaultdict(list)
         self._events_lock = threading.Lock()
         self._events_posted = False
-        self._known: dict[str, int | None] = {}
         self.limits = SiteLimits(cfg)
         self._refusals = RefusalTally()
         self._sched = BackgroundScheduler(timezone="UTC")
@@ -71,20 +73,11 @@ class HubService:
     # --- the loop ------------------------------------------------------------------------------
 
     def post(self, work: Work) -> None:
-        self._q.put(work)
+        self._work.post(work)
 
     def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
         """Run ``fn`` on the main loop and return its result (from another thread)."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def work() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self.post(work)
-        return fut.result(timeout)
+        return self._work.call(fn, timeout)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,15 +85,7 @@ class HubService:
     def run(self) -> None:
         try:
             self._startup()
-            while not self._stopping.is_set():
-                try:
-                    work = self._q.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                try:
-                    work()
-                except Exception:
-                    log.exception("work item failed; the hub carries on")
+            self._work.run(self._stopping, lambda exc: log.error("work item failed; the hub carries on", exc_info=exc))
         finally:
             self._shutdown()
 
@@ -108,27 +93,18 @@ class HubService:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = SqliteStore(cfg.hub.store_path)
-        self.caches = CacheManager(self.store, cfg, signing_key(cfg))
         self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
+        #: The application core: every act on sites and people goes through it.
+        self.hub = Hub(cfg, self.store, link=self.link, live=self.live, post=self.post)
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
-        from .enroll import for_service
-
-        self.enroll = for_service(cfg, self.store)
-        self.publisher = Publisher(self.caches, self.link)
-        from .sync import BookingSync
-
-        self.sync = BookingSync(cfg, self.store)
-        self.feedback = Feedback(cfg, self.store, supports_write=self.sync.adapter.supports_write)
+        self.feedback = Feedback(cfg, self.store, supports_write=self.hub.platform_writes)
         self.feedback.start()  # before the link: the sites' retained statuses find it watching
-        now = int(time.time())
-        built = self.caches.rebuild_all(now)
-        if built:
-            log.info("built caches: %s", ", ".join(f"{s} v{v}" for s, v in built.items()))
+        self.hub.rebuild_all()
         self.link.start()
         b = cfg.booking
         self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
                             next_run_time=_soon())
-        self._sched.add_job(lambda: self.post(self._watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
         self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
@@ -136,7 +112,7 @@ class HubService:
         self._sched.start()
         from .web import start_web
 
-        self.web = start_web(self)
+        self.web = start_web(self.hub)
         self.ready.set()
         log.info("hub running: %d sites, HTTP on %s", len(cfg.sites), cfg.http.listen)
 
@@ -149,6 +125,8 @@ class HubService:
             self.link.stop()
         if hasattr(self, "feedback"):
             self.feedback.close()
+        if hasattr(self, "hub"):
+            self.hub.close()
         if hasattr(self, "store"):
             self.store.close()
         log.info("hub stopped")
@@ -156,7 +134,7 @@ class HubService:
     # --- MQTT (paho thread) ------------------------------------------------------------------------
 
     def link_up(self) -> None:
-        self.post(self._converge_all)
+        self.post(self.hub.converge_all)
         self.post(lambda: homeassistant.publish(self.cfg, self.link.publish_topic))
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
@@ -199,19 +177,11 @@ class HubService:
             log.warning("site %s: refused %d message(s) (%s), the last: %s", site, n, kind, reason)
         self.store.record_refusals(counted, at=time.time())
 
-    def _each_site(self, sites: Iterable[str], what: str, fn: Callable[[str], object]) -> None:
-        """``fn(site)`` for each site; a failure is logged and the next site's turn comes."""
-        for site in sites:
-            try:
-                fn(site)
-            except Exception:
-                log.exception("site %s: %s failed; the other sites carry on", site, what)
-
     def _configured(self, site: str) -> bool:
         try:
-            self.cfg.site(site)
+            self.hub.site(site)
             return True
-        except KeyError:
+        except UnknownSite:
             log.warning("message from unknown site %r dropped", site)
             return False
 
@@ -230,7 +200,7 @@ class HubService:
             self.live.notify(site, "events")
 
         # A batch that fails is not acknowledged: its site sends it again.
-        self._each_site(list(batches), "event batch", drain)
+        each_site(list(batches), "event batch", drain)
 
     def _notify(self, site: str, what: str, stored: bool) -> None:
         if stored:
@@ -249,8 +219,8 @@ class HubService:
 
     def _command_ack(self, site: str, payload: bytes) -> None:
         ack = self.ingest.command_ack(site, payload)
-        if ack is not None and self.store.get_enrollment(ack.id) is not None:  # an enroll command's
-            self.store.ack_enrollment(ack.id, site, None if ack.ok else (ack.error or "refused"), now=time.time())
+        if ack is not None:
+            self.hub.enrollment_acked(site, ack)
 
     def _ack_events(self, site: str, stream: str, upto: int) -> None:
         self.link.publish(site, Kind.EVENT_ACK, m.encode(m.EventAck(stream=stream, upto=upto)))
@@ -266,14 +236,8 @@ class HubService:
     def _after_event(self, site: str, ev: m.Event) -> None:
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
             self.feedback.checked_in(site, ev)
-        elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub/enroll.py)
-            done = self.enroll.on_read(site, ev, time.time())
-            if done is not None and done.sites:
-                versions = self.changed(done.sites)
-                if site in done.sites:  # the version the dashboard waits for (hub/dashboard/enroll.py)
-                    version = versions.get(site) or self.caches.latest_version(site)
-                    if version is not None:
-                        self.store.set_enrollment_cache(ev.command, version)
+        elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub.core.enrolling)
+            self.hub.on_enroll_read(site, ev)
 
     def release_no_shows(self, now: int | None = None) -> list[str]:
         """Queue the releases of no-shows as of ``now`` (default: the clock); the ids queued."""
@@ -287,7 +251,7 @@ class HubService:
             self.feedback.watch_status(site, st, time.time())
         self._notify(site, "status", st is not None)
         if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
-            self.publisher.converge(site, st.cache_version)
+            self.hub.converge(site, st.cache_version)
 
     def _cache_ack(self, site: str, payload: bytes) -> None:
         if not self._configured(site):
@@ -301,70 +265,25 @@ class HubService:
         if not self._issued(site, Kind.CACHE_ACK, ack.version):
             return
         if ack.ok:
-            self.publisher.converge(site, ack.version)
+            self.hub.converge(site, ack.version)
         else:
-            self.publisher.refused(site, ack.error, reported, ack.version)
+            self.hub.cache_refused(site, ack.error, reported, ack.version)
 
     def _issued(self, site: str, kind: Kind, version: int | None) -> bool:
         """Whether ``version``, reported by ``site``, may be one the hub issued; a version
         too far above them (Publisher.unissued) is refused and counted."""
-        why = self.publisher.unissued(site, version)
+        why = self.hub.unissued(site, version)
         if why is not None:
             self.refuse(site, f"{kind.value}:unissued_version", why)
         return why is None
 
-    def _converge_all(self) -> None:
-        def converge(site: str) -> None:
-            state = self.store.site_state(site)
-            online = state is not None and state.online
-            self.publisher.converge(site, state.cache_version if online and state else None)
-            self._known[site] = self.caches.latest_version(site)
-
-        self._each_site([s.id for s in self.cfg.sites], "cache convergence", converge)
-
-    def changed(self, sites: set[str] | frozenset[str]) -> dict[str, int]:
-        """Rebuild the caches of ``sites`` and bring them out; site → new version."""
-        now = int(time.time())
-        out = {}
-
-        def rebuild(site: str) -> None:
-            v = self.caches.rebuild(site, now)
-            if v is not None:
-                out[site] = v
-                self._known[site] = v
-                self.live.notify(site, "cache")
-                state = self.store.site_state(site)
-                self.publisher.converge(site, state.cache_version if state and state.online else None)
-
-        configured = {s.id for s in self.cfg.sites}
-        self._each_site(sorted(s for s in sites if s in configured), "cache rebuild", rebuild)
-        return out
-
-    def _watch_versions(self) -> None:
-        """Versions built by another process (the CLI) on the same store: publish them."""
-        def watch(site: str) -> None:
-            latest = self.caches.latest_version(site)
-            if latest != self._known.get(site):
-                self._known[site] = latest
-                self.live.notify(site, "cache")
-                state = self.store.site_state(site)
-                self.publisher.converge(site, state.cache_version if state and state.online else None)
-
-        self._each_site([s.id for s in self.cfg.sites], "publishing a new cache version", watch)
-
     def _rebuild_all(self) -> None:
         # Entries depend on now (the booking window) and versions need fresh expiry.
-        self.changed({s.id for s in self.cfg.sites})
+        self.hub.changed({s.id for s in self.cfg.sites})
 
-    def sync_now(self) -> Any:
-        report = self.sync.run_once(int(time.time()))
-        if report.ok and report.sites:
-            self.changed(set(report.sites))
-        return report
-
-    def apply_webhook(self, booking: Any) -> dict[str, int]:
-        report = self.sync.apply_webhook(booking, int(time.time()))
-        return self.changed(set(report.sites)) if report.ok else {}
+    def sync_now(self) -> SyncReport:
+        """One booking sync now, and the changed sites' caches out (``Hub.sync_now``)."""
+        return self.hub.sync_now()
 
     def _retention(self) -> None:
         days = self.cfg.hub.retention_days
@@ -386,12 +305,6 @@ def _soon() -> Any:
 def run(cfg: HubConfig) -> int:
     """``torwart-hub run``: serve until SIGTERM/SIGINT; return the exit status."""
     service = HubService(cfg)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(service.stop)
     service.run()
     return 0

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
 from sqlite_utils import Database
+
+from wire.private import loose_mode
 
 from .store_types import StoreError
 
@@ -278,7 +279,7 @@ def _keep_private(path: Path) -> None:
             with contextlib.suppress(FileExistsError):  # created by another process just now
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if p.exists() and (mode := stat.S_IMODE(p.stat().st_mode)) & 0o077:
+            if p.exists() and (mode := loose_mode(p.stat().st_mode)) is not None:
                 os.chmod(p, 0o600)
                 log.warning("%s was readable by group or others (mode %04o); made it 0600", p, mode)
     except PermissionError as exc:

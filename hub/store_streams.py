@@ -110,7 +110,8 @@ class StreamsMixin(SqliteBase):
         each (site, stream, seq) is stored once, whatever is replayed and in which order.
         A stream the hub has not seen is made here: its ``base`` is 0 (a new stream, all of
         it is stored), or, when its events declare a ``stream_base`` (an outbox upgraded
-        from before streams), the larger of that and the legacy stream's ``acked_upto``."""
+        from before streams) and the site has a legacy stream, that base capped at the legacy
+        stream's ``max_seq``, and at least its ``acked_upto``."""
         now = time.time() if received_at is None else received_at
         by_stream: dict[str, dict[int, IncomingEvent]] = {}
         for ev in batch.events:
@@ -131,9 +132,12 @@ class StreamsMixin(SqliteBase):
                 f"SELECT {_STREAM_COLS} FROM event_streams WHERE site_id = ?", (site_id,))}  # noqa: S608
             for name in names:
                 base = 0
-                if name != LEGACY and name not in rows and batch.bases.get(name, 0) > 0:
-                    legacy = rows.get(LEGACY)
-                    base = max(batch.bases[name], legacy[2] if legacy is not None else 0)
+                legacy = rows.get(LEGACY)
+                if name != LEGACY and name not in rows and batch.bases.get(name, 0) > 0 and legacy is not None:
+                    # The site's claim counts only as far as the hub saw its legacy numbering
+                    # (max_seq): a larger one, from a buggy or hostile site, would have the
+                    # hub ack that stream's own events without storing them.
+                    base = max(min(batch.bases[name], legacy[3]), legacy[2])
                 st = _Stream(rows.get(name), base, now)
                 if st.created:
                     self._log_new_stream(site_id, name, base, [r for r in rows if r != name])

@@ -14,9 +14,10 @@
 Every request body has a limit, enforced while it streams in (``hub.web_limits``): 413
 beyond it, before anything is buffered or parsed.
 
-Handlers run on the server's thread and hand every store access to the hub's main loop
-(``service.call``; the dashboard awaits it without blocking the server's event loop),
-which alone uses the store connection.
+Handlers run on the server's thread and hand every act to the hub's main loop (``Hub.post``;
+the dashboard awaits it without blocking the server's event loop), which alone uses the
+store connection. What they serve holds the application core (``hub.core.Hub``), not the
+service around it.
 """
 
 from __future__ import annotations
@@ -35,14 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .booking.webhook import (
-    MAX_SKEW_SECONDS,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignedPush,
-    WebhookUnauthorized,
-    verify_and_parse,
-)
+from .booking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookUnauthorized, verify_and_parse
 from .config import read_secret
 from .dashboard.app import routes as dashboard_routes
 from .dashboard.common import on_loop
@@ -50,7 +44,7 @@ from .errors import WebhookError
 from .web_limits import WEBHOOK_PATH, BodyLimit
 
 if TYPE_CHECKING:
-    from .service import HubService
+    from .core import Hub
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +57,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(service: HubService) -> Starlette:
+def create_app(service: Hub) -> Starlette:
     cfg = service.cfg
     secret = read_secret(cfg.booking.webhook_secret_file).encode() if cfg.booking.webhook_secret_file else None
     token = read_secret(cfg.http.admin_token_file) if cfg.http.admin_token_file else None
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "mqtt": service.link.connected, "sites": len(cfg.sites)})
+        return JSONResponse({"status": "ok", "mqtt": service.connected, "sites": len(cfg.sites)})
 
     async def webhook(request: Request) -> Response:
         if secret is None:
@@ -82,7 +76,7 @@ def create_app(service: HubService) -> Starlette:
             log.warning("webhook refused: %s", exc)
             return _error(401 if isinstance(exc, WebhookUnauthorized) else 400, str(exc))
         # Awaited, not blocking: the live dashboard streams share this event loop.
-        versions = await on_loop(service, lambda: _apply_once(service, push), timeout=30)
+        versions = await on_loop(service, lambda: service.apply_push(push), timeout=30)
         if versions is None:
             log.warning("webhook refused: signature accepted before (replay of booking %s)", push.booking.id)
             return _error(401, "this signature was accepted before (a replay)")
@@ -96,22 +90,6 @@ def create_app(service: HubService) -> Starlette:
     ], middleware=[Middleware(BodyLimit)])
     app.state.auth = auth
     return app
-
-
-def _apply_once(service: HubService, push: SignedPush) -> dict[str, int] | None:
-    """On the hub's main loop: remember the push's signature and apply its booking; None
-    when the signature was accepted before. A push that fails to apply is forgotten again,
-    so that the platform's retry of the same request is not taken for a replay."""
-    store, now = service.store, time.time()
-    # A signature whose timestamp is this far back fails the timestamp check anyway.
-    forget_before = int(now) - MAX_SKEW_SECONDS - 60
-    if not store.remember_webhook_signature(push.signature, ts=push.timestamp, at=now, forget_before=forget_before):
-        return None
-    try:
-        return service.apply_webhook(push.booking)
-    except BaseException:
-        store.forget_webhook_signature(push.signature)
-        raise
 
 
 class WebServer:
@@ -181,5 +159,5 @@ class WebServer:
         self.thread.join(5)
 
 
-def start_web(service: HubService) -> WebServer:
+def start_web(service: Hub) -> WebServer:
     return WebServer(create_app(service), service.cfg.http.host, service.cfg.http.port).start()

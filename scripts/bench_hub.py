@@ -168,7 +168,7 @@ def bench_county(tmp: Path, broker: Mosquitto, n_sites: int, n_bookings: int) ->
             wait_for(lambda: svc.link.connected, 20, what="hub connected")
             watcher = _client(broker, "bench-cache")
             watcher.on_message = on_cache
-            fulls_before = svc.publisher.fulls
+            fulls_before = svc.hub.publisher.fulls
             t0 = time.perf_counter()
             report = svc.call(svc.sync_now, timeout=600)
             t_sync_and_publish = time.perf_counter() - t0
@@ -179,7 +179,7 @@ def bench_county(tmp: Path, broker: Mosquitto, n_sites: int, n_bookings: int) ->
             watcher.loop_stop()
             return {"sites": n_sites, "bookings": n_bookings, "pages": report.pages, "ok": report.ok,
                     "seconds_sync_to_published": t_sync_and_publish,
-                    "caches_published": svc.publisher.fulls - fulls_before,
+                    "caches_published": svc.hub.publisher.fulls - fulls_before,
                     "retained_seen": len(retained), "entries": entries}
     finally:
         platform.stop()

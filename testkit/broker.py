@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub import pki
-from hub.mosquitto import acl_text, password_line
+from hub.provision import pki
+from hub.provision.mosquitto import acl_text, password_line
 
 from .util import free_port, port_open, stop_process, wait_for
 

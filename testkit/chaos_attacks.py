@@ -22,10 +22,11 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .chaos_data import iso
 from .chaos_events import outbox_state
@@ -33,7 +34,46 @@ from .chaos_rogue import ATTACKS
 
 if TYPE_CHECKING:
     from .chaos import World
-    from .chaos_faults import Faults
+
+
+class AttackPlan(Protocol):
+    """The attacks' part of the fault plan (``plan`` below makes it): planned moments, in
+    seconds into the fault phase."""
+
+    @property
+    def rogue(self) -> list[tuple[float, str]]: ...
+
+    @property
+    def webhooks(self) -> list[float]: ...
+
+    @property
+    def reinstalls(self) -> list[tuple[float, str]]: ...
+
+
+class Faults(Protocol):
+    """What the attacks need of the fault phase (testkit.chaos_faults.Faults is one): the
+    world, the plan, its pacing and where the attacks record what they did."""
+
+    @property
+    def world(self) -> World: ...
+
+    @property
+    def plan(self) -> AttackPlan: ...
+
+    @property
+    def counts(self) -> Counter[str]: ...
+
+    @property
+    def webhook_cycles(self) -> list[WebhookCycle]: ...
+
+    @property
+    def reinstalls(self) -> list[dict[str, Any]]: ...
+
+    def at(self, t: float) -> bool:
+        """Wait until ``t`` seconds into the fault phase; False if the phase is stopping."""
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; False if the phase is stopping."""
 
 
 def plan(world: World, seed: int, spread: Callable[[random.Random, int, float, float], list[float]],
@@ -132,7 +172,7 @@ def webhooks(f: Faults) -> None:
         return req
 
     for i, t in enumerate(f.plan.webhooks):
-        if not f._at(t):
+        if not f.at(t):
             break
         site = small[i % len(small)]
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -142,16 +182,16 @@ def webhooks(f: Faults) -> None:
         cycle = WebhookCycle(b["id"], site, push(b))
         f.webhook_cycles.append(cycle)
         w.say(f"fault: webhook confirms {b['id']} at {site} (HTTP {cycle.confirm.status})")
-        if not f._sleep(3):
+        if not f.sleep(3):
             break
         cycle.cancel = push(w.platform.cancel(b["id"]))
         w.say(f"fault: webhook cancels {b['id']} (HTTP {cycle.cancel.status})")
-        if not f._sleep(3):
+        if not f.sleep(3):
             break
         cycle.replay(url)
         f.counts["webhook_replayed"] += 1
         w.say(f"fault: webhook confirmation of {b['id']} replayed (HTTP {cycle.replays[-1]})")
-    f._sleep(5)
+    f.sleep(5)
     for cycle in f.webhook_cycles:  # later once more, after the other faults moved on
         if cycle.cancel is not None:
             cycle.replay(url)
@@ -162,7 +202,7 @@ def reinstall(f: Faults) -> None:
     """Wipe one real site's data directory (its agent SIGKILLed first); keep its old outbox."""
     w = f.world
     for n, (t, site) in enumerate(f.plan.reinstalls):
-        if not f._at(t):
+        if not f.at(t):
             return
         a = w.agents[site]
         data = w.data_dir(site)
@@ -179,7 +219,7 @@ def reinstall(f: Faults) -> None:
             f.reinstalls.append({"site": site, "old_outbox": str(copy), "old_last_seq": last, "old_acked": acked})
             w.say(f"fault: {site} reinstalled (data directory wiped; its outbox had {last} events, "
                   f"{acked} acknowledged)")
-            f._sleep(1)
+            f.sleep(1)
             a.start()
 
 
@@ -188,7 +228,7 @@ def rogue(f: Faults) -> None:
     w = f.world
     r = w.rogue_site
     for t, name in f.plan.rogue:
-        if not f._at(t):
+        if not f.at(t):
             return
         before = sum(r.counts.values())
         r.attack(name)

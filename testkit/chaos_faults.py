@@ -104,12 +104,13 @@ class Faults:
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def _at(self, t: float) -> bool:
+    def at(self, t: float) -> bool:
         """Wait until ``t`` seconds into the fault phase (pacing); False if stopping."""
         delay = self.t0 + t - time.monotonic()
         return not self._stop.wait(max(0.0, delay))
 
-    def _sleep(self, seconds: float) -> bool:
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` (pacing); False if stopping."""
         return not self._stop.wait(max(0.0, seconds))
 
     def _thread(self, name: str, fn: Callable[[], None]) -> None:
@@ -179,38 +180,38 @@ class Faults:
     def _broker(self) -> None:
         w = self.world
         for t, down in self.plan.broker_kills:
-            if not self._at(t):
+            if not self.at(t):
                 return
             with w.broker_lock:
                 w.broker.kill()
                 self.counts["broker_kill"] += 1
                 w.say(f"fault: mosquitto SIGKILLed, back in {down:.1f} s")
-                self._sleep(down)
+                self.sleep(down)
                 w.broker.start(timeout=30)
 
     def _hub(self) -> None:
         w = self.world
         for t, down in self.plan.hub_kills:
-            if not self._at(t):
+            if not self.at(t):
                 return
             with w.hub.lock:
                 w.hub.kill()
                 self.counts["hub_kill"] += 1
                 w.say(f"fault: hub SIGKILLed, back in {down:.1f} s")
-                self._sleep(down)
+                self.sleep(down)
                 w.hub.start()
 
     def _agents(self) -> None:
         w = self.world
         for t, site, down in self.plan.agent_kills:
-            if not self._at(t):
+            if not self.at(t):
                 return
             a = w.agents[site]
             with a.lock:
                 a.kill()
                 self.counts["agent_kill"] += 1
                 w.say(f"fault: agent {site} SIGKILLed, back in {down:.1f} s")
-                self._sleep(down)
+                self.sleep(down)
                 a.start()
 
     def _apply(self) -> None:
@@ -221,7 +222,7 @@ class Faults:
         target = w.size.apply_kills
         # Past the phase's end too (until join() stops it) if the target is not reached yet.
         while self.counts["agent_kill_mid_apply"] < target and not self._stop.is_set():
-            if not self._sleep(rng.uniform(0.5, 1.5) * self.plan.apply_kill_every):
+            if not self.sleep(rng.uniform(0.5, 1.5) * self.plan.apply_kill_every):
                 return
             site = rng.choice(w.pop.big)
             a = w.agents[site]
@@ -253,7 +254,7 @@ class Faults:
                 w.say(f"fault: agent {site} SIGKILLed while applying {tag} {version} ({size}): "
                       f"{'before' if mid else 'after'} its commit; holds {after_v} with {after_n} entries "
                       f"({'whole' if whole else 'NOT WHOLE'})")
-                self._sleep(rng.uniform(0.5, 3))
+                self.sleep(rng.uniform(0.5, 3))
                 a.start()
 
     def _watch(self, log: Path, pos: int, timeout: float) -> tuple[int, str, str, str] | None:
@@ -278,13 +279,13 @@ class Faults:
     def _cutoff(self) -> None:
         w = self.world
         for t, site, dur, blackhole in self.plan.cutoffs:
-            if not self._at(t):
+            if not self.at(t):
                 return
             w.proxies.cut(site, blackhole=blackhole)
             self.counts["cutoff"] += 1
             self.counts["cutoff_seconds"] += round(dur)
             w.say(f"fault: {site} cut off from the broker ({'blackhole' if blackhole else 'drop'}) for {dur:.0f} s")
-            self._sleep(dur)
+            self.sleep(dur)
             w.proxies.heal(site)
             w.say(f"fault: {site} reconnected")
 
@@ -292,7 +293,7 @@ class Faults:
         w = self.world
         rng = random.Random(f"{self.seed}:booking")
         for t, k, dur in self.plan.booking:
-            if not self._at(t):
+            if not self.at(t):
                 return
             kind, params = BOOKING_FAULTS[k]
             if kind == "raw":
@@ -301,7 +302,7 @@ class Faults:
             self.counts["booking_failure"] += 1
             self.counts["booking_failure_seconds"] += round(dur)
             w.say(f"fault: booking platform failing ({kind}) for {dur:.0f} s")
-            self._sleep(dur)
+            self.sleep(dur)
             w.platform.heal()
             with w.platform.lock:
                 w.platform.calls.clear()  # the fake's request log would grow all run long
@@ -315,7 +316,7 @@ class Faults:
         log = w.sites[site].dir / "agent.log"
         rng = random.Random(f"{self.seed}:disk")
         for t, dur in self.plan.disk_full:
-            if not self._at(t):
+            if not self.at(t):
                 return
             start = time.time()
             before = storage_lines(log)
@@ -324,7 +325,7 @@ class Faults:
             w.load.boost(site, 3.0)
             self.counts["disk_full"] += 1
             w.say(f"fault: {site}'s data directory full ({filled // 1024} KiB filler) for {dur:.0f} s")
-            self._sleep(dur)
+            self.sleep(dur)
 
             def said_so(before: int = before, start: float = start) -> tuple[bool, bool]:
                 reports = list(w.capture.storage_reports.get(site, []))
@@ -335,7 +336,7 @@ class Faults:
             # cut link or a dead broker, may keep the status from the hub for a while), at
             # most a minute longer.
             deadline = time.monotonic() + 60
-            while not all(said_so()) and time.monotonic() < deadline and self._sleep(0.5):
+            while not all(said_so()) and time.monotonic() < deadline and self.sleep(0.5):
                 pass
             reported_log, reported_status = said_so()
             held = time.time() - start
@@ -352,7 +353,7 @@ class Faults:
                 return at >= freed and error is None
 
             deadline = time.monotonic() + 90
-            while not cleared() and time.monotonic() < deadline and self._sleep(0.5):
+            while not cleared() and time.monotonic() < deadline and self.sleep(0.5):
                 pass
             recovered = cleared()
             self.disk.append({"site": site, "start": start, "seconds": round(held, 1), "filler_kib": filled // 1024,
@@ -362,7 +363,7 @@ class Faults:
     def _clock(self) -> None:
         w = self.world
         for t, site, offset in self.plan.clock:
-            if not self._at(t):
+            if not self.at(t):
                 return
             w.set_offset(site, offset)
             self.counts["clock_step"] += 1
@@ -371,7 +372,7 @@ class Faults:
     def _rogue(self) -> None:
         w = self.world
         for t in self.plan.bad_inputs:
-            if not self._at(t):
+            if not self.at(t):
                 return
             w.rogue.one()
 

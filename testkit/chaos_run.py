@@ -16,7 +16,6 @@ from typing import Any
 from . import chaos_rogue_check
 from .chaos import (
     LAYOUT_ROOMS,
-    Say,
     Size,
     World,
     all_connected,
@@ -39,6 +38,7 @@ from .chaos_check import (
 )
 from .chaos_events import check_sequences
 from .chaos_faults import Faults, make_plan
+from .chaos_procs import Say
 from .credscan import Finding, files_under
 from .util import wait_for
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .county import County
+from .util import next_matching
 
 _CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -125,18 +126,11 @@ class SseReader:
     def wait(self, pred: Callable[[SseEvent], bool], timeout: float = 10.0) -> SseEvent:
         """The next event arriving within ``timeout`` for which ``pred`` holds (events that
         do not match are skipped; all are kept in ``seen``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no matching live event")
-            try:
-                ev = self._q.get(timeout=left)
-            except queue.Empty:
-                continue
+        def seen(ev: SseEvent) -> bool:
             self.seen.append(ev)
-            if pred(ev):
-                return ev
+            return pred(ev)
+
+        return next_matching(self._q, seen, timeout, "matching live event")
 
     def close(self) -> None:
         sock = self._conn.sock

@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from .util import next_matching
 
 
 @dataclass(frozen=True)
@@ -147,17 +148,8 @@ class TestClient:
 
     def expect(self, topic: str | None = None, timeout: float = 10.0) -> Message:
         """The next message (on ``topic`` if given; others are dropped); TimeoutError if none."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no message on {topic or 'any topic'} within {timeout} s")
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                continue
-            if topic is None or msg.topic == topic:
-                return msg
+        return next_matching(self.messages, lambda msg: topic is None or msg.topic == topic, timeout,
+                             f"message on {topic or 'any topic'}")
 
     def drain(self) -> list[Message]:
         out = []

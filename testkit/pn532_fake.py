@@ -1,7 +1,7 @@
 """A fake PN532 in HSU mode on the master end of a pty: a reader under test opens
 ``fake.path`` with pyserial and talks to it like to the real module.
 
-The frame handling here is written independently of ``edge.readers.pn532_codec`` on
+The frame handling here is written independently of ``readers.pn532_codec`` on
 purpose, so that a bug in the codec cannot cancel itself out in the tests. It answers
 GetFirmwareVersion, SAMConfiguration, RFConfiguration and InListPassiveTarget with an
 ACK followed by the response; a frame with a bad checksum gets a NACK, an unknown

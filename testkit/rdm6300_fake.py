@@ -1,6 +1,6 @@
 """RDM6300 frames and a fake module that repeats them while a card is in the field.
 
-``rdm6300_frame`` is written independently of ``edge.readers.rdm6300`` on purpose.
+``rdm6300_frame`` is written independently of ``readers.rdm6300`` on purpose.
 """
 
 from __future__ import annotations

@@ -25,22 +25,20 @@ import contextlib
 import logging
 import os
 import select
-import signal
 import stat
 import sys
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from edge import config as config_mod
-from edge.__main__ import setup_logging
 from edge.config import EdgeConfig
 from edge.errors import ConfigError, EdgeError
+from wire.entrypoint import setup_logging, stop_on_signals
 
 log = logging.getLogger("testkit.simsite")
 
@@ -191,13 +189,7 @@ def run(config_path: str, control_path: str) -> int:
     from edge.agent import Agent  # after the pin factory is set: doors claim pins at construction
 
     agent = Agent(cfg)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        agent.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(agent.stop)
     fifo = ControlFifo(Path(control_path), controls)
     fifo.start()
     try:

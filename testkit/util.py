@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import queue
 import random
 import socket
 import subprocess
@@ -91,6 +92,22 @@ def wait_for(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.0
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(interval)
+
+
+def next_matching(q: queue.Queue[T], match: Callable[[T], bool], timeout: float, what: str = "matching item") -> T:
+    """The next item taken from ``q`` within ``timeout`` seconds for which ``match`` holds
+    (the items before it are taken and dropped); TimeoutError ("no WHAT within N s") if none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no {what} within {timeout} s")
+        try:
+            item = q.get(timeout=left)
+        except queue.Empty:
+            continue
+        if match(item):
+            return item
 
 
 def port_open(host: str, port: int) -> bool:

@@ -1,6 +1,7 @@
 """Fixtures that give every test real parts: Mosquitto on a free port (plain, with
 passwords + ACL, with TLS client certificates), pty-backed serial ports, gpiozero mock
-pins, and an HTTP fake of the booking platform. Secrets are generated per test."""
+pins, an HTTP fake of the booking platform, and the hub's signing key. Secrets are
+generated per test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto, TlsFiles
@@ -93,3 +95,9 @@ def mock_pins() -> Iterator[Any]:
 def booking_platform() -> Iterator[BookingPlatform]:
     with BookingPlatform(page_size=50) as p:
         yield p
+
+
+@pytest.fixture
+def hub_key() -> Ed25519PrivateKey:
+    """A fresh hub signing key (what signs the caches and commands a test sends a site)."""
+    return Ed25519PrivateKey.generate()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.mosquitto import acl_text, password_line
 from hub.provision import hub_password_lines
+from hub.provision.mosquitto import acl_text, password_line
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
 from testkit.util import free_port, port_open, wait_for

@@ -21,6 +21,7 @@ from testkit.chaos_run import run_chaos, table
 SEED = int(os.environ.get("TORWART_CHAOS_SEED", "20261122"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_short_chaos_run_loses_nothing_and_lets_no_one_in_wrongly(tmp_path: Path) -> None:
     report = run_chaos(tmp_path / "chaos", SIZES["short"], SEED, echo=False)

@@ -42,6 +42,7 @@ def run_demo(workdir: Path, *args: str, timeout: float = TIMEOUT) -> subprocess.
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to look for left-over processes")
 def test_the_fast_demo_plays_a_day_and_reports_it(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"

@@ -11,7 +11,7 @@ import requests
 import serial
 from gpiozero import LED, Button
 
-from hub import pki
+from hub.provision import pki
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import ConnectRefused, TestClient

@@ -4,7 +4,7 @@ Mosquitto.
 The file is read as shipped; only its file paths (into a temporary directory) and its two
 listeners (free loopback ports) are rewritten, and what Debian's main mosquitto.conf adds
 in production (persistence_location, the log) is put in front of it. Certificates come
-from a CA made here, the password file and the ACL from hub/mosquitto.py, as
+from a CA made here, the password file and the ACL from hub/provision/mosquitto.py, as
 provisioning writes them. Then: the hub logs in on the loopback listener with its
 password, sites with client certificates on the TLS listener, the PROTOCOL.md §2 ACL
 holds, no login takes another's client id (a site's certificate cannot throw the hub or

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.clock import FakeClock
-from edge.readers.wiegand import WiegandReader
 from hub.store import SqliteStore
+from readers.wiegand import WiegandReader
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import HubThread, make_county

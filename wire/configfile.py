@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from msgspec import Meta, Struct
 
 from .errors import ConfigFileError
 
@@ -24,6 +25,40 @@ _PATH = re.compile(r" - at `\$(\S*)`$")
 def _key(path: str) -> str | None:
     key = path.lstrip(".")
     return key or None
+
+
+def resolve_path(base: Path, value: str | None) -> str | None:
+    """A path from a config file: ``~`` expanded, and relative to ``base`` (the config
+    file's directory) unless absolute; None stays None."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def broker_port(port: int | None, tls: bool) -> int:
+    """The MQTT broker's port: ``port`` if given, else MQTT's standard one (8883 over TLS, 1883 plain)."""
+    return port if port is not None else (8883 if tls else 1883)
+
+
+class BrokerSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a side reaches the MQTT broker: the keys the edge's ``[hub]`` and the hub's
+    ``[mqtt]`` sections share (each adds its own). Paths are resolved by the loader."""
+
+    host: str
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    tls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, else MQTT's standard one (8883 over TLS, 1883 plain)."""
+        return broker_port(self.port, self.tls)
 
 
 def load_toml(path: str | Path, type_: type[T], error: type[E]) -> T:
@@ -40,7 +75,9 @@ def load_toml(path: str | Path, type_: type[T], error: type[E]) -> T:
     return convert(data, type_, str(p), error)
 
 
-def convert(data: Any, type_: type[T], file: str, error: type[E]) -> T:
+def convert(data: Any, type_: type[T], file: str, error: type[E], *, at: str | None = None) -> T:
+    """``data`` (a part of ``file``) as ``type_``, or ``error(file, key, message)``; ``at`` is
+    the key path of ``data`` in the file (e.g. ``readers[2]``), put before every key named."""
     try:
         return msgspec.convert(data, type_, str_keys=True)
     except msgspec.ValidationError as exc:
@@ -56,4 +93,6 @@ def convert(data: Any, type_: type[T], file: str, error: type[E]) -> T:
             field = text.split("`")[1]
             key = f"{key}.{field}" if key else field
             text = "required key is missing"
+        if at:
+            key = at if not key else f"{at}{key}" if key.startswith("[") else f"{at}.{key}"
         raise error(file, key, text) from None

@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import KeyFileError
+from .private import not_owner_only
 
 
 def b64_32(text: str, what: str = "key") -> bytes:
@@ -45,11 +45,8 @@ def _read_private(p: Path) -> str:
         raise KeyFileError(f"{p}: key file does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{p}: cannot read key file: {exc}") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{p}: key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run: chmod 600 {p}"
-        )
+    if (why := not_owner_only(p, st.st_mode)) is not None:
+        raise KeyFileError(f"{p}: key file is {why}")
     return text
 
 

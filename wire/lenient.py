@@ -9,7 +9,7 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from .messages import Ident, NonEmpty, Seq, StreamBase, StreamId, Text, UnixTimeF
+from .fields import Ident, NonEmpty, Seq, StreamBase, StreamId, Text, UnixTimeF
 
 #: An event type as a hub reads it before it knows the type.
 EventTypeName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]

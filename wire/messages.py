@@ -3,6 +3,10 @@
 Decoding is strict about types and constraints (a wrong type, a bad identifier, a
 missing required field is refused with the JSON path of the offending field) and
 tolerant of unknown fields, because PROTOCOL.md lets implementations add fields.
+
+The site's events (PROTOCOL.md §4) are in ``wire.events`` and the constrained field types
+in ``wire.fields``; both are re-exported here, so callers write ``m.AccessGranted`` and
+``m.Ident`` beside ``m.Status``.
 """
 
 from __future__ import annotations
@@ -24,30 +28,10 @@ from .codec import encode as encode  # noqa: PLC0414
 from .codec import to_builtins as to_builtins  # noqa: PLC0414
 from .errors import MALFORMED, WireError
 
-Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-Cred = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-# Every number bounded (a site may send anything; the hub stores numbers in SQLite's signed
-# 64-bit integers and shows times as dates): see the bounds below.
-#: The highest event seq and cache version (PROTOCOL.md §4: seq at most 2^53; versions are
-#: max(previous + 1, now), far below). Exact in a float, hence in any JSON reader.
-MAX_SEQ = 2**53
-#: The last second a date can show (9999-12-31T23:59:59Z): every time on the wire, int or float.
-MAX_TIME = 253_402_300_799
-#: Counts and durations (outbox_pending, present, capacity, door.held_open seconds).
-MAX_COUNT = 2**31 - 1
-Seq = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
-Version = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
-UnixTime = Annotated[int, Meta(ge=0, le=MAX_TIME)]
-#: Finite by construction: JSON has no NaN or Infinity, and 1e400 is refused as out of range.
-UnixTimeF = Annotated[float, Meta(ge=0, le=MAX_TIME)]
-Text = Annotated[str, Meta(max_length=256)]
-NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
-Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
-#: A site's event stream (PROTOCOL.md §4): 32 lower-case hex chars, made once with its outbox.
-StreamId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-#: A stream in an ``event/ack``: a StreamId, or "" for the legacy stream (no stream in events).
-AckStream = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{32})?$")]
-StreamBase = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
+# Re-exported: one namespace for every wire type (m.Ident, m.AccessGranted, m.Status).
+from .events import *  # noqa: F403
+from .fields import *  # noqa: F403
+from .fields import MAX_SEQ, AckStream, Count, Cred, Ident, NonEmpty, StreamId, Text, UnixTime, UnixTimeF, Version
 
 # Every struct is keyword-only and immutable; unknown fields are ignored on decode.
 
@@ -158,188 +142,7 @@ SignedBody = CacheFull | CacheDelta | Command
 SignedBodyStream = CacheFullStream | CacheDelta | Command
 
 
-# --- site -> hub ---------------------------------------------------------------------
-
-
-class Event(Struct, tag_field="type", kw_only=True, frozen=True):
-    """Common fields of every event (PROTOCOL.md §4). ``stream`` is absent only from events of
-    a site from before streams (the legacy stream ""). ``stream_base`` (an added field) comes
-    from an outbox upgraded from before streams: the stream continues the site's legacy
-    numbering after that seq (hub/ingest.py has the rule)."""
-
-    id: NonEmpty
-    site: Ident
-    stream: StreamId | UnsetType = UNSET
-    stream_base: StreamBase | UnsetType = UNSET
-    seq: Seq
-    boot: Text
-    ts: UnixTimeF
-    clock_synced: bool
-
-    @property
-    def type(self) -> str:
-        """The event type (the ``type`` tag on the wire)."""
-        return str(self.__struct_config__.tag)
-
-
-GrantReason = Literal["booking", "standing", "exit_button", "command"]
-DenyReason = Literal[
-    "unknown_credential",
-    "outside_window",
-    "wrong_door",
-    "cache_expired",
-    "clock_untrusted",
-    "lockdown",
-    "rate_limited",
-]
-OccupancyReason = Literal["badge", "booking_ended", "command", "daily_reset"]
-
-
-class AccessGranted(Event, tag="access.granted", kw_only=True, frozen=True):
-    """``cache_version`` (an added field): the cache version the decision was read from
-    (None: no cache, or no cache consulted: exit button, command); ``ts`` and
-    ``clock_synced`` are the time and the clock verdict the decision used."""
-
-    door: Ident
-    cred: Cred | None
-    who: Text | None
-    ref: Text | None
-    reason: GrantReason
-    cache_version: Version | None = None
-
-
-class AccessDenied(Event, tag="access.denied", kw_only=True, frozen=True):
-    """``cache_version``, ``ts`` and ``clock_synced`` as in AccessGranted."""
-
-    door: Ident
-    cred: Cred | None
-    reason: DenyReason
-    cache_version: Version | None = None
-
-
-class DoorOpened(Event, tag="door.opened", kw_only=True, frozen=True):
-    door: Ident
-
-
-class DoorClosed(Event, tag="door.closed", kw_only=True, frozen=True):
-    door: Ident
-
-
-class DoorForcedOpen(Event, tag="door.forced_open", kw_only=True, frozen=True):
-    door: Ident
-
-
-class DoorHeldOpen(Event, tag="door.held_open", kw_only=True, frozen=True):
-    door: Ident
-    seconds: Annotated[float, Meta(ge=0, le=MAX_COUNT)]
-
-
-class OccupancyCheckin(Event, tag="occupancy.checkin", kw_only=True, frozen=True):
-    room: Ident
-    who: Text
-    ref: Text | None
-    reason: OccupancyReason
-
-
-class OccupancyCheckout(Event, tag="occupancy.checkout", kw_only=True, frozen=True):
-    room: Ident
-    who: Text
-    ref: Text | None
-    reason: OccupancyReason
-
-
-class CacheApplied(Event, tag="cache.applied", kw_only=True, frozen=True):
-    version: Version | None
-    error: Text | None = None
-
-
-class CacheRejected(Event, tag="cache.rejected", kw_only=True, frozen=True):
-    version: Version | None
-    error: Text | None
-
-
-class CommandExecuted(Event, tag="command.executed", kw_only=True, frozen=True):
-    """``id`` is the event's own id; the command's id travels in ``command``
-    (as in ``enroll.read``), since one JSON object cannot hold two ``id`` keys."""
-
-    command: NonEmpty
-    action: Text
-    error: Text | None = None
-
-
-class CommandRejected(Event, tag="command.rejected", kw_only=True, frozen=True):
-    command: NonEmpty | None
-    action: Text | None
-    error: Text | None
-
-
-class ReaderError(Event, tag="reader.error", kw_only=True, frozen=True):
-    reader: Ident
-    error: Text
-
-
-class ReaderTamper(Event, tag="reader.tamper", kw_only=True, frozen=True):
-    reader: Ident
-
-
-class ReaderOnline(Event, tag="reader.online", kw_only=True, frozen=True):
-    reader: Ident
-
-
-class ReaderOffline(Event, tag="reader.offline", kw_only=True, frozen=True):
-    reader: Ident
-
-
-class EnrollRead(Event, tag="enroll.read", kw_only=True, frozen=True):
-    reader: Ident
-    command: NonEmpty
-    sealed: Annotated[str, Meta(max_length=4096)]
-
-
-class SystemStarted(Event, tag="system.started", kw_only=True, frozen=True):
-    software: Text
-
-
-class SystemStopping(Event, tag="system.stopping", kw_only=True, frozen=True):
-    software: Text
-
-
-class ClockTrusted(Event, tag="clock.trusted", kw_only=True, frozen=True):
-    detail: Text
-
-
-class ClockUntrusted(Event, tag="clock.untrusted", kw_only=True, frozen=True):
-    detail: Text
-
-
-AnyEvent = (
-    AccessGranted
-    | AccessDenied
-    | DoorOpened
-    | DoorClosed
-    | DoorForcedOpen
-    | DoorHeldOpen
-    | OccupancyCheckin
-    | OccupancyCheckout
-    | CacheApplied
-    | CacheRejected
-    | CommandExecuted
-    | CommandRejected
-    | ReaderError
-    | ReaderTamper
-    | ReaderOnline
-    | ReaderOffline
-    | EnrollRead
-    | SystemStarted
-    | SystemStopping
-    | ClockTrusted
-    | ClockUntrusted
-)
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls
-    for cls in AnyEvent.__args__
-}
+# --- site -> hub (the events are in wire/events.py) -------------------------------------
 
 
 class Status(Struct, kw_only=True, frozen=True):

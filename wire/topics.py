@@ -9,7 +9,10 @@ from enum import StrEnum
 from .errors import MALFORMED, WireError
 
 ROOT = "torwart/v1/site"
-IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+#: Site, room, door and reader ids (PROTOCOL.md §2): the one definition; ``wire.messages.Ident``
+#: and both sides' configs validate with it.
+IDENT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+IDENT_RE = re.compile(IDENT_PATTERN)
 
 
 class Kind(StrEnum):
@@ -44,7 +47,7 @@ _BY_SUFFIX = {k.value: k for k in Kind if k is not Kind.DOOR}
 def check_ident(value: str, what: str = "identifier") -> str:
     """Return ``value`` if it is a valid site/room/door/reader id, else raise WireError."""
     if not IDENT_RE.match(value):
-        raise WireError(MALFORMED, f"{what} {value!r} does not match [a-z0-9][a-z0-9-]{{0,63}}")
+        raise WireError(MALFORMED, f"{what} {value!r} does not match {IDENT_PATTERN[1:-1]}")
     return value
 
 

@@ -122,7 +122,7 @@ class IcsAdapter:
                 raise HubError(f"ICS feed of {resource}: URL must start with http:// or https://")
         try:
             self._tz = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
             raise HubError(f"unknown timezone {timezone!r}") from None
         self._feeds = list(feeds)
         self._resolve = resolve_member

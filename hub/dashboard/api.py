@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from . import actions, data, enroll
+from . import actions, enroll
 from .auth import CSRF_HEADER, PERMISSIONS, Auth, Principal
 from .common import SECURITY_HEADERS, error, json, on_loop
 from .openapi import OPENAPI
 from .render import fragment, lang_of
 
 if TYPE_CHECKING:
-    from ..service import HubService
+    from ..core import Hub
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
 
 
 class Api:
-    def __init__(self, service: HubService, auth: Auth) -> None:
-        self.service = service
+    def __init__(self, hub: Hub, auth: Auth) -> None:
+        self.hub = hub
         self.auth = auth
-        self.cfg = service.cfg
+        self.cfg = hub.cfg
 
     def guard(self, handler: Handler, *, post: bool = False) -> Callable[[Request], Awaitable[Response]]:
         """Authenticate (401), check CSRF on POST with a session (403), then run ``handler``."""
@@ -109,16 +109,16 @@ class Api:
         visible = self._visible(p)
         names = {s: self._names(p, s) for s in visible}
         now = time.time()
-        return json(await on_loop(self.service, lambda: [
-            data.site_summary(self.service.store, self.cfg, s, names=names[s], now=now) for s in visible]))
+        return json(await on_loop(self.hub, lambda: [
+            self.hub.summary(s, names=names[s], now=now) for s in visible]))
 
     async def _snapshot(self, request: Request, p: Principal, part: str | None = None) -> Response:
         site = self._site(request, p)
         if site is None:
             return error(404, f"no site {request.path_params['site']!r}")
         names, now = self._names(p, site), time.time()
-        snap = await on_loop(self.service, lambda: data.site_snapshot(
-            self.service.store, self.cfg, site, names=names, now=now, events=0 if part else 12))
+        snap = await on_loop(self.hub, lambda: self.hub.snapshot(
+            site, names=names, now=now, events=0 if part else 12))
         return json(snap if part is None else snap[part])
 
     async def site(self, request: Request, p: Principal) -> Response:
@@ -145,7 +145,7 @@ class Api:
         if not 1 <= days <= 60:
             return error(400, "days must be 1..60")
         now = time.time()
-        return json(await on_loop(self.service, lambda: data.noshows(self.service.store, self.cfg, site, now, days)))
+        return json(await on_loop(self.hub, lambda: self.hub.noshows(site, now, days)))
 
     async def events(self, request: Request, p: Principal) -> Response:
         """Events, newest first; filters: site, type, since, until (Unix s or ISO 8601), limit."""
@@ -163,15 +163,15 @@ class Api:
             return error(400, f"limit must be 1..{MAX_EVENTS}")
         sites: list[str] | None = [site] if site else (None if p.sites is None else visible)
         names = {s.id: self._names(p, s.id) for s in self.cfg.sites}
-        rows = await on_loop(self.service, lambda: data.events_for(
-            self.service.store, sites, type=q.get("type"), since=since, until=until, limit=limit, names_for=names))
+        rows = await on_loop(self.hub, lambda: self.hub.event_views(
+            sites, type=q.get("type"), since=since, until=until, limit=limit, names_for=names))
         return json(rows)
 
     # --- acting ------------------------------------------------------------------------------------
 
     async def push(self, request: Request, p: Principal) -> Response:
         """Rebuild and publish the site's full cache now (admins)."""
-        out = await actions.perform(self.service, p, request.path_params["site"], "push", {})
+        out = await actions.perform(self.hub, p, request.path_params["site"], "push", {})
         return json(out.doc, out.status)
 
     async def command(self, request: Request, p: Principal) -> Response:
@@ -179,7 +179,7 @@ class Api:
         doc = await _json_object(request)
         if isinstance(doc, Response):
             return doc
-        out = await actions.perform(self.service, p, request.path_params["site"], str(doc.get("action")), doc)
+        out = await actions.perform(self.hub, p, request.path_params["site"], str(doc.get("action")), doc)
         return json(out.doc, out.status)
 
     async def enroll(self, request: Request, p: Principal) -> Response:
@@ -188,13 +188,13 @@ class Api:
         doc = await _json_object(request)
         if isinstance(doc, Response):
             return doc
-        out = await enroll.start(self.service, p, request.path_params["site"], doc)
+        out = await enroll.start(self.hub, p, request.path_params["site"], doc)
         return json(out.doc, out.status)
 
     async def enrollment(self, request: Request, p: Principal) -> Response:
         """An enrollment's state: sent, acknowledged, read, enrolled, pushed, held, refused
         (``code``) or expired (admins)."""
-        out = await enroll.status(self.service, p, request.path_params["id"])
+        out = await enroll.status(self.hub, p, request.path_params["id"])
         return json(out.doc, out.status)
 
     # --- live ----------------------------------------------------------------------------------------
@@ -218,8 +218,7 @@ class Api:
         def read(changed: list[str]) -> list[dict[str, Any]]:
             now = time.time()
             events = 12 if view != "card" else 0
-            return [data.site_snapshot(self.service.store, self.cfg, s, names=names[s], now=now, events=events)
-                    for s in changed]
+            return [self.hub.snapshot(s, names=names[s], now=now, events=events) for s in changed]
 
         def frame(snap: dict[str, Any]) -> str:
             if view == "json":
@@ -232,7 +231,7 @@ class Api:
         async def stream() -> AsyncIterator[str]:
             # Subscribed here, not in the handler: a client gone before the stream starts
             # leaves no subscription behind. Before the first read, so no change is lost.
-            sub = self.service.live.subscribe(sites)
+            sub = self.hub.subscribe(sites)
             try:
                 yield "retry: 2000\n\n"
                 changed = list(sites)
@@ -241,7 +240,7 @@ class Api:
                         yield "event: logout\ndata: {}\n\n"
                         return
                     if changed:
-                        for snap in await on_loop(self.service, functools.partial(read, changed)):
+                        for snap in await on_loop(self.hub, functools.partial(read, changed)):
                             yield frame(snap)
                     else:
                         yield ": keepalive\n\n"

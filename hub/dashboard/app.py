@@ -18,10 +18,10 @@ from .render import STATIC
 from .views import Views
 
 if TYPE_CHECKING:
-    from ..service import HubService
+    from ..core import Hub
 
 
-def routes(service: HubService, token: str | None) -> tuple[Auth, list[BaseRoute]]:
+def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     """The dashboard's auth (sessions, token) and routes."""
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
     v, a = Views(service, auth), Api(service, auth)

@@ -40,7 +40,7 @@ from .common import client_ip, on_loop
 from .passwords import dummy_hash, verify_password
 
 if TYPE_CHECKING:
-    from ..service import HubService
+    from ..core import Hub
     from ..store_types import LoginAttempt
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class RateLimiter:
     before the password is checked, in one store transaction, so a parallel burst gets no
     more checks than the limit."""
 
-    def __init__(self, service: HubService, clock: Callable[[], float], window: float = 60.0) -> None:
+    def __init__(self, service: Hub, clock: Callable[[], float], window: float = 60.0) -> None:
         self.service = service
         self.clock = clock
         self.window = window
@@ -100,12 +100,12 @@ class RateLimiter:
     async def reserve(self, limits: Iterable[tuple[str, int]]) -> LoginAttempt:
         """Take an attempt from every key's budget, or say how long to wait (nothing taken)."""
         now, limits = self.clock(), list(limits)
-        store = self.service.store
+        store = self.service.accounts
         return await on_loop(self.service, lambda: store.reserve_login_attempt(limits, at=now, window=self.window))
 
     async def release(self, attempt: LoginAttempt) -> None:
         """Give a reserved attempt back (the password was right)."""
-        store = self.service.store
+        store = self.service.accounts
         await on_loop(self.service, lambda: store.release_login_attempt(attempt.ids))
 
 
@@ -119,7 +119,7 @@ class Auth:
     USER_LIMIT = 5
     IP_LIMIT = 20
 
-    def __init__(self, service: HubService, *, token: str | None, session_seconds: float) -> None:
+    def __init__(self, service: Hub, *, token: str | None, session_seconds: float) -> None:
         self.service = service
         self.token = token
         self.session_seconds = session_seconds
@@ -141,7 +141,7 @@ class Auth:
             return None
         key = session_key(sid)
         now = self.clock()
-        row = await on_loop(self.service, lambda: self.service.store.get_session(key, now))
+        row = await on_loop(self.service, lambda: self.service.accounts.get_session(key, now))
         if row is None:
             return None
         u = row.user
@@ -153,7 +153,7 @@ class Auth:
         if p.session_key is None:
             return True
         key, now = p.session_key, self.clock()
-        return await on_loop(self.service, lambda: self.service.store.get_session(key, now)) is not None
+        return await on_loop(self.service, lambda: self.service.accounts.get_session(key, now)) is not None
 
     async def login(self, request: Request, name: str, password: str) -> tuple[str, str] | float | None:
         """Check the password: (session id, CSRF token) on success, None when wrong, or
@@ -164,7 +164,7 @@ class Auth:
         if attempt.wait is not None:
             log.warning("dashboard login refused (rate limit) from %s", ip)
             return attempt.wait
-        user = await on_loop(self.service, lambda: self.service.store.get_user(name))
+        user = await on_loop(self.service, lambda: self.service.accounts.get_user(name))
         stored = user.password_hash if user is not None else dummy_hash()
         ok = await run_in_threadpool(verify_password, password, stored)
         if not ok or user is None:
@@ -173,7 +173,7 @@ class Auth:
         await self.limiter.release(attempt)
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         key, now = session_key(sid), self.clock()
-        await on_loop(self.service, lambda: self.service.store.create_session(
+        await on_loop(self.service, lambda: self.service.accounts.create_session(
             key, user.name, csrf, now=now, expires_at=now + self.session_seconds))
         log.info("dashboard login (%s) from %s", user.role, ip)
         return sid, csrf
@@ -181,7 +181,7 @@ class Auth:
     async def logout(self, p: Principal) -> None:
         if p.session_key is not None:
             key = p.session_key
-            await on_loop(self.service, lambda: self.service.store.delete_session(key))
+            await on_loop(self.service, lambda: self.service.accounts.delete_session(key))
 
     def set_session_cookie(self, request: Request, response: Response, sid: str) -> None:
         response.set_cookie(SESSION_COOKIE, sid, max_age=int(self.session_seconds), path="/", httponly=True,

@@ -4,15 +4,16 @@ without blocking the HTTP server's event loop, JSON errors, request details."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from wire.handoff import submit
+
 if TYPE_CHECKING:
-    from ..service import HubService
+    from ..core import Hub
 
 T = TypeVar("T")
 
@@ -28,21 +29,10 @@ SECURITY_HEADERS = {
 }
 
 
-async def on_loop(service: HubService, fn: Callable[[], T], timeout: float = 30.0) -> T:
+async def on_loop(service: Hub, fn: Callable[[], T], timeout: float = 30.0) -> T:
     """Run ``fn`` on the hub's main loop (which alone uses the store) and await its
     result without blocking this event loop."""
-    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def work() -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    service.post(work)
-    return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+    return await asyncio.wait_for(asyncio.wrap_future(submit(service.post, fn)), timeout)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

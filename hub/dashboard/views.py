@@ -17,13 +17,13 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from . import actions, data
+from . import actions
 from .auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal
 from .common import SECURITY_HEADERS, on_loop
 from .render import lang_of, page
 
 if TYPE_CHECKING:
-    from ..service import HubService
+    from ..core import Hub
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 class Views:
-    def __init__(self, service: HubService, auth: Auth) -> None:
-        self.service = service
+    def __init__(self, hub: Hub, auth: Auth) -> None:
+        self.hub = hub
         self.auth = auth
-        self.cfg = service.cfg
+        self.cfg = hub.cfg
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -119,10 +119,9 @@ class Views:
 
         def read() -> list[dict[str, Any]]:
             now = time.time()
-            return [data.site_snapshot(self.service.store, self.cfg, s, names=names[s], now=now, events=0)
-                    for s in visible]
+            return [self.hub.snapshot(s, names=names[s], now=now, events=0) for s in visible]
 
-        sites = await on_loop(self.service, read)
+        sites = await on_loop(self.hub, read)
         return page(request, "county.html", {
             "sites": sites, "live_url": "/api/v1/live?view=card", "title_key": "overview",
         }, user=p)
@@ -138,11 +137,9 @@ class Views:
 
         def read() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = time.time()
-            store = self.service.store
-            return (data.site_snapshot(store, self.cfg, site, names=names, now=now),
-                    data.noshows(store, self.cfg, site, now))
+            return self.hub.snapshot(site, names=names, now=now), self.hub.noshows(site, now)
 
-        snap, chart = await on_loop(self.service, read)
+        snap, chart = await on_loop(self.hub, read)
         q = request.query_params
         flash = ("sent", None) if q.get("sent") else ("failed", q.get("failed")) if q.get("failed") else None
         return page(request, "site.html", {
@@ -162,9 +159,9 @@ class Views:
             return self._error_page(request, p, 403)
         params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader", "member")}
         action = str(form.get("action") or "")
-        refused = actions.check(self.service, p, site, action, params)
+        refused = actions.check(self.hub, p, site, action, params)
         if refused is None:  # no confirm step for an unlock that would be refused
-            refused = await actions.refused_in_lockdown(self.service, site, action)
+            refused = await actions.refused_in_lockdown(self.hub, site, action)
         if refused is not None:
             if refused.status in (403, 404):
                 return self._error_page(request, p, refused.status)
@@ -177,7 +174,7 @@ class Views:
                 "site": {"id": site, "name": conf.name or site}, "action": action, "params": params,
                 "room_name": room_name, "lang_choice": lang_of(request),
             }, user=p)
-        out = await actions.perform(self.service, p, site, action, params)
+        out = await actions.perform(self.hub, p, site, action, params)
         if out.ok:
             return _redirect(f"/sites/{site}?" + urlencode({"sent": action}))
         return _redirect(f"/sites/{site}?" + urlencode({"failed": out.doc.get("error", "?")}))

@@ -104,7 +104,7 @@ class Rig:
 
     def b_holds_latest(self) -> int:
         """Site b reports (online) that it holds the hub's latest version of its cache."""
-        version = self.svc.call(lambda: self.svc.caches.latest_version(B))
+        version = self.svc.call(lambda: self.svc.hub.caches.latest_version(B))
         assert version is not None
         self.publish(B, Kind.STATUS, m.encode(m.Status(state="online", ts=1_800_000_000.0, boot="b",
                                                        cache_version=version)))

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from hub import config, pki, provision, provision_site
-from hub.provision_site import SiteBundle
+from hub import config, provision
+from hub.provision import SiteBundle, pki
+from hub.provision import site as provision_site
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
 from testkit.util import wait_for

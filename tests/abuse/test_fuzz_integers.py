@@ -8,27 +8,21 @@ added to a site → hub message later is fuzzed without touching this test."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec.inspect as mi
 import pytest
 
 from hub.publisher import VERSION_AHEAD
-from testkit.booking_fake import BookingPlatform
-from testkit.broker import Mosquitto
-from testkit.county import make_county
 from testkit.dashboard import add_user, login
 from wire import messages as m
 from wire.errors import WireError
 from wire.topics import Kind
 
-from ._hubrig import A, B, Rig, make_rig
+from ._hubrig import A, B, Rig
 
 VALUES = [-1, -(2**31), 2**31 - 1, 2**31, 2**31 + 1, 2**53 - 1, 2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**64]
 #: Fuzzed events get seqs from here on (or the fuzzed value): site a's contiguous seqs 1, 2, …
@@ -134,14 +128,6 @@ def test_every_number_field_of_every_site_message_is_fuzzed() -> None:
         assert name in found, name
 
 
-@pytest.fixture
-def rig(tmp_path: Path, auth_broker: Mosquitto, booking_platform: BookingPlatform,
-        site_passwords: dict[str, str]) -> Iterator[Rig]:
-    county = make_county(tmp_path, auth_broker, booking_platform, (A, B), mqtt_users=site_passwords)
-    with contextlib.ExitStack() as stack:
-        yield make_rig(county, booking_platform, site_passwords, auth_broker, stack)
-
-
 def _accepted(kind: Kind, cls: type[Any], payload: bytes) -> bool:
     try:
         m.decode(payload, m.AnyEvent if kind is Kind.EVENT else cls)
@@ -202,7 +188,7 @@ def test_huge_and_negative_numbers_from_a_site_crash_nothing_and_leave_other_sit
                        "FROM site_state WHERE site_id = ?", A)
     assert all(v is None or 0 <= v <= m.MAX_SEQ for v in state)
     assert state[2] <= m.MAX_COUNT and (state[1] is None or state[1] <= m.MAX_TIME)
-    latest = rig.svc.call(lambda: rig.svc.caches.latest_version(A))
+    latest = rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A))
     assert latest is not None and latest <= time.time() + VERSION_AHEAD
     assert rig.refusals(B) == {}
     # The dashboard still shows both sites and the county.

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import ReaderSection
-from edge.readers.osdp import OsdpReader
-from edge.readers.osdp_link import crc16
+from readers.osdp import OsdpConfig, OsdpReader
+from readers.osdp_link import crc16
 from testkit.osdp_pd import PdBus, wiegand_frame
 from testkit.util import wait_for
 from wire.keys import write_scbk_file
@@ -97,14 +96,15 @@ def bus() -> Iterator[PdBus]:
     b.close()
 
 
+@pytest.mark.slow  # about 30 s
 def test_osdp_fuzz_from_the_reader_side_crashes_nothing_and_grants_nothing(bus: PdBus, tmp_path: Path) -> None:
     key = os.urandom(16)
     pd = bus.add(ADDRESS, key)
     captured: list[bytes] = []
     bus.tap = captured  # the reader's own frames, to mutate
     sink = Sink()
-    reader = OsdpReader(ReaderSection(id="front-in", type="osdp", door="front", port=bus.port, baudrate=115200,
-                                      address=ADDRESS, scbk_file=str(write_scbk_file(tmp_path / "k", key))), sink)
+    reader = OsdpReader(OsdpConfig(id="front-in", port=bus.port, baudrate=115200,
+                                   address=ADDRESS, scbk_file=str(write_scbk_file(tmp_path / "k", key))), sink)
     reader.start()
     try:
         wait_for(lambda: reader.online and len(captured) >= 20, timeout=10, what="online, frames captured")

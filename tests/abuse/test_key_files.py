@@ -18,9 +18,9 @@ from edge import config as edge_config
 from edge.__main__ import main as edge_main
 from edge.errors import ConfigError as EdgeConfigError
 from hub import config as hub_config
-from hub import pki
 from hub.__main__ import main as hub_main
 from hub.errors import ConfigError as HubConfigError
+from hub.provision import pki
 from tests.edge.test_config import base_doc
 from tests.edge.test_config import write as write_site_config
 from tests.hub.test_hub_config import write_hub_config

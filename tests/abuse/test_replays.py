@@ -25,11 +25,6 @@ OTHER = "em4100:0A00B1C2D4"
 
 
 @pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
 def site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey) -> SiteFiles:
     return write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"max_envelope_bytes": 4096})
 

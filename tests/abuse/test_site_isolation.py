@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from wire.seal import seal
 from wire.topics import Kind
 
 from ._hubrig import CARD, MEMBER, A, B, Rig, event, make_rig
-
-
-@pytest.fixture
-def rig(tmp_path: Path, auth_broker: Mosquitto, booking_platform: BookingPlatform,
-        site_passwords: dict[str, str]) -> Iterator[Rig]:
-    county = make_county(tmp_path, auth_broker, booking_platform, (A, B), mqtt_users=site_passwords)
-    with contextlib.ExitStack() as stack:
-        yield make_rig(county, booking_platform, site_passwords, auth_broker, stack)
 
 
 def status(version: int | None) -> bytes:
@@ -80,7 +71,7 @@ def test_a_site_acking_cache_version_2_63_does_not_hold_back_a_cancellation_at_a
         assert body.remove and all(i.startswith(f"{cancelled}:") for i in body.remove)
     else:
         assert all(e.ref != cancelled for e in body.entries)
-    latest_a = rig.svc.call(lambda: rig.svc.caches.latest_version(A))
+    latest_a = rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A))
     assert latest_a is not None and latest_a <= time.time() + VERSION_AHEAD
     rig.alive()
 
@@ -88,19 +79,19 @@ def test_a_site_acking_cache_version_2_63_does_not_hold_back_a_cancellation_at_a
 def test_a_version_the_hub_never_issued_cannot_push_its_counter_and_is_counted(rig: Rig) -> None:
     rig.book(A)
     rig.sync()
-    latest = rig.svc.call(lambda: rig.svc.caches.latest_version(A))
+    latest = rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A))
     assert latest is not None
     rig.publish(A, Kind.STATUS, status(2**53))  # valid on the wire, far above anything issued
     rig.publish(A, Kind.CACHE_ACK, cache_ack(2**53))
     rig.a_barrier()
-    assert rig.svc.call(lambda: rig.svc.caches.latest_version(A)) == latest
+    assert rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A)) == latest
     wait_for(lambda: rig.refusals(A).get("status:unissued_version") == 1
              and rig.refusals(A).get("cache/ack:unissued_version") == 1, 20, what="the refusals counted for site a")
 
     # A version a little above the latest is what a site holds after the hub's store was
     # restored from a backup: it still gets a new version above it.
     rig.publish(A, Kind.STATUS, status(latest + 50))
-    wait_for(lambda: (rig.svc.call(lambda: rig.svc.caches.latest_version(A)) or 0) > latest + 50, 20,
+    wait_for(lambda: (rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A)) or 0) > latest + 50, 20,
              what="a version above the one site a holds")
     assert rig.refusals(B) == {}
     rig.alive()
@@ -220,8 +211,8 @@ def test_a_site_whose_cache_cannot_be_built_does_not_stop_the_hub_or_the_other_s
     (county.dir / "hub" / f"{A}.cred.key").write_text("not a key\n")  # site a's caches cannot be built
     with contextlib.ExitStack() as stack:
         rig = make_rig(county, booking_platform, site_passwords, auth_broker, stack, cfg)
-        assert rig.svc.call(lambda: rig.svc.caches.latest_version(A)) is None
-        held = rig.svc.call(lambda: rig.svc.caches.latest_version(B))
+        assert rig.svc.call(lambda: rig.svc.hub.caches.latest_version(A)) is None
+        held = rig.svc.call(lambda: rig.svc.hub.caches.latest_version(B))
         assert held is not None
         rig.book(A)  # one sync changes both sites; site a comes first in the rebuild loop
         booked = rig.book(B)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import config as edge_config
 from edge.agent import Agent
+from edge.clock import FakeClock
 from testkit.broker import Mosquitto
 from testkit.mqttclient import TestClient
 from testkit.site import Endpoint, SiteFiles, write_site
@@ -163,6 +164,33 @@ def agent_in_thread(site: SiteFiles, **kw: Any) -> Iterator[Agent]:
         assert not t.is_alive(), "agent did not stop"
 
 
+def last_seq(hub: HubSide) -> int:
+    """The highest seq among the events the hub side has received; 0 before the first."""
+    return max((e.seq for e in hub.events), default=0)
+
+
+def access(hub: HubSide, after: int, timeout: float = 10.0) -> m.Event:
+    """The first access event (granted or denied) after seq ``after``."""
+    return hub.wait_event(lambda e: e.seq > after and e.type.startswith("access."), timeout)
+
+
+@contextmanager
+def site_on_fake_clock(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey
+                       ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
+    """Minheim (clock_trust = "ntp") with its agent running on a thread, on a FakeClock
+    that stands at the current time and is NTP-synchronised, and online at the test's
+    HubSide, which signs by that clock."""
+    clock = FakeClock(time.time(), synchronized=True)
+    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
+    hub = HubSide(broker, hub_key, site.site, now=clock.time)
+    try:
+        with agent_in_thread(site, clock=clock) as agent:
+            hub.wait_online()
+            yield site, hub, agent, clock
+    finally:
+        hub.close()
+
+
 def read_cache(site: SiteFiles) -> tuple[int | None, int]:
     from edge.cache import CacheStore
 
@@ -171,4 +199,4 @@ def read_cache(site: SiteFiles) -> tuple[int | None, int]:
     return meta.version, meta.entry_count
 
 
-__all__ = ["HubSide", "Path", "agent_in_thread", "entry", "read_cache"]
+__all__ = ["HubSide", "Path", "access", "agent_in_thread", "entry", "last_seq", "read_cache", "site_on_fake_clock"]

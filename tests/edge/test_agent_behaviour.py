@@ -23,17 +23,12 @@ from testkit.util import wait_for
 from wire import messages as m
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, access, agent_in_thread, entry, last_seq
 
 MEMBER = "em4100:0A00B1C2D3"
 CARETAKER = "iso14443a:04A1B2C3D4E5F6"
 STRANGER = "em4100:0A00B1C2FF"
 LOCK_EINGANG, CONTACT_EINGANG, EXIT_EINGANG, LOCK_COWORKING = 17, 27, 22, 5
-
-
-@pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
 
 
 def start_rig(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, clock: FakeClock | None = None,
@@ -66,14 +61,6 @@ def running(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, mock_
         assert hub.cache_ack().ok
         yield site, hub, agent, clock
     hub.close()
-
-
-def access(hub: HubSide, n_before: int, timeout: float = 10.0) -> m.Event:
-    return hub.wait_event(lambda e: e.seq > n_before and e.type.startswith("access."), timeout)
-
-
-def last_seq(hub: HubSide) -> int:
-    return max((e.seq for e in hub.events), default=0)
 
 
 def test_a_booked_member_is_let_in_and_checked_into_the_room(running: Any, mock_pins: Any) -> None:

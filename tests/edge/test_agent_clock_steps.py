@@ -4,7 +4,6 @@ and time-bounded standing grants do not follow such a clock."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -21,9 +20,10 @@ from testkit.broker import Mosquitto
 from testkit.site import SiteFiles, default_layout, write_site
 from testkit.util import wait_for
 from wire import messages as m
+from wire.handoff import submit
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, agent_in_thread, entry, site_on_fake_clock
 
 LOCK_EINGANG = 17
 CARETAKER = "iso14443a:04A1B2C3D4E5F6"
@@ -32,18 +32,12 @@ NEXT_MONTH = "em4100:0A00B1C2D4"  # a standing grant that starts later
 T = TypeVar("T")
 
 
-@pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
 def on_loop(agent: Agent, fn: Callable[[], T], timeout: float = 10.0) -> T:
     """Run ``fn`` on the agent's main loop (where its stores live) and return its result."""
-    done = threading.Event()
-    out: list[T] = []
-    agent.post(lambda: (out.append(fn()), done.set()))
-    assert done.wait(timeout), "the main loop did not run the work item"
-    return out[0]
+    try:
+        return submit(agent.post, fn).result(timeout)
+    except TimeoutError:
+        raise AssertionError("the main loop did not run the work item") from None
 
 
 def door_state(hub: HubSide, door: str, mode: str | None = None, timeout: float = 10.0) -> m.DoorState:
@@ -107,15 +101,8 @@ def test_office_hours_open_a_door_only_while_the_clock_is_trusted(
 @pytest.fixture
 def running(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, mock_pins: Any
             ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
-    clock = FakeClock(time.time(), synchronized=True)
-    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
-    hub = HubSide(broker, hub_key, site.site, now=clock.time)
-    try:
-        with agent_in_thread(site, clock=clock) as agent:
-            hub.wait_online()
-            yield site, hub, agent, clock
-    finally:
-        hub.close()
+    with site_on_fake_clock(tmp_path, broker, hub_key) as rig:
+        yield rig
 
 
 def executed_unlock(hub: HubSide, mock_pins: Any) -> m.Command:

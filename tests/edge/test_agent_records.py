@@ -20,48 +20,28 @@ from testkit.site import SiteFiles, write_site
 from wire import messages as m
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, access, agent_in_thread, entry, last_seq, site_on_fake_clock
 
 MEMBER = "em4100:0A00B1C2D3"
 STRANGER = "em4100:0A00B1C2FF"
 
 
 @pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-def access(hub: HubSide, after: int) -> m.Event:
-    return hub.wait_event(lambda e: e.seq > after and e.type.startswith("access."))
-
-
-def last(hub: HubSide) -> int:
-    return max((e.seq for e in hub.events), default=0)
-
-
-@pytest.fixture
 def fake_clock_site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey, mock_pins: Any
                     ) -> Iterator[tuple[SiteFiles, HubSide, Agent, FakeClock]]:
-    clock = FakeClock(time.time(), synchronized=True)
-    site = write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"clock_trust": "ntp"})
-    hub = HubSide(broker, hub_key, site.site, now=clock.time)
-    try:
-        with agent_in_thread(site, clock=clock) as agent:
-            hub.wait_online()
-            now = int(clock.time())
-            hub.send(Kind.CACHE, hub.body_full([
-                entry(site.cred_key, MEMBER, ["eingang"], ref="booking-1", start=now - 600, end=now + 3600,
-                      who="m-anna"),
-            ], version=7))
-            assert hub.cache_ack().ok
-            yield site, hub, agent, clock
-    finally:
-        hub.close()
+    with site_on_fake_clock(tmp_path, broker, hub_key) as (site, hub, agent, clock):
+        now = int(clock.time())
+        hub.send(Kind.CACHE, hub.body_full([
+            entry(site.cred_key, MEMBER, ["eingang"], ref="booking-1", start=now - 600, end=now + 3600,
+                  who="m-anna"),
+        ], version=7))
+        assert hub.cache_ack().ok
+        yield site, hub, agent, clock
 
 
 def test_an_access_event_names_the_cache_version_it_was_decided_from(fake_clock_site: Any) -> None:
     site, hub, _, clock = fake_clock_site
-    n = last(hub)
+    n = last_seq(hub)
     site.badge("eingang-sim", MEMBER)
     ev = access(hub, n)
     assert isinstance(ev, m.AccessGranted)
@@ -80,7 +60,7 @@ def test_an_access_event_carries_the_clock_verdict_its_decision_used(fake_clock_
     # stale verdict (clock_synced true next to reason clock_untrusted).
     site, hub, _, clock = fake_clock_site
     clock.advance(-3600)
-    n = last(hub)
+    n = last_seq(hub)
     site.badge("eingang-sim", MEMBER)
     ev = access(hub, n)
     assert isinstance(ev, m.AccessDenied)
@@ -103,7 +83,7 @@ def test_a_wall_clock_step_does_not_refill_the_denial_budget(tmp_path: Path, bro
             assert hub.cache_ack().ok
             reasons = []
             for _ in range(3):
-                n = last(hub)
+                n = last_seq(hub)
                 site.badge("eingang-sim", STRANGER)
                 reasons.append(access(hub, n).reason)  # type: ignore[attr-defined]
             assert reasons == ["unknown_credential", "unknown_credential", "rate_limited"]
@@ -112,7 +92,7 @@ def test_a_wall_clock_step_does_not_refill_the_denial_budget(tmp_path: Path, bro
             tmp = tmp_path / "offset.tmp"
             tmp.write_text(f"{86400}\n")
             tmp.replace(offset)
-            n = last(hub)
+            n = last_seq(hub)
             site.badge("eingang-sim", STRANGER)
             ev = access(hub, n)
             assert ev.reason == "rate_limited"  # type: ignore[attr-defined]

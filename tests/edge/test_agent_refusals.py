@@ -22,11 +22,6 @@ from .hubside import HubSide, agent_in_thread, entry, read_cache
 
 
 @pytest.fixture
-def hub_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
 def site(tmp_path: Path, broker: Mosquitto, hub_key: Ed25519PrivateKey) -> SiteFiles:
     return write_site(tmp_path / "minheim", "minheim", broker, hub_key, policy={"max_envelope_bytes": 64 * 1024})
 

@@ -35,6 +35,7 @@ from edge.runlock import DataDirBusy, RunLock
 from testkit.broker import Mosquitto
 from testkit.rdm6300_fake import FakeRdm6300
 from testkit.site import write_site
+from testkit.util import next_matching
 from tests.edge.hubside import agent_in_thread, entry
 from wire import messages as m
 from wire.keys import new_key, write_key_file
@@ -66,17 +67,10 @@ class Lines:
         pass
 
     def expect(self, pattern: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r}; got {self.all}")
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if re.search(pattern, line):
-                return line
+        try:
+            return next_matching(self.q, lambda line: re.search(pattern, line) is not None, timeout)
+        except TimeoutError:
+            raise AssertionError(f"no line matching {pattern!r}; got {self.all}") from None
 
 
 def run_until_ctrl_c(argv: list[str], driver: Callable[[Lines], None]) -> tuple[int, Lines]:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge.cache import LOOKUP_SQL, CacheMeta, CacheStore
 from edge.errors import StorageError
-from tests.edge._faults import Child, fill, small_tmpfs
+from tests.edge._faults import Child, fill
 from tests.strategies import struct
 from wire.errors import WireError
 from wire.messages import CacheDelta, CacheFull, CacheFullStream, Entry, SignedBodyStream, decode, encode
@@ -397,15 +397,6 @@ def test_apply_killed_at_random_moments_leaves_the_old_or_the_new_cache_whole(tm
 
 
 # --- a full disk ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (needs permission to mount; skipped otherwise)."""
-    with small_tmpfs(tmp_path / "small") as mnt:
-        if isinstance(mnt, str):
-            pytest.skip(mnt)
-        yield mnt
 
 
 def test_on_a_full_disk_apply_fails_and_the_old_cache_still_answers(small_fs: Path) -> None:

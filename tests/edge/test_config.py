@@ -54,7 +54,7 @@ def test_a_good_config_resolves_paths_and_defaults(tmp_path: Path) -> None:
     assert cfg.site.data_dir == str(tmp_path / "data")
     assert cfg.hub.cred_key_file == str(tmp_path / "cred.key")
     assert cfg.hub.effective_port == 1883
-    assert cfg.readers[0].baudrate == 9600
+    assert cfg.readers[0].settings.baudrate == 9600
     assert cfg.policy.clock_trust == "ntp"
     assert cfg.doors[0].fail == "secure"
 
@@ -77,6 +77,7 @@ _DELETE = object()
     ("site.idd", "x", "site.idd"),
     ("site.id", "Minheim", "site.id"),
     ("site.timezone", "Mars/Olympus", "site.timezone"),
+    ("site.timezone", "Europe/" + "B" * 300, "site.timezone"),  # too long for a file name: OSError
     ("site.data_dir", _DELETE, "site.data_dir"),
     ("policy", {"clock_trust": "sundial"}, "policy.clock_trust"),
     ("policy", {"retention_days": 0}, "policy.retention_days"),

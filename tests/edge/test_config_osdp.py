@@ -31,9 +31,9 @@ def osdp_doc(tmp_path: Path) -> dict[str, Any]:
 def test_a_good_osdp_config_resolves_the_key_file_and_the_default_baudrate(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, osdp_doc(tmp_path)))
     o1, o2 = cfg.readers[2:]
-    assert (o1.type, o1.port, o1.address, o1.baudrate) == ("osdp", "/dev/ttyUSB0", 1, 9600)
-    assert o1.scbk_file == str(tmp_path / "a.scbk")
-    assert (o2.address, o2.baudrate, o2.direction) == (2, 115200, "out")
+    assert (o1.type, o1.settings.port, o1.settings.address, o1.settings.baudrate) == ("osdp", "/dev/ttyUSB0", 1, 9600)
+    assert o1.settings.scbk_file == str(tmp_path / "a.scbk")
+    assert (o2.settings.address, o2.settings.baudrate, o2.direction) == (2, 115200, "out")
 
 
 _DELETE = object()
@@ -67,7 +67,7 @@ def test_a_bad_osdp_key_is_refused_naming_file_and_key(tmp_path: Path, index: in
 def test_the_same_address_on_two_ports_is_fine(tmp_path: Path) -> None:
     doc = osdp_doc(tmp_path)
     doc["readers"][3].update(address=1, port="/dev/ttyUSB1")
-    assert [r.address for r in config.load(write(tmp_path, doc)).readers[2:]] == [1, 1]
+    assert [r.settings.address for r in config.load(write(tmp_path, doc)).readers[2:]] == [1, 1]
 
 
 @pytest.mark.parametrize(("content", "mode", "says"), [

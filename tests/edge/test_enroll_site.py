@@ -21,7 +21,7 @@ from wire.keys import public_key_b64
 from wire.seal import unseal
 from wire.topics import Kind
 
-from .hubside import HubSide, agent_in_thread, entry
+from .hubside import HubSide, agent_in_thread, entry, last_seq
 
 CARD = "em4100:0A00B1C2D3"
 NEW_CARD = "iso14443a:04A1B2C3D4E5F6"
@@ -47,10 +47,6 @@ def rig(tmp_path: Path, broker: Mosquitto, enroll_key: X25519PrivateKey, mock_pi
             yield site, hub
     finally:
         hub.close()
-
-
-def last_seq(hub: HubSide) -> int:
-    return max((e.seq for e in hub.events), default=0)
 
 
 def test_the_enrollment_read_opens_no_door_and_reaches_the_hub_sealed(

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import config as edge_config
 from edge.clock import FakeClock
-from edge.config import PolicySection, ReaderSection
+from edge.config import PolicySection
 from edge.decide import DenialLimiter
-from edge.readers import make_reader
-from edge.readers.keypad import PinEntry
-from edge.readers.wiegand import WiegandDecoder, WiegandReader
+from readers import ReaderError, make_reader
+from readers.keypad import PinEntry
+from readers.wiegand import WiegandConfig, WiegandDecoder, WiegandReader
 from testkit.broker import Mosquitto
 from testkit.site import write_site
 from testkit.util import wait_for
@@ -137,7 +137,7 @@ def test_a_keypad_beside_a_card_reader_on_the_same_door_is_a_valid_config(tmp_pa
     site = write_site(tmp_path / "s", "minheim", broker, Ed25519PrivateKey.generate(), layout=layout)
     cfg = edge_config.load(site.config_path)
     assert [(r.id, r.door) for r in cfg.readers] == [("eingang-rfid", "eingang"), ("eingang-keypad", "eingang")]
-    assert cfg.readers[1].keypad_timeout_seconds == 8
+    assert cfg.readers[1].settings.keypad_timeout_seconds == 8
 
 
 # --- the reader on mock pins -----------------------------------------------------------------------
@@ -150,8 +150,8 @@ class Sink:
     def on_credential(self, reader_id: str, credential: str) -> None:
         self.creds.append(credential)
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:
-        raise AssertionError(error)
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:
+        raise AssertionError(str(error))
 
 
 def type_keys(factory: Any, reader: WiegandReader, keys: str, fmt: int = 4) -> None:
@@ -168,7 +168,7 @@ def type_keys(factory: Any, reader: WiegandReader, keys: str, fmt: int = 4) -> N
 
 def test_the_same_pin_twice_is_two_entries_and_the_reader_counts_drops(mock_pins: Any) -> None:
     sink = Sink()
-    cfg = ReaderSection(id="keypad", type="wiegand", door="front", d0_pin=D0, d1_pin=D1, holdoff_seconds=5)
+    cfg = WiegandConfig(id="keypad", d0_pin=D0, d1_pin=D1, holdoff_seconds=5)
     reader = make_reader(cfg, sink)
     assert isinstance(reader, WiegandReader)
     reader.start()

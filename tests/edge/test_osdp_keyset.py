@@ -15,8 +15,8 @@ from osdp import Command
 
 from edge import config
 from edge.__main__ import main
-from edge.readers import make_reader
-from edge.readers.osdp_keyset import SCBK_D
+from readers import make_reader
+from readers.osdp_keyset import SCBK_D
 from testkit.osdp_pd import PdBus, wiegand_frame
 from testkit.util import wait_for
 from wire.keys import read_scbk_file, write_scbk_file
@@ -54,7 +54,7 @@ def test_keyset_puts_a_factory_fresh_reader_on_a_new_key_the_agent_then_reads_wi
     # The config now loads (the key file is checked) and the reader is read over Secure Channel.
     cfg = config.load(site)
     sink = Sink()
-    reader = make_reader(cfg.readers[-1], sink)
+    reader = make_reader(cfg.readers[-1].settings, sink)
     reader.start()
     try:
         wait_for(lambda: getattr(reader, "online", False), timeout=10, what="online with the new key")
@@ -96,7 +96,7 @@ def test_keyset_refuses_to_share_the_bus_with_a_running_reader(bus: PdBus, tmp_p
     site = _site(tmp_path, bus.port)
     write_scbk_file(tmp_path / "o1.scbk", key)
     sink = Sink()
-    reader = make_reader(config.load(site).readers[-1], sink)
+    reader = make_reader(config.load(site).readers[-1].settings, sink)
     reader.start()
     try:
         wait_for(lambda: getattr(reader, "online", False), timeout=10, what="online")

@@ -14,7 +14,7 @@ import pytest
 
 from edge.errors import StorageError
 from edge.outbox import InvalidEvent, Outbox
-from tests.edge._faults import Child, fill, small_tmpfs
+from tests.edge._faults import Child, fill
 from wire import messages as m
 
 SITE, BOOT = "minheim", "b00t"
@@ -216,15 +216,6 @@ def test_seq_has_no_gap_or_repeat_across_sigkills(tmp_path: Path) -> None:
 
 
 # --- a full disk -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (needs permission to mount; skipped otherwise)."""
-    with small_tmpfs(tmp_path / "small") as mnt:
-        if isinstance(mnt, str):
-            pytest.skip(mnt)
-        yield mnt
 
 
 def test_on_a_full_disk_emit_fails_and_committed_events_remain(small_fs: Path) -> None:

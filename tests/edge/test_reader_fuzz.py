@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.readers.pn532_codec import (
+from readers.pn532_codec import (
     ACK,
     ERROR_FRAME,
     NACK,
@@ -31,8 +31,8 @@ from edge.readers.pn532_codec import (
     parse_firmware,
     parse_target_uid,
 )
-from edge.readers.rdm6300 import Rdm6300Parser
-from edge.readers.wiegand import WiegandDecoder
+from readers.rdm6300 import Rdm6300Parser
+from readers.wiegand import WiegandDecoder
 from wire.creds import check_credential, cred_hash
 
 SEED = 0x70_52_77_61  # fixed: every run feeds the same input
@@ -385,7 +385,7 @@ def wg_bits(nbits: int, data: int) -> list[int]:
 
 # 35-bit HID Corporate 1000 and 37-bit HID H10304, re-derived here the way the Proxmark3
 # client packs them (a 35-/37-bit integer, first bit sent = most significant; parity masks
-# over that integer) rather than by bit positions as edge/readers/wiegand.py does.
+# over that integer) rather than by bit positions as readers/wiegand.py does.
 C1K_P2_MASK = 0x1B6DB6DB6  # even parity (bit 33) over positions 3-4, 6-7, …, 33-34
 C1K_P35_MASK = 0x36DB6DB6C  # odd parity (bit 0) over positions 2-3, 5-6, …, 32-33
 H37_EVEN_MASK = ((1 << 18) - 1) << 18  # positions 2-19

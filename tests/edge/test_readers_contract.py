@@ -22,15 +22,13 @@ from typing import Any
 
 import pytest
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
-from edge.readers import Backoff, Reader, make_reader
-from edge.readers.osdp import OsdpReader
-from edge.readers.pn532 import Pn532Reader
-from edge.readers.rdm6300 import Rdm6300Reader
-from edge.readers.serialbase import DeviceReader
-from edge.readers.sim import SimReader
-from edge.readers.wiegand import WiegandReader
+from readers import Backoff, Reader, ReaderError, make_reader
+from readers.osdp import OsdpConfig, OsdpReader
+from readers.pn532 import Pn532Config, Pn532Reader
+from readers.rdm6300 import Rdm6300Config, Rdm6300Reader
+from readers.serialbase import DeviceReader
+from readers.sim import SimConfig, SimReader
+from readers.wiegand import WiegandConfig, WiegandReader
 from testkit.osdp_pd import PdBus
 from testkit.osdp_pd import wiegand_frame as osdp_wiegand_frame
 from testkit.pn532_fake import FakePn532, response_frame, target_response
@@ -62,8 +60,8 @@ class Sink:
     def on_credential(self, reader_id: str, credential: str) -> None:
         self.reads.put((reader_id, credential))
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:
-        self.errors.put((reader_id, error))
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:
+        self.errors.put((reader_id, str(error)))
 
     def next_read(self, timeout: float = 5.0) -> str:
         reader_id, cred = self.reads.get(timeout=timeout)
@@ -130,7 +128,7 @@ class Rdm6300Rig(Rig):
         self.fake = FakeRdm6300(interval=0.01)
         self.link = tmp_path / "ttyRDM"
         _repoint(self.link, self.fake.path)
-        cfg = ReaderSection(id=READER, type="rdm6300", door="front", port=str(self.link), baudrate=9600,
+        cfg = Rdm6300Config(id=READER, port=str(self.link), baudrate=9600,
                             holdoff_seconds=HOLDOFF)
         self.reader = make_reader(cfg, self.sink, backoff=FAST)
         assert isinstance(self.reader, Rdm6300Reader)
@@ -177,7 +175,7 @@ class Pn532Rig(Rig):
         self.fake = FakePn532()
         self.link = tmp_path / "ttyPN532"
         _repoint(self.link, self.fake.path)
-        cfg = ReaderSection(id=READER, type="pn532", door="front", port=str(self.link), baudrate=115200,
+        cfg = Pn532Config(id=READER, port=str(self.link), baudrate=115200,
                             holdoff_seconds=HOLDOFF)
         self.reader = make_reader(cfg, self.sink, backoff=FAST)
         assert isinstance(self.reader, Pn532Reader)
@@ -226,7 +224,7 @@ class WiegandRig(Rig):
     def __init__(self, factory: Any) -> None:
         self.sink = Sink()
         self.factory = factory
-        cfg = ReaderSection(id=READER, type="wiegand", door="front", d0_pin=20, d1_pin=21, holdoff_seconds=HOLDOFF)
+        cfg = WiegandConfig(id=READER, d0_pin=20, d1_pin=21, holdoff_seconds=HOLDOFF)
         self.reader = make_reader(cfg, self.sink)
         assert isinstance(self.reader, WiegandReader)
         self.wg = self.reader
@@ -270,7 +268,7 @@ class SimRig(Rig):
     def __init__(self, tmp_path: Path) -> None:
         self.sink = Sink()
         self.path = tmp_path / "sim" / "sim-front"
-        cfg = ReaderSection(id=READER, type="sim", door="front", path=str(self.path), holdoff_seconds=HOLDOFF)
+        cfg = SimConfig(id=READER, path=str(self.path), holdoff_seconds=HOLDOFF)
         self.reader = make_reader(cfg, self.sink, backoff=FAST)
         assert isinstance(self.reader, SimReader)
         self.sim = self.reader
@@ -320,7 +318,7 @@ class OsdpRig(Rig):
         self.bus = PdBus()
         key = os.urandom(16)
         self.pd = self.bus.add(1, key)
-        cfg = ReaderSection(id=READER, type="osdp", door="front", port=self.bus.port, baudrate=115200, address=1,
+        cfg = OsdpConfig(id=READER, port=self.bus.port, baudrate=115200, address=1,
                             scbk_file=str(write_scbk_file(tmp_path / "osdp.scbk", key)), holdoff_seconds=HOLDOFF)
         self.reader = make_reader(cfg, self.sink)
         assert isinstance(self.reader, OsdpReader)
@@ -590,7 +588,7 @@ def test_sim_reader_on_a_path_that_is_no_fifo_reports_an_error(tmp_path: Path) -
 
 
 def test_make_reader_refuses_a_serial_reader_without_port() -> None:
-    cfg = ReaderSection(id=READER, type="rdm6300", door="front")
+    cfg = Rdm6300Config(id=READER)
     with pytest.raises(ReaderError):
         make_reader(cfg, Sink())
 
@@ -614,11 +612,11 @@ def test_real_reader_reads_a_presented_card(kind: str) -> None:
     where = os.environ[f"TORWART_HW_{kind.upper()}"]
     if kind == "wiegand":
         d0, d1 = (int(p) for p in where.split(","))
-        cfg = ReaderSection(id=READER, type="wiegand", door="front", d0_pin=d0, d1_pin=d1)
+        cfg = WiegandConfig(id=READER, d0_pin=d0, d1_pin=d1)
     elif kind == "rdm6300":
-        cfg = ReaderSection(id=READER, type="rdm6300", door="front", port=where, baudrate=9600)
+        cfg = Rdm6300Config(id=READER, port=where, baudrate=9600)
     else:
-        cfg = ReaderSection(id=READER, type="pn532", door="front", port=where, baudrate=115200)
+        cfg = Pn532Config(id=READER, port=where, baudrate=115200)
     sink = Sink()
     reader = make_reader(cfg, sink)
     reader.start()

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import ReaderSection
-from edge.errors import ReaderError
-from edge.readers import Backoff, make_reader
-from edge.readers.osdp import OFFLINE_AFTER, OsdpReader, card_credential
+from readers import Backoff, ReaderError, make_reader
+from readers.osdp import OFFLINE_AFTER, OsdpConfig, OsdpReader, card_credential
 from testkit.osdp_pd import PdBus, left_aligned, wiegand_frame
-from testkit.util import wait_for
+from testkit.util import next_matching, wait_for
 from wire.creds import check_credential
 from wire.keys import write_scbk_file
 
@@ -39,18 +37,15 @@ class Sink:
     def on_credential(self, reader_id: str, credential: str) -> None:
         self.reads.put((reader_id, credential))
 
-    def on_reader_error(self, reader_id: str, error: str) -> None:
-        self.errors.put((reader_id, error))
+    def on_reader_error(self, reader_id: str, error: ReaderError) -> None:
+        self.errors.put((reader_id, str(error)))
 
     def on_reader_state(self, reader_id: str, state: str) -> None:
         self.states.put((reader_id, state, time.monotonic()))
 
     def next_state(self, reader_id: str, timeout: float = 5.0) -> tuple[str, float]:
-        deadline = time.monotonic() + timeout
-        while True:
-            rid, state, t = self.states.get(timeout=max(0.01, deadline - time.monotonic()))
-            if rid == reader_id:
-                return state, t
+        _, state, t = next_matching(self.states, lambda item: item[0] == reader_id, timeout, f"state of {reader_id}")
+        return state, t
 
 
 def _key(tmp_path: Path, name: str, key: bytes | None = None) -> tuple[bytes, str]:
@@ -58,9 +53,9 @@ def _key(tmp_path: Path, name: str, key: bytes | None = None) -> tuple[bytes, st
     return key, str(write_scbk_file(tmp_path / f"{name}.scbk", key))
 
 
-def _cfg(rid: str, port: str, address: int, scbk_file: str) -> ReaderSection:
-    return ReaderSection(id=rid, type="osdp", door="front", port=port, baudrate=115200, address=address,
-                         scbk_file=scbk_file, holdoff_seconds=5.0)
+def _cfg(rid: str, port: str, address: int, scbk_file: str) -> OsdpConfig:
+    return OsdpConfig(id=rid, port=port, baudrate=115200, address=address, scbk_file=scbk_file,
+                      holdoff_seconds=5.0)
 
 
 @pytest.fixture
@@ -258,10 +253,10 @@ def test_real_osdp_reader_reads_a_presented_card() -> None:
     """TORWART_HW_OSDP=/dev/ttyUSB0, with TORWART_HW_OSDP_SCBK_FILE (the reader's key file,
     from ``torwart-edge readers keyset``), TORWART_HW_OSDP_ADDRESS (default 0) and
     TORWART_HW_OSDP_BAUD (default 9600); present a card within TORWART_HW_TIMEOUT seconds."""
-    cfg = ReaderSection(id="front-in", type="osdp", door="front", port=os.environ["TORWART_HW_OSDP"],
-                        baudrate=int(os.environ.get("TORWART_HW_OSDP_BAUD", "9600")),
-                        address=int(os.environ.get("TORWART_HW_OSDP_ADDRESS", "0")),
-                        scbk_file=os.environ.get("TORWART_HW_OSDP_SCBK_FILE", ""))
+    cfg = OsdpConfig(id="front-in", port=os.environ["TORWART_HW_OSDP"],
+                     baudrate=int(os.environ.get("TORWART_HW_OSDP_BAUD", "9600")),
+                     address=int(os.environ.get("TORWART_HW_OSDP_ADDRESS", "0")),
+                     scbk_file=os.environ.get("TORWART_HW_OSDP_SCBK_FILE", ""))
     sink = Sink()
     reader = make_reader(cfg, sink)
     reader.start()

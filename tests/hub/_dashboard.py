@@ -89,4 +89,4 @@ def auth_fixture(env: Env) -> Iterator[Auth]:
         yield a
     finally:
         a.clock = time.time
-        a.service.call(a.service.store.clear_login_failures)
+        a.service.call(a.service.accounts.clear_login_failures)

@@ -201,7 +201,7 @@ def test_the_openapi_document_lists_exactly_the_api_routes(env: Env) -> None:
     s = env.login("anna")
     doc = s.get(env.url + "/api/v1/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.")
-    _, served = routes(env.hub.service, None)
+    _, served = routes(env.hub.service.hub, None)
     api = {getattr(r, "path", "") for r in served if getattr(r, "path", "").startswith("/api/v1")}
     assert set(doc["paths"]) == api
     assert json.dumps(doc)  # plain JSON

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from hub import enroll, enroll_site
 from hub.__main__ import main
 from hub.enroll import EnrollHandler, ReadOutcome
+from hub.enroll import handler as enroll
+from hub.enroll import site as enroll_site
 from hub.store import SqliteStore
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto

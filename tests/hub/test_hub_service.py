@@ -136,26 +136,26 @@ def test_a_failing_platform_never_empties_a_cache_and_recovery_follows(
         svc.call(lambda: svc.store.add_member("m-1", "Member One"))
         svc.call(lambda: svc.store.add_credential("m-1", "em4100:0A00B1C2D3"))
         assert svc.call(svc.sync_now).ok
-        svc.call(lambda: svc.changed({"minheim"}))
-        before = svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp())))
-        version = svc.call(lambda: svc.caches.latest_version("minheim"))
+        svc.call(lambda: svc.hub.changed({"minheim"}))
+        before = svc.call(lambda: svc.hub.caches.entries("minheim", int(now.timestamp())))
+        version = svc.call(lambda: svc.hub.caches.latest_version("minheim"))
         assert len(before) == 5
 
         booking_platform.fail(fault, times=None, **params)  # until healed
         report = svc.call(svc.sync_now, timeout=120)
         assert not report.ok and report.error
-        state = svc.call(lambda: svc.store.get_sync_state(svc.sync.source))
+        state = svc.call(lambda: svc.store.get_sync_state(svc.hub.booking_sync.source))
         assert state.failures >= 1 and state.last_error
         # Nothing was thrown away: same bookings, same cache version and entries.
-        assert svc.call(lambda: svc.caches.latest_version("minheim")) == version
-        assert svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp()))) == before
+        assert svc.call(lambda: svc.hub.caches.latest_version("minheim")) == version
+        assert svc.call(lambda: svc.hub.caches.entries("minheim", int(now.timestamp()))) == before
 
         booking_platform.heal()
         booking_platform.cancel("bk-0")
         report = svc.call(svc.sync_now, timeout=60)
         assert report.ok and "bk-0" in report.changed
-        assert svc.call(lambda: svc.store.get_sync_state(svc.sync.source)).failures == 0
-        assert len(svc.call(lambda: svc.caches.entries("minheim", int(now.timestamp())))) == 4
+        assert svc.call(lambda: svc.store.get_sync_state(svc.hub.booking_sync.source)).failures == 0
+        assert len(svc.call(lambda: svc.hub.caches.entries("minheim", int(now.timestamp())))) == 4
 
 
 def test_a_check_in_at_the_room_is_reported_to_the_platform(

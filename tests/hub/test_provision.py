@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import edge.config as edge_config
-from hub import config, pki, provision, provision_site
+from hub import config, provision
 from hub.config import HubConfig
-from hub.provision import ProvisionError
+from hub.provision import ProvisionError, pki
+from hub.provision import site as provision_site
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import ConnectRefused, TestClient
 from wire.keys import public_key_b64, read_key_file, signing_key_from_seed

@@ -146,6 +146,27 @@ def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(tmp_pat
         assert (r.new, r.acked_upto, r.gaps) == (1, 2, ())
 
 
+def test_a_stream_base_beyond_what_the_hub_saw_cannot_make_the_hub_ack_events_it_never_stored(
+    tmp_path: Path,
+) -> None:
+    """A site (buggy, or hostile with its own broker login) declares a huge ``stream_base``
+    for a new stream: without a legacy history nothing of the stream counts as stored, and
+    with one, no more than the legacy stream's ``max_seq`` does."""
+    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+        fresh = "ab" * 16
+        evs = [IncomingEvent(fresh, seq, f"f{seq}", "door.opened", T0, "{}") for seq in (1, 2, 3)]
+        r = store.store_batch(SITE, EventBatch(events=evs, bases={fresh: 2**53 - 1}))
+        assert (r.new, r.streams[fresh].acked_upto) == ({(fresh, 1), (fresh, 2), (fresh, 3)}, 3)
+
+        other = "b1te"
+        store.store_events(other, [(s, f"l{s}", "door.opened", T0, "{}") for s in range(1, 11)])  # legacy 1..10
+        upgraded = "cd" * 16
+        evs = [IncomingEvent(upgraded, seq, f"u{seq}", "door.opened", T0, "{}") for seq in (11, 12)]
+        r = store.store_batch(other, EventBatch(events=evs, bases={upgraded: 1000}))
+        assert r.streams[upgraded].base == 10
+        assert (r.new, r.streams[upgraded].acked_upto) == ({(upgraded, 11), (upgraded, 12)}, 12)
+
+
 def test_quarantined_messages_are_truncated_bounded_per_site_and_purged_by_retention(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,42 @@
+"""The hub's application core: one object, ``Hub``, whose methods are the hub's acts.
+
+- push a site's cache: ``changed`` / ``rebuild`` after a change, ``push`` now,
+  ``push_and_wait`` (command line), and following what sites hold (``converge``,
+  ``converge_all``, ``watch_versions``, ``cache_refused``, ``unissued``);
+- send a signed command: ``send_command`` (running hub), ``command_and_wait`` (command
+  line), ``in_lockdown``;
+- enroll a card at a site: ``start_enrollment``, ``enrollment``, ``enrollment_acked``,
+  ``on_enroll_read``, ``enroll_at_site``;
+- members, credentials, grants, accounts: ``add_card``, ``import_cards``, ``remove_card``,
+  ``cards``, ``add_grant``, ``remove_grant``, ``grants``, ``add_user``, ``users``,
+  ``remove_user``, ``event_log``;
+- bookings: ``sync``, ``sync_now``, ``apply_push``;
+- what is shown: ``snapshot``, ``summary``, ``event_views``, ``noshows``, ``overview``;
+- "is this a configured site?": ``site`` and ``knows``.
+
+The running hub (``hub.service``) builds one with its link and loop; the command line
+uses ``open_hub``; the dashboard holds the running hub's.
+"""
+
+from __future__ import annotations
+
+from .base import Accounts, each_site
+from .errors import BadCommand, InLockdown, NoEnrollKey, NotSent, UnknownSite
+from .hub import Hub, open_hub
+from .people import CRED_TYPES, parse_credential
+from .push import Result
+
+__all__ = [
+    "CRED_TYPES",
+    "Accounts",
+    "BadCommand",
+    "Hub",
+    "InLockdown",
+    "NoEnrollKey",
+    "NotSent",
+    "Result",
+    "UnknownSite",
+    "each_site",
+    "open_hub",
+    "parse_credential",
+]

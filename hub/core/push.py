@@ -1,0 +1,188 @@
+"""Bringing out caches: rebuild a site's cache after a change and get it to the site.
+
+One act, "push", in the three places the hub needs it:
+
+- the running hub (``changed``, ``push``, ``converge``...): the new version goes out over
+  its persistent link through its ``Publisher`` (a delta from what the site holds, or a
+  full), and the dashboard's live view is told;
+- the command line without a link (``rebuild``): the version is recorded in the store and
+  the running hub, which watches the store's versions (``watch_versions``), publishes it;
+- the command line that waits for the site (``push_and_wait``): the full cache goes out
+  over a short conversation of its own, and the site's acknowledgement is awaited.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from wire import messages as m
+from wire.topics import Kind
+
+from ..conversation import Conversation
+from ..publisher import Published, Publisher
+from .base import Base, each_site
+from .errors import NotSent
+
+log = logging.getLogger(__name__)
+
+#: What the command line's conversations with a site listen to.
+ACKS = (Kind.CACHE_ACK, Kind.COMMAND_ACK)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a site answered the command line: ``ok``, the cache version pushed (None for a
+    command), the site's error (or a note), and how long the answer took."""
+
+    ok: bool
+    version: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def no_ack(timeout: float) -> str:
+    return f"no acknowledgement within {timeout:.0f} s (is the site online?)"
+
+
+class Pushing(Base):
+    """The push acts (see the module's docstring)."""
+
+    _known: dict[str, int | None]
+
+    def _bring_out(self, site: str, now: int) -> int | None:
+        """Rebuild ``site``'s cache; a new version (returned) goes out when this is the
+        running hub, and is left to the running hub otherwise."""
+        version = self.caches.rebuild(site, now)
+        if version is not None and self.link is not None:
+            self._known[site] = version
+            self._notify(site, "cache")
+            state = self._store.site_state(site)
+            self.publisher.converge(site, state.cache_version if state and state.online else None)
+        return version
+
+    def changed(self, sites: Iterable[str]) -> dict[str, int]:
+        """The caches of ``sites`` may have changed: rebuild them (unconfigured ones are
+        skipped) and bring out the new versions; site → new version. A site whose rebuild
+        fails is logged and the others are done."""
+        now = int(time.time())
+        out: dict[str, int] = {}
+
+        def rebuild(site: str) -> None:
+            v = self._bring_out(site, now)
+            if v is not None:
+                out[site] = v
+
+        each_site(sorted(s for s in set(sites) if self.knows(s)), "cache rebuild", rebuild)
+        return out
+
+    def rebuild(self, sites: Iterable[str], now: int | None = None) -> Iterator[tuple[str, int | None]]:
+        """``changed`` for the command line: each configured site of ``sites``, in the
+        configuration's order, with its new version or None (unchanged), as it is rebuilt
+        (lazily, while the caller iterates). A failure ends the iteration with its error
+        (a HubError when there is no signing key)."""
+        wanted = set(sites)
+        configured = [s.id for s in self.cfg.sites if s.id in wanted]
+        if not configured:
+            return
+        t = int(time.time()) if now is None else now
+        self.caches  # noqa: B018 (the signing key is read before the first site is rebuilt)
+        for site in configured:
+            yield site, self._bring_out(site, t)
+
+    def rebuild_all(self) -> dict[str, int]:
+        """Rebuild every configured site's cache (the running hub at start); site → new
+        version. A failing site is logged and left out."""
+        built = self.caches.rebuild_all(int(time.time()))
+        if built:
+            log.info("built caches: %s", ", ".join(f"{s} v{v}" for s, v in built.items()))
+        return built
+
+    def push(self, site: str) -> int:
+        """Rebuild ``site``'s cache and publish its latest version as the retained full now
+        (the running hub); the version published."""
+        self.site(site)
+        self.caches.rebuild(site, int(time.time()))
+        version = self.publisher.publish_full(site).version
+        self._notify(site, "cache")
+        return version
+
+    # --- the running hub: following what sites hold ---------------------------------------------------
+
+    def converge(self, site: str, reported: int | None) -> None:
+        """Send ``site``, which holds version ``reported``, what it needs to reach the latest."""
+        self.publisher.converge(site, reported)
+
+    def converge_all(self) -> None:
+        """Bring every configured site to its latest version (the link came up)."""
+        def converge(site: str) -> None:
+            state = self._store.site_state(site)
+            online = state is not None and state.online
+            self.publisher.converge(site, state.cache_version if online and state else None)
+            self._known[site] = self.caches.latest_version(site)
+
+        each_site([s.id for s in self.cfg.sites], "cache convergence", converge)
+
+    def watch_versions(self) -> None:
+        """Publish versions another process (the command line) recorded in the same store."""
+        def watch(site: str) -> None:
+            latest = self.caches.latest_version(site)
+            if latest != self._known.get(site):
+                self._known[site] = latest
+                self._notify(site, "cache")
+                state = self._store.site_state(site)
+                self.publisher.converge(site, state.cache_version if state and state.online else None)
+
+        each_site([s.id for s in self.cfg.sites], "publishing a new cache version", watch)
+
+    def cache_refused(self, site: str, error: str | None, reported: int | None, version: int | None) -> None:
+        """``site`` refused cache ``version`` (``Publisher.refused``)."""
+        self.publisher.refused(site, error, reported, version)
+
+    def unissued(self, site: str, version: int | None) -> str | None:
+        """Why ``version``, reported by ``site``, cannot be one the hub issued, or None."""
+        return self.publisher.unissued(site, version)
+
+    # --- the command line, waiting for the site ----------------------------------------------------------
+
+    def push_and_wait(self, site: str, *, timeout: float = 30.0) -> Result:
+        """Rebuild ``site``'s cache, publish its latest full cache (retained) and wait for
+        the site's ack; a site that holds that version already counts as done."""
+        self.site(site)
+        self.caches.rebuild(site, int(time.time()))
+        with Conversation(self.cfg, "cli") as talk:
+            talk.connect(min(timeout, 15))
+            talk.listen(site, ACKS)
+            t0 = time.monotonic()
+            full = self._publish_full(talk, site)
+            ack = self._cache_acked(talk, site, full.version, t0 + timeout)
+            if ack is None:
+                return Result(False, full.version, no_ack(timeout), timeout)
+            secs = time.monotonic() - t0
+            if ack.ok:
+                return Result(True, full.version, None, secs)
+            if ack.error == "stale_version":  # it already holds this version or newer
+                return Result(True, full.version, "already held", secs)
+            return Result(False, full.version, ack.error, secs)
+
+    def _publish_full(self, talk: Conversation, site: str) -> Published:
+        """The latest version as the retained full over ``talk``; NotSent if it did not go out."""
+        full = Publisher(self.caches, talk.link).publish_full(site)
+        if not full.sent:
+            raise NotSent("publishing failed: the broker connection dropped")
+        return full
+
+    def _cache_acked(self, talk: Conversation, site: str, version: int, deadline: float, *,
+                     newer: bool = False) -> m.CacheAck | None:
+        """``site``'s ack of cache ``version`` (with ``newer``: or a successful ack of a newer
+        one), or None at ``deadline``; a successful ack is recorded as the version the site
+        holds."""
+        def match(a: m.CacheAck) -> bool:
+            return a.version == version or (newer and a.ok and a.version is not None and a.version > version)
+
+        ack = talk.wait(Kind.CACHE_ACK, m.CacheAck, match, deadline, site=site)
+        if ack is not None and ack.ok:
+            self._store.update_site_state(site, {"cache_version": ack.version})
+        return ack

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from hub import pki
+from hub.provision import pki
 from testkit.broker import Mosquitto
 from wire import messages as m
 from wire import software_version
@@ -219,6 +219,12 @@ def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
     passwd = next(line for line in root.file("/etc/passwd").read_text().splitlines() if line.startswith("torwart:"))
     assert passwd.endswith(":/nonexistent:/usr/sbin/nologin")
     assert "torwart" in (root.group_members("gpio") or []) and "torwart" in (root.group_members("dialout") or [])
+    # authenticated time: our chrony config, the socket drop-in, and the agent in _chrony
+    assert "torwart" in (root.group_members("_chrony") or [])
+    assert "authselectmode require" in root.file("/etc/chrony/conf.d/torwart.conf").read_text()
+    assert "RuntimeDirectoryMode=0770" in root.file(
+        "/usr/lib/systemd/system/chrony.service.d/torwart.conf").read_text()
+    assert "/etc/chrony/conf.d/torwart.conf" in root.file("/var/lib/dpkg/info/torwart-edge.conffiles").read_text()
     assert mode_owner(root, "/etc/torwart") == ("0750", torwart)
     assert mode_owner(root, "/var/lib/torwart") == ("0700", torwart)
     assert root.run("systemd-analyze", "verify", "torwart-edge.service").stdout == ""

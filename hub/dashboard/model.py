@@ -1,0 +1,369 @@
+"""The dashboard's data as msgspec types: what the JSON API takes (bodies, query strings)
+and what it and the pages show (page data). The OpenAPI document (``hub.dashboard.openapi``)
+is generated from these types, and request parsing goes through :func:`parse`, so that
+what is documented is what is accepted and what is answered.
+
+Request types ignore unknown fields (the page's script sends its form as it is); a field
+given as ``""`` counts as absent, and whole numbers may come as strings (``"5"``), as the
+form fallback sends them. Anything else that does not fit is a :class:`BadRequest` with a
+message that names the field and, for a bounded number or a choice, the allowed values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from ..commands import MAX_UNLOCK_SECONDS
+from ..enroll import MAX_SECONDS as MAX_ENROLL_SECONDS
+from ..errors import HubError
+
+T = TypeVar("T")
+
+#: The most events one ``GET /api/v1/events`` answers.
+MAX_EVENTS = 1000
+#: The most days the booked-vs-present chart goes back.
+MAX_DAYS = 60
+
+#: A name given in a request: a site's door, room or reader, a member id.
+Name = Annotated[str, Meta(min_length=1, max_length=256)]
+ActionName = Literal["push", "unlock", "lockdown", "lockdown_end", "checkout_all", "enroll"]
+
+
+class BadRequest(HubError):
+    """A request body or query string that does not fit its type (answered 400)."""
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class CommandBody(Struct, kw_only=True):
+    """``POST /api/v1/sites/{site}/commands``: what to make the site do."""
+
+    action: Annotated[ActionName, Meta(description="push, unlock, lockdown, lockdown_end, checkout_all or enroll")]
+    door: Annotated[Name, Meta(description="unlock: the door")] | None = None
+    seconds: Annotated[int, Meta(ge=1, le=MAX_UNLOCK_SECONDS, description="unlock: how long (enroll: ≤ 120)")] \
+        | None = None
+    room: Annotated[Name, Meta(description="checkout_all: one room (default: every room)")] | None = None
+    reader: Annotated[Name, Meta(description="enroll: the reader")] | None = None
+    member: Annotated[Name, Meta(description="enroll: the member the card is for")] | None = None
+
+
+class EnrollBody(Struct, kw_only=True):
+    """``POST /api/v1/sites/{site}/enroll``: the next card read at ``reader`` within
+    ``seconds`` is enrolled to ``member``."""
+
+    member: Annotated[Name, Meta(description="the member's id (must exist)")]
+    reader: Annotated[Name, Meta(description="the site's reader")]
+    seconds: Annotated[int, Meta(ge=1, le=MAX_ENROLL_SECONDS, description="the site's window for the card")] = 60
+
+
+class EventsQuery(Struct, kw_only=True):
+    """``GET /api/v1/events``: filters."""
+
+    site: Annotated[str, Meta(description="one site")] | None = None
+    type: Annotated[str, Meta(description="an event type, e.g. access.denied")] | None = None
+    since: Annotated[str, Meta(description="Unix seconds or ISO 8601 (inclusive)")] | None = None
+    until: Annotated[str, Meta(description="Unix seconds or ISO 8601 (exclusive)")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=MAX_EVENTS, description="the most events to answer")] = 100
+
+
+class NoshowsQuery(Struct, kw_only=True):
+    """``GET /api/v1/sites/{site}/noshows``."""
+
+    days: Annotated[int, Meta(ge=1, le=MAX_DAYS, description="days back including today")] = 7
+
+
+class LiveQuery(Struct, kw_only=True):
+    """``GET /api/v1/live``."""
+
+    site: Annotated[str, Meta(description="one site (default: every site the caller sees)")] | None = None
+    view: Annotated[Literal["json", "card", "detail"],
+                    Meta(description="json: the snapshot; card, detail: {site, html} for the pages")] = "json"
+    lang: Annotated[str, Meta(description="de or en, for card and detail (default: the lang cookie, de)")] \
+        | None = None
+
+
+class ActionForm(Struct, kw_only=True):
+    """``POST /sites/{site}/actions`` (the no-JavaScript confirm step): the form as sent."""
+
+    action: str = ""
+    door: str = ""
+    seconds: str = ""
+    room: str = ""
+    reader: str = ""
+    member: str = ""
+    confirmed: str = ""
+
+    def params(self) -> dict[str, str]:
+        """The action's parameters, as ``hub.dashboard.actions`` takes them."""
+        return {"door": self.door, "seconds": self.seconds, "room": self.room, "reader": self.reader,
+                "member": self.member}
+
+
+_AT = re.compile(r" - at `\$\.([A-Za-z_]\w*)`$")
+
+
+def _hint(cls: type[Any], field: str) -> str | None:
+    """"seconds must be 1..3600" or "view must be one of json, card, detail" for a field
+    with bounds or choices; None for others."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return None
+    for f in info.fields:
+        if f.encode_name != field:
+            continue
+        ft = f.type.type if isinstance(f.type, msgspec.inspect.Metadata) else f.type
+        types = ft.types if isinstance(ft, msgspec.inspect.UnionType) else (ft,)
+        for t in types:
+            if isinstance(t, msgspec.inspect.Metadata):
+                t = t.type  # noqa: PLW2901
+            if isinstance(t, msgspec.inspect.IntType) and t.ge is not None and t.le is not None:
+                return f"{field} must be {t.ge}..{t.le}"
+            if isinstance(t, msgspec.inspect.LiteralType):
+                return f"{field} must be one of {', '.join(map(str, t.values))}"
+    return None
+
+
+def parse(doc: object, cls: type[T], *, what: str = "the body") -> T:
+    """``doc`` (decoded JSON, a form or a query string as a dict) as a ``cls``; BadRequest
+    with a clear message otherwise. ``""`` values count as absent."""
+    if not isinstance(doc, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    doc = {k: v for k, v in doc.items() if v != ""}
+    try:
+        return msgspec.convert(doc, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        at = _AT.search(message)
+        hint = _hint(cls, at.group(1)) if at is not None else None
+        raise BadRequest(f"{hint} ({message})" if hint else f"{what}: {message}") from None
+
+
+def parse_json(raw: bytes, cls: type[T]) -> T:
+    """A JSON request body as a ``cls`` (see :func:`parse`)."""
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise BadRequest("the body must be a JSON object") from None
+    return parse(doc, cls)
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+class Error(Struct):
+    """Every refusal: what went wrong, for people."""
+
+    error: str
+
+
+class Me(Struct, kw_only=True):
+    """The caller: name, role, the sites it sees, what it may do, and the CSRF token for
+    POSTs made with its session (null for the admin token)."""
+
+    name: str
+    role: Literal["admin", "caretaker"]
+    sites: list[str]
+    csrf: str | None
+    actions: list[ActionName]
+
+
+class Room(Struct, kw_only=True):
+    """A room: present, capacity, full; ``who`` (names) for admins or where the site shows names."""
+
+    id: str
+    name: str
+    present: int
+    capacity: int | None
+    full: bool
+    percent: int
+    who: list[str] | UnsetType = UNSET
+
+
+class Door(Struct, kw_only=True):
+    """A door as its site last reported it; ``known`` false before the first report."""
+
+    id: str
+    known: bool
+    locked: bool | None
+    open: Annotated[bool | None, Meta(description="null without a door contact")]
+    alarm: Literal["held_open", "forced_open"] | None
+    mode: str | None
+    ts: float | None
+
+
+class CacheInfo(Struct, kw_only=True):
+    """The site's signed cache: the version published and the one the site applied."""
+
+    published: int | None
+    built_at: int | None
+    entries: int | None
+    retained: int | None
+    applied: int | None
+    expires_at: int | None
+    current: bool
+
+
+class StreamInfo(Struct, kw_only=True):
+    """The site's event stream, and the one before it after a reinstall."""
+
+    reset_at: float | None
+    new: str
+    previous: str
+    previous_acked: int | None
+    unknown_types: int
+    quarantined: int
+
+
+class EventView(Struct, kw_only=True):
+    """One event for a viewer: type, time, level and the fields the viewer may see
+    (``who``, ``name`` and ``ref`` only where names may be seen)."""
+
+    site: str
+    stream: str
+    seq: int
+    type: str
+    ts: float
+    level: Literal["alarm", "warn", "info"]
+    door: str | UnsetType = UNSET
+    room: str | UnsetType = UNSET
+    reason: str | UnsetType = UNSET
+    seconds: int | float | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+    action: str | UnsetType = UNSET
+    reader: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+    software: str | UnsetType = UNSET
+    command: str | UnsetType = UNSET
+    who: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    ref: str | UnsetType = UNSET
+
+
+class SiteSnapshot(Struct, kw_only=True):
+    """Everything a site's page shows: online state and since when, clock trust, lockdown,
+    the cache, rooms with occupancy, doors with alarms, the event stream, last events.
+    ``online`` is null for a site never seen."""
+
+    id: str
+    name: str
+    names: bool
+    now: float
+    online: bool | None
+    since: float | None
+    last_seen: float | None
+    software: str | None
+    clock_synced: bool
+    lockdown: bool
+    outbox_pending: int
+    cache: CacheInfo
+    rooms: list[Room]
+    occupancy_ts: float | None
+    doors: list[Door]
+    alarms: int
+    stream: StreamInfo
+    events: list[EventView]
+
+
+class SiteStateView(Struct, kw_only=True):
+    """A site's state as the hub keeps it (the admin API's ``state``)."""
+
+    site_id: str
+    online: bool
+    since: float | None
+    last_seen: float | None
+    boot: str | None
+    software: str | None
+    cache_version: int | None
+    cache_expires_at: int | None
+    clock_synced: bool
+    outbox_pending: int
+    lockdown: bool
+    status: str | None
+    acked_upto: int
+    max_seq: int
+    gaps: list[tuple[int, int]]
+    stream: str
+    unknown_types: int
+    quarantined: int
+
+
+class SiteSummary(SiteSnapshot, kw_only=True):
+    """A site in the county list: its snapshot (last 5 events), its state (null for a site
+    never seen), and the cache versions as the admin API always had them."""
+
+    state: SiteStateView | None
+    cache_published: int | None
+    cache_retained: int | None
+
+
+class NoshowDay(Struct, kw_only=True):
+    day: Annotated[str, Meta(description="local date, YYYY-MM-DD")]
+    booked: int
+    present: int
+
+
+class NoshowRoom(Struct, kw_only=True):
+    """Per room and local day: confirmed bookings that started, and how many of them were
+    checked in to."""
+
+    room: str
+    name: str
+    days: list[NoshowDay]
+
+
+class Pushed(Struct, kw_only=True):
+    """The site's full cache was rebuilt and published."""
+
+    site: str
+    action: Literal["push"]
+    published_version: int
+
+
+class CommandSent(Struct, kw_only=True):
+    """The signed command went out to the site (``id``: the command's id)."""
+
+    site: str
+    id: str
+    action: str
+
+
+class EnrollmentStarted(Struct, kw_only=True):
+    """A pending enrollment was recorded and its command sent; follow it by ``id``."""
+
+    id: str
+    site: str
+    member: str
+    reader: str
+    seconds: int
+
+
+class EnrollmentView(Struct, kw_only=True):
+    """An enrollment's state: sent, acknowledged, read, enrolled, pushed, held (the site
+    applied the cache with the card), refused (``code``: the site's error code, or
+    conflict) or expired; ``final`` when nothing more will change."""
+
+    id: str
+    site: str
+    member: str
+    reader: str
+    seconds: int | None
+    state: Literal["sent", "acknowledged", "read", "enrolled", "pushed", "held", "refused", "expired"]
+    code: str | None
+    detail: str | None
+    final: bool
+    cache_version: int | None
+    window_ends_at: float | None
+    created_at: float
+
+
+class LiveFragment(Struct, kw_only=True):
+    """A live ``site`` event's data for ``view=card`` or ``detail``: the site's rendered HTML."""
+
+    site: str
+    html: str

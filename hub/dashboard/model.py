@@ -3,10 +3,10 @@ and what it and the pages show (page data). The OpenAPI document (``hub.dashboar
 is generated from these types, and request parsing goes through :func:`parse`, so that
 what is documented is what is accepted and what is answered.
 
-Request types ignore unknown fields (the page's script sends its form as it is); a field
-given as ``""`` counts as absent, and whole numbers may come as strings (``"5"``), as the
-form fallback sends them. Anything else that does not fit is a :class:`BadRequest` with a
-message that names the field and, for a bounded number or a choice, the allowed values.
+Request types ignore unknown fields (the page's script sends its form as it is); whole
+numbers may also come as strings (``"5"``), as a query string or a form has them. Anything
+else that does not fit is a :class:`BadRequest` with a message that names the field and,
+for a bounded number or a choice, the allowed values.
 """
 
 from __future__ import annotations
@@ -118,9 +118,8 @@ def _hint(cls: type[Any], field: str) -> str | None:
             continue
         ft = f.type.type if isinstance(f.type, msgspec.inspect.Metadata) else f.type
         types = ft.types if isinstance(ft, msgspec.inspect.UnionType) else (ft,)
-        for t in types:
-            if isinstance(t, msgspec.inspect.Metadata):
-                t = t.type  # noqa: PLW2901
+        for member in types:
+            t = member.type if isinstance(member, msgspec.inspect.Metadata) else member
             if isinstance(t, msgspec.inspect.IntType) and t.ge is not None and t.le is not None:
                 return f"{field} must be {t.ge}..{t.le}"
             if isinstance(t, msgspec.inspect.LiteralType):
@@ -130,10 +129,9 @@ def _hint(cls: type[Any], field: str) -> str | None:
 
 def parse(doc: object, cls: type[T], *, what: str = "the body") -> T:
     """``doc`` (decoded JSON, a form or a query string as a dict) as a ``cls``; BadRequest
-    with a clear message otherwise. ``""`` values count as absent."""
+    with a clear message otherwise."""
     if not isinstance(doc, dict):
         raise BadRequest(f"{what} must be a JSON object")
-    doc = {k: v for k, v in doc.items() if v != ""}
     try:
         return msgspec.convert(doc, cls, strict=False)
     except msgspec.ValidationError as exc:

@@ -87,6 +87,15 @@ class LiveQuery(Struct, kw_only=True):
         | None = None
 
 
+class LoginForm(Struct, kw_only=True):
+    """``POST /login``: the form as sent (``csrf``: the login form's double-submit token)."""
+
+    name: str = ""
+    password: str = ""
+    csrf: str = ""
+    next: str = "/"
+
+
 class ActionForm(Struct, kw_only=True):
     """``POST /sites/{site}/actions`` (the no-JavaScript confirm step): the form as sent."""
 

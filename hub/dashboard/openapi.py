@@ -130,6 +130,16 @@ def _content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _absent_not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: ``X | None = None`` means "may be left out" (a query
+    string has no null), so the schema is X's."""
+    options = prop.get("anyOf")
+    if prop.get("default", 0) is None and options and {"type": "null"} in options and len(options) == 2:
+        other = next(o for o in options if o != {"type": "null"})
+        return {**{k: v for k, v in prop.items() if k not in ("anyOf", "default")}, **other}
+    return prop
+
+
 def _parameters(path: str, query: type | None, sites: Sequence[str]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in ("site", "id"):
@@ -145,12 +155,14 @@ def _parameters(path: str, query: type | None, sites: Sequence[str]) -> list[dic
     if query is not None:
         schema = msgspec.json.schema_components([query])[1][query.__name__]
         required = set(schema.get("required", ()))
-        for name, prop in schema["properties"].items():
-            description = prop.get("description")
+        for name, raw in schema["properties"].items():
+            prop = _absent_not_null(raw)
             param = {"name": name, "in": "query", "required": name in required,
                      "schema": {k: v for k, v in prop.items() if k != "description"}}
-            if description:
-                param["description"] = description
+            if prop.get("description"):
+                param["description"] = prop["description"]
+            if name == "site" and sites:
+                param["examples"] = {s: {"value": s} for s in sites}
             params.append(param)
     return params
 

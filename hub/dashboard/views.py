@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from . import actions, data
-from .auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal
+from .auth import LOGIN_COOKIE, Auth, Principal
 from .common import on_loop
 from .middleware import principal
-from .model import ActionForm, BadRequest, NoshowRoom, SiteSnapshot, parse
+from .model import ActionForm, BadRequest, LoginForm, NoshowRoom, SiteSnapshot, parse
 from .render import lang_of, page
 
 if TYPE_CHECKING:
@@ -75,9 +75,12 @@ class Views:
         return resp
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
-        name, password = str(form.get("name") or "").strip(), str(form.get("password") or "")
-        token, cookie = str(form.get(CSRF_FIELD) or ""), request.cookies.get(LOGIN_COOKIE) or ""
+        try:
+            form = parse(dict(await request.form()), LoginForm, what="the form")
+        except BadRequest:
+            form = LoginForm()  # a file instead of a field: no token, refused below
+        name, password = form.name.strip(), form.password
+        token, cookie = form.csrf, request.cookies.get(LOGIN_COOKIE) or ""
         if not cookie or not hmac.compare_digest(token.encode(), cookie.encode()):
             return self._login_page(request, "login_stale", 403)
         result = await self.auth.login(request, name, password)
@@ -87,7 +90,7 @@ class Views:
         if result is None:
             return self._login_page(request, "login_failed", 401)
         sid, _csrf = result
-        resp = _redirect(_safe_next(str(form.get("next") or "/")))
+        resp = _redirect(_safe_next(form.next or "/"))
         self.auth.set_session_cookie(request, resp, sid)
         return resp
 

@@ -54,6 +54,8 @@ from ._dashboard import Env, env_fixture  # noqa: F401 (the env fixture)
 RUNS = {"admin": ("examples,coverage,fuzzing", 10), "caretaker": ("examples,fuzzing", 5)}
 SITE = "minheim"
 
+pytest.importorskip("schemathesis", reason="needs schemathesis (scripts/setup --dev)")
+
 
 @dataclass
 class Fuzzer:

@@ -12,7 +12,9 @@
   ``POST /api/v1/sites/{site}/commands`` (``{"action": "unlock", "door": ..., "seconds": ...}``).
 
 Every request body has a limit, enforced while it streams in (``hub.web_limits``): 413
-beyond it, before anything is buffered or parsed.
+beyond it, before anything is buffered or parsed. Every response carries the same security
+headers, and every route but :data:`PUBLIC_ROUTES` needs a login, checked before the
+handler runs (``hub.dashboard.middleware``).
 
 Handlers run on the server's thread and hand every act to the hub's main loop (``Hub.post``;
 the dashboard awaits it without blocking the server's event loop), which alone uses the
@@ -33,13 +35,15 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from .booking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookUnauthorized, verify_and_parse
 from .config import read_secret
 from .dashboard.app import routes as dashboard_routes
-from .dashboard.common import on_loop
+from .dashboard.common import error, json, on_loop
+from .dashboard.middleware import LoginGuard, SecurityHeaders
 from .errors import WebhookError
 from .web_limits import WEBHOOK_PATH, BodyLimit
 
@@ -53,8 +57,18 @@ BIND_RETRY_FIRST = 0.5
 BIND_RETRY_MAX = 10.0
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+#: The routes (by path) that anyone may call without a login: the health check, the
+#: platform's webhook (it has its own signature), the login page and the static files.
+#: Every other route answers 401 (``/api/…``) or redirects to the login page.
+PUBLIC_ROUTES = frozenset({"/healthz", WEBHOOK_PATH, "/login", "/static"})
+
+
+class HubApp(Starlette):
+    """Starlette with :class:`SecurityHeaders` outside everything, its error handler
+    included, so that even a 500 carries the headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(service: Hub) -> Starlette:
@@ -63,31 +77,35 @@ def create_app(service: Hub) -> Starlette:
     token = read_secret(cfg.http.admin_token_file) if cfg.http.admin_token_file else None
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "mqtt": service.connected, "sites": len(cfg.sites)})
+        return json({"status": "ok", "mqtt": service.connected, "sites": len(cfg.sites)})
 
     async def webhook(request: Request) -> Response:
         if secret is None:
-            return _error(404, "webhooks are off: set [booking] webhook_secret_file")
+            return error(404, "webhooks are off: set [booking] webhook_secret_file")
         raw = await request.body()  # at most 64 KiB: BodyLimit answers 413 beyond
         try:
             push = verify_and_parse(raw, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER),
                                     secret, now=time.time())
         except WebhookError as exc:
             log.warning("webhook refused: %s", exc)
-            return _error(401 if isinstance(exc, WebhookUnauthorized) else 400, str(exc))
+            return error(401 if isinstance(exc, WebhookUnauthorized) else 400, str(exc))
         # Awaited, not blocking: the live dashboard streams share this event loop.
         versions = await on_loop(service, lambda: service.apply_push(push), timeout=30)
         if versions is None:
             log.warning("webhook refused: signature accepted before (replay of booking %s)", push.booking.id)
-            return _error(401, "this signature was accepted before (a replay)")
-        return JSONResponse({"applied": push.booking.id, "cache_versions": versions})
+            return error(401, "this signature was accepted before (a replay)")
+        return json({"applied": push.booking.id, "cache_versions": versions})
 
     auth, dashboard = dashboard_routes(service, token)
-    app = Starlette(routes=[
+    routes = [
         Route("/healthz", health),
         Route(WEBHOOK_PATH, webhook, methods=["POST"]),
         *dashboard,
-    ], middleware=[Middleware(BodyLimit)])
+    ]
+    app = HubApp(routes=routes, middleware=[
+        Middleware(BodyLimit),
+        Middleware(LoginGuard, auth=auth, routes=routes, public=PUBLIC_ROUTES),
+    ])
     app.state.auth = auth
     return app
 

@@ -99,5 +99,5 @@ async def _answer(send: Send, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"), (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]})
+        (b"connection", b"close")]})  # the security headers come from hub.dashboard.middleware
     await send({"type": "http.response.body", "body": body})

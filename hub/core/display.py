@@ -1,6 +1,6 @@
-"""What the hub shows about its sites, read from its store: the dashboard's snapshots
-(plain JSON-able dicts that the API returns as they are and the templates render) and
-the command line's sites table (``overview``).
+"""What the hub shows about its sites, read from its store: the dashboard's page data as
+the types of ``hub.core.pages`` (which the API returns as they are and the templates
+render) and the command line's sites table (``overview``).
 
 Everything here runs on the thread that owns the store (the running hub's main loop).
 ``names`` decides
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from ..config import HubConfig, SiteConfig
 from ..store_api import Store
@@ -24,12 +25,32 @@ from ..store_refusals import Refusal
 from ..store_streams import short, stream_notes
 from ..store_types import CacheState, FeedbackItem, SiteState, StoredEvent, SyncState
 from .base import Base
+from .pages import (
+    CacheInfo,
+    Door,
+    EventView,
+    NoshowDay,
+    NoshowRoom,
+    Room,
+    SiteSnapshot,
+    SiteStateView,
+    SiteSummary,
+    StreamInfo,
+)
 
 #: Event types shown as alarms (red) and as warnings (amber).
 ALARM_TYPES = frozenset({"door.forced_open", "door.held_open"})
 WARN_TYPES = frozenset({"access.denied", "cache.rejected", "command.rejected", "reader.error", "clock.untrusted"})
-#: Event fields that are safe for every viewer.
-_PLAIN_FIELDS = ("door", "room", "reason", "seconds", "version", "error", "action", "reader", "detail", "software")
+#: Event fields that are safe for every viewer, with the JSON types the API documents for
+#: them (a value of another type, e.g. from a newer site's event, is left out).
+_PLAIN_FIELDS: dict[str, tuple[type, ...]] = {
+    "door": (str,), "room": (str,), "reason": (str,), "seconds": (int, float), "version": (int,), "error": (str,),
+    "action": (str,), "reader": (str,), "detail": (str,), "software": (str,)}
+
+
+def _plain(doc: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
+    value = doc.get(key)
+    return value if isinstance(value, types) and not isinstance(value, bool) else UNSET
 
 
 def _name(store: Store, who: str | None, cache: dict[str, str]) -> str | None:
@@ -41,30 +62,30 @@ def _name(store: Store, who: str | None, cache: dict[str, str]) -> str | None:
     return cache[who]
 
 
-def event_view(store: Store, ev: StoredEvent, *, names: bool, cache: dict[str, str] | None = None) -> dict[str, Any]:
+def event_view(store: Store, ev: StoredEvent, *, names: bool, cache: dict[str, str] | None = None) -> EventView:
     """One stored event for a viewer: type, time, level and the fields it may see."""
     try:
         doc = json.loads(ev.payload)
     except ValueError:
         doc = {}
-    out: dict[str, Any] = {"site": ev.site_id, "stream": ev.stream, "seq": ev.seq, "type": ev.type, "ts": ev.ts,
-                           "level": "alarm" if ev.type in ALARM_TYPES else "warn" if ev.type in WARN_TYPES else "info"}
-    for key in _PLAIN_FIELDS:
-        if doc.get(key) is not None:
-            out[key] = doc[key]
-    if ev.type.startswith("command.") and doc.get("command") is not None:
-        out["command"] = doc["command"]
+    if not isinstance(doc, dict):
+        doc = {}
+    out = EventView(site=ev.site_id, stream=ev.stream, seq=ev.seq, type=ev.type, ts=ev.ts,
+                    level="alarm" if ev.type in ALARM_TYPES else "warn" if ev.type in WARN_TYPES else "info",
+                    **{key: _plain(doc, key, types) for key, types in _PLAIN_FIELDS.items()})
+    if ev.type.startswith("command."):
+        out.command = _plain(doc, "command", (str,))
     if names:
-        if doc.get("who") is not None:
-            out["who"] = doc["who"]
-            out["name"] = _name(store, doc["who"], {} if cache is None else cache)
-        if doc.get("ref") is not None:
-            out["ref"] = doc["ref"]
+        who = _plain(doc, "who", (str,))
+        if who is not UNSET:
+            out.who = who
+            out.name = _name(store, who, {} if cache is None else cache) or who
+        out.ref = _plain(doc, "ref", (str,))
     return out
 
 
 def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, now: float,
-                  events: int = 12) -> dict[str, Any]:
+                  events: int = 12) -> SiteSnapshot:
     """Everything the site page shows, as of ``now``."""
     site = cfg.site(site_id)
     st = store.site_state(site_id)
@@ -82,11 +103,11 @@ def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, no
         o = occ_doc.get(r.id, {})
         present = int(o.get("present", 0))
         capacity = o.get("capacity", r.capacity)
-        room: dict[str, Any] = {"id": r.id, "name": r.name or r.id, "present": present, "capacity": capacity,
-                                "full": capacity is not None and present >= capacity,
-                                "percent": 0 if not capacity else min(100, round(100 * present / capacity))}
+        room = Room(id=r.id, name=r.name or r.id, present=present, capacity=capacity,
+                    full=capacity is not None and present >= capacity,
+                    percent=0 if not capacity else min(100, round(100 * present / capacity)))
         if names:
-            room["who"] = sorted((_name(store, w, cache) or w) for w in o.get("who", []))
+            room.who = sorted((_name(store, w, cache) or w) for w in o.get("who", []))
         rooms.append(room)
     door_rows = store.door_states(site_id)
     doors = []
@@ -96,48 +117,47 @@ def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, no
                 ds = json.loads(door_rows[d][0])
             except ValueError:
                 ds = {}
-            doors.append({"id": d, "known": True, "locked": ds.get("locked"), "open": ds.get("open"),
-                          "alarm": ds.get("alarm"), "mode": ds.get("mode"), "ts": ds.get("ts")})
+            doors.append(Door(id=d, known=True, locked=ds.get("locked"), open=ds.get("open"),
+                              alarm=ds.get("alarm"), mode=ds.get("mode"), ts=ds.get("ts")))
         else:
-            doors.append({"id": d, "known": False, "locked": None, "open": None, "alarm": None, "mode": None,
-                          "ts": None})
+            doors.append(Door(id=d, known=False, locked=None, open=None, alarm=None, mode=None, ts=None))
     applied = st.cache_version if st is not None else None
     published = cs.version if cs is not None else None
     notes = stream_notes(st.stream, store.event_streams(site_id)) if st is not None else stream_notes("", [])
-    return {
-        "id": site.id, "name": site.name or site.id, "names": names, "now": now,
-        "online": None if st is None or st.since is None else st.online,
-        "since": st.since if st else None, "last_seen": st.last_seen if st else None,
-        "software": st.software if st else None, "clock_synced": bool(st and st.clock_synced),
-        "lockdown": bool(st and st.lockdown), "outbox_pending": st.outbox_pending if st else 0,
-        "cache": {"published": published, "built_at": cs.built_at if cs else None,
-                  "entries": cs.n_entries if cs else None, "retained": cs.retained_version if cs else None,
-                  "applied": applied, "expires_at": st.cache_expires_at if st else None,
-                  "current": published is not None and applied == published},
-        "rooms": rooms,
-        "occupancy_ts": occ[1] if occ is not None else None,
-        "doors": doors,
-        "alarms": sum(1 for d in doors if d["alarm"]),
-        "stream": {"reset_at": notes["reset_at"], "new": short(notes["stream"]),
-                   "previous": short(notes["previous"] or ""), "previous_acked": notes["previous_acked"],
-                   "unknown_types": st.unknown_types if st else 0, "quarantined": st.quarantined if st else 0},
-        "events": [event_view(store, e, names=names, cache=cache)
-                   for e in store.events(site_id=site_id, limit=events)] if events else [],
-    }
+    return SiteSnapshot(
+        id=site.id, name=site.name or site.id, names=names, now=now,
+        online=None if st is None or st.since is None else st.online,
+        since=st.since if st else None, last_seen=st.last_seen if st else None,
+        software=st.software if st else None, clock_synced=bool(st and st.clock_synced),
+        lockdown=bool(st and st.lockdown), outbox_pending=st.outbox_pending if st else 0,
+        cache=CacheInfo(published=published, built_at=cs.built_at if cs else None,
+                        entries=cs.n_entries if cs else None, retained=cs.retained_version if cs else None,
+                        applied=applied, expires_at=st.cache_expires_at if st else None,
+                        current=published is not None and applied == published),
+        rooms=rooms,
+        occupancy_ts=occ[1] if occ is not None else None,
+        doors=doors,
+        alarms=sum(1 for d in doors if d.alarm),
+        stream=StreamInfo(reset_at=notes["reset_at"], new=short(notes["stream"]),
+                          previous=short(notes["previous"] or ""), previous_acked=notes["previous_acked"],
+                          unknown_types=st.unknown_types if st else 0, quarantined=st.quarantined if st else 0),
+        events=[event_view(store, e, names=names, cache=cache)
+                for e in store.events(site_id=site_id, limit=events)] if events else [],
+    )
 
 
-def site_summary(store: Store, cfg: HubConfig, site_id: str, *, names: bool, now: float) -> dict[str, Any]:
+def site_summary(store: Store, cfg: HubConfig, site_id: str, *, names: bool, now: float) -> SiteSummary:
     """The county list's entry: the snapshot plus the fields the admin API always had
     (``state``, ``cache_published``, ``cache_retained``)."""
     snap = site_snapshot(store, cfg, site_id, names=names, now=now, events=5)
     st = store.site_state(site_id)
-    state = msgspec.to_builtins(st) if st is not None else None
-    snap.update(state=state, cache_published=snap["cache"]["published"], cache_retained=snap["cache"]["retained"])
-    return snap
+    state = msgspec.convert(st, SiteStateView, from_attributes=True) if st is not None else None
+    return SiteSummary(**msgspec.structs.asdict(snap), state=state, cache_published=snap.cache.published,
+                       cache_retained=snap.cache.retained)
 
 
 def events_for(store: Store, sites: list[str] | None, *, type: str | None, since: float | None,
-               until: float | None, limit: int, names_for: dict[str, bool]) -> list[dict[str, Any]]:
+               until: float | None, limit: int, names_for: dict[str, bool]) -> list[EventView]:
     """Events of ``sites`` (None: every site), newest first, at most ``limit``."""
     if sites is None:
         rows = store.events(type=type, since=since, until=until, limit=limit)
@@ -155,7 +175,7 @@ def _local_midnight(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day).astimezone().timestamp()
 
 
-def noshows(store: Store, cfg: HubConfig, site_id: str, now: float, days: int = 7) -> list[dict[str, Any]]:
+def noshows(store: Store, cfg: HubConfig, site_id: str, now: float, days: int = 7) -> list[NoshowRoom]:
     """Per room and local day of the last ``days`` (today included): confirmed bookings
     that have started, and how many of them were checked in to (an ``occupancy.checkin``
     event with the booking as ``ref``)."""
@@ -179,9 +199,8 @@ def noshows(store: Store, cfg: HubConfig, site_id: str, now: float, days: int = 
         for i, d in enumerate(day_list):
             end = starts[i + 1] if i + 1 < len(starts) else now + 1
             mine = [b for b in bookings if b.room_id == r.id and starts[i] <= b.start < end]
-            per_day.append({"day": d.isoformat(), "booked": len(mine),
-                            "present": sum(1 for b in mine if b.id in refs)})
-        out.append({"room": r.id, "name": r.name or r.id, "days": per_day})
+            per_day.append(NoshowDay(day=d.isoformat(), booked=len(mine), present=sum(1 for b in mine if b.id in refs)))
+        out.append(NoshowRoom(room=r.id, name=r.name or r.id, days=per_day))
     return out
 
 
@@ -210,21 +229,21 @@ class Overview:
 class Display(Base):
     """What the dashboard and the command line show (see the module's docstring)."""
 
-    def snapshot(self, site_id: str, *, names: bool, now: float, events: int = 12) -> dict[str, Any]:
+    def snapshot(self, site_id: str, *, names: bool, now: float, events: int = 12) -> SiteSnapshot:
         """Everything the site page shows, as of ``now`` (``site_snapshot``)."""
         return site_snapshot(self._store, self.cfg, site_id, names=names, now=now, events=events)
 
-    def summary(self, site_id: str, *, names: bool, now: float) -> dict[str, Any]:
+    def summary(self, site_id: str, *, names: bool, now: float) -> SiteSummary:
         """The county list's entry of a site (``site_summary``)."""
         return site_summary(self._store, self.cfg, site_id, names=names, now=now)
 
     def event_views(self, sites: list[str] | None, *, type: str | None, since: float | None,
-                    until: float | None, limit: int, names_for: dict[str, bool]) -> list[dict[str, Any]]:
+                    until: float | None, limit: int, names_for: dict[str, bool]) -> list[EventView]:
         """Events of ``sites`` (None: every site), newest first, as viewers may see them."""
         return events_for(self._store, sites, type=type, since=since, until=until, limit=limit,
                           names_for=names_for)
 
-    def noshows(self, site_id: str, now: float, days: int = 7) -> list[dict[str, Any]]:
+    def noshows(self, site_id: str, now: float, days: int = 7) -> list[NoshowRoom]:
         """Per room and day: confirmed bookings and those checked in to (``noshows``)."""
         return noshows(self._store, self.cfg, site_id, now, days)
 

@@ -1,28 +1,34 @@
 """The JSON API behind the dashboard (``/api/v1``), and its live stream (SSE).
 
 Every endpoint takes the session cookie (POSTs also the ``X-CSRF-Token`` header) or the
-admin bearer token (``Authorization: Bearer …``). A site the caller may not see answers
-404 everywhere, the live stream included. The OpenAPI document (``openapi.json``) lists
-every endpoint with its parameters.
+admin bearer token (``Authorization: Bearer …``), checked before a handler runs
+(``hub.dashboard.middleware.LoginGuard``); handlers get the caller. A site the caller may
+not see answers 404 everywhere, the live stream included. Bodies and query strings are
+parsed into the types of ``hub.dashboard.model`` (400 when they do not fit); the OpenAPI
+document (``openapi.json``) is generated from those types (``hub.dashboard.openapi``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json as jsonlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute
 
+from ..core.pages import SiteSnapshot
 from . import actions, enroll
-from .auth import CSRF_HEADER, PERMISSIONS, Auth, Principal
-from .common import SECURITY_HEADERS, error, json, on_loop
-from .openapi import OPENAPI
+from .auth import PERMISSIONS, Auth, Principal
+from .common import error, json, on_loop
+from .model import CommandBody, EnrollBody, EventsQuery, LiveFragment, LiveQuery, Me, NoshowsQuery, parse, parse_json
+from .openapi import document
 from .render import fragment, lang_of
 
 if TYPE_CHECKING:
@@ -31,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15.0
-MAX_EVENTS = 1000
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -41,9 +46,13 @@ def _time(text: str | None, what: str) -> float | None:
     if text is None or text == "":
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise ValueError(f"{what}: not a time: {text!r}")
+        return value
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -51,37 +60,13 @@ def _time(text: str | None, what: str) -> float | None:
     return (t if t.tzinfo is not None else t.astimezone()).timestamp()
 
 
-async def _json_object(request: Request) -> dict[str, Any] | Response:
-    """The request's body as a JSON object, or the 400 answer to send instead."""
-    try:
-        doc = await request.json()
-    except ValueError:
-        return error(400, "the body must be a JSON object")
-    if not isinstance(doc, dict):
-        return error(400, "the body must be a JSON object")
-    return doc
-
-
 class Api:
     def __init__(self, hub: Hub, auth: Auth) -> None:
         self.hub = hub
         self.auth = auth
         self.cfg = hub.cfg
-
-    def guard(self, handler: Handler, *, post: bool = False) -> Callable[[Request], Awaitable[Response]]:
-        """Authenticate (401), check CSRF on POST with a session (403), then run ``handler``."""
-        async def endpoint(request: Request) -> Response:
-            p = await self.auth.principal(request)
-            if p is None:
-                return error(401, "log in (session cookie) or send the admin token (Authorization: Bearer)",
-                             {"WWW-Authenticate": 'Bearer realm="torwart"'})
-            if post and not p.csrf_ok(request.headers.get(CSRF_HEADER)):
-                return error(403, "missing or wrong CSRF token (X-CSRF-Token header; see GET /api/v1/me)")
-            return await handler(request, p)
-
-        endpoint.__doc__ = handler.__doc__
-        endpoint.__name__ = handler.__name__
-        return endpoint
+        #: The routes served (for the OpenAPI document; set by ``hub.dashboard.app``).
+        self.routes: list[BaseRoute] = []
 
     def _names(self, p: Principal, site: str) -> bool:
         return p.admin or self.cfg.site(site).show_names
@@ -96,13 +81,13 @@ class Api:
     # --- reading ----------------------------------------------------------------------------------
 
     async def openapi(self, request: Request, p: Principal) -> Response:
-        """The OpenAPI 3.1 document of this API."""
-        return json(OPENAPI)
+        """The OpenAPI 3.1 document of this API (the caller's sites as examples)."""
+        return json(document(self.routes, sites=self._visible(p)))
 
     async def me(self, request: Request, p: Principal) -> Response:
         """The caller: name, role, sites, what it may do, and the CSRF token for POSTs."""
-        return json({"name": p.name, "role": p.role, "sites": self._visible(p), "csrf": p.csrf,
-                     "actions": sorted(PERMISSIONS.get(p.role, ()))})
+        return json(Me(name=p.name, role=p.role, sites=self._visible(p), csrf=p.csrf,  # type: ignore[arg-type]
+                       actions=sorted(PERMISSIONS.get(p.role, ()))))  # type: ignore[arg-type]
 
     async def sites(self, request: Request, p: Principal) -> Response:
         """Every site the caller may see, with state, caches, rooms and doors."""
@@ -119,7 +104,7 @@ class Api:
         names, now = self._names(p, site), time.time()
         snap = await on_loop(self.hub, lambda: self.hub.snapshot(
             site, names=names, now=now, events=0 if part else 12))
-        return json(snap if part is None else snap[part])
+        return json(snap if part is None else getattr(snap, part))
 
     async def site(self, request: Request, p: Principal) -> Response:
         """One site: state, caches, rooms with occupancy, doors, last events."""
@@ -138,33 +123,26 @@ class Api:
         site = self._site(request, p)
         if site is None:
             return error(404, f"no site {request.path_params['site']!r}")
-        try:
-            days = int(request.query_params.get("days", "7"))
-        except ValueError:
-            return error(400, "days must be a whole number")
-        if not 1 <= days <= 60:
-            return error(400, "days must be 1..60")
+        days = parse(dict(request.query_params), NoshowsQuery, what="the query").days
         now = time.time()
         return json(await on_loop(self.hub, lambda: self.hub.noshows(site, now, days)))
 
     async def events(self, request: Request, p: Principal) -> Response:
         """Events, newest first; filters: site, type, since, until (Unix s or ISO 8601), limit."""
-        q = request.query_params
+        q = parse(dict(request.query_params), EventsQuery, what="the query")
         visible = self._visible(p)
-        site = q.get("site")
+        site = q.site
         if site is not None and site not in visible:
             return error(404, f"no site {site!r}")
         try:
-            since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
-            limit = int(q.get("limit", "100"))
+            since, until = _time(q.since, "since"), _time(q.until, "until")
         except ValueError as exc:
             return error(400, str(exc))
-        if not 1 <= limit <= MAX_EVENTS:
-            return error(400, f"limit must be 1..{MAX_EVENTS}")
+        limit = q.limit
         sites: list[str] | None = [site] if site else (None if p.sites is None else visible)
         names = {s.id: self._names(p, s.id) for s in self.cfg.sites}
         rows = await on_loop(self.hub, lambda: self.hub.event_views(
-            sites, type=q.get("type"), since=since, until=until, limit=limit, names_for=names))
+            sites, type=q.type, since=since, until=until, limit=limit, names_for=names))
         return json(rows)
 
     # --- acting ------------------------------------------------------------------------------------
@@ -175,19 +153,16 @@ class Api:
         return json(out.doc, out.status)
 
     async def command(self, request: Request, p: Principal) -> Response:
-        """Send a signed command: ``{"action": ..., "door", "seconds", "room", "reader"}``."""
-        doc = await _json_object(request)
-        if isinstance(doc, Response):
-            return doc
-        out = await actions.perform(self.hub, p, request.path_params["site"], str(doc.get("action")), doc)
+        """Send a signed command: ``{"action": ..., "door", "seconds", "room", "reader", "member"}``."""
+        body = parse_json(await request.body(), CommandBody)
+        doc = msgspec.structs.asdict(body)
+        out = await actions.perform(self.hub, p, request.path_params["site"], body.action, doc)
         return json(out.doc, out.status)
 
     async def enroll(self, request: Request, p: Principal) -> Response:
         """Enroll a card at the site (admins): ``{"member", "reader", "seconds" ≤ 120}``; the
         next card read at that reader is enrolled to the member. Answers ``{"id": ...}``."""
-        doc = await _json_object(request)
-        if isinstance(doc, Response):
-            return doc
+        doc = msgspec.structs.asdict(parse_json(await request.body(), EnrollBody))
         out = await enroll.start(self.hub, p, request.path_params["site"], doc)
         return json(out.doc, out.status)
 
@@ -203,30 +178,28 @@ class Api:
         """Server-Sent Events: ``site`` events with a site's snapshot (``view=json``) or its
         rendered HTML (``view=card`` / ``detail``) on every change, for one ``site`` or every
         site the caller may see."""
-        q = request.query_params
-        view = q.get("view", "json")
-        if view not in ("json", "card", "detail"):
-            return error(400, "view must be json, card or detail")
+        q = parse(dict(request.query_params), LiveQuery, what="the query")
+        view = q.view
         visible = self._visible(p)
-        site = q.get("site")
+        site = q.site
         if site is not None and site not in visible:
             return error(404, f"no site {site!r}")
         sites = [site] if site else visible
         names = {s: self._names(p, s) for s in sites}
         lang = lang_of(request)
 
-        def read(changed: list[str]) -> list[dict[str, Any]]:
+        def read(changed: list[str]) -> list[SiteSnapshot]:
             now = time.time()
             events = 12 if view != "card" else 0
             return [self.hub.snapshot(s, names=names[s], now=now, events=events) for s in changed]
 
-        def frame(snap: dict[str, Any]) -> str:
+        def frame(snap: SiteSnapshot) -> str:
             if view == "json":
-                doc: dict[str, Any] = snap
+                doc: SiteSnapshot | LiveFragment = snap
             else:
                 name = "_site_card.html" if view == "card" else "_site_live.html"
-                doc = {"site": snap["id"], "html": fragment(name, lang, s=snap)}
-            return f"event: site\ndata: {jsonlib.dumps(doc, separators=(',', ':'))}\n\n"
+                doc = LiveFragment(site=snap.id, html=fragment(name, lang, s=snap))
+            return f"event: site\ndata: {msgspec.json.encode(doc).decode()}\n\n"
 
         async def stream() -> AsyncIterator[str]:
             # Subscribed here, not in the handler: a client gone before the stream starts
@@ -248,5 +221,4 @@ class Api:
             finally:
                 sub.close()
 
-        headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})

@@ -2,18 +2,28 @@
 
 Pages: ``/`` (county), ``/sites/{site}``, ``/login``, ``/logout``, ``/sites/{site}/actions``
 (the no-JavaScript confirm step); ``/static/…`` (CSS, JS); the JSON API and its live stream
-under ``/api/v1`` (``hub.dashboard.api``; the document is ``/api/v1/openapi.json``).
+under ``/api/v1`` (``hub.dashboard.api``; the document, generated from this table and the
+types of ``hub.dashboard.model``, is ``/api/v1/openapi.json``).
+
+Which routes need a login is not decided here: ``hub.web.PUBLIC_ROUTES`` lists the public
+ones, and ``hub.dashboard.middleware.LoginGuard`` guards the rest (and checks CSRF).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .api import Api
+from .api import Api, Handler
 from .auth import Auth
+from .common import error
+from .middleware import principal
+from .model import BadRequest
 from .render import STATIC
 from .views import Views
 
@@ -21,12 +31,26 @@ if TYPE_CHECKING:
     from ..core import Hub
 
 
+def _as_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """An API handler (request, caller) as a Starlette endpoint: the guard found the
+    caller; a body or query string that does not fit its type is answered 400."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, principal(request))
+        except BadRequest as exc:
+            return error(400, str(exc))
+
+    endpoint.__doc__ = handler.__doc__
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
 def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     """The dashboard's auth (sessions, token) and routes."""
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
     v, a = Views(service, auth), Api(service, auth)
-    g = a.guard
-    return auth, [
+    g = _as_endpoint
+    table: list[BaseRoute] = [
         Route("/", v.county, methods=["GET"]),
         Route("/login", v.login_form, methods=["GET"]),
         Route("/login", v.login, methods=["POST"]),
@@ -43,8 +67,10 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/api/v1/sites/{site}/noshows", g(a.noshows), methods=["GET"]),
         Route("/api/v1/events", g(a.events), methods=["GET"]),
         Route("/api/v1/live", g(a.live), methods=["GET"]),
-        Route("/api/v1/sites/{site}/push", g(a.push, post=True), methods=["POST"]),
-        Route("/api/v1/sites/{site}/commands", g(a.command, post=True), methods=["POST"]),
-        Route("/api/v1/sites/{site}/enroll", g(a.enroll, post=True), methods=["POST"]),
+        Route("/api/v1/sites/{site}/push", g(a.push), methods=["POST"]),
+        Route("/api/v1/sites/{site}/commands", g(a.command), methods=["POST"]),
+        Route("/api/v1/sites/{site}/enroll", g(a.enroll), methods=["POST"]),
         Route("/api/v1/enrollments/{id}", g(a.enrollment), methods=["GET"]),
     ]
+    a.routes = table
+    return auth, table

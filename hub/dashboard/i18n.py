@@ -148,6 +148,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "logged_out": ("Sitzung beendet – bitte neu anmelden.", "Session ended – please log in again."),
     "not_found": ("Nicht gefunden.", "Not found."),
     "forbidden": ("Das dürfen Sie hier nicht.", "You may not do that here."),
+    "bad_request": ("Diese Anfrage ist ungültig.", "This request is not valid."),
     "details": ("Einzelheiten", "Details"),
     "ev.access.granted": ("Zutritt", "Access granted"),
     "ev.access.denied": ("Abgewiesen", "Access denied"),

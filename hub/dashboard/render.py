@@ -1,5 +1,10 @@
 """Jinja2 templates of the dashboard (autoescaped) and the helpers every page gets:
-``t`` (i18n), ``when``/``ago`` (times), the user, the CSRF token and the language switch."""
+``t`` (i18n), ``when``/``ago`` (times), the user, the CSRF token and the language switch.
+
+Page data (``hub.dashboard.model``) reaches the templates as the API shows it (plain JSON
+values: a field the viewer may not see is absent, ``is defined`` in a template), so that a
+page and the API never disagree. The security headers are added by
+``hub.dashboard.middleware.SecurityHeaders`` to every response."""
 
 from __future__ import annotations
 
@@ -11,13 +16,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from . import i18n
 from .auth import Principal
-from .common import SECURITY_HEADERS
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -51,9 +56,18 @@ def helpers(lang: str, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def plain(value: Any) -> Any:
+    """Page data (a msgspec Struct, or a list or tuple of them) as the API shows it;
+    anything else as it is."""
+    if isinstance(value, msgspec.Struct) or (isinstance(value, list | tuple) and value
+                                             and isinstance(value[0], msgspec.Struct)):
+        return msgspec.to_builtins(value)
+    return value
+
+
 def fragment(name: str, lang: str, **ctx: Any) -> str:
     """A partial template rendered to a string (for the live stream)."""
-    return env.get_template(name).render(**helpers(lang), **ctx)
+    return env.get_template(name).render(**helpers(lang), **{k: plain(v) for k, v in ctx.items()})
 
 
 def page(request: Request, name: str, ctx: dict[str, Any], *, user: Principal | None, status: int = 200,
@@ -65,10 +79,9 @@ def page(request: Request, name: str, ctx: dict[str, Any], *, user: Principal | 
     full = {
         **helpers(lang), "request": request, "user": user, "csrf": user.csrf if user else None,
         "lang_url": request.url.path + "?" + urlencode({**keep, "lang": other}),
-        "live_url": None, **ctx,
+        "live_url": None, **{k: plain(v) for k, v in ctx.items()},
     }
-    resp = templates.TemplateResponse(request, name, full, status_code=status,
-                                      headers={**SECURITY_HEADERS, **(headers or {})})
+    resp = templates.TemplateResponse(request, name, full, status_code=status, headers=headers)
     if request.query_params.get("lang") in i18n.LANGS:
         resp.set_cookie("lang", lang, max_age=365 * 86400, path="/", samesite="lax")
     return resp

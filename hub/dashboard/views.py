@@ -1,8 +1,9 @@
 """The dashboard's HTML pages: login and logout, the county overview, a site's page, and
 the confirm step of an action for browsers without JavaScript.
 
-Pages need a session (else a redirect to ``/login``); a site the user may not see
-answers 404, as if it did not exist. Every POST checks the CSRF token.
+Pages need a session (else a redirect to ``/login``) and every POST the session's CSRF
+token: both checked before a handler runs (``hub.dashboard.middleware.LoginGuard``). A
+site the user may not see answers 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import hmac
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..core.pages import NoshowRoom, SiteSnapshot
 from . import actions
-from .auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal
-from .common import SECURITY_HEADERS, on_loop
+from .auth import LOGIN_COOKIE, Auth, Principal
+from .common import on_loop
+from .middleware import principal
+from .model import ActionForm, BadRequest, LoginForm, parse
 from .render import lang_of, page
 
 if TYPE_CHECKING:
@@ -36,7 +40,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+    return RedirectResponse(url, status_code=303)
 
 
 class Views:
@@ -47,14 +51,6 @@ class Views:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    async def _user(self, request: Request) -> Principal | Response:
-        p = await self.auth.principal(request)
-        if p is None:
-            resp = _redirect("/login?next=" + quote(request.url.path, safe="/"))
-            self.auth.clear_session_cookie(resp)
-            return resp
-        return p
-
     def _names(self, p: Principal, site: str) -> bool:
         return p.admin or self.cfg.site(site).show_names
 
@@ -62,7 +58,7 @@ class Views:
         return [s.id for s in self.cfg.sites if p.may_see(s.id)]
 
     def _error_page(self, request: Request, p: Principal | None, status: int) -> Response:
-        key = "not_found" if status == 404 else "forbidden"
+        key = {404: "not_found", 400: "bad_request"}.get(status, "forbidden")
         return page(request, "error.html", {"message_key": key, "status": status}, user=p, status=status)
 
     # --- login / logout ------------------------------------------------------------------------------
@@ -80,9 +76,12 @@ class Views:
         return resp
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
-        name, password = str(form.get("name") or "").strip(), str(form.get("password") or "")
-        token, cookie = str(form.get(CSRF_FIELD) or ""), request.cookies.get(LOGIN_COOKIE) or ""
+        try:
+            form = parse(dict(await request.form()), LoginForm, what="the form")
+        except BadRequest:
+            form = LoginForm()  # a file instead of a field: no token, refused below
+        name, password = form.name.strip(), form.password
+        token, cookie = form.csrf, request.cookies.get(LOGIN_COOKIE) or ""
         if not cookie or not hmac.compare_digest(token.encode(), cookie.encode()):
             return self._login_page(request, "login_stale", 403)
         result = await self.auth.login(request, name, password)
@@ -92,17 +91,12 @@ class Views:
         if result is None:
             return self._login_page(request, "login_failed", 401)
         sid, _csrf = result
-        resp = _redirect(_safe_next(str(form.get("next") or "/")))
+        resp = _redirect(_safe_next(form.next or "/"))
         self.auth.set_session_cookie(request, resp, sid)
         return resp
 
     async def logout(self, request: Request) -> Response:
-        p = await self.auth.principal(request)
-        if p is None:
-            return _redirect("/login")
-        form = await request.form()
-        if not p.csrf_ok(str(form.get(CSRF_FIELD) or "") or request.headers.get("x-csrf-token")):
-            return self._error_page(request, p, 403)
+        p = principal(request)
         await self.auth.logout(p)
         resp = _redirect("/login")
         self.auth.clear_session_cookie(resp)
@@ -111,13 +105,11 @@ class Views:
     # --- pages -------------------------------------------------------------------------------------
 
     async def county(self, request: Request) -> Response:
-        p = await self._user(request)
-        if isinstance(p, Response):
-            return p
+        p = principal(request)
         visible = self._visible(p)
         names = {s: self._names(p, s) for s in visible}
 
-        def read() -> list[dict[str, Any]]:
+        def read() -> list[SiteSnapshot]:
             now = time.time()
             return [self.hub.snapshot(s, names=names[s], now=now, events=0) for s in visible]
 
@@ -127,15 +119,13 @@ class Views:
         }, user=p)
 
     async def site(self, request: Request) -> Response:
-        p = await self._user(request)
-        if isinstance(p, Response):
-            return p
+        p = principal(request)
         site = request.path_params["site"]
         if site not in self._visible(p):
             return self._error_page(request, p, 404)
         names = self._names(p, site)
 
-        def read() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def read() -> tuple[SiteSnapshot, list[NoshowRoom]]:
             now = time.time()
             return self.hub.snapshot(site, names=names, now=now), self.hub.noshows(site, now)
 
@@ -150,15 +140,14 @@ class Views:
 
     async def action(self, request: Request) -> Response:
         """The form fallback: first POST shows the confirm step, the second (``confirmed``) acts."""
-        p = await self._user(request)
-        if isinstance(p, Response):
-            return p
+        p = principal(request)
         site = request.path_params["site"]
-        form = await request.form()
-        if not p.csrf_ok(str(form.get(CSRF_FIELD) or "")):
-            return self._error_page(request, p, 403)
-        params = {k: str(form.get(k) or "") for k in ("door", "seconds", "room", "reader", "member")}
-        action = str(form.get("action") or "")
+        try:
+            form = parse(dict(await request.form()), ActionForm, what="the form")
+        except BadRequest:
+            return self._error_page(request, p, 400)
+        params = form.params()
+        action = form.action
         refused = actions.check(self.hub, p, site, action, params)
         if refused is None:  # no confirm step for an unlock that would be refused
             refused = await actions.refused_in_lockdown(self.hub, site, action)
@@ -166,7 +155,7 @@ class Views:
             if refused.status in (403, 404):
                 return self._error_page(request, p, refused.status)
             return _redirect(f"/sites/{site}?" + urlencode({"failed": refused.doc["error"]}))
-        if form.get("confirmed") != "1":
+        if form.confirmed != "1":
             conf = self.cfg.site(site)
             room = params["room"] or None
             room_name = next((r.name or r.id for r in conf.rooms if r.id == room), None)

@@ -38,8 +38,7 @@ from wire.keys import read_key_file
 
 from .config import HubConfig, SiteConfig
 from .errors import HubError
-from .store_api import Store
-from .store_types import CacheLogRow, CacheVersionConflict, pseudonym
+from .store import CacheLogRow, CacheVersionConflict, Store, pseudonym
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .cli_common import _ago, _load, _rebuild, _store, _table, _when
 from .errors import HubError
-from .store_api import Store
-from .store_types import FeedbackItem, SiteState
+from .store import FeedbackItem, SiteState, Store
 
 log = logging.getLogger("hub")
 
@@ -55,7 +54,7 @@ def _member_sites(store: Store, members: set[str], now: int) -> set[str]:
 
 def _event_notes(store: Store, st: SiteState) -> list[str]:
     """Lines under the sites table about a site's event streams and odd events."""
-    from .store_streams import short, stream_notes
+    from .store import short, stream_notes
 
     n = stream_notes(st.stream, store.event_streams(st.site_id))
     out = []

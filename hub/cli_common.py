@@ -15,8 +15,7 @@ from wire.errors import KeyFileError
 from . import config as config_mod
 from .config import HubConfig
 from .errors import HubError
-from .store import open_store
-from .store_api import Store
+from .store import Store, open_store
 
 log = logging.getLogger("hub")
 

@@ -22,7 +22,7 @@ from .cli_admin import _fingerprint, _member_sites
 from .cli_common import _load, _rebuild, _store
 from .enroll import describe
 from .errors import HubError
-from .store_api import Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 

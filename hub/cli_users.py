@@ -23,7 +23,7 @@ from collections.abc import Callable
 from .cli_common import _load, _store, _table, _when
 from .config import HubConfig, read_secret
 from .errors import ConfigError, HubError
-from .store_types import UserExists
+from .store import UserExists
 
 log = logging.getLogger("hub")
 

@@ -28,8 +28,7 @@ from .caches import LOOK_BACK, CacheManager
 from .config import HubConfig, signing_key
 from .enroll import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome, load_enroll_key
 from .link import HubLink
-from .store_api import Store
-from .store_types import Enrollment
+from .store import Enrollment, Store
 
 log = logging.getLogger(__name__)
 

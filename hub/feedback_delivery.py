@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from .booking import BookingAdapter, HttpPolicy, UnsupportedOperation, WriteFailed
 from .config import HubConfig
 from .errors import HubError
-from .store_api import Store
-from .store_types import FeedbackItem
+from .store import FeedbackItem, Store
 
 log = logging.getLogger(__name__)
 

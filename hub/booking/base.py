@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from hub.errors import HubError, SyncError
-from hub.store_types import supersedes
+from hub.store import supersedes
 from wire.messages import Booking
 
 Status = Literal["confirmed", "cancelled"]

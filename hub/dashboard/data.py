@@ -16,9 +16,7 @@ from typing import Any
 import msgspec
 
 from ..config import HubConfig
-from ..store_api import Store
-from ..store_streams import short, stream_notes
-from ..store_types import StoredEvent
+from ..store import Store, StoredEvent, short, stream_notes
 
 #: Event types shown as alarms (red) and as warnings (amber).
 ALARM_TYPES = frozenset({"door.forced_open", "door.held_open"})

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..enroll import MAX_SECONDS, EnrollError
 from ..enroll_site import ACK_TIMEOUT, begin
-from ..store_api import Store
-from ..store_types import Enrollment, UnknownMember
+from ..store import Enrollment, Store, UnknownMember
 from .actions import Outcome, check
 from .auth import Principal
 from .common import on_loop

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from hub import config
 from hub.caches import KEEP_VERSIONS, CacheError, CacheManager, entries_for_site
 from hub.config import HubConfig
-from hub.store import CredentialConflict, SqliteStore
-from hub.store_types import CacheState, pseudonym
+from hub.store import CacheState, CredentialConflict, SqliteStore, pseudonym
 from tests.hub._bookings import NOW, Bk
 from tests.hub.test_hub_config import write_hub_config
 from wire import envelope

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub.enroll import EnrollHandler
 from hub.store import SqliteStore
-from hub.store_schema import MIGRATIONS
+from hub.store.sqlite.schema import MIGRATIONS
 from wire import messages as m
 from wire.seal import seal
 

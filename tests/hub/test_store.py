@@ -303,7 +303,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     secret = s1.hub_secret("who")
     s1.close()
     s2 = SqliteStore(path)
-    from hub.store_schema import MIGRATIONS
+    from hub.store.sqlite.schema import MIGRATIONS
 
     assert s2.schema_version() == len(MIGRATIONS)
     assert s2.hub_secret("who") == secret

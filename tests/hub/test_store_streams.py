@@ -13,11 +13,9 @@ import pytest
 
 from edge.events import EventStream
 from edge.outbox import Outbox
-from hub import store_schema
 from hub.ingest import Ingest
-from hub.store import SqliteStore
-from hub.store_streams import stream_notes
-from hub.store_types import EventBatch, IncomingEvent, Quarantined
+from hub.store import EventBatch, IncomingEvent, Quarantined, SqliteStore, stream_notes
+from hub.store.sqlite import schema as store_schema
 from wire import messages as m
 
 SITE = "minheim"
@@ -149,7 +147,7 @@ def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(tmp_pat
 def test_quarantined_messages_are_truncated_bounded_per_site_and_purged_by_retention(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hub import store_streams
+    from hub.store.sqlite import streams as store_streams
 
     monkeypatch.setattr(store_streams, "QUARANTINE_KEEP", 2)
     with SqliteStore(tmp_path / "hub.sqlite3") as store:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from hub import store_schema
 from hub.booking.base import PlatformBooking
 from hub.store import SqliteStore
+from hub.store.sqlite import schema as store_schema
 from testkit.booking_fake import BookingPlatform, iso, post_webhook, push_webhook, signed_webhook
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county

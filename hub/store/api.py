@@ -11,8 +11,8 @@ from typing import Protocol
 
 from wire import messages as m
 
-from .store_refusals import Refusal
-from .store_types import (
+from .sqlite.refusals import Refusal
+from .types import (
     BatchStored,
     BookingChanges,
     BookingLike,

@@ -22,7 +22,7 @@ from typing import Self
 
 from sqlite_utils import Database
 
-from .store_types import StoreError
+from ..types import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import LoginAttempt, SessionRow, StoreError, User, UserExists
+from ..types import LoginAttempt, SessionRow, StoreError, User, UserExists
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 

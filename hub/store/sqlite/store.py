@@ -20,14 +20,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .store_api import Store
-from .store_caches import CachesMixin
-from .store_enroll import EnrollMixin
-from .store_events import EventsMixin
-from .store_feedback import FeedbackMixin
-from .store_members import MembersMixin, chunks, marks
-from .store_refusals import RefusalsMixin
-from .store_types import (
+from ..api import Store
+from ..types import (
     BookingChanges,
     BookingLike,
     CacheLogRow,
@@ -55,7 +49,13 @@ from .store_types import (
     UserExists,
     supersedes,
 )
-from .store_users import UsersMixin
+from .caches import CachesMixin
+from .enroll import EnrollMixin
+from .events import EventsMixin
+from .feedback import FeedbackMixin
+from .members import MembersMixin, chunks, marks
+from .refusals import RefusalsMixin
+from .users import UsersMixin
 
 __all__ = [
     "BookingChanges", "BookingLike", "CacheLogRow", "CacheState", "CacheVersionConflict", "Credential",

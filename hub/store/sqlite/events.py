@@ -15,8 +15,8 @@ from typing import Any
 
 from wire import messages as m
 
-from .store_streams import StreamsMixin
-from .store_types import SiteState, SiteStateChanges
+from ..types import SiteState, SiteStateChanges
+from .streams import StreamsMixin
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every

@@ -19,8 +19,7 @@ from typing import Any
 from wire.creds import check_credential, redact
 from wire.errors import WireError
 
-from .store_schema import SqliteBase
-from .store_types import (
+from ..types import (
     Credential,
     CredentialConflict,
     Grant,
@@ -31,6 +30,7 @@ from .store_types import (
     UnknownSite,
     pseudonym,
 )
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every

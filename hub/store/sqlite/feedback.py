@@ -17,8 +17,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import FeedbackItem
+from ..types import FeedbackItem
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 

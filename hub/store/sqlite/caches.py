@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from .store_schema import SqliteBase
-from .store_types import CacheLogRow, CacheState, CacheVersionConflict, StoreError
+from ..types import CacheLogRow, CacheState, CacheVersionConflict, StoreError
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from .store_schema import SqliteBase
-from .store_types import CredentialConflict, Enrollment, InvalidCredential, UnknownMember
+from ..types import CredentialConflict, Enrollment, InvalidCredential, UnknownMember
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
-from .errors import HubError
-from .store_stream_types import BatchStored as BatchStored  # noqa: PLC0414 (re-exported)
-from .store_stream_types import EventBatch as EventBatch  # noqa: PLC0414
-from .store_stream_types import IncomingEvent as IncomingEvent  # noqa: PLC0414
-from .store_stream_types import Quarantined as Quarantined  # noqa: PLC0414
-from .store_stream_types import StreamState as StreamState  # noqa: PLC0414
+from ..errors import HubError
+from .streams import BatchStored as BatchStored  # noqa: PLC0414 (re-exported)
+from .streams import EventBatch as EventBatch  # noqa: PLC0414
+from .streams import IncomingEvent as IncomingEvent  # noqa: PLC0414
+from .streams import Quarantined as Quarantined  # noqa: PLC0414
+from .streams import StreamState as StreamState  # noqa: PLC0414
 
 
 class StoreError(HubError):

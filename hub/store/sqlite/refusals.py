@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .store_schema import SqliteBase
+from .schema import SqliteBase
 
 #: ``last_reason`` is cut to this many characters.
 MAX_REASON = 300

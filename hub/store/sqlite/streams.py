@@ -34,8 +34,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import (
+from ..types import (
     BatchStored,
     EventBatch,
     EventsStored,
@@ -45,6 +44,7 @@ from .store_types import (
     StoredEvent,
     StreamState,
 )
+from .schema import SqliteBase
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from .caches import CacheManager
 from .config import HubConfig, signing_key
 from .errors import HubError
 from .link import HubLink
-from .store import SqliteStore
+from .store import open_store
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def push(cfg: HubConfig, site: str, *, timeout: float = 30.0) -> Result:
     """Publish the site's latest full cache (retained) and wait for the site's ack."""
     _site(cfg, site)
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     acks = _Acks()
     try:
         caches = CacheManager(store, cfg, signing_key(cfg))

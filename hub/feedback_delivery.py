@@ -80,10 +80,10 @@ class Delivery:
     # --- the worker thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from .store import SqliteStore
+        from .store import open_store
         from .sync import build_adapter
 
-        store = SqliteStore(self.cfg.hub.store_path)
+        store = open_store(self.cfg.hub.store_url)
         adapter: BookingAdapter | None = None
         try:
             adapter = build_adapter(self.cfg, lambda _email: None, policy=self.policy)

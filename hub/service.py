@@ -42,7 +42,7 @@ from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
 from .publisher import Publisher
-from .store import SqliteStore
+from .store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class HubService:
     def _startup(self) -> None:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = SqliteStore(cfg.hub.store_path)
+        self.store = open_store(cfg.hub.store_url)
         self.caches = CacheManager(self.store, cfg, signing_key(cfg))
         self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)

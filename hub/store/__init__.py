@@ -1,11 +1,21 @@
-"""The hub's persistent state: the ``Store`` interface, its records and errors, and
-``open_store``, the one way to get a store."""
+"""The hub's persistent state: the ``Store`` interface (``api``), its records and errors
+(``types``, ``streams``), and ``open_store(url)``, the one way to get a store (``url``: the
+scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package).
+
+Light on purpose: importing it loads no implementation."""
 
 from .api import Store
-from .sqlite.refusals import Refusal
-from .sqlite.store import SqliteStore, open_store
-from .sqlite.streams import QUARANTINE_BYTES, short, stream_notes
-from .streams import BatchStored, EventBatch, IncomingEvent, Quarantined, StreamState
+from .streams import (
+    QUARANTINE_BYTES,
+    BatchStored,
+    EventBatch,
+    IncomingEvent,
+    Quarantined,
+    Refusal,
+    StreamState,
+    short,
+    stream_notes,
+)
 from .types import (
     BookingChanges,
     BookingLike,
@@ -40,13 +50,14 @@ from .types import (
     pseudonym,
     supersedes,
 )
+from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
+    "QUARANTINE_BYTES", "SCHEMES", "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
     "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
-    "SiteStateChanges", "SqliteStore", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
-    "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "short",
-    "stream_notes", "supersedes",
+    "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
+    "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
+    "sqlite_path", "stream_notes", "supersedes",
 ]

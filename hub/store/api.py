@@ -1,17 +1,18 @@
 """The hub store's interface: what the service, the CLI and the dashboard may ask of it.
 
-``SqliteStore`` (hub/store.py) implements it; a PostgreSQL store would implement the same
-protocol (ARCHITECTURE.md). The types it speaks are in hub/store_types.py.
+``hub.store.sqlite.SqliteStore`` implements it; a PostgreSQL store would implement the same
+protocol (ARCHITECTURE.md), and pass the same contract suite (tests/hub/store_contract.py).
+The types it speaks are in ``hub.store.types`` and ``hub.store.streams``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, Self
 
 from wire import messages as m
 
-from .sqlite.refusals import Refusal
+from .streams import Refusal
 from .types import (
     BatchStored,
     BookingChanges,
@@ -47,6 +48,8 @@ class Store(Protocol):
     transaction (or one consistent read)."""
 
     def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
 
     # sites and rooms (from config)
     def sync_sites(self, sites: Sequence[SiteSpec]) -> None: ...

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hub import config
 from hub.limits import EVENT_MAX_BYTES, NO_CAPACITY_WHO, SMALL_MAX_BYTES, SiteLimits, who_limit
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import make_county
@@ -62,7 +62,7 @@ def test_an_occupancy_list_may_exceed_the_capacity_by_a_margin_only() -> None:
 
 
 def test_refusals_are_counted_per_site_and_kind_with_the_last_reason(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(tmp_path / "hub.sqlite3") as store:
         store.record_refusals([("a", "event:too_large", 2, "70000 bytes"), ("b", "status:too_large", 0, "x")], at=1.0)
         store.record_refusals([("a", "event:too_large", 1, "90000 bytes" + "!" * 1000)], at=2.0)
         (r,) = store.site_refusals()

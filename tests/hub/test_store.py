@@ -18,7 +18,7 @@ from hub.errors import HubError
 from hub.store import (
     CredentialConflict,
     InvalidCredential,
-    SqliteStore,
+    Store,
     StoreError,
     SyncState,
     UnknownMember,
@@ -53,8 +53,8 @@ SITES = [
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "hub.sqlite3")
+def store(tmp_path: Path) -> Store:
+    s = open_store(tmp_path / "hub.sqlite3")
     s.sync_sites(SITES)
     return s
 
@@ -66,7 +66,7 @@ def events(seqs: list[int], site: str = "minheim") -> list[tuple[int, str, str, 
 # --- events ---------------------------------------------------------------------------------
 
 
-def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: SqliteStore) -> None:
+def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: Store) -> None:
     rng = random.Random(7)
     seqs = list(range(1, 1001))
     total_new = 0
@@ -83,7 +83,7 @@ def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: Sqlite
     assert (state.acked_upto, state.max_seq, state.gaps) == (1000, 1000, ())
 
 
-def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: SqliteStore) -> None:
+def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: Store) -> None:
     r = store.store_events("minheim", events([*range(1, 500), *range(503, 1001)]))
     assert r.new == 997
     assert r.acked_upto == 499
@@ -96,19 +96,19 @@ def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: SqliteSto
     assert (r.new, r.acked_upto, r.gaps) == (1, 1000, ())
 
 
-def test_events_of_two_sites_are_counted_apart(store: SqliteStore) -> None:
+def test_events_of_two_sites_are_counted_apart(store: Store) -> None:
     store.store_events("minheim", events([1, 2, 3]))
     r = store.store_events("altdorf", events([1, 2], "altdorf"))
     assert (r.new, r.acked_upto) == (2, 2)
     assert {e.site_id for e in store.events(limit=10)} == {"minheim", "altdorf"}
 
 
-def test_a_first_batch_starting_late_reports_the_gap_from_one(store: SqliteStore) -> None:
+def test_a_first_batch_starting_late_reports_the_gap_from_one(store: Store) -> None:
     r = store.store_events("minheim", events([5, 6]))
     assert (r.acked_upto, r.gaps) == (0, ((1, 4),))
 
 
-def test_purged_events_are_not_stored_again_when_resent(store: SqliteStore) -> None:
+def test_purged_events_are_not_stored_again_when_resent(store: Store) -> None:
     store.store_events("minheim", events(list(range(1, 101))), received_at=NOW)
     assert store.purge_events(NOW + 1) == 100
     r = store.store_events("minheim", events(list(range(1, 102))), received_at=NOW + 2)
@@ -116,7 +116,7 @@ def test_purged_events_are_not_stored_again_when_resent(store: SqliteStore) -> N
     assert [e.seq for e in store.events(site_id="minheim")] == [101]
 
 
-def test_events_query_filters_and_orders_newest_first(store: SqliteStore) -> None:
+def test_events_query_filters_and_orders_newest_first(store: Store) -> None:
     store.store_events("minheim", events(list(range(1, 21))))
     store.store_events("minheim", [(21, "x", "access.denied", NOW + 21.0, "{}")])
     assert [e.seq for e in store.events(site_id="minheim", limit=3)] == [21, 20, 19]
@@ -126,7 +126,7 @@ def test_events_query_filters_and_orders_newest_first(store: SqliteStore) -> Non
     assert json.loads(got[0].payload)["seq"] == 7
 
 
-def test_100k_events_in_batches_are_acked_to_the_end(store: SqliteStore) -> None:
+def test_100k_events_in_batches_are_acked_to_the_end(store: Store) -> None:
     batch = 1000
     for start in range(1, 100_001, batch):
         r = store.store_events("minheim", events(list(range(start, start + batch))))
@@ -136,7 +136,7 @@ def test_100k_events_in_batches_are_acked_to_the_end(store: SqliteStore) -> None
 # --- bookings -------------------------------------------------------------------------------
 
 
-def test_upsert_bookings_reports_only_real_changes(store: SqliteStore) -> None:
+def test_upsert_bookings_reports_only_real_changes(store: Store) -> None:
     first = [Bk("b1", "res-a", "m1", NOW, NOW + 3600), Bk("b2", "res-b", "m2", NOW, NOW + 60),
              Bk("b3", "res-c", "m1", NOW, NOW + 60)]
     changes = store.upsert_bookings(first)
@@ -153,19 +153,19 @@ def test_upsert_bookings_reports_only_real_changes(store: SqliteStore) -> None:
     assert changes.sites == {"minheim"}
 
 
-def test_a_booking_moved_to_another_site_touches_both(store: SqliteStore) -> None:
+def test_a_booking_moved_to_another_site_touches_both(store: Store) -> None:
     store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60)])
     changes = store.upsert_bookings([Bk("b1", "res-c", "m1", NOW, NOW + 60, updated_at=NOW + 1)])
     assert changes.sites == {"minheim", "altdorf"}
 
 
-def test_an_older_version_of_a_booking_is_ignored(store: SqliteStore) -> None:
+def test_an_older_version_of_a_booking_is_ignored(store: Store) -> None:
     store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60, updated_at=NOW + 10)])
     assert not store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60, status="cancelled", updated_at=NOW)])
     assert store.get_booking("b1").status == "confirmed"  # type: ignore[union-attr]
 
 
-def test_bookings_for_a_site_window(store: SqliteStore) -> None:
+def test_bookings_for_a_site_window(store: Store) -> None:
     store.upsert_bookings([
         Bk("in", "res-b", "m1", NOW, NOW + 60),
         Bk("ended", "res-a", "m1", NOW - 120, NOW - 60),
@@ -185,7 +185,7 @@ def test_bookings_for_a_site_window(store: SqliteStore) -> None:
 # --- members, credentials, grants -----------------------------------------------------------
 
 
-def test_a_credential_enrolled_to_another_member_is_refused(store: SqliteStore) -> None:
+def test_a_credential_enrolled_to_another_member_is_refused(store: Store) -> None:
     store.add_member("m1", "Anna Beispiel", "anna@example.org")
     store.add_member("m2", "Bert Muster")
     c = store.add_credential("m1", "em4100:0A00B1C2D3", label="blue fob")
@@ -199,7 +199,7 @@ def test_a_credential_enrolled_to_another_member_is_refused(store: SqliteStore) 
     assert store.credentials_of("m2") == []
 
 
-def test_malformed_credentials_and_unknown_members_are_refused(store: SqliteStore) -> None:
+def test_malformed_credentials_and_unknown_members_are_refused(store: Store) -> None:
     store.add_member("m1", "Anna")
     with pytest.raises(InvalidCredential):
         store.add_credential("m1", "em4100:xyz")
@@ -207,7 +207,7 @@ def test_malformed_credentials_and_unknown_members_are_refused(store: SqliteStor
         store.add_credential("nobody", "pin:1234")
 
 
-def test_import_is_all_or_nothing_and_names_the_row(store: SqliteStore) -> None:
+def test_import_is_all_or_nothing_and_names_the_row(store: Store) -> None:
     store.add_member("m1", "Anna")
     store.add_member("m2", "Bert")
     store.add_credential("m2", "pin:9999")
@@ -218,7 +218,7 @@ def test_import_is_all_or_nothing_and_names_the_row(store: SqliteStore) -> None:
     assert store.credentials_for_members(["m1", "m2", "m3"]) == {"m1": ["pin:1111"], "m2": ["pin:9999"]}
 
 
-def test_records_keep_names_and_credentials_out_of_repr(store: SqliteStore) -> None:
+def test_records_keep_names_and_credentials_out_of_repr(store: Store) -> None:
     member = store.add_member("m1", "Anna Beispiel", "anna@example.org")
     cred = store.add_credential("m1", "wiegand26:3A1F2C")
     text = repr(member) + repr(cred)
@@ -229,7 +229,7 @@ def test_records_keep_names_and_credentials_out_of_repr(store: SqliteStore) -> N
     assert store.add_member("m1", "Anna B.").who == member.who
 
 
-def test_removing_a_member_removes_credentials_and_grants(store: SqliteStore) -> None:
+def test_removing_a_member_removes_credentials_and_grants(store: Store) -> None:
     store.add_member("m1", "Anna")
     store.add_credential("m1", "pin:1234")
     store.add_grant("m1", "minheim", label="caretaker")
@@ -239,7 +239,7 @@ def test_removing_a_member_removes_credentials_and_grants(store: SqliteStore) ->
     assert not store.remove_member("m1")
 
 
-def test_standing_grants_check_site_and_doors(store: SqliteStore) -> None:
+def test_standing_grants_check_site_and_doors(store: Store) -> None:
     store.add_member("m1", "Anna")
     g = store.add_grant("m1", "minheim", ["main"], valid_from=NOW, valid_until=NOW + 10, label="cleaner")
     assert store.grants_for_site("minheim") == [g]
@@ -256,7 +256,7 @@ def test_standing_grants_check_site_and_doors(store: SqliteStore) -> None:
 # --- sites, sync state, site state ----------------------------------------------------------
 
 
-def test_sync_sites_follows_the_config(store: SqliteStore) -> None:
+def test_sync_sites_follows_the_config(store: Store) -> None:
     assert store.room_for_resource("res-b") == ("minheim", "cowork")
     moved = [Site("minheim", ("main",), (Room("lab", ("main",), ("res-b",)),))]
     store.sync_sites(moved)
@@ -266,7 +266,7 @@ def test_sync_sites_follows_the_config(store: SqliteStore) -> None:
     assert {s.id: s.active for s in store.sites()} == {"minheim": True, "altdorf": False}
 
 
-def test_sync_state_counts_failures_and_resets(store: SqliteStore) -> None:
+def test_sync_state_counts_failures_and_resets(store: Store) -> None:
     assert store.get_sync_state("rest") == SyncState(source="rest")
     store.record_sync_ok("rest", "2024-01-01T00:00:00Z", NOW)
     store.record_sync_error("rest", "HTTP 503", NOW + 60)
@@ -276,7 +276,7 @@ def test_sync_state_counts_failures_and_resets(store: SqliteStore) -> None:
     assert store.record_sync_ok("rest", "c2", NOW + 180).failures == 0
 
 
-def test_status_door_and_occupancy_reports(store: SqliteStore) -> None:
+def test_status_door_and_occupancy_reports(store: Store) -> None:
     online = m.Status(state="online", ts=NOW, boot="b1", software="1.0", cache_version=7, clock_synced=True)
     s = store.record_status("minheim", online, NOW)
     assert (s.online, s.since, s.cache_version, s.clock_synced) == (True, NOW, 7, True)
@@ -302,7 +302,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     s1.store_events("minheim", events([1, 2, 4]))
     secret = s1.hub_secret("who")
     s1.close()
-    s2 = SqliteStore(path)
+    s2 = open_store(path)
     from hub.store.sqlite.schema import MIGRATIONS
 
     assert s2.schema_version() == len(MIGRATIONS)
@@ -316,13 +316,13 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
 
 def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) -> None:
     path = tmp_path / "hub.sqlite3"
-    SqliteStore(path).close()
+    open_store(path).close()
     results: dict[str, int] = {}
     errors: list[BaseException] = []
 
     def ingest(site: str) -> None:
         try:
-            with SqliteStore(path) as own:
+            with open_store(path) as own:
                 for start in range(1, 2001, 50):
                     r = own.store_events(site, events(list(range(start, start + 50)), site))
                 results[site] = r.acked_upto
@@ -338,7 +338,7 @@ def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) ->
     assert results == {"minheim": 2000, "altdorf": 2000}
 
 
-def test_a_store_refuses_use_from_another_thread(store: SqliteStore) -> None:
+def test_a_store_refuses_use_from_another_thread(store: Store) -> None:
     caught: list[BaseException] = []
 
     def use() -> None:
@@ -353,7 +353,7 @@ def test_a_store_refuses_use_from_another_thread(store: SqliteStore) -> None:
     assert len(caught) == 1
 
 
-def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: SqliteStore) -> None:
+def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: Store) -> None:
     store.upsert_bookings([
         Bk("stays", "res-a", "m1", NOW, NOW + 60, source="ics"),
         Bk("vanishes", "res-c", "m1", NOW, NOW + 60, source="ics"),
@@ -378,9 +378,7 @@ def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: SqliteSt
 
 
 def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
-    from hub.store import SqliteStore
-
-    s = SqliteStore(tmp_path / "bulk.db")
+    s = open_store(tmp_path / "bulk.db")
     try:
         assert s.add_members((f"m-{i}", f"Member {i}", None) for i in range(500)) == 500
         assert len(s.members()) == 500
@@ -397,7 +395,7 @@ def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_pat
     # It holds enrolled credentials and booking PINs; the data directory may be open to
     # the broker's group (torwart-hub.service: StateDirectoryMode=0710).
     fresh = tmp_path / "fresh.sqlite3"
-    with SqliteStore(fresh) as store:
+    with open_store(fresh) as store:
         store.add_member("m1", "Anna", "anna@example.org")
     for p in (fresh, fresh.with_name(fresh.name + "-wal")):
         if p.exists():
@@ -405,7 +403,7 @@ def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_pat
     old = tmp_path / "old.sqlite3"
     sqlite3.connect(old).execute("CREATE TABLE x (y)")
     old.chmod(0o644)  # what an older hub left (the umask's mode)
-    with SqliteStore(old):
+    with open_store(old):
         pass
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
 
@@ -419,32 +417,32 @@ def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_o
     import sys
 
     path = tmp_path / "hub.sqlite3"
-    a = SqliteStore(path)
-    b = SqliteStore(path)  # a second thread's store, in the same process
+    a = open_store(path)
+    b = open_store(path)  # a second thread's store, in the same process
     try:
         a.add_member("m1", "Anna")
-        cli = "from hub.store import SqliteStore; import sys; s = SqliteStore(sys.argv[1]); s.members(); s.close()"
+        cli = "from hub.store import open_store; import sys; s = open_store(sys.argv[1]); s.members(); s.close()"
         subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
         a.add_member("m2", "Ben")
         assert path.with_name(path.name + "-wal").exists()
-        look = "from hub.store import SqliteStore; import sys; print(SqliteStore(sys.argv[1]).get_member('m2'))"
+        look = "from hub.store import open_store; import sys; print(open_store(sys.argv[1]).get_member('m2'))"
         out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
                              text=True).stdout
         assert out.startswith("Member(id='m2'")
     finally:
         b.close()
         a.close()
-    with SqliteStore(path) as c:
+    with open_store(path) as c:
         assert {m.id for m in c.members()} == {"m1", "m2"}
 
 
 def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tmp_path: Path) -> None:
     path = tmp_path / "hub.sqlite3"
-    with SqliteStore(path) as s:
+    with open_store(path) as s:
         assert s.queue_feedback("bk-1", "release", "minheim", NOW, now=NOW)
         assert s.queue_feedback("bk-1", "check_in", "minheim", NOW, now=NOW)
         assert not s.queue_feedback("bk-1", "check_in", "minheim", NOW + 5, now=NOW + 5)  # a second badge
-    with SqliteStore(path) as a, SqliteStore(path) as b:  # a restart; two hub processes
+    with open_store(path) as a, open_store(path) as b:  # a restart; two hub processes
         assert not a.queue_feedback("bk-1", "release", "minheim", NOW + 60, now=NOW + 60)
         claimed = a.claim_feedback(NOW + 1, lease=30)
         assert [(i.booking_id, i.kind) for i in claimed] == [("bk-1", "release"), ("bk-1", "check_in")]
@@ -462,7 +460,7 @@ def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tm
 
 
 def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+    with open_store(tmp_path / "hub.sqlite3") as s:
         with pytest.raises(ValueError, match="kind"):
             s.queue_feedback("bk-1", "cancel", "minheim", NOW, now=NOW)
         with pytest.raises(ValueError, match="empty"):
@@ -471,7 +469,7 @@ def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_p
 
 
 def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+    with open_store(tmp_path / "hub.sqlite3") as s:
         assert s.site_watch("minheim") == (None, None)
         s.set_site_watch("minheim", NOW, "boot-1")
         assert s.site_watch("minheim") == (NOW, "boot-1")

@@ -11,24 +11,12 @@ site). Malformed messages are counted by the ingest, not here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from ..streams import Refusal
 from .schema import SqliteBase
 
 #: ``last_reason`` is cut to this many characters.
 MAX_REASON = 300
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """How often the hub refused messages of one kind from one site, and the last one."""
-
-    site_id: str
-    #: ``topic:reason``, e.g. ``event:too_large``, ``occupancy:unknown_room``.
-    kind: str
-    count: int
-    last_at: float
-    last_reason: str
 
 
 class RefusalsMixin(SqliteBase):

@@ -15,38 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from ..api import Store
 from ..types import (
     BookingChanges,
     BookingLike,
-    CacheLogRow,
-    CacheState,
-    CacheVersionConflict,
-    Credential,
-    CredentialConflict,
-    EventsStored,
-    EventTuple,
-    Grant,
-    InvalidCredential,
-    Member,
     RoomRow,
     SiteRow,
     SiteSpec,
-    SiteState,
-    SiteStateChanges,
     StoredBooking,
-    StoredEvent,
-    StoreError,
     SyncState,
-    UnknownMember,
     UnknownSite,
-    User,
-    UserExists,
     supersedes,
 )
 from .caches import CachesMixin
@@ -56,13 +36,6 @@ from .feedback import FeedbackMixin
 from .members import MembersMixin, chunks, marks
 from .refusals import RefusalsMixin
 from .users import UsersMixin
-
-__all__ = [
-    "BookingChanges", "BookingLike", "CacheLogRow", "CacheState", "CacheVersionConflict", "Credential",
-    "CredentialConflict", "EventTuple", "EventsStored", "Grant", "InvalidCredential", "Member", "RoomRow",
-    "SiteRow", "SiteState", "SiteStateChanges", "SqliteStore", "Store", "StoreError", "StoredBooking",
-    "StoredEvent", "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists",
-]
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every
@@ -325,8 +298,3 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             self.set_sync_state(state)
         return state
 
-
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open (create, migrate) the hub's store at ``path``: the one place that picks the
-    implementation, and where mypy checks that SqliteStore fulfils the Store interface."""
-    return SqliteStore(Path(path))

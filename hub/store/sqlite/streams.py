@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..streams import QUARANTINE_BYTES
 from ..types import (
     BatchStored,
     EventBatch,
@@ -50,9 +51,8 @@ log = logging.getLogger(__name__)
 
 Gaps = list[list[int]]  # sorted, disjoint, inclusive [first, last] ranges
 
-#: Quarantined messages kept per site (the count goes on), and bytes kept of each.
+#: Quarantined messages kept per site (the count goes on); each is cut to QUARANTINE_BYTES.
 QUARANTINE_KEEP = 1000
-QUARANTINE_BYTES = 64 * 1024
 LEGACY = ""
 
 
@@ -297,28 +297,3 @@ class StreamsMixin(SqliteBase):
             if table == "events":
                 total = n_table
         return total
-
-
-def stream_notes(current: str, streams: Sequence[StreamState]) -> dict[str, Any]:
-    """What to tell an admin about a site's streams (``torwart-hub sites``, the dashboard):
-    the current stream; when it is a new stream beside an older one, ``reset_at`` (when the
-    hub first saw it), and the stream before it with its ``acked_upto``; when it continues
-    the site's legacy numbering (an upgraded outbox), ``continues_after``."""
-    notes: dict[str, Any] = {"stream": current, "reset_at": None, "previous": None, "previous_acked": None,
-                             "continues_after": None}
-    names = [s.stream for s in streams]
-    if current not in names:
-        return notes
-    i = names.index(current)
-    cur = streams[i]
-    if cur.base:
-        notes["continues_after"] = cur.base
-    elif i > 0:
-        prev = streams[i - 1]
-        notes.update(reset_at=cur.first_seen, previous=prev.stream, previous_acked=prev.acked_upto)
-    return notes
-
-
-def short(stream: str) -> str:
-    """A stream id as shown to people: its first 8 hex chars, or "legacy" for ""."""
-    return f"{stream[:8]}…" if stream else "legacy"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..streams import Refusal
-from .schema import SqliteBase
+from .base import SqliteBase
 
 #: ``last_reason`` is cut to this many characters.
 MAX_REASON = 300
@@ -44,4 +44,5 @@ class RefusalsMixin(SqliteBase):
             params = (site_id,)
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY site_id, kind", params).fetchall()
-        return [Refusal(site_id=r[0], kind=r[1], count=r[2], last_at=r[3], last_reason=r[4]) for r in rows]
+        return [Refusal(site_id=r["site_id"], kind=r["kind"], count=r["count"], last_at=r["last_at"],
+                        last_reason=r["last_reason"]) for r in rows]

@@ -22,7 +22,7 @@ from testkit.site import write_site
 from testkit.util import wait_for
 from tests.edge.hubside import HubSide, agent_in_thread
 from tests.hub.test_hub_config import write_hub_config
-from tests.hub.test_store import SITES, Bk, events
+from tests.hub.test_store_contract import SITES, Bk, events
 
 DAY = 86400
 

@@ -17,6 +17,7 @@ from hub.__main__ import main as hub_main
 from hub.dashboard.passwords import hash_password, verify_password
 from hub.store import UserExists, open_store
 from testkit.util import wait_for
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 
 SITES_TOML = {
     "hub": {"data_dir": "data", "signing_key_file": "signing.key"},
@@ -56,8 +57,8 @@ def test_a_password_hash_is_salted_scrypt_and_verifies_only_the_password() -> No
     assert pw not in h1
 
 
-def test_sessions_expire_and_go_with_their_user(tmp_path: Path) -> None:
-    with open_store(tmp_path / "hub.sqlite3") as store:
+def test_sessions_expire_and_go_with_their_user(store_url: str) -> None:
+    with open_store(store_url) as store:
         store.add_user("anna", "caretaker", ["minheim"], hash_password(secrets.token_urlsafe(12)))
         with pytest.raises(UserExists):
             store.add_user("anna", "admin", None, "x")

@@ -1,16 +1,14 @@
-"""The hub's store on a real SQLite file: events stored once per (site, seq) whatever the
-order, gaps found and filled, bookings changes reported only when real, credentials
-owned by one member, and state that survives reopening."""
+"""The store contract (run against every implementation, tests/hub/store_contract.py):
+events stored once per (site, seq) whatever the order, gaps found and filled, bookings
+changes reported only when real, credentials owned by one member, and state shared by the
+stores opened on one URL."""
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
-import stat
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
@@ -26,42 +24,8 @@ from hub.store import (
     open_store,
 )
 from tests.hub._bookings import NOW, Bk
+from tests.hub.store_contract import SITES, Room, Site, events, store_fixture, store_url_fixture  # noqa: F401
 from wire import messages as m
-
-
-@dataclass(frozen=True)
-class Room:
-    id: str
-    doors: tuple[str, ...]
-    resources: tuple[str, ...]
-    name: str = ""
-    capacity: int | None = None
-
-
-@dataclass(frozen=True)
-class Site:
-    id: str
-    doors: tuple[str, ...]
-    rooms: tuple[Room, ...]
-    name: str = ""
-
-
-SITES = [
-    Site("minheim", ("main", "cowork"), (Room("cowork", ("main", "cowork"), ("res-a", "res-b")),)),
-    Site("altdorf", ("door",), (Room("hall", ("door",), ("res-c",)),)),
-]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "hub.sqlite3")
-    s.sync_sites(SITES)
-    return s
-
-
-def events(seqs: list[int], site: str = "minheim") -> list[tuple[int, str, str, float, str]]:
-    return [(s, f"ev-{s}", "door.opened", float(NOW + s), json.dumps({"seq": s, "site": site})) for s in seqs]
-
 
 # --- events ---------------------------------------------------------------------------------
 
@@ -294,28 +258,8 @@ def test_status_door_and_occupancy_reports(store: Store) -> None:
     assert store.occupancy("altdorf") is None
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
-    s1 = open_store(path)
-    s1.sync_sites(SITES)
-    s1.add_member("m1", "Anna")
-    s1.store_events("minheim", events([1, 2, 4]))
-    secret = s1.hub_secret("who")
-    s1.close()
-    s2 = open_store(path)
-    from hub.store.sqlite.schema import MIGRATIONS
-
-    assert s2.schema_version() == len(MIGRATIONS)
-    assert s2.hub_secret("who") == secret
-    assert s2.get_member("m1") is not None
-    r = s2.store_events("minheim", events([3]))
-    assert (r.new, r.acked_upto) == (1, 4)
-    assert s2.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    s2.close()
-
-
-def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
+def test_threads_each_with_their_own_store_write_side_by_side(store_url: str) -> None:
+    path = store_url
     open_store(path).close()
     results: dict[str, int] = {}
     errors: list[BaseException] = []
@@ -336,21 +280,6 @@ def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) ->
         t.join()
     assert errors == []
     assert results == {"minheim": 2000, "altdorf": 2000}
-
-
-def test_a_store_refuses_use_from_another_thread(store: Store) -> None:
-    caught: list[BaseException] = []
-
-    def use() -> None:
-        try:
-            store.sites()
-        except sqlite3.ProgrammingError as exc:
-            caught.append(exc)
-
-    t = threading.Thread(target=use)
-    t.start()
-    t.join()
-    assert len(caught) == 1
 
 
 def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: Store) -> None:
@@ -377,8 +306,8 @@ def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: Store) -
     assert not store.replace_bookings("ics", back, window=(NOW - 100, NOW + 1000), keep=["unreadable"])
 
 
-def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
-    s = open_store(tmp_path / "bulk.db")
+def test_members_are_added_in_bulk_in_one_transaction(store_url: str) -> None:
+    s = open_store(store_url)
     try:
         assert s.add_members((f"m-{i}", f"Member {i}", None) for i in range(500)) == 500
         assert len(s.members()) == 500
@@ -391,53 +320,8 @@ def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
         s.close()
 
 
-def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_path: Path) -> None:
-    # It holds enrolled credentials and booking PINs; the data directory may be open to
-    # the broker's group (torwart-hub.service: StateDirectoryMode=0710).
-    fresh = tmp_path / "fresh.sqlite3"
-    with open_store(fresh) as store:
-        store.add_member("m1", "Anna", "anna@example.org")
-    for p in (fresh, fresh.with_name(fresh.name + "-wal")):
-        if p.exists():
-            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
-    old = tmp_path / "old.sqlite3"
-    sqlite3.connect(old).execute("CREATE TABLE x (y)")
-    old.chmod(0o644)  # what an older hub left (the umask's mode)
-    with open_store(old):
-        pass
-    assert stat.S_IMODE(old.stat().st_mode) == 0o600
-
-
-def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_other_processes(
-    tmp_path: Path,
-) -> None:
-    """The hub opens one store per thread; another process (``torwart-hub sites``) opening
-    and closing the file meanwhile must not take the running store's WAL away."""
-    import subprocess
-    import sys
-
-    path = tmp_path / "hub.sqlite3"
-    a = open_store(path)
-    b = open_store(path)  # a second thread's store, in the same process
-    try:
-        a.add_member("m1", "Anna")
-        cli = "from hub.store import open_store; import sys; s = open_store(sys.argv[1]); s.members(); s.close()"
-        subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
-        a.add_member("m2", "Ben")
-        assert path.with_name(path.name + "-wal").exists()
-        look = "from hub.store import open_store; import sys; print(open_store(sys.argv[1]).get_member('m2'))"
-        out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
-                             text=True).stdout
-        assert out.startswith("Member(id='m2'")
-    finally:
-        b.close()
-        a.close()
-    with open_store(path) as c:
-        assert {m.id for m in c.members()} == {"m1", "m2"}
-
-
-def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
+def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(store_url: str) -> None:
+    path = store_url
     with open_store(path) as s:
         assert s.queue_feedback("bk-1", "release", "minheim", NOW, now=NOW)
         assert s.queue_feedback("bk-1", "check_in", "minheim", NOW, now=NOW)
@@ -459,8 +343,8 @@ def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tm
         assert a.purge_feedback(NOW + 1) == 2 and a.feedback_backlog() == []
 
 
-def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_path: Path) -> None:
-    with open_store(tmp_path / "hub.sqlite3") as s:
+def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(store_url: str) -> None:
+    with open_store(store_url) as s:
         with pytest.raises(ValueError, match="kind"):
             s.queue_feedback("bk-1", "cancel", "minheim", NOW, now=NOW)
         with pytest.raises(ValueError, match="empty"):
@@ -468,8 +352,8 @@ def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_p
         assert s.feedback_backlog() == []
 
 
-def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(tmp_path: Path) -> None:
-    with open_store(tmp_path / "hub.sqlite3") as s:
+def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(store_url: str) -> None:
+    with open_store(store_url) as s:
         assert s.site_watch("minheim") == (None, None)
         s.set_site_watch("minheim", NOW, "boot-1")
         assert s.site_watch("minheim") == (NOW, "boot-1")

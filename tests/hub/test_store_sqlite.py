@@ -1,11 +1,14 @@
-"""The SQLite store's own guarantees: stores made by every earlier version of the hub open and
-upgrade with their data intact (those from before sqlite-utils ``Migrations`` counted their
-schema in a ``schema_version`` table), a store from a newer hub is refused untouched, and
-processes opening one store at once migrate it once."""
+"""The SQLite store's own guarantees (what every store promises is in test_store_contract.py):
+the file is private and in WAL mode, a store belongs to its thread, another process's open
+and close leaves a running store's WAL alone; stores made by every earlier version of the hub
+open and upgrade with their data intact (those from before sqlite-utils ``Migrations``
+counted their schema in a ``schema_version`` table), a store from a newer hub is refused
+untouched, and processes opening one store at once migrate it once."""
 
 from __future__ import annotations
 
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from hub.store import StoreError, open_store, pseudonym
 from hub.store.sqlite import SqliteStore
 from hub.store.sqlite import schema as store_schema
 from tests.hub._bookings import NOW
+from tests.hub.store_contract import SITES, events
 
 SECRET = bytes(range(32))
 _MIGRATIONS_TABLE = "_sqlite_migrations"
@@ -180,3 +184,86 @@ def test_stores_opened_at_once_migrate_a_legacy_store_once(tmp_path: Path) -> No
     assert errors == []
     with _open(path) as store:
         assert store_schema.applied(store.db) == [fn.__name__ for fn in store_schema.MIGRATIONS]
+
+
+# --- the file, its WAL, its thread ------------------------------------------------------------
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    s1 = open_store(path)
+    s1.sync_sites(SITES)
+    s1.add_member("m1", "Anna")
+    s1.store_events("minheim", events([1, 2, 4]))
+    secret = s1.hub_secret("who")
+    s1.close()
+    s2 = _open(path)
+    assert s2.schema_version() == len(store_schema.MIGRATIONS)
+    assert s2.hub_secret("who") == secret
+    assert s2.get_member("m1") is not None
+    r = s2.store_events("minheim", events([3]))
+    assert (r.new, r.acked_upto) == (1, 4)
+    assert s2.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    s2.close()
+
+
+def test_a_store_refuses_use_from_another_thread(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "hub.sqlite3")
+    caught: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            store.sites()
+        except sqlite3.ProgrammingError as exc:
+            caught.append(exc)
+
+    t = threading.Thread(target=use)
+    t.start()
+    t.join()
+    assert len(caught) == 1
+    store.close()
+
+
+def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_path: Path) -> None:
+    # It holds enrolled credentials and booking PINs; the data directory may be open to
+    # the broker's group (torwart-hub.service: StateDirectoryMode=0710).
+    fresh = tmp_path / "fresh.sqlite3"
+    with open_store(fresh) as store:
+        store.add_member("m1", "Anna", "anna@example.org")
+    for p in (fresh, fresh.with_name(fresh.name + "-wal")):
+        if p.exists():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    old = tmp_path / "old.sqlite3"
+    sqlite3.connect(old).execute("CREATE TABLE x (y)")
+    old.chmod(0o644)  # what an older hub left (the umask's mode)
+    with open_store(old):
+        pass
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_other_processes(
+    tmp_path: Path,
+) -> None:
+    """The hub opens one store per thread; another process (``torwart-hub sites``) opening
+    and closing the file meanwhile must not take the running store's WAL away."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "hub.sqlite3"
+    a = open_store(path)
+    b = open_store(path)  # a second thread's store, in the same process
+    try:
+        a.add_member("m1", "Anna")
+        cli = "from hub.store import open_store; import sys; s = open_store(sys.argv[1]); s.members(); s.close()"
+        subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
+        a.add_member("m2", "Ben")
+        assert path.with_name(path.name + "-wal").exists()
+        look = "from hub.store import open_store; import sys; print(open_store(sys.argv[1]).get_member('m2'))"
+        out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
+                             text=True).stdout
+        assert out.startswith("Member(id='m2'")
+    finally:
+        b.close()
+        a.close()
+    with open_store(path) as c:
+        assert {m.id for m in c.members()} == {"m1", "m2"}

@@ -16,6 +16,7 @@ from edge.outbox import Outbox
 from hub.ingest import Ingest
 from hub.store import EventBatch, IncomingEvent, Quarantined, open_store, stream_notes
 from hub.store.sqlite import schema as store_schema
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 from wire import messages as m
 
 SITE = "minheim"
@@ -118,8 +119,8 @@ def test_a_site_upgraded_before_its_hub_loses_nothing_when_the_hub_is_upgraded(
         assert ob.pending_count() == 0
 
 
-def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(tmp_path: Path) -> None:
-    with open_store(tmp_path / "hub.sqlite3") as store:
+def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(store_url: str) -> None:
+    with open_store(store_url) as store:
         s = "cd" * 16
         r = store.store_batch(SITE, EventBatch(quarantined=[Quarantined(why="broken", payload=b"{}", stream=s,
                                                                           seq=1)]))
@@ -132,10 +133,10 @@ def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(tmp_path:
         assert r.new == frozenset()
 
 
-def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(tmp_path: Path) -> None:
+def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(store_url: str) -> None:
     """Seq 2 of a new stream may arrive first (another hub worker has seq 1): with a legacy
     history at the site, the hub still waits for seq 1 of the new stream, never skips it."""
-    with open_store(tmp_path / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         store.store_events(SITE, [(s, f"l{s}", "door.opened", T0, "{}") for s in range(1, 11)])  # legacy 1..10
         s = "ef" * 16
         r = store.store_events(SITE, [(2, "n2", "door.opened", T0, "{}")], stream=s)

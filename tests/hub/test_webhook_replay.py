@@ -20,6 +20,7 @@ from hub.store.sqlite import schema as store_schema
 from testkit.booking_fake import BookingPlatform, iso, post_webhook, push_webhook, signed_webhook
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 
 
 def _booking(county: County, status: str, updated_at: dt.datetime) -> dict[str, Any]:
@@ -100,9 +101,9 @@ def _pb(status: str, updated_at: float, pin: str | None = None) -> PlatformBooki
                            updated_at=updated_at, pin=pin, source="rest")
 
 
-def test_booking_versions_are_compared_at_full_precision_and_a_tie_never_undoes_a_cancellation(tmp_path: Path) -> None:
+def test_booking_versions_are_compared_at_full_precision_and_a_tie_never_undoes_a_cancellation(store_url: str) -> None:
     t = 1_790_000_000.25
-    with open_store(tmp_path / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         store.upsert_bookings([_pb("cancelled", t + 0.5)])
         assert store.upsert_bookings([_pb("confirmed", t)]).changed == []  # same second, earlier
         assert store.get_booking("b").status == "cancelled"  # type: ignore[union-attr]

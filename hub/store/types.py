@@ -1,6 +1,6 @@
-"""What the hub's store holds and can do: records, the ``Store`` interface, store errors.
+"""What the hub's store holds: records, input shapes, store errors (``Store``: hub.store.api).
 
-``hub.store.SqliteStore`` implements ``Store`` on SQLite; a PostgreSQL store for a
+``hub.store.sqlite.SqliteStore`` implements ``Store`` on SQLite; a PostgreSQL store for a
 multi-worker hub would implement the same Protocol. Times are Unix seconds (UTC):
 integers for bookings, grants and caches, floats for what sites report.
 

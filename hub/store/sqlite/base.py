@@ -21,7 +21,7 @@ from typing import Self
 
 from sqlite_utils import Database
 
-from . import schema
+from .schema import applied, migrate
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class SqliteBase:
         self.db.enable_wal()
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        schema.migrate(conn, self.db, self.path)
+        migrate(conn, self.db, self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -117,6 +117,6 @@ class SqliteBase:
                 conn.execute("COMMIT")
 
     def schema_version(self) -> int:
-        """How many of the schema's migrations are applied (``len(schema.MIGRATIONS)`` once open)."""
+        """How many of the schema's migrations are applied (all of ``schema.MIGRATIONS`` once open)."""
         with self._read():
-            return len(schema.applied(self.db))
+            return len(applied(self.db))

@@ -6,7 +6,7 @@ Entry JSON); ``cache_versions`` the change log, one row per version with what it
 changed and removed relative to the version before (``base_version``). The version
 number, the entry set and the log row are written in one transaction, so after a crash
 the store holds either the old version or the new one, whole; a version number once
-committed is never handed out again (``synchronous = FULL``, see store_schema).
+committed is never handed out again (``synchronous = FULL``, see ``base``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Site state, door states and occupancy in the hub's SQLite store; the events, per site
-and stream, are in ``store_streams`` (this mixin includes it).
+and stream, are in ``streams`` (this mixin includes it).
 
 A site's state carries its current event stream's ``acked_upto``, ``max_seq`` and
-``gaps`` (kept by ``store_streams.StreamsMixin.store_batch``), and the counts of events of
+``gaps`` (kept by ``streams.StreamsMixin.store_batch``), and the counts of events of
 unknown type and of quarantined messages.
 """
 

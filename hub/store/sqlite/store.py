@@ -1,9 +1,11 @@
-"""The hub's persistent state in SQLite: ``SqliteStore`` implements ``store_types.Store``.
+"""The hub's persistent state in SQLite: ``SqliteStore`` implements ``hub.store.Store``.
 
-Sites and rooms (synced from the config), members, their credentials and standing grants,
-bookings and the booking sync's state live here (this module); events and what sites
-report in ``store_events`` and ``store_streams``; published cache versions in ``store_caches``; dashboard users
-and sessions in ``store_users``; the schema and transactions in ``store_schema``.
+Sites and rooms (synced from the config), bookings and the booking sync's state live here
+(this module); members, credentials and standing grants in ``members``; events and what
+sites report in ``events`` and ``streams``; published cache versions in ``caches``; card
+enrollments in ``enroll``; the platform's queue in ``feedback``; refused messages in
+``refusals``; dashboard users and sessions in ``users``; the connection and transactions in
+``base``, the schema and its migrations in ``schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each
 thread (the MQTT link, the booking sync, the web server's workers) opens its own
@@ -144,7 +146,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         status or pin differ from the stored one; a booking that differs only in
         ``updated_at`` or ``source`` is stored silently, so re-syncing identical data
         triggers no cache rebuild. A booking that does not supersede the stored one
-        (``store_types.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
+        (``hub.store.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
         webhook after a newer sync, or an equal one that would undo a cancellation) is
         ignored; so is such a version within ``bookings``."""
         latest: dict[str, BookingRow] = {}

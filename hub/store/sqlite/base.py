@@ -64,10 +64,14 @@ class SqliteBase:
         conn.row_factory = sqlite3.Row
         self._conn = conn
         self.db = Database(conn, execute_plugins=False)
-        self.db.enable_wal()
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn, self.db, self.path)
+        try:
+            self.db.enable_wal()
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, self.db, self.path)
+        except BaseException:
+            conn.close()  # a store that cannot be opened holds no connection (nor its locks)
+            raise
 
     def close(self) -> None:
         self._conn.close()

@@ -82,15 +82,15 @@ def m002_stream(db: Database) -> None:
     stream = secrets.token_hex(16)
     db["meta"].add_column("stream", str, not_null_default="")  # type: ignore[union-attr]
     db["meta"].add_column("stream_base", int, not_null_default=0)  # type: ignore[union-attr]
-    (acked,) = db.execute("SELECT acked_upto FROM meta WHERE k = 1").fetchone()
+    acked = db.execute("SELECT acked_upto FROM meta WHERE k = 1").fetchone()["acked_upto"]
     db.execute("UPDATE meta SET stream = ?, stream_base = ? WHERE k = 1", (stream, acked))
     rows = db.execute("SELECT seq, data FROM events WHERE seq > ?", (acked,)).fetchall()
-    for seq, data in rows:
-        doc = msgspec.json.decode(data)
+    for row in rows:
+        doc = msgspec.json.decode(row["data"])
         doc["stream"] = stream
         if acked:
             doc["stream_base"] = acked
-        db.execute("UPDATE events SET data = ? WHERE seq = ?", (msgspec.json.encode(doc), seq))
+        db.execute("UPDATE events SET data = ? WHERE seq = ?", (msgspec.json.encode(doc), row["seq"]))
     if rows or acked:
         log.warning("outbox upgraded to event stream %s: %d unacknowledged events now carry it; seqs up to %d "
                     "were acknowledged before", stream, len(rows), acked)
@@ -143,6 +143,7 @@ class Outbox:
         self.boot = boot
         self.read_only = read_only
         self._conn = connect(self.path, read_only=read_only)
+        self._conn.row_factory = sqlite3.Row
         if not read_only:
             migrate(self._conn, _migrations, self.path)
         #: This outbox's event stream ("" in a read-only view of a file not yet upgraded).
@@ -157,7 +158,7 @@ class Outbox:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
-        return ("", 0) if row is None else (str(row[0]), int(row[1]))
+        return ("", 0) if row is None else (str(row["stream"]), int(row["stream_base"]))
 
     @property
     def stream_info(self) -> tuple[str, int]:
@@ -189,7 +190,7 @@ class Outbox:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                (last,) = conn.execute("SELECT last_seq FROM meta WHERE k = 1").fetchone()
+                last = conn.execute("SELECT last_seq FROM meta WHERE k = 1").fetchone()["last_seq"]
                 seq = last + 1
                 event = msgspec.structs.replace(event, seq=seq)
                 data = m.encode(event)
@@ -223,7 +224,8 @@ class Outbox:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                last, acked = conn.execute("SELECT last_seq, acked_upto FROM meta WHERE k = 1").fetchone()
+                meta = conn.execute("SELECT last_seq, acked_upto FROM meta WHERE k = 1").fetchone()
+                last, acked = meta["last_seq"], meta["acked_upto"]
                 if upto > last:
                     log.warning("hub acknowledged events up to %d, but the last event emitted is %d; ignored",
                                 upto, last)
@@ -270,7 +272,7 @@ class Outbox:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return (0, 0) if row is None else (int(row["last_seq"]), int(row["acked_upto"]))
 
     @property
     def last_seq(self) -> int:
@@ -298,21 +300,22 @@ class Outbox:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
-        return [(int(seq), bytes(data)) for seq, data in rows]
+        return [(int(r["seq"]), bytes(r["data"])) for r in rows]
 
     def recent(self, n: int = 20) -> list[dict[str, Any]]:
         """The newest ``n`` events still stored, newest first, as dicts with an extra
         ``acked`` flag (for a status display)."""
         try:
             rows = self._conn.execute(
-                "SELECT data, seq <= (SELECT acked_upto FROM meta WHERE k = 1) FROM events ORDER BY seq DESC LIMIT ?",
+                "SELECT data, seq <= (SELECT acked_upto FROM meta WHERE k = 1) AS acked FROM events "
+                "ORDER BY seq DESC LIMIT ?",
                 (n,),
             ).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
         out: list[dict[str, Any]] = []
-        for data, acked in rows:
-            event: dict[str, Any] = msgspec.json.decode(data)
-            event["acked"] = bool(acked)
+        for r in rows:
+            event: dict[str, Any] = msgspec.json.decode(r["data"])
+            event["acked"] = bool(r["acked"])
             out.append(event)
         return out

@@ -2,7 +2,13 @@
 lockdown (replay refusal), the lockdown flag (a lockdown survives a restart), who is
 checked in where, and each reader's remaining denial budget (edge/limiter.py).
 
-One connection, used from the agent's main thread only (ARCHITECTURE.md).
+One connection, used from the agent's main thread only (ARCHITECTURE.md). Opened like the
+cache and the outbox (``cache.connect``: WAL, ``synchronous=FULL``, a busy timeout), its
+schema kept by sqlite-utils ``Migrations``; rows are read by column name.
+
+A state.db from before ``Migrations`` holds the tables of ``m001_initial`` already (it was
+made by the same ``CREATE TABLE IF NOT EXISTS`` statements), so that migration leaves it as
+it is and is recorded as applied.
 """
 
 from __future__ import annotations
@@ -12,27 +18,36 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database, Migrations
+
+from .db import connect, migrate
 from .errors import StorageError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, executed_at REAL NOT NULL, expires_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS denial_budget (reader TEXT PRIMARY KEY, tokens REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS presence (
+_migrations = Migrations("torwart-edge-state")
+
+
+@_migrations()
+def m001_initial(db: Database) -> None:
+    """The tables as the agent made them before ``Migrations`` (the same statements)."""
+    db.execute("CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, executed_at REAL NOT NULL, "
+               "expires_at INTEGER NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS denial_budget (reader TEXT PRIMARY KEY, tokens REAL NOT NULL)")
+    db.execute("""CREATE TABLE IF NOT EXISTS presence (
     room TEXT NOT NULL, who TEXT NOT NULL, ref TEXT, until INTEGER, since REAL NOT NULL,
     PRIMARY KEY (room, who)
-);
-"""
+)""")
 
 
 class StateDB:
+    """The agent's state database at ``path`` (created and migrated on open); StorageError
+    when it cannot be opened or written."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path)
+        self._db.row_factory = sqlite3.Row
+        migrate(self._db, _migrations, path)
 
     def _write(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         try:
@@ -64,7 +79,7 @@ class StateDB:
 
     def flag(self, name: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        return default if row is None else json.loads(row["value"])
 
     def set_flag(self, name: str, value: Any) -> None:
         self._write("INSERT INTO flags (name, value) VALUES (?, ?) "
@@ -74,7 +89,7 @@ class StateDB:
 
     def denial_budgets(self) -> dict[str, float]:
         """Reader id → remaining denial tokens, for the readers that are below their burst."""
-        return dict(self._db.execute("SELECT reader, tokens FROM denial_budget"))
+        return {r["reader"]: r["tokens"] for r in self._db.execute("SELECT reader, tokens FROM denial_budget")}
 
     def set_denial_budget(self, reader: str, tokens: float | None) -> None:
         """Store ``reader``'s remaining tokens; None deletes the row (a full budget)."""
@@ -88,7 +103,8 @@ class StateDB:
 
     def presence(self) -> list[tuple[str, str, str | None, int | None, float]]:
         """(room, who, ref, until, since) of everyone checked in, oldest first."""
-        return list(self._db.execute("SELECT room, who, ref, until, since FROM presence ORDER BY since"))
+        rows = self._db.execute("SELECT room, who, ref, until, since FROM presence ORDER BY since")
+        return [(r["room"], r["who"], r["ref"], r["until"], r["since"]) for r in rows]
 
     def check_in(self, room: str, who: str, ref: str | None, until: int | None, since: float) -> None:
         self._write("INSERT INTO presence (room, who, ref, until, since) VALUES (?, ?, ?, ?, ?) "

@@ -6,7 +6,7 @@ bodies that the hub's link publishes (no MQTT here).
 
 Choices, in short:
 
-- ``who`` is ``store_types.pseudonym``: an HMAC of the platform's member id under a random
+- ``who`` is ``hub.store.pseudonym``: an HMAC of the platform's member id under a random
   hub secret kept in the store. Stable (occupancy and events stay attributable across
   rebuilds), computable for a pin-only booking whose member the hub does not know, and
   mapped back to a member only at the hub (``Store.member_by_who``).
@@ -38,8 +38,7 @@ from wire.keys import read_key_file
 
 from .config import HubConfig, SiteConfig
 from .errors import HubError
-from .store_api import Store
-from .store_types import CacheLogRow, CacheVersionConflict, pseudonym
+from .store import CacheLogRow, CacheVersionConflict, Store, pseudonym
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,9 @@ from wire.keys import read_key_file, signing_key_from_seed
 from wire.private import not_owner_only
 
 from .errors import ConfigError
+from .store.types import StoreError
+from .store.url import resolve as resolve_store_url
+from .store.url import sqlite_path
 
 ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
@@ -40,6 +43,10 @@ FeedUrl = Annotated[str, Meta(pattern=r"^(https?|file)://\S+$")]
 
 class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     data_dir: str
+    #: Where the hub keeps its state (``hub.store.url``): ``sqlite:///abs/hub.sqlite3``,
+    #: ``sqlite:relative/hub.sqlite3`` or a plain path (both relative to this file's
+    #: directory); default: ``{data_dir}/hub.sqlite3``.
+    store: str | None = None
     #: Standard base64 of the 32-byte Ed25519 seed that signs caches and commands.
     signing_key_file: str
     #: Standard base64 of the 32-byte X25519 private key that opens sealed enrollment reads.
@@ -59,9 +66,14 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return Path(self.data_dir)
 
     @property
+    def store_url(self) -> str:
+        """The hub store's URL for ``hub.store.open_store``."""
+        return self.store if self.store is not None else str(Path(self.data_dir) / "hub.sqlite3")
+
+    @property
     def store_path(self) -> Path:
-        """The hub's SQLite database."""
-        return Path(self.data_dir) / "hub.sqlite3"
+        """The hub's SQLite database file (StoreError if the store is not a SQLite one)."""
+        return sqlite_path(self.store_url)
 
 
 class MqttSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -191,6 +203,17 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+def _resolve_store(base: Path, value: str | None) -> str | None:
+    """A relative SQLite path (plain or ``sqlite:``) resolves against ``base``; a malformed
+    or unknown URL is left for ``load`` to refuse with the key's name."""
+    if value is None:
+        return None
+    try:
+        return resolve_store_url(value, base)
+    except StoreError:
+        return value
+
+
 def _owner_only(path: str) -> str | None:
     """Why the secret file at ``path`` is unusable, or None if it is fine."""
     p = Path(path)
@@ -214,6 +237,7 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
     hub = msgspec.structs.replace(
         cfg.hub,
         data_dir=r(base, cfg.hub.data_dir) or "",
+        store=_resolve_store(base, cfg.hub.store),
         signing_key_file=r(base, cfg.hub.signing_key_file) or "",
         enroll_key_file=r(base, cfg.hub.enroll_key_file),
         ca_cert_file=r(base, cfg.hub.ca_cert_file),
@@ -310,6 +334,11 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
         _split_listen(cfg.http.listen)
     except ValueError as exc:
         raise ConfigError(f, "http.listen", str(exc)) from None
+    if cfg.hub.store is not None:
+        try:
+            resolve_store_url(cfg.hub.store, p.resolve().parent)
+        except StoreError as exc:
+            raise ConfigError(f, "hub.store", str(exc)) from None
     b = cfg.booking
     if b.adapter == "rest":
         if b.base_url is None:

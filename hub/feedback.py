@@ -36,8 +36,7 @@ from wire import messages as m
 
 from .config import HubConfig
 from .feedback_delivery import Delivery
-from .store_api import Store
-from .store_types import SiteState
+from .store import SiteState, Store
 
 log = logging.getLogger(__name__)
 

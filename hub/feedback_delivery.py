@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from .booking import BookingAdapter, HttpPolicy, UnsupportedOperation, WriteFailed
 from .config import HubConfig
 from .errors import HubError
-from .store_api import Store
-from .store_types import FeedbackItem
+from .store import FeedbackItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +80,10 @@ class Delivery:
     # --- the worker thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from .store import SqliteStore
+        from .store import open_store
         from .sync import build_adapter
 
-        store = SqliteStore(self.cfg.hub.store_path)
+        store = open_store(self.cfg.hub.store_url)
         adapter: BookingAdapter | None = None
         try:
             adapter = build_adapter(self.cfg, lambda _email: None, policy=self.policy)

@@ -56,9 +56,7 @@ from wire import lenient
 from wire import messages as m
 from wire.errors import WireError
 
-from .store import Store
-from .store_streams import QUARANTINE_BYTES
-from .store_types import EventBatch, IncomingEvent, Quarantined
+from .store import QUARANTINE_BYTES, EventBatch, IncomingEvent, Quarantined, Store
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ bound nor hold up the hub's main loop (which serves every site), the hub refuses
 - an occupancy report for a room the hub does not know, or listing more people in a room
   than its configured capacity allows with a margin (``SiteLimits.occupancy_refusal``).
 
-Every refusal is logged and counted per site (hub.store_refusals, ``torwart-hub sites``).
+Every refusal is logged and counted per site (hub.store.Refusal, ``torwart-hub sites``).
 
 The byte limits leave a wide margin over the largest legitimate message of each kind: an
 ``enroll.read`` event with its sealed credential (at most 4096 characters) and every text

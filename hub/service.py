@@ -44,7 +44,7 @@ from .ingest import Ingest
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
-from .store import SqliteStore
+from .store import open_store
 from .sync import SyncReport
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class HubService:
     def _startup(self) -> None:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = SqliteStore(cfg.hub.store_path)
+        self.store = open_store(cfg.hub.store_url)
         self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
         #: The application core: every act on sites and people goes through it.
         self.hub = Hub(cfg, self.store, link=self.link, live=self.live, post=self.post)

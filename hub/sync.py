@@ -25,8 +25,7 @@ from .booking import BookingAdapter, HttpPolicy, IcsAdapter, PlatformBooking, Re
 from .booking.base import iso_z
 from .config import HubConfig, read_secret
 from .errors import ConfigError, SyncError
-from .store_api import Store
-from .store_types import BookingChanges
+from .store import BookingChanges, Store
 
 log = logging.getLogger(__name__)
 

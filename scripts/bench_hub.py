@@ -143,11 +143,11 @@ def bench_county(tmp: Path, broker: Mosquitto, n_sites: int, n_bookings: int) ->
                           "member_id": f"m-{i % members}", "start": iso(start),
                           "end": iso(start + dt.timedelta(hours=2)), "status": "confirmed", "pin": None})
         from hub import config as hub_config
-        from hub.store import SqliteStore
+        from hub.store import open_store
 
         cfg = hub_config.load(county.hub_config_path)
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(cfg.hub.store_path)
+        store = open_store(cfg.hub.store_url)
         store.add_members((f"m-{i}", f"Member {i}", None) for i in range(members))
         store.import_credentials((f"m-{i}", f"em4100:{i:010X}") for i in range(members))
         store.close()
@@ -197,12 +197,12 @@ def bench_delta(tmp: Path, broker: Mosquitto) -> dict[str, Any]:
         from hub import config as hub_config
         from hub.caches import CacheManager
         from hub.config import signing_key
-        from hub.store import SqliteStore
+        from hub.store import open_store
         from hub.sync import BookingSync
 
         cfg = hub_config.load(county.hub_config_path)
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(cfg.hub.store_path)
+        store = open_store(cfg.hub.store_url)
         store.add_members((f"m-{i}", f"Member {i}", None) for i in range(1000))
         store.import_credentials((f"m-{i}", f"em4100:{i:010X}") for i in range(1000))
         caches = CacheManager(store, cfg, signing_key(cfg))

@@ -35,7 +35,7 @@ from typing import Any
 import tomli_w
 
 from hub import config as hub_config
-from hub.store import SqliteStore
+from hub.store import open_store
 
 from . import chaos_data
 from .booking_fake import BookingPlatform
@@ -177,7 +177,7 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
     say(f"county: {len(site_ids)} sites ({', '.join(big)} big), {len(pop.members)} members, "
         f"{pop.total_bookings()} bookings, {len(pop.all_credentials())} credential strings")
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     try:
         store.sync_sites(cfg.sites)
         chaos_data.enroll(pop, store)

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.store import SqliteStore
+from hub.store import Store
 
 from .booking_fake import BookingPlatform
 
@@ -159,7 +159,7 @@ def populate(rng: random.Random, sites: list[str], big: list[str], *, resource: 
     return pop
 
 
-def enroll(pop: Population, store: SqliteStore) -> None:
+def enroll(pop: Population, store: Store) -> None:
     """Members, their cards and the caretakers' standing grants into the hub store (sites
     must be synced into it first)."""
     store.add_members((mid, f"Member {mid}", None) for mid in pop.members)

@@ -19,14 +19,14 @@ def hub_event_counts(hub_config: Path, sites: Sequence[str], *, since: float
                      ) -> tuple[dict[str, Counter[str]], Counter[str]]:
     """Events per type and site in the hub's store since ``since``, and denials by reason."""
     from hub import config as hub_config_mod
-    from hub.store import SqliteStore
+    from hub.store import open_store
 
     counts: dict[str, Counter[str]] = {}
     reasons: Counter[str] = Counter()
     path = hub_config_mod.load(hub_config, check_files=False).hub.store_path
     if not path.exists():
         return counts, reasons
-    store = SqliteStore(path)
+    store = open_store(path)
     try:
         for site in sites:
             c: Counter[str] = Counter()

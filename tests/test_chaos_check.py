@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from edge.outbox import Outbox
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.chaos_check import LogRow, check_decisions
 from testkit.chaos_events import check_sequences
 from testkit.credscan import CredentialScanner
@@ -96,7 +96,7 @@ def test_the_scan_finds_a_35_or_37_bit_card_string() -> None:
 def test_the_sequence_check_finds_an_event_the_hub_does_not_have(tmp_path: Path) -> None:
     data = tmp_path / "site"
     data.mkdir()
-    store = SqliteStore(tmp_path / "hub.sqlite3")
+    store = open_store(tmp_path / "hub.sqlite3")
     try:
         with Outbox(data / "outbox.db", "s", "b") as ob:
             raws = [ob.emit("door.opened", ts=T, clock_synced=True, door="eingang") for _ in range(3)]

@@ -12,7 +12,7 @@ import pytest
 
 from edge.outbox import Outbox
 from hub.__main__ import main
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -61,7 +61,7 @@ def test_a_reinstalled_sites_new_stream_is_stored_in_full_and_shown_as_a_reset(
 ) -> None:
     site = county.sites[SITE]
     with HubThread(county) as hub:
-        store = SqliteStore(hub.service.cfg.hub.store_path)
+        store = open_store(hub.service.cfg.hub.store_url)
         try:
             first, first_acked, _ = run_and_badge(site, badges=4)
             shutil.rmtree(site.data_dir)  # reinstalled: a new outbox, the same site id
@@ -87,7 +87,7 @@ def test_a_reinstalled_sites_new_stream_is_stored_in_full_and_shown_as_a_reset(
     capsys.readouterr()
     assert main(["sites", "--config", str(county.hub_config_path)]) == 0
     out = capsys.readouterr().out
-    with SqliteStore(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
         old = {s.stream: s for s in store.event_streams(SITE)}[first]
     assert f"{SITE}: site was reset at " in out
     assert f"(new stream {second[:8]}…); previous stream {first[:8]}… acked up to {old.acked_upto}" in out

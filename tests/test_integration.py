@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub.store import SqliteStore
+from hub.store import Store, open_store
 from testkit.booking_fake import BookingPlatform, iso, push_webhook
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -40,14 +40,14 @@ def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
     return make_county(tmp_path, broker, booking_platform, ("minheim",), layouts={"minheim": layout})
 
 
-def access_events(store: SqliteStore) -> list[dict[str, Any]]:
+def access_events(store: Store) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(e.payload) for e in reversed(store.events(site_id="minheim", limit=1000))
             if e.type.startswith("access.")]
 
 
-def badge_and_wait(pty: PtyPort, store: SqliteStore, timeout: float = 15.0) -> dict[str, Any]:
+def badge_and_wait(pty: PtyPort, store: Store, timeout: float = 15.0) -> dict[str, Any]:
     before = len(access_events(store))
     pty.write(rdm6300_frame(CARD))
     return wait_for(lambda: (ev := access_events(store))[before:] and ev[before], timeout,  # type: ignore[index]
@@ -59,7 +59,7 @@ def test_a_booking_on_the_platform_opens_the_door_and_its_cancellation_shuts_it(
 ) -> None:
     site = county.sites["minheim"]
     with HubThread(county) as hub:
-        store = SqliteStore(hub.service.cfg.hub.store_path)
+        store = open_store(hub.service.cfg.hub.store_url)
         store.add_member("m-17", "Anna Beispiel", "anna@example.org")
         store.add_credential("m-17", f"em4100:{CARD}")
         site.start()

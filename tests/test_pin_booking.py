@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.clock import FakeClock
-from hub.store import SqliteStore
+from hub.store import open_store
 from readers.wiegand import WiegandReader
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
@@ -42,7 +42,7 @@ def test_a_booking_pin_opens_the_door_on_a_keypad_during_its_window_only(
     # A guest booking: the platform's member has no card at the hub, only the booking's PIN.
     booking_platform.add("bk-pin", county.resource("minheim"), "guest-7", start, end, pin="4821")
     with HubThread(county) as hub:
-        store = SqliteStore(hub.service.cfg.hub.store_path)
+        store = open_store(hub.service.cfg.hub.store_url)
         try:
             report = hub.service.call(hub.service.sync_now)
             assert report.ok and "minheim" in report.sites

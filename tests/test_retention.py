@@ -16,13 +16,13 @@ from edge.clock import FakeClock
 from edge.outbox import Outbox
 from hub import config as hub_config
 from hub.service import HubService
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.broker import Mosquitto
 from testkit.site import write_site
 from testkit.util import wait_for
 from tests.edge.hubside import HubSide, agent_in_thread
 from tests.hub.test_hub_config import write_hub_config
-from tests.hub.test_store import SITES, Bk, events
+from tests.hub.test_store_contract import SITES, Bk, events
 
 DAY = 86400
 
@@ -92,7 +92,7 @@ def test_the_hub_deletes_events_and_bookings_past_retention_and_nothing_newer(tm
     cfg = hub_config.load(path)
     now = time.time()
     cutoff = now - 90 * DAY
-    store = SqliteStore(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     try:
         store.sync_sites(SITES)
         for seq, received in enumerate([cutoff - 3600, cutoff - 1, cutoff + 60, now - DAY, now], start=1):

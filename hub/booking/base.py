@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from hub.errors import HubError, SyncError
-from hub.store_types import supersedes
+from hub.store import supersedes
 from wire.messages import Booking
 
 Status = Literal["confirmed", "cancelled"]
@@ -48,7 +48,7 @@ class PlatformBooking:
     """One booking, normalized across adapters.
 
     Times are Unix seconds, UTC; ``updated_at`` keeps the platform's full precision
-    (microseconds) and orders versions of the same ``id`` (``store_types.supersedes``: the
+    (microseconds) and orders versions of the same ``id`` (``hub.store.supersedes``: the
     later wins; an equal one never undoes a cancellation). ``source`` names the adapter instance that
     produced it (``"rest"``, ``"ics"``, ``"webhook"`` unless configured otherwise).
     """
@@ -161,7 +161,7 @@ def from_wire(b: Booking, source: str) -> PlatformBooking:
 
 def newest(bookings: dict[str, PlatformBooking], b: PlatformBooking) -> None:
     """Put ``b`` into ``bookings`` (by id) unless it does not supersede the version already
-    there (``store_types.supersedes``): on a tie the later one wins, as a platform lists
+    there (``hub.store.supersedes``): on a tie the later one wins, as a platform lists
     changes in order, except that it never undoes a cancellation."""
     old = bookings.get(b.id)
     if old is None or supersedes(b.updated_at, b.status, old.updated_at, old.status):

@@ -10,7 +10,7 @@ Replays: a timestamp more than ``MAX_SKEW_SECONDS`` from the hub's clock is refu
 web layer records every accepted signature in the store (``remember_webhook_signature``)
 and refuses one it has seen, so a captured request is good once, within five minutes,
 across hub restarts. Whatever gets through still cannot roll a booking back: the store
-never lets a version replace one with a later ``updated_at`` (``store_types.supersedes``).
+never lets a version replace one with a later ``updated_at`` (``hub.store.supersedes``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core import Hub, parse_credential
 from ..errors import HubError
-from ..store_types import FeedbackItem, SiteState
+from ..store import FeedbackItem, SiteState
 from .common import ago, load, open_cli_hub, rebuild, table, when
 
 log = logging.getLogger("hub")
@@ -20,7 +20,7 @@ log = logging.getLogger("hub")
 def _event_notes(st: SiteState, n: dict[str, Any]) -> list[str]:
     """Lines under the sites table about a site's event streams (``n``: its stream notes)
     and odd events."""
-    from ..store_streams import short
+    from ..store import short
 
     out = []
     if n["reset_at"] is not None:

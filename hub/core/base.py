@@ -21,8 +21,7 @@ from ..errors import HubError
 from ..link import HubLink
 from ..live import Live, Subscription
 from ..publisher import Publisher
-from ..store_api import Store
-from ..store_types import LoginAttempt, SessionRow, User
+from ..store import LoginAttempt, SessionRow, Store, User
 from .errors import UnknownSite
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,7 @@ import msgspec
 from msgspec import UNSET
 
 from ..config import HubConfig, SiteConfig
-from ..store_api import Store
-from ..store_refusals import Refusal
-from ..store_streams import short, stream_notes
-from ..store_types import CacheState, FeedbackItem, SiteState, StoredEvent, SyncState
+from ..store import CacheState, FeedbackItem, Refusal, SiteState, Store, StoredEvent, SyncState, short, stream_notes
 from .base import Base
 from .pages import (
     CacheInfo,

@@ -26,7 +26,7 @@ from ..enroll import site as at_site
 from ..enroll.handler import MAX_SECONDS, EnrollError, EnrollHandler, load_enroll_key
 from ..enroll.state import close_overdue, describe
 from ..errors import HubError
-from ..store_types import Enrollment
+from ..store import Enrollment
 from .command import Commanding
 from .errors import NoEnrollKey, NotSent
 from .push import Pushing

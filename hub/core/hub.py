@@ -17,8 +17,7 @@ from ..config import HubConfig
 from ..enroll.handler import EnrollHandler
 from ..link import HubLink
 from ..live import Live
-from ..store import open_store
-from ..store_api import Store
+from ..store import Store, open_store
 from ..sync import BookingSync
 from .bookings import Bookings
 from .display import Display
@@ -51,7 +50,7 @@ def open_hub(cfg: HubConfig, *, where: str = "the configuration") -> Iterator[Hu
     """A hub for the command line: its store created (with its directory) on first use and
     the configured sites synced into it; closed again at the end."""
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = open_store(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     try:
         store.sync_sites(cfg.sites)
         hub = Hub(cfg, store, where=where)

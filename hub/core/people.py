@@ -23,7 +23,7 @@ from wire.errors import WireError
 
 from ..caches import LOOK_BACK
 from ..errors import HubError
-from ..store_types import Credential, Grant, Member, StoredEvent, User, UserExists
+from ..store import Credential, Grant, Member, StoredEvent, User, UserExists
 from .base import Base
 
 #: The credential types an admin may enroll by hand (PROTOCOL.md §1).

@@ -41,7 +41,7 @@ from .passwords import dummy_hash, verify_password
 
 if TYPE_CHECKING:
     from ..core import Hub
-    from ..store_types import LoginAttempt
+    from ..store import LoginAttempt
 
 log = logging.getLogger(__name__)
 

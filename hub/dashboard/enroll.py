@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import NoEnrollKey, NotSent
 from ..enroll import MAX_SECONDS, EnrollError
-from ..store_types import UnknownMember
+from ..store import UnknownMember
 from .auth import Principal
 from .checks import Outcome, check
 from .common import on_loop

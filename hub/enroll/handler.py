@@ -26,8 +26,7 @@ from wire.seal import unseal
 
 from ..config import HubConfig
 from ..errors import HubError
-from ..store_api import Store
-from ..store_types import Enrollment
+from ..store import Enrollment, Store
 
 log = logging.getLogger(__name__)
 

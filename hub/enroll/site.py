@@ -25,8 +25,7 @@ from wire.topics import Kind
 
 from .. import commands
 from ..conversation import Conversation, Msg
-from ..store_api import Store
-from ..store_types import Enrollment
+from ..store import Enrollment, Store
 from .handler import DELIVERY_GRACE, MAX_SECONDS, EnrollError, EnrollHandler, ReadOutcome
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json as jsonlib
 from typing import Any
 
-from ..store_api import Store
-from ..store_types import Enrollment
+from ..store import Enrollment, Store
 from .handler import MAX_SECONDS
 from .site import ACK_TIMEOUT
 

@@ -24,7 +24,7 @@ import pytest
 
 from hub import config as hub_config
 from hub.__main__ import main as hub_main
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -146,7 +146,7 @@ def test_sites_in_the_hubs_old_share_group_take_no_share_of_another_sites_events
         wait_for(acked, 30, what="the hub storing all 200 events (ack up to 200)")
         a, b = one.service.ingest.stats, two.service.ingest.stats
         assert a.events_new + b.events_new == 200 and a.events_new > 0 and b.events_new > 0
-        store = SqliteStore(one.service.cfg.hub.store_path)
+        store = open_store(one.service.cfg.hub.store_url)
         try:
             state = store.site_state(SENDER)
             assert state is not None and (state.acked_upto, state.gaps) == (200, ())

@@ -1,5 +1,5 @@
 """Fuzzing the hub's ingest of site messages: random bytes and mutations of valid payloads on
-every inbound topic kind, into hub.ingest.Ingest over a real SqliteStore. Nothing may
+every inbound topic kind, into hub.ingest.Ingest over a real Store. Nothing may
 crash it; nothing that does not decode as its wire type (for the right site and door) may
 change a single row of the store, except on the event topic, where it is kept aside
 (quarantined, counted) and never stored as an event (PROTOCOL.md §4)."""
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.ingest import Ingest
-from hub.store import SqliteStore
+from hub.store import open_store
 from tests.strategies import struct
 from wire import lenient
 from wire import messages as m
@@ -36,7 +36,7 @@ FUZZ = settings(max_examples=120, deadline=None,
 class Rig:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.store = SqliteStore(path)
+        self.store = open_store(path)
         self.acks: list[tuple[str, str, int]] = []
         self.seen: list[m.Event] = []
         self.ingest = Ingest(self.store, lambda s, stream, upto: self.acks.append((s, stream, upto)),

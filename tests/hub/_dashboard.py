@@ -15,7 +15,7 @@ import requests
 import tomli_w
 
 from hub.dashboard.auth import Auth
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -71,7 +71,7 @@ def env_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         show_names(county, "wittlich")
         passwords = {name: add_user(county, name, role, sites) for name, (role, sites) in USERS.items()}
         hub_dir = county.hub_config_path.parent
-        with SqliteStore(hub_dir / "data" / "hub.sqlite3") as store:
+        with open_store(hub_dir / "data" / "hub.sqlite3") as store:
             who = store.add_member("m-1", "Anna Beispiel", "anna@example.org").who
         with HubThread(county) as hub:
             site = TestClient(broker.host, broker.port)

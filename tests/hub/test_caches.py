@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +17,7 @@ from hypothesis import strategies as st
 from hub import config
 from hub.caches import KEEP_VERSIONS, CacheError, CacheManager, entries_for_site
 from hub.config import HubConfig
-from hub.store import CredentialConflict, SqliteStore
-from hub.store_types import CacheState, pseudonym
+from hub.store import CacheState, CredentialConflict, Store, open_store, pseudonym
 from tests.hub._bookings import NOW, Bk
 from tests.hub.test_hub_config import write_hub_config
 from wire import envelope
@@ -33,19 +33,19 @@ FOB = "iso14443a:04A1B2C3D4E5F6"
 @dataclass
 class Hub:
     cfg: HubConfig
-    store: SqliteStore
+    store: Store
     caches: CacheManager
     site_key: bytes
 
     def reopen(self) -> Hub:
         self.store.close()
-        store = SqliteStore(self.cfg.hub.store_path)
+        store = open_store(self.cfg.hub.store_url)
         return Hub(self.cfg, store, CacheManager(store, self.cfg, config.signing_key(self.cfg)), self.site_key)
 
 
 def make_hub(root: Path) -> Hub:
     cfg = config.load(write_hub_config(root))
-    store = SqliteStore(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     return Hub(cfg, store, CacheManager(store, cfg, config.signing_key(cfg)), config.site_key(cfg, "minheim"))
 
 
@@ -196,14 +196,21 @@ def test_a_site_holding_a_version_the_hub_never_issued_gets_a_higher_one(hub: Hu
     assert hub.caches.rebuild("minheim", NOW + 2, min_version=v1 + 500) is None
 
 
-class RacingStore(SqliteStore):
+class RacingStore:
     """A store on which another hub worker records a version just after this one has
-    read the latest (a real second connection to the same file)."""
+    read the latest (a real second connection to the same file): ``store`` with its
+    ``cache_snapshot`` wrapped."""
 
     rival: CacheManager | None = None
 
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
     def cache_snapshot(self, site_id: str) -> tuple[CacheState, dict[str, str]] | None:
-        snap = super().cache_snapshot(site_id)
+        snap = self.store.cache_snapshot(site_id)
         rival, self.rival = self.rival, None
         if rival is not None:
             assert rival.rebuild(site_id, NOW + 5) is not None
@@ -215,7 +222,7 @@ def test_a_version_recorded_by_another_worker_in_between_is_diffed_against(hub: 
     hub.store.upsert_bookings([Bk("b1", "res-cowork", "m1", NOW, NOW + H)])
     v1 = hub.caches.rebuild("minheim", NOW)
     assert v1 is not None
-    racing = RacingStore(hub.cfg.hub.store_path)
+    racing = RacingStore(open_store(hub.cfg.hub.store_url))
     mine = CacheManager(racing, hub.cfg, config.signing_key(hub.cfg))
     racing.rival = hub.caches
     hub.store.upsert_bookings([Bk("b2", "res-cowork", "m1", NOW + H, NOW + 2 * H)])

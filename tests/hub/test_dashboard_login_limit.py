@@ -10,11 +10,12 @@ from pathlib import Path
 import requests
 
 from hub.dashboard.auth import Auth
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import HubThread, make_county
 from testkit.dashboard import add_user, login_form
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 
 
 def attempt(url: str, name: str, password: str) -> requests.Response:
@@ -66,8 +67,8 @@ def test_a_parallel_burst_of_logins_gets_no_more_password_checks_than_the_limit(
                 assert attempt(url, "carl", password).status_code == 429
 
 
-def test_failures_outside_the_window_are_forgotten(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+def test_failures_outside_the_window_are_forgotten(store_url: str) -> None:
+    with open_store(store_url) as store:
         store.record_login_failure(["user:carl", "ip:10.0.0.7"], at=100.0, forget_before=40.0)
         store.record_login_failure(["user:carl"], at=130.0, forget_before=70.0)
         assert store.recent_login_failures("user:carl", since=0, limit=10) == [130.0, 100.0]
@@ -80,9 +81,9 @@ def test_failures_outside_the_window_are_forgotten(tmp_path: Path) -> None:
         assert store.recent_login_failures("user:dora", since=0, limit=10) == []
 
 
-def test_a_reserved_attempt_counts_until_it_is_given_back(tmp_path: Path) -> None:
+def test_a_reserved_attempt_counts_until_it_is_given_back(store_url: str) -> None:
     limits = [("user:carl", 2), ("ip:10.0.0.7", 3)]
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         first = store.reserve_login_attempt(limits, at=100.0, window=60.0)
         second = store.reserve_login_attempt(limits, at=110.0, window=60.0)
         assert first.wait is None and second.wait is None and len(first.ids) == 2

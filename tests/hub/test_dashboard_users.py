@@ -15,8 +15,9 @@ import tomli_w
 
 from hub.__main__ import main as hub_main
 from hub.dashboard.passwords import hash_password, verify_password
-from hub.store import SqliteStore, UserExists
+from hub.store import UserExists, open_store
 from testkit.util import wait_for
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 
 SITES_TOML = {
     "hub": {"data_dir": "data", "signing_key_file": "signing.key"},
@@ -56,8 +57,8 @@ def test_a_password_hash_is_salted_scrypt_and_verifies_only_the_password() -> No
     assert pw not in h1
 
 
-def test_sessions_expire_and_go_with_their_user(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+def test_sessions_expire_and_go_with_their_user(store_url: str) -> None:
+    with open_store(store_url) as store:
         store.add_user("anna", "caretaker", ["minheim"], hash_password(secrets.token_urlsafe(12)))
         with pytest.raises(UserExists):
             store.add_user("anna", "admin", None, "x")
@@ -85,7 +86,7 @@ def test_users_add_list_and_remove(config: Path, tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert "anna" in out and "caretaker" in out and "minheim" in out and "boss" in out and "*" in out
     assert pw not in out
-    with SqliteStore(tmp_path / "data" / "hub.sqlite3") as store:
+    with open_store(tmp_path / "data" / "hub.sqlite3") as store:
         anna = store.get_user("anna")
         assert anna is not None and verify_password(pw, anna.password_hash)
     assert hub_main(["users", "remove", "anna", "--config", cfg]) == 0
@@ -165,6 +166,6 @@ def test_without_a_password_file_users_add_asks_twice_on_a_terminal(config: Path
             proc.wait()
         os.close(main_fd)
     assert pw.encode() not in seen  # not echoed
-    with SqliteStore(tmp_path / "data" / "hub.sqlite3") as store:
+    with open_store(tmp_path / "data" / "hub.sqlite3") as store:
         anna = store.get_user("anna")
         assert anna is not None and verify_password(pw, anna.password_hash)

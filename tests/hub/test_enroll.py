@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub.enroll import EnrollHandler
-from hub.store import SqliteStore
-from hub.store_schema import MIGRATIONS
+from hub.store import Store, open_store
+from hub.store.sqlite.schema import MIGRATIONS
 from wire import messages as m
 from wire.seal import seal
 
@@ -20,8 +20,8 @@ CARD = "em4100:0A00B1C2D3"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(tmp_path / "hub.sqlite3") as s:
         s.upsert_site("minheim", "Minheim", ["eingang"])
         s.add_member("m-1", "Anna")
         s.add_member("m-2", "Bert")
@@ -33,15 +33,15 @@ def read(command: str, sealed: str, reader: str = "eingang-rfid") -> m.EnrollRea
                         reader=reader, command=command, sealed=sealed)
 
 
-def test_the_schema_has_the_enrollments_migration(store: SqliteStore) -> None:
+def test_the_schema_has_the_enrollments_migration(store: Store) -> None:
     assert store.schema_version() == len(MIGRATIONS) >= 3
 
 
 def test_an_enrollment_finishes_once_and_a_second_finisher_only_reads_the_outcome(
-    store: SqliteStore, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     store.add_enrollment("c1", "minheim", "m-1", "eingang-rfid", created_at=0, expires_at=1000)
-    with SqliteStore(tmp_path / "hub.sqlite3") as other:  # the running hub's own connection
+    with open_store(tmp_path / "hub.sqlite3") as other:  # the running hub's own connection
         row, mine = store.finish_enrollment("c1", "minheim", CARD, now=10)
         assert mine and row.status == "enrolled" and row.credential_id is not None
         again, mine = other.finish_enrollment("c1", "minheim", CARD, now=11)
@@ -51,7 +51,7 @@ def test_an_enrollment_finishes_once_and_a_second_finisher_only_reads_the_outcom
         store.finish_enrollment("c1", "altdorf", CARD, now=12)  # another site cannot finish it
 
 
-def test_late_reads_and_other_members_cards_enroll_nothing(store: SqliteStore) -> None:
+def test_late_reads_and_other_members_cards_enroll_nothing(store: Store) -> None:
     store.add_enrollment("late", "minheim", "m-1", "eingang-rfid", created_at=0, expires_at=100)
     row, _ = store.finish_enrollment("late", "minheim", CARD, now=101)
     assert row.status == "expired" and store.owner_of_credential(CARD) is None
@@ -67,7 +67,7 @@ def test_late_reads_and_other_members_cards_enroll_nothing(store: SqliteStore) -
     assert store.purge_enrollments(created_before=100) == 3 and store.get_enrollment("new") is not None
 
 
-def test_the_handler_refuses_altered_seals_wrong_readers_and_unknown_commands(store: SqliteStore) -> None:
+def test_the_handler_refuses_altered_seals_wrong_readers_and_unknown_commands(store: Store) -> None:
     key = X25519PrivateKey.generate()
     handler = EnrollHandler(store, key)
     store.add_enrollment("c1", "minheim", "m-1", "eingang-rfid", created_at=0, expires_at=10**10)

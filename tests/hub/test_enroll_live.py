@@ -23,7 +23,7 @@ from hub.__main__ import main
 from hub.enroll import EnrollHandler, ReadOutcome
 from hub.enroll import handler as enroll
 from hub.enroll import site as enroll_site
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -116,7 +116,7 @@ def test_a_card_enrolled_at_the_site_opens_its_door_and_its_id_is_nowhere_in_cle
         return [json.loads(x.payload) for x in tapped if x.topic.endswith("/event")]
 
     with HubThread(county) as hub:
-        store = SqliteStore(hub.service.cfg.hub.store_path)
+        store = open_store(hub.service.cfg.hub.store_url)
         site.start(log_level="debug")
         try:
             wait_for(lambda: county.sites["minheim"].cache_version() is not None, 20,
@@ -241,7 +241,7 @@ def test_a_sealed_read_altered_in_transit_is_refused_by_the_cli_and_by_the_runni
 
         # The running hub: it ingests the read and refuses it the same way.
         with HubThread(county) as hub:
-            store = SqliteStore(hub.service.cfg.hub.store_path)
+            store = open_store(hub.service.cfg.hub.store_url)
             try:
                 store.add_enrollment("c-altered", "minheim", "m-17", "eingang-rfid", created_at=0,
                                      expires_at=2**40)

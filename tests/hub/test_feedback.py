@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hub.__main__ import main as hub_main
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -163,7 +163,7 @@ def test_a_pending_check_in_survives_a_killed_hub_and_is_delivered_once(
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     try:
-        with SqliteStore(tmp_path / "hub" / "data" / "hub.sqlite3") as store:
+        with open_store(tmp_path / "hub" / "data" / "hub.sqlite3") as store:
             wait_for(lambda: store.get_booking("bk-1"), 30, what="the hub's first sync")
         site = mqtt_client(broker)  # type: ignore[call-arg]
         site.subscribe(topic("minheim", Kind.EVENT_ACK))

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from hub import config as hub_config
-from hub.store_types import SiteState
+from hub.store import SiteState
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub.__main__ import main
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.util import free_port
 from tests.hub.test_provision import hub_config
@@ -104,7 +104,7 @@ def test_cards_are_enrolled_listed_by_type_and_fingerprint_and_removed(cfg_path:
     assert code == 0 and "removed em4100" in out
     code, out, _ = run(capsys, "cards", "list", "m1", "--config", c)
     assert "em4100" not in out and "iso14443a" in out
-    with SqliteStore(cfg_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(cfg_path.parent / "data" / "hub.sqlite3") as store:
         assert store.get_member("m2") is None
 
 
@@ -117,7 +117,7 @@ def test_a_csv_import_is_all_or_nothing_and_names_the_bad_line(cfg_path: Path, t
     code, out, err = run(capsys, "cards", "import", str(bad), "--config", c)
     assert code == 1 and "line 3" in err and "nothing imported" in err and "NOTHEX" not in err
     assert "line 2" not in err and "line 4" not in err
-    with SqliteStore(cfg_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(cfg_path.parent / "data" / "hub.sqlite3") as store:
         assert store.members() == [] and store.owner_of_credential(CARD) is None
 
     good = tmp_path / "good.csv"
@@ -178,7 +178,7 @@ def test_the_sites_table_and_the_event_log(cfg_path: Path, capsys: Capsys) -> No
     assert code == 0 and out.splitlines()[0].split()[:3] == ["SITE", "NAME", "STATE"]
     assert "minheim" in out and "never seen" in out and "booking sync (rest): never run" in out
 
-    with SqliteStore(cfg_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(cfg_path.parent / "data" / "hub.sqlite3") as store:
         store.add_member("m1", "Anna", None)
         who = store.member_by_who(store.add_member("m1", "Anna", None).who)
         assert who is not None

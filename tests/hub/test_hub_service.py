@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -55,7 +55,7 @@ def test_replayed_and_shuffled_events_are_stored_once_and_acked_contiguously(
     stats = hub.service.ingest.stats
     # The ack for 300 can come before the last replays are in: wait until all 600 were seen.
     wait_for(lambda: stats.events_new + stats.events_duplicate == 600, 20, what="every replay handled")
-    store = SqliteStore(hub.service.cfg.hub.store_path)
+    store = open_store(hub.service.cfg.hub.store_url)
     try:
         state = store.site_state("minheim")
         assert state is not None
@@ -102,7 +102,7 @@ def test_malformed_site_messages_are_kept_aside_or_dropped_and_the_hub_carries_o
     site.publish(topic("minheim", Kind.STATUS), m.encode(m.Status(state="online", ts=1.0, boot="after-garbage")))
     wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 1 for x in site.drain()), 20,
              what="the good event acked after the bad one")
-    store = SqliteStore(hub.service.cfg.hub.store_path)
+    store = open_store(hub.service.cfg.hub.store_url)
     try:
         wait_for(lambda: (st := store.site_state("minheim")) is not None and st.boot == "after-garbage", 30,
                  what="the good status recorded after the bad one")
@@ -201,7 +201,7 @@ def test_two_hub_workers_split_ingest_through_a_shared_subscription(
         a, b = one.service.ingest.stats, two.service.ingest.stats
         assert a.events_new > 0 and b.events_new > 0  # the load was split
         assert a.events_new + b.events_new == 400  # and nothing was stored twice
-        store = SqliteStore(base.hub.store_path)
+        store = open_store(base.hub.store_url)
         try:
             assert len(store.events(site_id="minheim", limit=1000)) == 400
         finally:

@@ -14,7 +14,7 @@ import pytest
 
 from edge.outbox import Outbox
 from hub.__main__ import main
-from hub.store import SqliteStore
+from hub.store import Store, open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
@@ -93,8 +93,8 @@ def hub(county: County) -> Iterator[HubThread]:
 
 
 @pytest.fixture
-def store(hub: HubThread) -> Iterator[SqliteStore]:
-    s = SqliteStore(hub.service.cfg.hub.store_path)
+def store(hub: HubThread) -> Iterator[Store]:
+    s = open_store(hub.service.cfg.hub.store_url)
     yield s
     s.close()
 
@@ -110,7 +110,7 @@ def sites_output(county: County, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_an_event_of_a_type_the_hub_does_not_know_is_stored_counted_and_acked_past(
-    hub: HubThread, store: SqliteStore, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
+    hub: HubThread, store: Store, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     with Outbox(tmp_path / "outbox.db", SITE, "b") as ob:
@@ -135,7 +135,7 @@ def test_an_event_of_a_type_the_hub_does_not_know_is_stored_counted_and_acked_pa
 
 
 def test_garbage_on_the_event_topic_is_kept_aside_and_never_holds_back_the_ack(
-    hub: HubThread, store: SqliteStore, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
+    hub: HubThread, store: Store, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     with Outbox(tmp_path / "outbox.db", SITE, "b") as ob:
@@ -165,7 +165,7 @@ def test_garbage_on_the_event_topic_is_kept_aside_and_never_holds_back_the_ack(
 
 
 def test_an_old_site_without_streams_is_stored_and_acked_in_the_legacy_stream(
-    hub: HubThread, store: SqliteStore, broker: Mosquitto, mqtt_client: type[TestClient], tmp_path: Path,
+    hub: HubThread, store: Store, broker: Mosquitto, mqtt_client: type[TestClient], tmp_path: Path,
 ) -> None:
     old = old_outbox(tmp_path / "old.db", n=3, acked=0)  # the bytes a site from before streams sends
     client = mqtt_client(broker)  # type: ignore[call-arg]
@@ -183,7 +183,7 @@ def test_an_old_site_without_streams_is_stored_and_acked_in_the_legacy_stream(
 
 
 def test_an_upgraded_outbox_continues_its_legacy_numbering_without_a_gap_or_a_loss(
-    hub: HubThread, store: SqliteStore, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
+    hub: HubThread, store: Store, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "outbox.db"
@@ -216,7 +216,7 @@ def test_an_upgraded_outbox_continues_its_legacy_numbering_without_a_gap_or_a_lo
 
 
 def test_the_dashboards_site_page_shows_a_reset_site_in_both_languages(
-    hub: HubThread, store: SqliteStore, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
+    hub: HubThread, store: Store, county: County, broker: Mosquitto, mqtt_client: type[TestClient],
     tmp_path: Path,
 ) -> None:
     from testkit.dashboard import add_user, login

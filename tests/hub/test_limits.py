@@ -7,10 +7,11 @@ from pathlib import Path
 
 from hub import config
 from hub.limits import EVENT_MAX_BYTES, NO_CAPACITY_WHO, SMALL_MAX_BYTES, SiteLimits, who_limit
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import make_county
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 from wire import messages as m
 from wire.topics import Kind
 
@@ -61,8 +62,8 @@ def test_an_occupancy_list_may_exceed_the_capacity_by_a_margin_only() -> None:
     assert who_limit(None) == NO_CAPACITY_WHO and who_limit(10**9) == 5000
 
 
-def test_refusals_are_counted_per_site_and_kind_with_the_last_reason(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+def test_refusals_are_counted_per_site_and_kind_with_the_last_reason(store_url: str) -> None:
+    with open_store(store_url) as store:
         store.record_refusals([("a", "event:too_large", 2, "70000 bytes"), ("b", "status:too_large", 0, "x")], at=1.0)
         store.record_refusals([("a", "event:too_large", 1, "90000 bytes" + "!" * 1000)], at=2.0)
         (r,) = store.site_refusals()

@@ -14,7 +14,7 @@ import pytest
 from hub import config
 from hub.caches import CacheManager
 from hub.publisher import Publisher
-from hub.store import SqliteStore
+from hub.store import open_store
 from testkit.util import wait_for
 from tests.hub.test_hub_config import write_hub_config
 from wire.topics import Kind
@@ -36,7 +36,7 @@ class RecordingLink:
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Publisher, RecordingLink, CacheManager]]:
     cfg = config.load(write_hub_config(tmp_path))
-    store = SqliteStore(cfg.hub.store_path)
+    store = open_store(cfg.hub.store_url)
     caches = CacheManager(store, cfg, config.signing_key(cfg))
     link = RecordingLink()
     pub = Publisher(caches, link, resend_seconds=0.5)  # type: ignore[arg-type]

@@ -13,11 +13,10 @@ import pytest
 
 from edge.events import EventStream
 from edge.outbox import Outbox
-from hub import store_schema
 from hub.ingest import Ingest
-from hub.store import SqliteStore
-from hub.store_streams import stream_notes
-from hub.store_types import EventBatch, IncomingEvent, Quarantined
+from hub.store import EventBatch, IncomingEvent, Quarantined, open_store, stream_notes
+from hub.store.sqlite import schema as store_schema
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 from wire import messages as m
 
 SITE = "minheim"
@@ -43,7 +42,7 @@ def store_before_streams(path: Path, monkeypatch: pytest.MonkeyPatch,
     before = store_schema.MIGRATIONS[: store_schema.MIGRATIONS.index(store_schema._event_streams)]
     with monkeypatch.context() as mp:
         mp.setattr(store_schema, "MIGRATIONS", before)
-        SqliteStore(path).close()
+        open_store(path).close()
     conn = sqlite3.connect(path)
     with conn:
         assert "stream" not in [r[1] for r in conn.execute("PRAGMA table_info(events)")]
@@ -66,7 +65,7 @@ def test_the_migration_files_existing_events_under_the_legacy_stream_and_keeps_t
     path = tmp_path / "hub.sqlite3"
     store_before_streams(path, monkeypatch, [(s, legacy_event(s).decode()) for s in (1, 2, 4)], 2, 4, [[3, 3]])
     acks: list[tuple[str, str, int]] = []
-    with SqliteStore(path) as store:
+    with open_store(path) as store:
         assert [(e.stream, e.seq) for e in reversed(store.events(site_id=SITE))] == [("", 1), ("", 2), ("", 4)]
         (legacy,) = store.event_streams(SITE)
         assert (legacy.stream, legacy.base, legacy.acked_upto, legacy.max_seq, legacy.gaps) == ("", 0, 2, 4, ((3, 3),))
@@ -111,7 +110,7 @@ def test_a_site_upgraded_before_its_hub_loses_nothing_when_the_hub_is_upgraded(
         store_before_streams(path, monkeypatch, [(i + 1, r.decode()) for i, r in enumerate(raws)], 3, 3, [])
         later = [ob.emit("door.opened", ts=T0, clock_synced=True, door="eingang") for _ in range(2)]
         acks: list[tuple[str, str, int]] = []
-        with SqliteStore(path) as store:  # the hub is upgraded: its store migrates
+        with open_store(path) as store:  # the hub is upgraded: its store migrates
             Ingest(store, lambda s, st, upto: acks.append((s, st, upto))).events(SITE, later)
             assert acks == [(SITE, ob.stream, 5)]
             (cur,) = [s for s in store.event_streams(SITE) if s.stream == ob.stream]
@@ -120,8 +119,8 @@ def test_a_site_upgraded_before_its_hub_loses_nothing_when_the_hub_is_upgraded(
         assert ob.pending_count() == 0
 
 
-def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(store_url: str) -> None:
+    with open_store(store_url) as store:
         s = "cd" * 16
         r = store.store_batch(SITE, EventBatch(quarantined=[Quarantined(why="broken", payload=b"{}", stream=s,
                                                                           seq=1)]))
@@ -134,10 +133,10 @@ def test_a_quarantined_seq_whose_real_event_comes_later_is_stored_then(tmp_path:
         assert r.new == frozenset()
 
 
-def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(tmp_path: Path) -> None:
+def test_a_stream_first_seen_after_its_first_seq_is_still_stored_in_full(store_url: str) -> None:
     """Seq 2 of a new stream may arrive first (another hub worker has seq 1): with a legacy
     history at the site, the hub still waits for seq 1 of the new stream, never skips it."""
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         store.store_events(SITE, [(s, f"l{s}", "door.opened", T0, "{}") for s in range(1, 11)])  # legacy 1..10
         s = "ef" * 16
         r = store.store_events(SITE, [(2, "n2", "door.opened", T0, "{}")], stream=s)
@@ -152,7 +151,7 @@ def test_a_stream_base_beyond_what_the_hub_saw_cannot_make_the_hub_ack_events_it
     """A site (buggy, or hostile with its own broker login) declares a huge ``stream_base``
     for a new stream: without a legacy history nothing of the stream counts as stored, and
     with one, no more than the legacy stream's ``max_seq`` does."""
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(tmp_path / "hub.sqlite3") as store:
         fresh = "ab" * 16
         evs = [IncomingEvent(fresh, seq, f"f{seq}", "door.opened", T0, "{}") for seq in (1, 2, 3)]
         r = store.store_batch(SITE, EventBatch(events=evs, bases={fresh: 2**53 - 1}))
@@ -170,10 +169,10 @@ def test_a_stream_base_beyond_what_the_hub_saw_cannot_make_the_hub_ack_events_it
 def test_quarantined_messages_are_truncated_bounded_per_site_and_purged_by_retention(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hub import store_streams
+    from hub.store.sqlite import streams as store_streams
 
     monkeypatch.setattr(store_streams, "QUARANTINE_KEEP", 2)
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(tmp_path / "hub.sqlite3") as store:
         for i in range(3):
             big = bytes([i]) * (store_streams.QUARANTINE_BYTES + 10)
             store.store_batch(SITE, EventBatch(quarantined=[Quarantined(why=f"bad {i}", payload=big)]),

@@ -13,7 +13,7 @@ import pytest
 from hub import config
 from hub.booking import HttpPolicy, PlatformBooking
 from hub.config import HubConfig
-from hub.store import SqliteStore
+from hub.store import Store, open_store
 from hub.sync import BookingSync
 from testkit.booking_fake import BookingPlatform, iso
 from tests.hub.test_hub_config import write_hub_config
@@ -36,14 +36,14 @@ def rest_config(root: Path, platform: BookingPlatform) -> HubConfig:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "hub.sqlite3")
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(tmp_path / "hub.sqlite3")
     yield s
     s.close()
 
 
 @pytest.fixture
-def rest(tmp_path: Path, booking_platform: BookingPlatform, store: SqliteStore) -> Iterator[BookingSync]:
+def rest(tmp_path: Path, booking_platform: BookingPlatform, store: Store) -> Iterator[BookingSync]:
     cfg = rest_config(tmp_path, booking_platform)
     store.sync_sites(cfg.sites)
     with BookingSync(cfg, store, policy=FAST) as sync:
@@ -55,7 +55,7 @@ def now() -> dt.datetime:
 
 
 def test_new_changed_and_unchanged_bookings_reach_the_store(
-    rest: BookingSync, store: SqliteStore, booking_platform: BookingPlatform
+    rest: BookingSync, store: Store, booking_platform: BookingPlatform
 ) -> None:
     t = now()
     booking_platform.add("b1", "res-cowork", "m1", t + H, t + 3 * H)
@@ -80,7 +80,7 @@ def test_new_changed_and_unchanged_bookings_reach_the_store(
 
 
 def test_a_failing_platform_leaves_the_bookings_and_counts_the_failures(
-    rest: BookingSync, store: SqliteStore, booking_platform: BookingPlatform
+    rest: BookingSync, store: Store, booking_platform: BookingPlatform
 ) -> None:
     t = now()
     booking_platform.add("b1", "res-cowork", "m1", t + H, t + 3 * H)
@@ -107,7 +107,7 @@ def test_a_failing_platform_leaves_the_bookings_and_counts_the_failures(
 
 
 def test_the_first_full_listing_cancels_bookings_the_platform_no_longer_has(
-    rest: BookingSync, store: SqliteStore, booking_platform: BookingPlatform
+    rest: BookingSync, store: Store, booking_platform: BookingPlatform
 ) -> None:
     t = int(time.time())
     store.upsert_bookings([PlatformBooking("ghost", "res-cowork", "m1", t + 3600, t + 7200, "confirmed", t - 60,
@@ -119,7 +119,7 @@ def test_the_first_full_listing_cancels_bookings_the_platform_no_longer_has(
 
 
 def test_a_webhook_booking_is_stored_at_once_and_an_older_one_ignored(
-    rest: BookingSync, store: SqliteStore
+    rest: BookingSync, store: Store
 ) -> None:
     t = int(time.time())
     b = PlatformBooking("w1", "res-meeting", "m1", t + 3600, t + 7200, "confirmed", t, None, "webhook")
@@ -145,7 +145,7 @@ def ics(*events: tuple[str, dt.datetime, str]) -> str:
 
 
 def test_a_complete_ics_result_cancels_a_vanished_booking(
-    tmp_path: Path, booking_platform: BookingPlatform, store: SqliteStore
+    tmp_path: Path, booking_platform: BookingPlatform, store: Store
 ) -> None:
     t = now() + 2 * H
     url = booking_platform.put_ics("res-cowork", ics(("a@x", t, "anna@example.org"), ("b@x", t + H,
@@ -190,7 +190,7 @@ def test_a_complete_ics_result_cancels_a_vanished_booking(
 
 
 def test_a_synced_booking_never_replaces_a_later_version_at_full_precision(
-    rest: BookingSync, store: SqliteStore, booking_platform: BookingPlatform
+    rest: BookingSync, store: Store, booking_platform: BookingPlatform
 ) -> None:
     t = now()
     cancelled_at = t + dt.timedelta(milliseconds=500)

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from hub import store_schema
 from hub.booking.base import PlatformBooking
-from hub.store import SqliteStore
+from hub.store import open_store
+from hub.store.sqlite import schema as store_schema
 from testkit.booking_fake import BookingPlatform, iso, post_webhook, push_webhook, signed_webhook
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
+from tests.hub.store_contract import store_url_fixture  # noqa: F401
 
 
 def _booking(county: County, status: str, updated_at: dt.datetime) -> dict[str, Any]:
@@ -100,9 +101,9 @@ def _pb(status: str, updated_at: float, pin: str | None = None) -> PlatformBooki
                            updated_at=updated_at, pin=pin, source="rest")
 
 
-def test_booking_versions_are_compared_at_full_precision_and_a_tie_never_undoes_a_cancellation(tmp_path: Path) -> None:
+def test_booking_versions_are_compared_at_full_precision_and_a_tie_never_undoes_a_cancellation(store_url: str) -> None:
     t = 1_790_000_000.25
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         store.upsert_bookings([_pb("cancelled", t + 0.5)])
         assert store.upsert_bookings([_pb("confirmed", t)]).changed == []  # same second, earlier
         assert store.get_booking("b").status == "cancelled"  # type: ignore[union-attr]
@@ -120,10 +121,10 @@ def test_bookings_stored_in_whole_seconds_keep_their_versions_through_the_migrat
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     upto = store_schema.MIGRATIONS.index(store_schema._booking_versions_at_full_precision)
     monkeypatch.setattr(store_schema, "MIGRATIONS", store_schema.MIGRATIONS[:upto])
-    with SqliteStore(tmp_path / "hub.sqlite3") as old:
+    with open_store(tmp_path / "hub.sqlite3") as old:
         old.upsert_bookings([_pb("cancelled", 1_790_000_000)])
     monkeypatch.undo()
-    with SqliteStore(tmp_path / "hub.sqlite3") as store:
+    with open_store(tmp_path / "hub.sqlite3") as store:
         assert store.schema_version() == len(store_schema.MIGRATIONS)
         assert store.get_booking("b").updated_at == 1_790_000_000  # type: ignore[union-attr]
         store.upsert_bookings([_pb("confirmed", 1_790_000_000.5)])

@@ -1,9 +1,11 @@
-"""The hub's persistent state in SQLite: ``SqliteStore`` implements ``store_types.Store``.
+"""The hub's persistent state in SQLite: ``SqliteStore`` implements ``hub.store.Store``.
 
-Sites and rooms (synced from the config), members, their credentials and standing grants,
-bookings and the booking sync's state live here (this module); events and what sites
-report in ``store_events`` and ``store_streams``; published cache versions in ``store_caches``; dashboard users
-and sessions in ``store_users``; the schema and transactions in ``store_schema``.
+Sites and rooms (synced from the config), bookings and the booking sync's state live here
+(this module); members, credentials and standing grants in ``members``; events and what
+sites report in ``events`` and ``streams``; published cache versions in ``caches``; card
+enrollments in ``enroll``; the platform's queue in ``feedback``; refused messages in
+``refusals``; dashboard users and sessions in ``users``; the connection and transactions in
+``base``, the schema and its migrations in ``schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each
 thread (the MQTT link, the booking sync, the web server's workers) opens its own
@@ -15,66 +17,47 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import sqlite3
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from .store_api import Store
-from .store_caches import CachesMixin
-from .store_enroll import EnrollMixin
-from .store_events import EventsMixin
-from .store_feedback import FeedbackMixin
-from .store_members import MembersMixin, chunks, marks
-from .store_refusals import RefusalsMixin
-from .store_types import (
+from ..types import (
     BookingChanges,
     BookingLike,
-    CacheLogRow,
-    CacheState,
-    CacheVersionConflict,
-    Credential,
-    CredentialConflict,
-    EventsStored,
-    EventTuple,
-    Grant,
-    InvalidCredential,
-    Member,
     RoomRow,
     SiteRow,
     SiteSpec,
-    SiteState,
-    SiteStateChanges,
     StoredBooking,
-    StoredEvent,
-    StoreError,
     SyncState,
-    UnknownMember,
     UnknownSite,
-    User,
-    UserExists,
     supersedes,
 )
-from .store_users import UsersMixin
-
-__all__ = [
-    "BookingChanges", "BookingLike", "CacheLogRow", "CacheState", "CacheVersionConflict", "Credential",
-    "CredentialConflict", "EventTuple", "EventsStored", "Grant", "InvalidCredential", "Member", "RoomRow",
-    "SiteRow", "SiteState", "SiteStateChanges", "SqliteStore", "Store", "StoreError", "StoredBooking",
-    "StoredEvent", "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists",
-]
+from .caches import CachesMixin
+from .enroll import EnrollMixin
+from .events import EventsMixin
+from .feedback import FeedbackMixin
+from .members import MembersMixin, chunks, marks
+from .refusals import RefusalsMixin
+from .users import UsersMixin
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every
 # value travels as a parameter (hence the noqa: S608 below).
 
-_BOOKING_COLS = "id, resource_id, member_id, start, end, status, updated_at, pin, source"
-_FIELDS_THAT_MATTER = (1, 2, 3, 4, 5, 7)  # resource, member, start, end, status, pin
+_BOOKING_FIELDS = ("id", "resource_id", "member_id", "start", "end", "status", "updated_at", "pin", "source")
+_BOOKING_COLS = ", ".join(_BOOKING_FIELDS)
+_FIELDS_THAT_MATTER = ("resource_id", "member_id", "start", "end", "status", "pin")
+
+#: A booking's row as a dict of its columns (``_BOOKING_FIELDS``).
+BookingRow = dict[str, Any]
 
 
-def _booking(row: tuple[Any, ...], room_id: str | None = None) -> StoredBooking:
-    return StoredBooking(id=row[0], resource_id=row[1], member_id=row[2], start=row[3], end=row[4],
-                         status=row[5], updated_at=row[6], pin=row[7], source=row[8], room_id=room_id)
+def _booking(row: sqlite3.Row, room_id: str | None = None) -> StoredBooking:
+    return StoredBooking(**{f: row[f] for f in _BOOKING_FIELDS}, room_id=room_id)
+
+
+def _supersedes(new: BookingRow, old: BookingRow) -> bool:
+    return supersedes(new["updated_at"], new["status"], old["updated_at"], old["status"])
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
@@ -132,26 +115,27 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
     def sites(self) -> list[SiteRow]:
         with self._read() as c:
             rows = c.execute("SELECT id, name, doors, active FROM sites ORDER BY id").fetchall()
-        return [SiteRow(id=r[0], name=r[1], doors=tuple(json.loads(r[2])), active=bool(r[3])) for r in rows]
+        return [SiteRow(id=r["id"], name=r["name"], doors=tuple(json.loads(r["doors"])), active=bool(r["active"]))
+                for r in rows]
 
     def rooms(self, site_id: str) -> list[RoomRow]:
         with self._read() as c:
             rows = c.execute("SELECT id, name, capacity, doors FROM rooms WHERE site_id = ? ORDER BY id",
                              (site_id,)).fetchall()
             res: dict[str, list[str]] = {}
-            for rid, room in c.execute(
+            for m in c.execute(
                 "SELECT resource_id, room_id FROM room_resources WHERE site_id = ? ORDER BY resource_id", (site_id,)
             ):
-                res.setdefault(room, []).append(rid)
-        return [RoomRow(site_id=site_id, id=r[0], name=r[1], capacity=r[2], doors=tuple(json.loads(r[3])),
-                        resources=tuple(res.get(r[0], ()))) for r in rows]
+                res.setdefault(m["room_id"], []).append(m["resource_id"])
+        return [RoomRow(site_id=site_id, id=r["id"], name=r["name"], capacity=r["capacity"],
+                        doors=tuple(json.loads(r["doors"])), resources=tuple(res.get(r["id"], ()))) for r in rows]
 
     def room_for_resource(self, resource_id: str) -> tuple[str, str] | None:
         """(site, room) of a platform resource, or None when it is not mapped."""
         with self._read() as c:
             row = c.execute("SELECT site_id, room_id FROM room_resources WHERE resource_id = ?",
                             (resource_id,)).fetchone()
-        return (row[0], row[1]) if row else None
+        return (row["site_id"], row["room_id"]) if row else None
 
     # --- bookings ---------------------------------------------------------------------------------
 
@@ -162,40 +146,43 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         status or pin differ from the stored one; a booking that differs only in
         ``updated_at`` or ``source`` is stored silently, so re-syncing identical data
         triggers no cache rebuild. A booking that does not supersede the stored one
-        (``store_types.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
+        (``hub.store.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
         webhook after a newer sync, or an equal one that would undo a cancellation) is
         ignored; so is such a version within ``bookings``."""
-        latest: dict[str, tuple[Any, ...]] = {}
+        latest: dict[str, BookingRow] = {}
         for b in bookings:
-            row = (b.id, b.resource_id, b.member_id, int(b.start), int(b.end), b.status,
-                   float(b.updated_at), b.pin, b.source)
+            row: BookingRow = {"id": b.id, "resource_id": b.resource_id, "member_id": b.member_id,
+                               "start": int(b.start), "end": int(b.end), "status": b.status,
+                               "updated_at": float(b.updated_at), "pin": b.pin, "source": b.source}
             held = latest.get(b.id)
-            if held is None or supersedes(row[6], row[5], held[6], held[5]):
+            if held is None or _supersedes(row, held):
                 latest[b.id] = row
         changed: list[str] = []
         sites: set[str] = set()
-        writes: list[tuple[Any, ...]] = []
+        writes: list[BookingRow] = []
         with self._write() as c:
-            site_of = dict(c.execute("SELECT resource_id, site_id FROM room_resources").fetchall())
-            stored: dict[str, tuple[Any, ...]] = {}
+            site_of = {r["resource_id"]: r["site_id"]
+                       for r in c.execute("SELECT resource_id, site_id FROM room_resources")}
+            stored: dict[str, BookingRow] = {}
             for part in chunks(list(latest)):
                 sql = f"SELECT {_BOOKING_COLS} FROM bookings WHERE id IN ({marks(len(part))})"  # noqa: S608
-                for row in c.execute(sql, tuple(part)):
-                    stored[row[0]] = tuple(row)
+                for r in c.execute(sql, tuple(part)):
+                    stored[r["id"]] = {f: r[f] for f in _BOOKING_FIELDS}
             for bid, row in latest.items():
                 old = stored.get(bid)
-                if old is not None and not supersedes(row[6], row[5], old[6], old[5]):
+                if old is not None and not _supersedes(row, old):
                     continue
-                if old is None or any(row[i] != old[i] for i in _FIELDS_THAT_MATTER):
+                if old is None or any(row[k] != old[k] for k in _FIELDS_THAT_MATTER):
                     changed.append(bid)
-                    for res in (row[1], None if old is None else old[1]):
+                    for res in (row["resource_id"], None if old is None else old["resource_id"]):
                         if res in site_of:
                             sites.add(site_of[res])
                 elif row == old:
                     continue
                 writes.append(row)
+            values = ", ".join(f":{f}" for f in _BOOKING_FIELDS)
             c.executemany(
-                f"INSERT INTO bookings ({_BOOKING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+                f"INSERT INTO bookings ({_BOOKING_COLS}) VALUES ({values}) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET resource_id = excluded.resource_id, member_id = excluded.member_id, "
                 "start = excluded.start, end = excluded.end, status = excluded.status, "
                 "updated_at = excluded.updated_at, pin = excluded.pin, source = excluded.source",
@@ -228,10 +215,10 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             if window is not None:
                 sql += " AND b.end > ? AND b.start < ?"
                 params += list(window)
-            rows = [r for r in c.execute(sql, params).fetchall() if r[0] not in present]
-            gone = [(bid, site) for bid, site, _ in rows]
+            rows = [r for r in c.execute(sql, params).fetchall() if r["id"] not in present]
+            gone = [(r["id"], r["site_id"]) for r in rows]
             c.executemany("UPDATE bookings SET status = 'cancelled', updated_at = ? WHERE id = ?",
-                          [(math.nextafter(float(at), -math.inf), bid) for bid, _, at in rows])
+                          [(math.nextafter(float(r["updated_at"]), -math.inf), r["id"]) for r in rows])
         if gone:
             log.info("bookings: %d of source %s vanished from the platform, cancelled", len(gone), source)
         return BookingChanges(changed=up.changed + [bid for bid, _ in gone],
@@ -257,7 +244,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             params.append(status)
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY b.start, b.id", params).fetchall()
-        return [_booking(r, r[9]) for r in rows]
+        return [_booking(r, r["room_id"]) for r in rows]
 
     def sites_for_member(self, member_id: str, since: int) -> set[str]:
         """Sites whose caches may hold this member: bookings ending after ``since``, grants."""
@@ -267,7 +254,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
                 "WHERE b.member_id = ? AND b.end > ? UNION SELECT site_id FROM grants WHERE member_id = ?",
                 (member_id, since, member_id),
             ).fetchall()
-        return {r[0] for r in rows}
+        return {r["site_id"] for r in rows}
 
     def purge_bookings(self, ended_before: int) -> int:
         with self._write() as c:
@@ -298,8 +285,8 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
                             "FROM sync_state WHERE source = ?", (source,)).fetchone()
         if row is None:
             return SyncState(source=source)
-        return SyncState(source=row[0], cursor=row[1], last_ok_at=row[2], last_error=row[3],
-                         last_error_at=row[4], failures=row[5])
+        return SyncState(source=row["source"], cursor=row["cursor"], last_ok_at=row["last_ok_at"],
+                         last_error=row["last_error"], last_error_at=row["last_error_at"], failures=row["failures"])
 
     def set_sync_state(self, state: SyncState) -> None:
         with self._write() as c:
@@ -325,8 +312,3 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             self.set_sync_state(state)
         return state
 
-
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open (create, migrate) the hub's store at ``path``: the one place that picks the
-    implementation, and where mypy checks that SqliteStore fulfils the Store interface."""
-    return SqliteStore(Path(path))

@@ -1,10 +1,15 @@
-"""Records of the hub store's event streams (``store_streams``), re-exported by
-``store_types``: a batch to store, its outcome, a stream's state, a quarantined message."""
+"""Records of what sites report beyond their state: a batch of events to store, its outcome,
+a stream's state, a quarantined message, the counts of refused messages; and how a site's
+streams are shown to people (``stream_notes``, ``short``). Re-exported by ``hub.store``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+#: Bytes kept of a message quarantined from a site's ``event`` topic (the rest is cut off).
+QUARANTINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +78,40 @@ class BatchStored:
     new: frozenset[tuple[str, int]]
     unknown: int
     quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How often the hub refused messages of one kind from one site, and the last one."""
+
+    site_id: str
+    #: ``topic:reason``, e.g. ``event:too_large``, ``occupancy:unknown_room``.
+    kind: str
+    count: int
+    last_at: float
+    last_reason: str
+
+
+def stream_notes(current: str, streams: Sequence[StreamState]) -> dict[str, Any]:
+    """What to tell an admin about a site's streams (``torwart-hub sites``, the dashboard):
+    the current stream; when it is a new stream beside an older one, ``reset_at`` (when the
+    hub first saw it), and the stream before it with its ``acked_upto``; when it continues
+    the site's legacy numbering (an upgraded outbox), ``continues_after``."""
+    notes: dict[str, Any] = {"stream": current, "reset_at": None, "previous": None, "previous_acked": None,
+                             "continues_after": None}
+    names = [s.stream for s in streams]
+    if current not in names:
+        return notes
+    i = names.index(current)
+    cur = streams[i]
+    if cur.base:
+        notes["continues_after"] = cur.base
+    elif i > 0:
+        prev = streams[i - 1]
+        notes.update(reset_at=cur.first_seen, previous=prev.stream, previous_acked=prev.acked_upto)
+    return notes
+
+
+def short(stream: str) -> str:
+    """A stream id as shown to people: its first 8 hex chars, or "legacy" for ""."""
+    return f"{stream[:8]}…" if stream else "legacy"

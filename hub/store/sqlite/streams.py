@@ -34,8 +34,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import (
+from ..streams import QUARANTINE_BYTES
+from ..types import (
     BatchStored,
     EventBatch,
     EventsStored,
@@ -45,14 +45,14 @@ from .store_types import (
     StoredEvent,
     StreamState,
 )
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
 Gaps = list[list[int]]  # sorted, disjoint, inclusive [first, last] ranges
 
-#: Quarantined messages kept per site (the count goes on), and bytes kept of each.
+#: Quarantined messages kept per site (the count goes on); each is cut to QUARANTINE_BYTES.
 QUARANTINE_KEEP = 1000
-QUARANTINE_BYTES = 64 * 1024
 LEGACY = ""
 
 
@@ -82,21 +82,22 @@ def advance(gaps: Gaps, max_seq: int, seqs: Sequence[int]) -> tuple[Gaps, int]:
 _STREAM_COLS = "stream, base, acked_upto, max_seq, gaps, first_seen, last_seen"
 
 
-def _stream(site_id: str, row: Sequence[Any]) -> StreamState:
-    return StreamState(site_id=site_id, stream=row[0], base=row[1], acked_upto=row[2], max_seq=row[3],
-                       gaps=tuple((a, b) for a, b in json.loads(row[4])), first_seen=row[5], last_seen=row[6])
+def _stream(site_id: str, row: sqlite3.Row) -> StreamState:
+    return StreamState(site_id=site_id, stream=row["stream"], base=row["base"], acked_upto=row["acked_upto"],
+                       max_seq=row["max_seq"], gaps=tuple((a, b) for a, b in json.loads(row["gaps"])),
+                       first_seen=row["first_seen"], last_seen=row["last_seen"])
 
 
 class _Stream:
     """One stream's bookkeeping while a batch is stored."""
 
-    def __init__(self, row: Sequence[Any] | None, base: int, now: float) -> None:
+    def __init__(self, row: sqlite3.Row | None, base: int, now: float) -> None:
         self.created = row is None
         if row is None:
             self.base, self.acked, self.max_seq, self.gaps, self.first_seen = base, base, base, [], now
         else:
-            self.base, self.acked, self.max_seq = row[1], row[2], row[3]
-            self.gaps, self.first_seen = json.loads(row[4]), row[5]
+            self.base, self.acked, self.max_seq = row["base"], row["acked_upto"], row["max_seq"]
+            self.gaps, self.first_seen = json.loads(row["gaps"]), row["first_seen"]
 
     def fresh(self, seq: int) -> bool:
         return seq > self.acked and (seq > self.max_seq or _in_gap(self.gaps, seq) >= 0)
@@ -126,9 +127,9 @@ class StreamsMixin(SqliteBase):
         unknown = 0
         with self._write() as c:
             c.execute("INSERT OR IGNORE INTO site_state (site_id) VALUES (?)", (site_id,))
-            current, kept_aside = c.execute("SELECT stream, quarantined FROM site_state WHERE site_id = ?",
-                                            (site_id,)).fetchone()
-            rows = {r[0]: r for r in c.execute(
+            site = c.execute("SELECT stream, quarantined FROM site_state WHERE site_id = ?", (site_id,)).fetchone()
+            current, kept_aside = site["stream"], site["quarantined"]
+            rows = {r["stream"]: r for r in c.execute(
                 f"SELECT {_STREAM_COLS} FROM event_streams WHERE site_id = ?", (site_id,))}  # noqa: S608
             for name in names:
                 base = 0
@@ -137,7 +138,7 @@ class StreamsMixin(SqliteBase):
                     # The site's claim counts only as far as the hub saw its legacy numbering
                     # (max_seq): a larger one, from a buggy or hostile site, would have the
                     # hub ack that stream's own events without storing them.
-                    base = max(min(batch.bases[name], legacy[3]), legacy[2])
+                    base = max(min(batch.bases[name], legacy["max_seq"]), legacy["acked_upto"])
                 st = _Stream(rows.get(name), base, now)
                 if st.created:
                     self._log_new_stream(site_id, name, base, [r for r in rows if r != name])
@@ -145,8 +146,8 @@ class StreamsMixin(SqliteBase):
                 late = self._quarantined_seqs(c, site_id, name, [s for s in events if not st.fresh(s)]) \
                     if kept_aside else []
                 if events and name not in (LEGACY, current):
-                    first = rows[current][5] if current in rows else out[current].first_seen if current in out \
-                        else None
+                    first = rows[current]["first_seen"] if current in rows \
+                        else out[current].first_seen if current in out else None
                     if current == LEGACY or first is None or st.first_seen >= first:
                         current = name  # the newest stream with events; the legacy one never takes over
                 ev_seqs = sorted(s for s in events if st.fresh(s))
@@ -211,7 +212,7 @@ class StreamsMixin(SqliteBase):
         out: list[int] = []
         for i in range(0, len(seqs), 500):
             part = seqs[i : i + 500]
-            out += [r[0] for r in c.execute(
+            out += [r["seq"] for r in c.execute(
                 f"SELECT DISTINCT seq FROM event_quarantine q WHERE site_id = ? AND stream = ? "  # noqa: S608
                 f"AND seq IN ({', '.join('?' * len(part))}) AND NOT EXISTS (SELECT 1 FROM events e "
                 "WHERE e.site_id = q.site_id AND e.stream = q.stream AND e.seq = q.seq)",
@@ -256,7 +257,8 @@ class StreamsMixin(SqliteBase):
         with self._read() as c:
             rows = c.execute("SELECT why, payload, stream, seq, received_at FROM event_quarantine "
                              "WHERE site_id = ? ORDER BY id DESC LIMIT ?", (site_id, max(0, limit))).fetchall()
-        return [Quarantined(why=r[0], payload=bytes(r[1]), stream=r[2], seq=r[3], received_at=r[4]) for r in rows]
+        return [Quarantined(why=r["why"], payload=bytes(r["payload"]), stream=r["stream"], seq=r["seq"],
+                            received_at=r["received_at"]) for r in rows]
 
     def events(
         self, *, site_id: str | None = None, type: str | None = None,
@@ -277,8 +279,8 @@ class StreamsMixin(SqliteBase):
         params.append(max(0, limit))
         with self._read() as c:
             rows = c.execute(sql, params).fetchall()
-        return [StoredEvent(site_id=r[0], seq=r[1], id=r[2], type=r[3], ts=r[4], received_at=r[5], payload=r[6],
-                            stream=r[7]) for r in rows]
+        return [StoredEvent(site_id=r["site_id"], seq=r["seq"], id=r["id"], type=r["type"], ts=r["ts"],
+                            received_at=r["received_at"], payload=r["payload"], stream=r["stream"]) for r in rows]
 
     def purge_events(self, received_before: float) -> int:
         """Delete events (and quarantined messages) the hub received before
@@ -301,28 +303,3 @@ class StreamsMixin(SqliteBase):
             if table == "events":
                 total = n_table
         return total
-
-
-def stream_notes(current: str, streams: Sequence[StreamState]) -> dict[str, Any]:
-    """What to tell an admin about a site's streams (``torwart-hub sites``, the dashboard):
-    the current stream; when it is a new stream beside an older one, ``reset_at`` (when the
-    hub first saw it), and the stream before it with its ``acked_upto``; when it continues
-    the site's legacy numbering (an upgraded outbox), ``continues_after``."""
-    notes: dict[str, Any] = {"stream": current, "reset_at": None, "previous": None, "previous_acked": None,
-                             "continues_after": None}
-    names = [s.stream for s in streams]
-    if current not in names:
-        return notes
-    i = names.index(current)
-    cur = streams[i]
-    if cur.base:
-        notes["continues_after"] = cur.base
-    elif i > 0:
-        prev = streams[i - 1]
-        notes.update(reset_at=cur.first_seen, previous=prev.stream, previous_acked=prev.acked_upto)
-    return notes
-
-
-def short(stream: str) -> str:
-    """A stream id as shown to people: its first 8 hex chars, or "legacy" for ""."""
-    return f"{stream[:8]}…" if stream else "legacy"

@@ -1,6 +1,6 @@
-"""What the hub's store holds and can do: records, the ``Store`` interface, store errors.
+"""What the hub's store holds: records, input shapes, store errors (``Store``: hub.store.api).
 
-``hub.store.SqliteStore`` implements ``Store`` on SQLite; a PostgreSQL store for a
+``hub.store.sqlite.SqliteStore`` implements ``Store`` on SQLite; a PostgreSQL store for a
 multi-worker hub would implement the same Protocol. Times are Unix seconds (UTC):
 integers for bookings, grants and caches, floats for what sites report.
 
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
-from .errors import HubError
-from .store_stream_types import BatchStored as BatchStored  # noqa: PLC0414 (re-exported)
-from .store_stream_types import EventBatch as EventBatch  # noqa: PLC0414
-from .store_stream_types import IncomingEvent as IncomingEvent  # noqa: PLC0414
-from .store_stream_types import Quarantined as Quarantined  # noqa: PLC0414
-from .store_stream_types import StreamState as StreamState  # noqa: PLC0414
+from ..errors import HubError
+from .streams import BatchStored as BatchStored  # noqa: PLC0414 (re-exported)
+from .streams import EventBatch as EventBatch  # noqa: PLC0414
+from .streams import IncomingEvent as IncomingEvent  # noqa: PLC0414
+from .streams import Quarantined as Quarantined  # noqa: PLC0414
+from .streams import StreamState as StreamState  # noqa: PLC0414
 
 
 class StoreError(HubError):

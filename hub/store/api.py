@@ -1,18 +1,19 @@
 """The hub store's interface: what the service, the CLI and the dashboard may ask of it.
 
-``SqliteStore`` (hub/store.py) implements it; a PostgreSQL store would implement the same
-protocol (ARCHITECTURE.md). The types it speaks are in hub/store_types.py.
+``hub.store.sqlite.SqliteStore`` implements it; a PostgreSQL store would implement the same
+protocol (ARCHITECTURE.md), and pass the same contract suite (tests/hub/store_contract.py).
+The types it speaks are in ``hub.store.types`` and ``hub.store.streams``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, Self
 
 from wire import messages as m
 
-from .store_refusals import Refusal
-from .store_types import (
+from .streams import Refusal
+from .types import (
     BatchStored,
     BookingChanges,
     BookingLike,
@@ -47,6 +48,8 @@ class Store(Protocol):
     transaction (or one consistent read)."""
 
     def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
 
     # sites and rooms (from config)
     def sync_sites(self, sites: Sequence[SiteSpec]) -> None: ...
@@ -121,11 +124,11 @@ class Store(Protocol):
     def upsert_occupancy(self, site_id: str, payload: str, ts: float) -> bool: ...
     def occupancy(self, site_id: str) -> tuple[str, float] | None: ...
 
-    # messages refused from sites (store_refusals)
+    # messages refused from sites
     def record_refusals(self, refusals: Iterable[tuple[str, str, int, str]], *, at: float) -> None: ...
     def site_refusals(self, site_id: str | None = None) -> list[Refusal]: ...
 
-    # check-ins and releases for the platform; the sites' watch (store_feedback)
+    # check-ins and releases for the platform; the sites' watch
     def queue_feedback(self, booking_id: str, kind: str, site_id: str, at: int, *, now: float) -> bool: ...
     def claim_feedback(self, now: float, *, lease: float, limit: int = 20) -> list[FeedbackItem]: ...
     def feedback_delivered(self, booking_id: str, kind: str, *, now: float) -> None: ...
@@ -151,7 +154,7 @@ class Store(Protocol):
     def set_retained_full(self, site_id: str, version: int) -> None: ...
     def prune_cache_log(self, site_id: str, *, keep_last: int, hard_max: int) -> int: ...
 
-    # card enrollments at sites (store_enroll)
+    # card enrollments at sites
     def add_enrollment(self, command_id: str, site_id: str, member_id: str, reader: str, *,
                        created_at: int, expires_at: int, seconds: int | None = None) -> Enrollment: ...
     def get_enrollment(self, command_id: str) -> Enrollment | None: ...

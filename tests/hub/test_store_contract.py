@@ -1,16 +1,14 @@
-"""The hub's store on a real SQLite file: events stored once per (site, seq) whatever the
-order, gaps found and filled, bookings changes reported only when real, credentials
-owned by one member, and state that survives reopening."""
+"""The store contract (run against every implementation, tests/hub/store_contract.py):
+events stored once per (site, seq) whatever the order, gaps found and filled, bookings
+changes reported only when real, credentials owned by one member, and state shared by the
+stores opened on one URL."""
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
-import stat
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
@@ -18,7 +16,7 @@ from hub.errors import HubError
 from hub.store import (
     CredentialConflict,
     InvalidCredential,
-    SqliteStore,
+    Store,
     StoreError,
     SyncState,
     UnknownMember,
@@ -26,47 +24,13 @@ from hub.store import (
     open_store,
 )
 from tests.hub._bookings import NOW, Bk
+from tests.hub.store_contract import SITES, Room, Site, events, store_fixture, store_url_fixture  # noqa: F401
 from wire import messages as m
-
-
-@dataclass(frozen=True)
-class Room:
-    id: str
-    doors: tuple[str, ...]
-    resources: tuple[str, ...]
-    name: str = ""
-    capacity: int | None = None
-
-
-@dataclass(frozen=True)
-class Site:
-    id: str
-    doors: tuple[str, ...]
-    rooms: tuple[Room, ...]
-    name: str = ""
-
-
-SITES = [
-    Site("minheim", ("main", "cowork"), (Room("cowork", ("main", "cowork"), ("res-a", "res-b")),)),
-    Site("altdorf", ("door",), (Room("hall", ("door",), ("res-c",)),)),
-]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "hub.sqlite3")
-    s.sync_sites(SITES)
-    return s
-
-
-def events(seqs: list[int], site: str = "minheim") -> list[tuple[int, str, str, float, str]]:
-    return [(s, f"ev-{s}", "door.opened", float(NOW + s), json.dumps({"seq": s, "site": site})) for s in seqs]
-
 
 # --- events ---------------------------------------------------------------------------------
 
 
-def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: SqliteStore) -> None:
+def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: Store) -> None:
     rng = random.Random(7)
     seqs = list(range(1, 1001))
     total_new = 0
@@ -83,7 +47,7 @@ def test_replaying_1000_events_twice_out_of_order_stores_each_once(store: Sqlite
     assert (state.acked_upto, state.max_seq, state.gaps) == (1000, 1000, ())
 
 
-def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: SqliteStore) -> None:
+def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: Store) -> None:
     r = store.store_events("minheim", events([*range(1, 500), *range(503, 1001)]))
     assert r.new == 997
     assert r.acked_upto == 499
@@ -96,19 +60,19 @@ def test_a_gap_holds_acked_upto_until_the_missing_event_arrives(store: SqliteSto
     assert (r.new, r.acked_upto, r.gaps) == (1, 1000, ())
 
 
-def test_events_of_two_sites_are_counted_apart(store: SqliteStore) -> None:
+def test_events_of_two_sites_are_counted_apart(store: Store) -> None:
     store.store_events("minheim", events([1, 2, 3]))
     r = store.store_events("altdorf", events([1, 2], "altdorf"))
     assert (r.new, r.acked_upto) == (2, 2)
     assert {e.site_id for e in store.events(limit=10)} == {"minheim", "altdorf"}
 
 
-def test_a_first_batch_starting_late_reports_the_gap_from_one(store: SqliteStore) -> None:
+def test_a_first_batch_starting_late_reports_the_gap_from_one(store: Store) -> None:
     r = store.store_events("minheim", events([5, 6]))
     assert (r.acked_upto, r.gaps) == (0, ((1, 4),))
 
 
-def test_purged_events_are_not_stored_again_when_resent(store: SqliteStore) -> None:
+def test_purged_events_are_not_stored_again_when_resent(store: Store) -> None:
     store.store_events("minheim", events(list(range(1, 101))), received_at=NOW)
     assert store.purge_events(NOW + 1) == 100
     r = store.store_events("minheim", events(list(range(1, 102))), received_at=NOW + 2)
@@ -116,7 +80,7 @@ def test_purged_events_are_not_stored_again_when_resent(store: SqliteStore) -> N
     assert [e.seq for e in store.events(site_id="minheim")] == [101]
 
 
-def test_events_query_filters_and_orders_newest_first(store: SqliteStore) -> None:
+def test_events_query_filters_and_orders_newest_first(store: Store) -> None:
     store.store_events("minheim", events(list(range(1, 21))))
     store.store_events("minheim", [(21, "x", "access.denied", NOW + 21.0, "{}")])
     assert [e.seq for e in store.events(site_id="minheim", limit=3)] == [21, 20, 19]
@@ -126,7 +90,7 @@ def test_events_query_filters_and_orders_newest_first(store: SqliteStore) -> Non
     assert json.loads(got[0].payload)["seq"] == 7
 
 
-def test_100k_events_in_batches_are_acked_to_the_end(store: SqliteStore) -> None:
+def test_100k_events_in_batches_are_acked_to_the_end(store: Store) -> None:
     batch = 1000
     for start in range(1, 100_001, batch):
         r = store.store_events("minheim", events(list(range(start, start + batch))))
@@ -136,7 +100,7 @@ def test_100k_events_in_batches_are_acked_to_the_end(store: SqliteStore) -> None
 # --- bookings -------------------------------------------------------------------------------
 
 
-def test_upsert_bookings_reports_only_real_changes(store: SqliteStore) -> None:
+def test_upsert_bookings_reports_only_real_changes(store: Store) -> None:
     first = [Bk("b1", "res-a", "m1", NOW, NOW + 3600), Bk("b2", "res-b", "m2", NOW, NOW + 60),
              Bk("b3", "res-c", "m1", NOW, NOW + 60)]
     changes = store.upsert_bookings(first)
@@ -153,19 +117,19 @@ def test_upsert_bookings_reports_only_real_changes(store: SqliteStore) -> None:
     assert changes.sites == {"minheim"}
 
 
-def test_a_booking_moved_to_another_site_touches_both(store: SqliteStore) -> None:
+def test_a_booking_moved_to_another_site_touches_both(store: Store) -> None:
     store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60)])
     changes = store.upsert_bookings([Bk("b1", "res-c", "m1", NOW, NOW + 60, updated_at=NOW + 1)])
     assert changes.sites == {"minheim", "altdorf"}
 
 
-def test_an_older_version_of_a_booking_is_ignored(store: SqliteStore) -> None:
+def test_an_older_version_of_a_booking_is_ignored(store: Store) -> None:
     store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60, updated_at=NOW + 10)])
     assert not store.upsert_bookings([Bk("b1", "res-a", "m1", NOW, NOW + 60, status="cancelled", updated_at=NOW)])
     assert store.get_booking("b1").status == "confirmed"  # type: ignore[union-attr]
 
 
-def test_bookings_for_a_site_window(store: SqliteStore) -> None:
+def test_bookings_for_a_site_window(store: Store) -> None:
     store.upsert_bookings([
         Bk("in", "res-b", "m1", NOW, NOW + 60),
         Bk("ended", "res-a", "m1", NOW - 120, NOW - 60),
@@ -185,7 +149,7 @@ def test_bookings_for_a_site_window(store: SqliteStore) -> None:
 # --- members, credentials, grants -----------------------------------------------------------
 
 
-def test_a_credential_enrolled_to_another_member_is_refused(store: SqliteStore) -> None:
+def test_a_credential_enrolled_to_another_member_is_refused(store: Store) -> None:
     store.add_member("m1", "Anna Beispiel", "anna@example.org")
     store.add_member("m2", "Bert Muster")
     c = store.add_credential("m1", "em4100:0A00B1C2D3", label="blue fob")
@@ -199,7 +163,7 @@ def test_a_credential_enrolled_to_another_member_is_refused(store: SqliteStore) 
     assert store.credentials_of("m2") == []
 
 
-def test_malformed_credentials_and_unknown_members_are_refused(store: SqliteStore) -> None:
+def test_malformed_credentials_and_unknown_members_are_refused(store: Store) -> None:
     store.add_member("m1", "Anna")
     with pytest.raises(InvalidCredential):
         store.add_credential("m1", "em4100:xyz")
@@ -207,7 +171,7 @@ def test_malformed_credentials_and_unknown_members_are_refused(store: SqliteStor
         store.add_credential("nobody", "pin:1234")
 
 
-def test_import_is_all_or_nothing_and_names_the_row(store: SqliteStore) -> None:
+def test_import_is_all_or_nothing_and_names_the_row(store: Store) -> None:
     store.add_member("m1", "Anna")
     store.add_member("m2", "Bert")
     store.add_credential("m2", "pin:9999")
@@ -218,7 +182,7 @@ def test_import_is_all_or_nothing_and_names_the_row(store: SqliteStore) -> None:
     assert store.credentials_for_members(["m1", "m2", "m3"]) == {"m1": ["pin:1111"], "m2": ["pin:9999"]}
 
 
-def test_records_keep_names_and_credentials_out_of_repr(store: SqliteStore) -> None:
+def test_records_keep_names_and_credentials_out_of_repr(store: Store) -> None:
     member = store.add_member("m1", "Anna Beispiel", "anna@example.org")
     cred = store.add_credential("m1", "wiegand26:3A1F2C")
     text = repr(member) + repr(cred)
@@ -229,7 +193,7 @@ def test_records_keep_names_and_credentials_out_of_repr(store: SqliteStore) -> N
     assert store.add_member("m1", "Anna B.").who == member.who
 
 
-def test_removing_a_member_removes_credentials_and_grants(store: SqliteStore) -> None:
+def test_removing_a_member_removes_credentials_and_grants(store: Store) -> None:
     store.add_member("m1", "Anna")
     store.add_credential("m1", "pin:1234")
     store.add_grant("m1", "minheim", label="caretaker")
@@ -239,7 +203,7 @@ def test_removing_a_member_removes_credentials_and_grants(store: SqliteStore) ->
     assert not store.remove_member("m1")
 
 
-def test_standing_grants_check_site_and_doors(store: SqliteStore) -> None:
+def test_standing_grants_check_site_and_doors(store: Store) -> None:
     store.add_member("m1", "Anna")
     g = store.add_grant("m1", "minheim", ["main"], valid_from=NOW, valid_until=NOW + 10, label="cleaner")
     assert store.grants_for_site("minheim") == [g]
@@ -256,7 +220,7 @@ def test_standing_grants_check_site_and_doors(store: SqliteStore) -> None:
 # --- sites, sync state, site state ----------------------------------------------------------
 
 
-def test_sync_sites_follows_the_config(store: SqliteStore) -> None:
+def test_sync_sites_follows_the_config(store: Store) -> None:
     assert store.room_for_resource("res-b") == ("minheim", "cowork")
     moved = [Site("minheim", ("main",), (Room("lab", ("main",), ("res-b",)),))]
     store.sync_sites(moved)
@@ -266,7 +230,7 @@ def test_sync_sites_follows_the_config(store: SqliteStore) -> None:
     assert {s.id: s.active for s in store.sites()} == {"minheim": True, "altdorf": False}
 
 
-def test_sync_state_counts_failures_and_resets(store: SqliteStore) -> None:
+def test_sync_state_counts_failures_and_resets(store: Store) -> None:
     assert store.get_sync_state("rest") == SyncState(source="rest")
     store.record_sync_ok("rest", "2024-01-01T00:00:00Z", NOW)
     store.record_sync_error("rest", "HTTP 503", NOW + 60)
@@ -276,7 +240,7 @@ def test_sync_state_counts_failures_and_resets(store: SqliteStore) -> None:
     assert store.record_sync_ok("rest", "c2", NOW + 180).failures == 0
 
 
-def test_status_door_and_occupancy_reports(store: SqliteStore) -> None:
+def test_status_door_and_occupancy_reports(store: Store) -> None:
     online = m.Status(state="online", ts=NOW, boot="b1", software="1.0", cache_version=7, clock_synced=True)
     s = store.record_status("minheim", online, NOW)
     assert (s.online, s.since, s.cache_version, s.clock_synced) == (True, NOW, 7, True)
@@ -294,35 +258,15 @@ def test_status_door_and_occupancy_reports(store: SqliteStore) -> None:
     assert store.occupancy("altdorf") is None
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
-    s1 = open_store(path)
-    s1.sync_sites(SITES)
-    s1.add_member("m1", "Anna")
-    s1.store_events("minheim", events([1, 2, 4]))
-    secret = s1.hub_secret("who")
-    s1.close()
-    s2 = SqliteStore(path)
-    from hub.store_schema import MIGRATIONS
-
-    assert s2.schema_version() == len(MIGRATIONS)
-    assert s2.hub_secret("who") == secret
-    assert s2.get_member("m1") is not None
-    r = s2.store_events("minheim", events([3]))
-    assert (r.new, r.acked_upto) == (1, 4)
-    assert s2.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    s2.close()
-
-
-def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
-    SqliteStore(path).close()
+def test_threads_each_with_their_own_store_write_side_by_side(store_url: str) -> None:
+    path = store_url
+    open_store(path).close()
     results: dict[str, int] = {}
     errors: list[BaseException] = []
 
     def ingest(site: str) -> None:
         try:
-            with SqliteStore(path) as own:
+            with open_store(path) as own:
                 for start in range(1, 2001, 50):
                     r = own.store_events(site, events(list(range(start, start + 50)), site))
                 results[site] = r.acked_upto
@@ -338,22 +282,7 @@ def test_threads_each_with_their_own_store_write_side_by_side(tmp_path: Path) ->
     assert results == {"minheim": 2000, "altdorf": 2000}
 
 
-def test_a_store_refuses_use_from_another_thread(store: SqliteStore) -> None:
-    caught: list[BaseException] = []
-
-    def use() -> None:
-        try:
-            store.sites()
-        except sqlite3.ProgrammingError as exc:
-            caught.append(exc)
-
-    t = threading.Thread(target=use)
-    t.start()
-    t.join()
-    assert len(caught) == 1
-
-
-def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: SqliteStore) -> None:
+def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: Store) -> None:
     store.upsert_bookings([
         Bk("stays", "res-a", "m1", NOW, NOW + 60, source="ics"),
         Bk("vanishes", "res-c", "m1", NOW, NOW + 60, source="ics"),
@@ -377,10 +306,8 @@ def test_a_complete_sync_cancels_what_vanished_from_the_platform(store: SqliteSt
     assert not store.replace_bookings("ics", back, window=(NOW - 100, NOW + 1000), keep=["unreadable"])
 
 
-def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
-    from hub.store import SqliteStore
-
-    s = SqliteStore(tmp_path / "bulk.db")
+def test_members_are_added_in_bulk_in_one_transaction(store_url: str) -> None:
+    s = open_store(store_url)
     try:
         assert s.add_members((f"m-{i}", f"Member {i}", None) for i in range(500)) == 500
         assert len(s.members()) == 500
@@ -393,58 +320,13 @@ def test_members_are_added_in_bulk_in_one_transaction(tmp_path: Path) -> None:
         s.close()
 
 
-def test_the_store_file_is_private_and_an_older_open_one_is_made_private(tmp_path: Path) -> None:
-    # It holds enrolled credentials and booking PINs; the data directory may be open to
-    # the broker's group (torwart-hub.service: StateDirectoryMode=0710).
-    fresh = tmp_path / "fresh.sqlite3"
-    with SqliteStore(fresh) as store:
-        store.add_member("m1", "Anna", "anna@example.org")
-    for p in (fresh, fresh.with_name(fresh.name + "-wal")):
-        if p.exists():
-            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
-    old = tmp_path / "old.sqlite3"
-    sqlite3.connect(old).execute("CREATE TABLE x (y)")
-    old.chmod(0o644)  # what an older hub left (the umask's mode)
-    with SqliteStore(old):
-        pass
-    assert stat.S_IMODE(old.stat().st_mode) == 0o600
-
-
-def test_a_second_store_in_one_process_leaves_the_first_ones_writes_visible_to_other_processes(
-    tmp_path: Path,
-) -> None:
-    """The hub opens one store per thread; another process (``torwart-hub sites``) opening
-    and closing the file meanwhile must not take the running store's WAL away."""
-    import subprocess
-    import sys
-
-    path = tmp_path / "hub.sqlite3"
-    a = SqliteStore(path)
-    b = SqliteStore(path)  # a second thread's store, in the same process
-    try:
-        a.add_member("m1", "Anna")
-        cli = "from hub.store import SqliteStore; import sys; s = SqliteStore(sys.argv[1]); s.members(); s.close()"
-        subprocess.run([sys.executable, "-c", cli, str(path)], check=True, timeout=60)
-        a.add_member("m2", "Ben")
-        assert path.with_name(path.name + "-wal").exists()
-        look = "from hub.store import SqliteStore; import sys; print(SqliteStore(sys.argv[1]).get_member('m2'))"
-        out = subprocess.run([sys.executable, "-c", look, str(path)], check=True, timeout=60, capture_output=True,
-                             text=True).stdout
-        assert out.startswith("Member(id='m2'")
-    finally:
-        b.close()
-        a.close()
-    with SqliteStore(path) as c:
-        assert {m.id for m in c.members()} == {"m1", "m2"}
-
-
-def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite3"
-    with SqliteStore(path) as s:
+def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(store_url: str) -> None:
+    path = store_url
+    with open_store(path) as s:
         assert s.queue_feedback("bk-1", "release", "minheim", NOW, now=NOW)
         assert s.queue_feedback("bk-1", "check_in", "minheim", NOW, now=NOW)
         assert not s.queue_feedback("bk-1", "check_in", "minheim", NOW + 5, now=NOW + 5)  # a second badge
-    with SqliteStore(path) as a, SqliteStore(path) as b:  # a restart; two hub processes
+    with open_store(path) as a, open_store(path) as b:  # a restart; two hub processes
         assert not a.queue_feedback("bk-1", "release", "minheim", NOW + 60, now=NOW + 60)
         claimed = a.claim_feedback(NOW + 1, lease=30)
         assert [(i.booking_id, i.kind) for i in claimed] == [("bk-1", "release"), ("bk-1", "check_in")]
@@ -461,8 +343,8 @@ def test_the_platform_queue_holds_each_booking_and_kind_once_across_reopening(tm
         assert a.purge_feedback(NOW + 1) == 2 and a.feedback_backlog() == []
 
 
-def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(store_url: str) -> None:
+    with open_store(store_url) as s:
         with pytest.raises(ValueError, match="kind"):
             s.queue_feedback("bk-1", "cancel", "minheim", NOW, now=NOW)
         with pytest.raises(ValueError, match="empty"):
@@ -470,8 +352,8 @@ def test_the_platform_queue_refuses_an_unknown_kind_or_an_empty_booking_id(tmp_p
         assert s.feedback_backlog() == []
 
 
-def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "hub.sqlite3") as s:
+def test_a_sites_clean_since_is_forgotten_when_the_hub_starts(store_url: str) -> None:
+    with open_store(store_url) as s:
         assert s.site_watch("minheim") == (None, None)
         s.set_site_watch("minheim", NOW, "boot-1")
         assert s.site_watch("minheim") == (NOW, "boot-1")

@@ -14,10 +14,9 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import LoginAttempt, SessionRow, StoreError, User, UserExists
+from ..types import LoginAttempt, SessionRow, StoreError, User, UserExists
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +24,10 @@ ROLES = ("admin", "caretaker")
 _USER_COLS = "name, role, sites, password_hash, created_at"
 
 
-def _user(row: Sequence[Any]) -> User:
-    sites = None if row[2] is None else tuple(json.loads(row[2]))
-    return User(name=row[0], role=row[1], sites=sites, password_hash=row[3], created_at=row[4])
+def _user(row: sqlite3.Row) -> User:
+    sites = None if row["sites"] is None else tuple(json.loads(row["sites"]))
+    return User(name=row["name"], role=row["role"], sites=sites, password_hash=row["password_hash"],
+                created_at=row["created_at"])
 
 
 class UsersMixin(SqliteBase):
@@ -79,12 +79,13 @@ class UsersMixin(SqliteBase):
         cols = ", ".join(f"u.{col.strip()}" for col in _USER_COLS.split(","))
         with self._read() as c:
             row = c.execute(
-                f"SELECT {cols}, s.csrf, s.created_at, s.expires_at FROM sessions s "  # noqa: S608
+                f"SELECT {cols}, s.csrf, s.created_at AS session_created_at, s.expires_at FROM sessions s "  # noqa: S608
                 "JOIN users u ON u.name = s.user_name WHERE s.id_hash = ? AND s.expires_at > ?", (key, now),
             ).fetchone()
         if row is None:
             return None
-        return SessionRow(user=_user(row[:5]), csrf=row[5], created_at=row[6], expires_at=row[7])
+        return SessionRow(user=_user(row), csrf=row["csrf"], created_at=row["session_created_at"],
+                          expires_at=row["expires_at"])
 
     def delete_session(self, key: str) -> bool:
         with self._write() as c:
@@ -97,7 +98,7 @@ class UsersMixin(SqliteBase):
         with self._read() as c:
             rows = c.execute("SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
                              (key, since, limit)).fetchall()
-        return [r[0] for r in rows]
+        return [r["at"] for r in rows]
 
     def record_login_failure(self, keys: Sequence[str], *, at: float, forget_before: float) -> None:
         """Record one failed login under each of ``keys``; forget every failure at or before
@@ -123,7 +124,7 @@ class UsersMixin(SqliteBase):
                 rows = c.execute("SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
                                  (key, since, limit)).fetchall()
                 if len(rows) >= limit:
-                    wait = max(wait, rows[limit - 1][0] + window - at, 1e-3)
+                    wait = max(wait, rows[limit - 1]["at"] + window - at, 1e-3)
             if wait > 0:
                 return LoginAttempt(wait=wait)
             ids = tuple(int(c.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, at)).lastrowid or 0)
@@ -146,6 +147,6 @@ class UsersMixin(SqliteBase):
     def active_sessions(self, now: float) -> dict[str, int]:
         """User name → number of unexpired sessions."""
         with self._read() as c:
-            rows = c.execute("SELECT user_name, count(*) FROM sessions WHERE expires_at > ? GROUP BY user_name",
+            rows = c.execute("SELECT user_name, count(*) AS n FROM sessions WHERE expires_at > ? GROUP BY user_name",
                              (now,)).fetchall()
-        return {r[0]: r[1] for r in rows}
+        return {r["user_name"]: r["n"] for r in rows}

@@ -14,21 +14,21 @@ when it starts and ends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import sqlite3
 from typing import Any
 
-from .store_schema import SqliteBase
-from .store_types import FeedbackItem
+from ..types import FeedbackItem
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
 KINDS = ("check_in", "release")
 _COLS = "booking_id, kind, site_id, at, state, attempts, next_try, last_error, created_at, done_at"
+_FIELDS = tuple(col.strip() for col in _COLS.split(","))
 
 
-def _item(row: Sequence[Any]) -> FeedbackItem:
-    return FeedbackItem(booking_id=row[0], kind=row[1], site_id=row[2], at=row[3], state=row[4], attempts=row[5],
-                        next_try=row[6], last_error=row[7], created_at=row[8], done_at=row[9])
+def _item(row: sqlite3.Row) -> FeedbackItem:
+    return FeedbackItem(**{col: row[col] for col in _FIELDS})
 
 
 class FeedbackMixin(SqliteBase):
@@ -58,7 +58,7 @@ class FeedbackMixin(SqliteBase):
             rows = c.execute(f"SELECT {_COLS} FROM feedback WHERE state = 'pending' AND next_try <= ? "  # noqa: S608
                              "ORDER BY next_try, created_at LIMIT ?", (now, max(0, limit))).fetchall()
             c.executemany("UPDATE feedback SET next_try = ? WHERE booking_id = ? AND kind = ?",
-                          [(now + lease, r[0], r[1]) for r in rows])
+                          [(now + lease, r["booking_id"], r["kind"]) for r in rows])
         return [_item(r) for r in rows]
 
     def feedback_delivered(self, booking_id: str, kind: str, *, now: float) -> None:
@@ -94,8 +94,8 @@ class FeedbackMixin(SqliteBase):
     def next_feedback_due(self) -> float | None:
         """The earliest ``next_try`` of a pending row, None when nothing is pending."""
         with self._read() as c:
-            row = c.execute("SELECT MIN(next_try) FROM feedback WHERE state = 'pending'").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+            row = c.execute("SELECT MIN(next_try) AS due FROM feedback WHERE state = 'pending'").fetchone()
+        return None if row is None or row["due"] is None else float(row["due"])
 
     def purge_feedback(self, created_before: float) -> int:
         """Delete delivered and failed rows created before ``created_before`` (retention);
@@ -110,7 +110,7 @@ class FeedbackMixin(SqliteBase):
         """(clean_since, the boot last seen) of a site; (None, None) if never watched."""
         with self._read() as c:
             row = c.execute("SELECT clean_since, boot FROM site_watch WHERE site_id = ?", (site_id,)).fetchone()
-        return (None, None) if row is None else (row[0], row[1])
+        return (None, None) if row is None else (row["clean_since"], row["boot"])
 
     def set_site_watch(self, site_id: str, clean_since: float | None, boot: str | None) -> None:
         with self._write() as c:

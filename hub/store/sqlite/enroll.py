@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .store_schema import SqliteBase
-from .store_types import CredentialConflict, Enrollment, InvalidCredential, UnknownMember
+from ..types import CredentialConflict, Enrollment, InvalidCredential, UnknownMember
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
 _COLS = ("command_id, site_id, member_id, reader, created_at, expires_at, status, detail, credential_id, done_at, "
          "seconds, acked_at, ack_error, cache_version")
+_FIELDS = tuple(col.strip() for col in _COLS.split(","))
 FINAL = ("enrolled", "conflict", "refused", "expired", "cancelled")
 
 
-def _row(r: tuple[Any, ...]) -> Enrollment:
-    return Enrollment(command_id=r[0], site_id=r[1], member_id=r[2], reader=r[3], created_at=r[4],
-                      expires_at=r[5], status=r[6], detail=r[7], credential_id=r[8], done_at=r[9],
-                      seconds=r[10], acked_at=r[11], ack_error=r[12], cache_version=r[13])
+def _row(r: sqlite3.Row) -> Enrollment:
+    return Enrollment(**{col: r[col] for col in _FIELDS})
 
 
 class EnrollMixin(SqliteBase):
@@ -78,7 +77,7 @@ class EnrollMixin(SqliteBase):
                 except CredentialConflict:
                     owner = c.execute("SELECT member_id FROM credentials WHERE credential = ?",
                                       (credential,)).fetchone()
-                    status, detail = "conflict", owner[0] if owner else "another member"
+                    status, detail = "conflict", owner["member_id"] if owner else "another member"
                 except InvalidCredential:
                     status, detail = "refused", "the site read a credential of no known form"
                 except UnknownMember:

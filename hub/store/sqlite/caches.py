@@ -6,7 +6,7 @@ Entry JSON); ``cache_versions`` the change log, one row per version with what it
 changed and removed relative to the version before (``base_version``). The version
 number, the entry set and the log row are written in one transaction, so after a crash
 the store holds either the old version or the new one, whole; a version number once
-committed is never handed out again (``synchronous = FULL``, see store_schema).
+committed is never handed out again (``synchronous = FULL``, see ``base``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from .store_schema import SqliteBase
-from .store_types import CacheLogRow, CacheState, CacheVersionConflict, StoreError
+from ..types import CacheLogRow, CacheState, CacheVersionConflict, StoreError
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ class CachesMixin(SqliteBase):
             ).fetchone()
         if row is None:
             return None
-        return CacheState(site_id=site_id, version=row[0], built_at=row[1], n_entries=row[2], size=row[3],
-                          retained_version=row[4], retained_entries=row[5])
+        return CacheState(site_id=site_id, version=row["version"], built_at=row["built_at"],
+                          n_entries=row["n_entries"], size=row["size"], retained_version=row["retained_version"],
+                          retained_entries=row["retained_entries"])
 
     def cache_snapshot(self, site_id: str) -> tuple[CacheState, dict[str, str]] | None:
         """The latest version and its entries (id → Entry JSON), read together; None
@@ -51,7 +52,7 @@ class CachesMixin(SqliteBase):
             if state is None:
                 return None
             rows = self._conn.execute("SELECT id, entry FROM cache_entries WHERE site_id = ?", (site_id,))
-            return state, dict(rows.fetchall())
+            return state, {r["id"]: r["entry"] for r in rows}
 
     def record_cache_version(
         self, site_id: str, *, version: int, base_version: int, built_at: int,
@@ -63,7 +64,7 @@ class CachesMixin(SqliteBase):
         (0: none yet) any more, i.e. another writer got there first."""
         with self._write() as c:
             row = c.execute("SELECT version FROM cache_sites WHERE site_id = ?", (site_id,)).fetchone()
-            current = row[0] if row else 0
+            current = row["version"] if row else 0
             if current != base_version:
                 raise CacheVersionConflict(
                     f"site {site_id}: latest cache version is {current}, not {base_version}"
@@ -96,8 +97,9 @@ class CachesMixin(SqliteBase):
                 "SELECT version, base_version, built_at, n_entries, size, added, changed, removed FROM cache_versions "
                 "WHERE site_id = ? AND version > ? ORDER BY version", (site_id, after_version)
             ).fetchall()
-        return [CacheLogRow(version=r[0], base_version=r[1], built_at=r[2], n_entries=r[3], size=r[4],
-                            added=r[5], changed=r[6], removed=r[7]) for r in rows]
+        return [CacheLogRow(version=r["version"], base_version=r["base_version"], built_at=r["built_at"],
+                            n_entries=r["n_entries"], size=r["size"], added=r["added"], changed=r["changed"],
+                            removed=r["removed"]) for r in rows]
 
     def set_retained_full(self, site_id: str, version: int) -> None:
         """Remember that ``version`` is now the site's retained cache.full."""
@@ -105,14 +107,15 @@ class CachesMixin(SqliteBase):
             row = c.execute("SELECT version, n_entries FROM cache_sites WHERE site_id = ?", (site_id,)).fetchone()
             if row is None:
                 raise StoreError(f"site {site_id}: no cache built yet")
-            if row[0] != version:
+            n_entries = row["n_entries"]
+            if row["version"] != version:
                 logged = c.execute("SELECT n_entries FROM cache_versions WHERE site_id = ? AND version = ?",
                                    (site_id, version)).fetchone()
                 if logged is None:
                     raise StoreError(f"site {site_id}: cache version {version} is unknown")
-                row = (version, logged[0])
+                n_entries = logged["n_entries"]
             c.execute("UPDATE cache_sites SET retained_version = ?, retained_entries = ? WHERE site_id = ?",
-                      (version, row[1], site_id))
+                      (version, n_entries, site_id))
 
     def prune_cache_log(self, site_id: str, *, keep_last: int, hard_max: int) -> int:
         """Drop old log rows, keeping deltas possible from each of the last ``keep_last``
@@ -124,12 +127,12 @@ class CachesMixin(SqliteBase):
                     "SELECT base_version FROM cache_versions WHERE site_id = ? ORDER BY version DESC "
                     "LIMIT 1 OFFSET ?", (site_id, n - 1)
                 ).fetchone()
-                return None if row is None else int(row[0])
+                return None if row is None else int(row["base_version"])
 
             by_count = base_of_nth_newest(keep_last)
             retained_row = c.execute("SELECT retained_version FROM cache_sites WHERE site_id = ?",
                                      (site_id,)).fetchone()
-            retained = retained_row[0] if retained_row else None
+            retained = retained_row["retained_version"] if retained_row else None
             # Rows with version <= cutoff go; the row whose base is the cutoff stays, so a
             # delta from the cutoff version remains possible.
             cutoff = None if by_count is None or retained is None else min(by_count, retained)

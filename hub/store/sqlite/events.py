@@ -1,8 +1,8 @@
 """Site state, door states and occupancy in the hub's SQLite store; the events, per site
-and stream, are in ``store_streams`` (this mixin includes it).
+and stream, are in ``streams`` (this mixin includes it).
 
 A site's state carries its current event stream's ``acked_upto``, ``max_seq`` and
-``gaps`` (kept by ``store_streams.StreamsMixin.store_batch``), and the counts of events of
+``gaps`` (kept by ``streams.StreamsMixin.store_batch``), and the counts of events of
 unknown type and of quarantined messages.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import sqlite3
 from typing import Any
 
 from wire import messages as m
 
-from .store_streams import StreamsMixin
-from .store_types import SiteState, SiteStateChanges
+from ..types import SiteState, SiteStateChanges
+from .streams import StreamsMixin
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every
@@ -29,8 +29,7 @@ _BOOL_COLS = frozenset({"online", "clock_synced", "lockdown"})
 _CHANGEABLE = frozenset(SiteStateChanges.__annotations__)
 
 
-def _state(site_id: str, row: Sequence[Any]) -> SiteState:
-    v = dict(zip(_STATE_COLS, row, strict=True))
+def _state(site_id: str, v: sqlite3.Row) -> SiteState:
     return SiteState(
         site_id=site_id,
         online=bool(v["online"]), since=v["since"], last_seen=v["last_seen"], boot=v["boot"],
@@ -57,7 +56,7 @@ class EventsMixin(StreamsMixin):
         with self._read() as c:
             sql = f"SELECT site_id, {', '.join(_STATE_COLS)} FROM site_state ORDER BY site_id"  # noqa: S608
             rows = c.execute(sql).fetchall()
-        return [_state(r[0], r[1:]) for r in rows]
+        return [_state(r["site_id"], r) for r in rows]
 
     def update_site_state(self, site_id: str, changes: SiteStateChanges) -> SiteState:
         """Set some fields of a site's state (created if new); return the new state."""
@@ -116,7 +115,7 @@ class EventsMixin(StreamsMixin):
         with self._read() as c:
             rows = c.execute("SELECT door, payload, ts FROM door_states WHERE site_id = ? ORDER BY door",
                              (site_id,)).fetchall()
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {r["door"]: (r["payload"], r["ts"]) for r in rows}
 
     def upsert_occupancy(self, site_id: str, payload: str, ts: float) -> bool:
         """Keep a site's latest occupancy report (JSON); older ones are ignored."""
@@ -133,4 +132,4 @@ class EventsMixin(StreamsMixin):
         """(occupancy JSON, ts) or None."""
         with self._read() as c:
             row = c.execute("SELECT payload, ts FROM occupancy WHERE site_id = ?", (site_id,)).fetchone()
-        return (row[0], row[1]) if row else None
+        return (row["payload"], row["ts"]) if row else None

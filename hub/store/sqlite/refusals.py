@@ -11,24 +11,12 @@ site). Malformed messages are counted by the ingest, not here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from .store_schema import SqliteBase
+from ..streams import Refusal
+from .base import SqliteBase
 
 #: ``last_reason`` is cut to this many characters.
 MAX_REASON = 300
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """How often the hub refused messages of one kind from one site, and the last one."""
-
-    site_id: str
-    #: ``topic:reason``, e.g. ``event:too_large``, ``occupancy:unknown_room``.
-    kind: str
-    count: int
-    last_at: float
-    last_reason: str
 
 
 class RefusalsMixin(SqliteBase):
@@ -56,4 +44,5 @@ class RefusalsMixin(SqliteBase):
             params = (site_id,)
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY site_id, kind", params).fetchall()
-        return [Refusal(site_id=r[0], kind=r[1], count=r[2], last_at=r[3], last_reason=r[4]) for r in rows]
+        return [Refusal(site_id=r["site_id"], kind=r["kind"], count=r["count"], last_at=r["last_at"],
+                        last_reason=r["last_reason"]) for r in rows]

@@ -1,33 +1,37 @@
-"""The SQLite side of the hub's store: connection, transactions, schema and migrations.
+"""The hub store's SQLite schema: its migrations, applied with sqlite-utils ``Migrations``
+(as the edge's cache, outbox and state databases are).
 
-``SqliteBase`` opens the database in WAL mode with ``synchronous = FULL`` (an ack tells a
-site its events are stored, and a cache version once published must never come back
-with other contents after a power cut), and brings the schema up to date: migrations are
-numbered functions, applied in order inside one ``BEGIN IMMEDIATE`` transaction each,
-and the ``schema_version`` table records the last one applied. Two processes opening the
-same file at once serialize on that lock; the second finds nothing left to do.
+``MIGRATIONS`` lists them in order; each is recorded by its function's name in the table
+``_sqlite_migrations`` (migration set ``torwart-hub-store``), so a function is never renamed
+or edited: a change to the schema is a new function appended to the list. ``migrate`` applies
+what is pending inside one ``BEGIN IMMEDIATE`` transaction: two processes opening the same
+file at once serialize on that lock, and the second finds nothing left to do.
+
+Stores made before sqlite-utils ``Migrations`` counted the migrations applied in a one-row
+table ``schema_version``; ``migrate`` records the first that many of ``MIGRATIONS`` as
+applied, drops the table and applies the rest, in the same transaction.
 """
 
 from __future__ import annotations
 
-import contextlib
+import datetime
 import logging
-import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
 
-from sqlite_utils import Database
+from sqlite_utils import Database, Migrations
 
-from wire.private import loose_mode
-
-from .store_types import StoreError
+from ..types import StoreError
 
 log = logging.getLogger(__name__)
 
 Migration = Callable[[Database], None]
+
+#: The name of the hub store's set in ``_sqlite_migrations``.
+MIGRATION_SET = "torwart-hub-store"
+#: Where stores from before sqlite-utils ``Migrations`` counted the migrations applied.
+LEGACY_VERSION_TABLE = "schema_version"
 
 
 def _v1(db: Database) -> None:
@@ -259,117 +263,62 @@ def _feedback_queue(db: Database) -> None:
     db.table("site_watch").create({"site_id": str, "clean_since": float, "boot": str}, pk="site_id")
 
 
-#: Migration n (1-based) brings the schema from version n-1 to n. Append; never edit.
+#: The migrations in order. Append; never edit, rename or reorder (a store knows what is
+#: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue]
 
 
-def _keep_private(path: Path) -> None:
-    """The store holds enrolled credentials and booking PINs: create it 0600 (SQLite would
-    use the umask, typically 0644, and its WAL files follow the database's mode), and take
-    group and other access away from a store an older version created so. The data
-    directory may be open to the broker's group (torwart-hub.service: 0710).
+def _migrations() -> Migrations:
+    """``MIGRATIONS`` as a sqlite-utils set (built when used, so it is the list as it is)."""
+    ms = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        ms(name=fn.__name__)(fn)
+    return ms
 
-    An existing store is never opened here: closing any descriptor of the database file
-    drops every POSIX lock this process holds on it, so a second store opened beside a
-    running one (another thread's) would let another process's last close take the
-    running one's WAL away (SQLite then deletes the -wal and -shm files under it)."""
+
+def applied(db: Database) -> list[str]:
+    """The names of the hub store's migrations applied to ``db``, in the order applied."""
+    return [a.name for a in Migrations(MIGRATION_SET).applied(db)]
+
+
+def _adopt_legacy_version(db: Database, path: Path) -> None:
+    """A store from before sqlite-utils ``Migrations``: record its first ``schema_version``
+    migrations as applied and drop that table (inside the caller's transaction)."""
+    if not db[LEGACY_VERSION_TABLE].exists():
+        return
+    row = db.execute(f"SELECT version FROM {LEGACY_VERSION_TABLE}").fetchone()  # noqa: S608 (a constant)
+    version = 0 if row is None else int(row["version"])
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path}: schema version {version} is newer than this hub ({len(MIGRATIONS)})")
+    _migrations().ensure_migrations_table(db)
+    done = set(applied(db))
+    at = str(datetime.datetime.now(datetime.UTC))
+    db[Migrations.migrations_table].insert_all(  # type: ignore[union-attr]
+        {"migration_set": MIGRATION_SET, "name": fn.__name__, "applied_at": at}
+        for fn in MIGRATIONS[:version] if fn.__name__ not in done
+    )
+    db.execute(f"DROP TABLE {LEGACY_VERSION_TABLE}")
+    log.info("store %s: schema version %d recorded as sqlite-utils migrations", path, version)
+
+
+def migrate(conn: sqlite3.Connection, db: Database, path: Path) -> None:
+    """Bring the schema of the store at ``path`` up to date in one write transaction;
+    StoreError if it has migrations this hub does not know (a newer hub made it)."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):  # created by another process just now
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if p.exists() and (mode := loose_mode(p.stat().st_mode)) is not None:
-                os.chmod(p, 0o600)
-                log.warning("%s was readable by group or others (mode %04o); made it 0600", p, mode)
-    except PermissionError as exc:
-        log.warning("cannot make the hub store private: %s", exc)
-
-
-class SqliteBase:
-    """Connection and transaction helpers shared by the store's parts.
-
-    A connection belongs to the thread that opened it (sqlite3 refuses use from another
-    thread): each thread opens its own store on the same file."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _keep_private(self.path)
-        # isolation_level=None: the driver opens no implicit transactions, so every
-        # transaction is the explicit BEGIN of _write()/_read().
-        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-        self._conn = conn
-        self.db = Database(conn, execute_plugins=False)
-        self.db.enable_wal()
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``: take the write lock before reading,
-        so read-modify-write is safe across processes); a savepoint when nested."""
-        conn = self._conn
+        _adopt_legacy_version(db, path)
+        done = applied(db)
+        unknown = [name for name in done if name not in {fn.__name__ for fn in MIGRATIONS}]
+        if unknown:
+            raise StoreError(f"{path}: schema version {len(done)} is newer than this hub ({len(MIGRATIONS)}): "
+                             f"it has migrations {', '.join(unknown)}")
+        ms = _migrations()
+        for m in ms.pending(db):
+            log.info("store %s: applying schema migration %s", path, m.name)
+        ms.apply(db)
+    except BaseException:
         if conn.in_transaction:
-            conn.execute("SAVEPOINT nested")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK TO nested")
-                conn.execute("RELEASE nested")
-                raise
-            conn.execute("RELEASE nested")
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several queries see one snapshot."""
-        conn = self._conn
-        if conn.in_transaction:
-            yield conn
-            return
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-
-    def schema_version(self) -> int:
-        with self._read() as c:
-            row = c.execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0]) if row else 0
-
-    def _migrate(self) -> None:
-        with self._write() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = c.execute("SELECT version FROM schema_version").fetchone()
-            current = int(row[0]) if row else 0
-            if row is None:
-                c.execute("INSERT INTO schema_version (version) VALUES (0)")
-            if current > len(MIGRATIONS):
-                raise StoreError(
-                    f"{self.path}: schema version {current} is newer than this hub ({len(MIGRATIONS)})"
-                )
-            for n in range(current + 1, len(MIGRATIONS) + 1):
-                log.info("store %s: migrating schema to version %d", self.path, n)
-                MIGRATIONS[n - 1](self.db)
-                c.execute("UPDATE schema_version SET version = ?", (n,))
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -14,13 +14,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from wire.creds import check_credential, redact
 from wire.errors import WireError
 
-from .store_schema import SqliteBase
-from .store_types import (
+from ..types import (
     Credential,
     CredentialConflict,
     Grant,
@@ -31,6 +29,7 @@ from .store_types import (
     UnknownSite,
     pseudonym,
 )
+from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 # SQL text is only ever built from constant column lists and "?" placeholders; every
@@ -48,18 +47,20 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _member(row: tuple[Any, ...]) -> Member:
-    return Member(id=row[0], who=row[1], display_name=row[2], email=row[3], created_at=row[4])
+def _member(row: sqlite3.Row) -> Member:
+    return Member(id=row["id"], who=row["who"], display_name=row["display_name"], email=row["email"],
+                  created_at=row["created_at"])
 
 
-def _credential(row: tuple[Any, ...]) -> Credential:
-    return Credential(id=row[0], member_id=row[1], credential=row[2], type=row[3], label=row[4], created_at=row[5])
+def _credential(row: sqlite3.Row) -> Credential:
+    return Credential(id=row["id"], member_id=row["member_id"], credential=row["credential"], type=row["type"],
+                      label=row["label"], created_at=row["created_at"])
 
 
-def _grant(row: tuple[Any, ...]) -> Grant:
-    doors = None if row[3] is None else tuple(json.loads(row[3]))
-    return Grant(id=row[0], member_id=row[1], site_id=row[2], doors=doors, valid_from=row[4],
-                 valid_until=row[5], label=row[6])
+def _grant(row: sqlite3.Row) -> Grant:
+    doors = None if row["doors"] is None else tuple(json.loads(row["doors"]))
+    return Grant(id=row["id"], member_id=row["member_id"], site_id=row["site_id"], doors=doors,
+                 valid_from=row["valid_from"], valid_until=row["valid_until"], label=row["label"])
 
 
 class MembersMixin(SqliteBase):
@@ -79,7 +80,7 @@ class MembersMixin(SqliteBase):
         key = f"secret:{name}"
         with self._write() as c:
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, os.urandom(32)))
-            value = bytes(c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+            value = bytes(c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()["value"])
         self._secrets[name] = value
         return value
 
@@ -147,11 +148,11 @@ class MembersMixin(SqliteBase):
             raise UnknownMember(f"{where}no member {member_id!r}")
         row = c.execute("SELECT id, member_id FROM credentials WHERE credential = ?", (credential,)).fetchone()
         if row is not None:
-            if row[1] != member_id:
+            if row["member_id"] != member_id:
                 raise CredentialConflict(
-                    f"{where}credential {redact(credential)} is already enrolled to member {row[1]!r}"
+                    f"{where}credential {redact(credential)} is already enrolled to member {row['member_id']!r}"
                 )
-            return int(row[0]), False
+            return int(row["id"]), False
         cur = c.execute(
             "INSERT INTO credentials (member_id, credential, type, label, created_at) VALUES (?, ?, ?, ?, ?)",
             (member_id, credential, credential.partition(":")[0], label, int(time.time())),
@@ -198,14 +199,14 @@ class MembersMixin(SqliteBase):
             for part in chunks(ids):
                 where = f"member_id IN ({marks(len(part))})"
                 sql = f"SELECT member_id, credential FROM credentials WHERE {where}"  # noqa: S608
-                for member_id, cred in c.execute(sql + " ORDER BY id", tuple(part)):
-                    out.setdefault(member_id, []).append(cred)
+                for r in c.execute(sql + " ORDER BY id", tuple(part)):
+                    out.setdefault(r["member_id"], []).append(r["credential"])
         return out
 
     def owner_of_credential(self, credential: str) -> str | None:
         with self._read() as c:
             row = c.execute("SELECT member_id FROM credentials WHERE credential = ?", (credential,)).fetchone()
-        return row[0] if row else None
+        return row["member_id"] if row else None
 
     # --- standing grants -----------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ class MembersMixin(SqliteBase):
             if doors is not None:
                 if not doors:
                     raise StoreError("a grant needs at least one door (None: all doors of the site)")
-                unknown = [d for d in doors if d not in json.loads(row[0])]
+                unknown = [d for d in doors if d not in json.loads(row["doors"])]
                 if unknown:
                     raise UnknownSite(f"site {site_id!r} has no door {unknown[0]!r}")
             cur = c.execute(

@@ -1,0 +1,63 @@
+"""The hub's persistent state: the ``Store`` interface (``api``), its records and errors
+(``types``, ``streams``), and ``open_store(url)``, the one way to get a store (``url``: the
+scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package).
+
+Light on purpose: importing it loads no implementation."""
+
+from .api import Store
+from .streams import (
+    QUARANTINE_BYTES,
+    BatchStored,
+    EventBatch,
+    IncomingEvent,
+    Quarantined,
+    Refusal,
+    StreamState,
+    short,
+    stream_notes,
+)
+from .types import (
+    BookingChanges,
+    BookingLike,
+    CacheLogRow,
+    CacheState,
+    CacheVersionConflict,
+    Credential,
+    CredentialConflict,
+    Enrollment,
+    EventsStored,
+    EventTuple,
+    FeedbackItem,
+    Grant,
+    InvalidCredential,
+    LoginAttempt,
+    Member,
+    RoomRow,
+    RoomSpec,
+    SessionRow,
+    SiteRow,
+    SiteSpec,
+    SiteState,
+    SiteStateChanges,
+    StoredBooking,
+    StoredEvent,
+    StoreError,
+    SyncState,
+    UnknownMember,
+    UnknownSite,
+    User,
+    UserExists,
+    pseudonym,
+    supersedes,
+)
+from .url import SCHEMES, open_store, scheme_of, sqlite_path
+
+__all__ = [
+    "QUARANTINE_BYTES", "SCHEMES", "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
+    "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
+    "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
+    "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
+    "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
+    "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
+    "sqlite_path", "stream_notes", "supersedes",
+]

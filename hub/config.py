@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,6 +31,9 @@ from wire.keys import read_key_file, signing_key_from_seed
 from wire.private import not_owner_only
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .booking.base import AdapterType
 
 ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
@@ -98,7 +101,8 @@ class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class BookingSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    adapter: Literal["rest", "ics"]
+    #: A name in ``hub.booking.registry.ADAPTERS`` (checked by ``load``).
+    adapter: str
     base_url: HttpUrl | None = None
     token_file: str | None = None
     sync_interval_seconds: Annotated[int, Meta(ge=5, le=86400)] = 60
@@ -236,10 +240,19 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
     return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, http=http, booking=booking, sites=sites)
 
 
+def _booking_adapter(cfg: HubConfig, f: str) -> AdapterType:
+    """The booking adapter ``cfg`` names; ConfigError (``booking.adapter``) listing the
+    known ones if there is none of that name."""
+    from .booking.registry import adapter_type  # not at the top: the adapters import this module
+
+    return adapter_type(cfg.booking.adapter, f)
+
+
 def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
     """Cross-references between sites, rooms, doors and resources; fills defaults."""
     err = ConfigError
-    ics = cfg.booking.adapter == "ics"
+    # A room without resources gets its adapter's synthetic one (ICS), if the adapter has one.
+    room_resource = _booking_adapter(cfg, f).room_resource
     seen_sites: set[str] = set()
     owner: dict[str, str] = {}
     sites: list[SiteConfig] = []
@@ -269,16 +282,14 @@ def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
                 missing = [d for d in room.doors if d not in s.doors]
                 if missing:
                     raise err(f, f"{rkey}.doors", f"door {missing[0]!r} is not in the site's doors")
-            if ics and room.ics_url is None:
-                raise err(f, f"{rkey}.ics_url", 'adapter = "ics" needs the calendar feed of every room')
             resources = list(room.resources)
             if not resources:
-                if not ics:
+                if room_resource is None:
                     raise err(
                         f, f"{rkey}.resources",
                         "no platform resource is mapped to this room, so no booking can open its doors",
                     )
-                resources = [f"ics:{s.id}/{room.id}"]
+                resources = [room_resource(s.id, room.id)]
             for k, res in enumerate(resources):
                 where = f"site {s.id!r} room {room.id!r}"
                 if res in owner:
@@ -305,17 +316,13 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     f = str(p)
     cfg = load_toml(p, HubConfig, ConfigError)
     cfg = _resolve_paths(cfg, p.resolve().parent)
+    adapter = _booking_adapter(cfg, f)
 
     try:
         _split_listen(cfg.http.listen)
     except ValueError as exc:
         raise ConfigError(f, "http.listen", str(exc)) from None
-    b = cfg.booking
-    if b.adapter == "rest":
-        if b.base_url is None:
-            raise ConfigError(f, "booking.base_url", 'adapter = "rest" needs the platform\'s base URL')
-        if b.token_file is None:
-            raise ConfigError(f, "booking.token_file", 'adapter = "rest" needs the file holding the API token')
+    adapter.check(cfg, f)  # its own keys (rest: base_url, token_file; ics: ics_url)
     if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
         raise ConfigError(f, "mqtt.cert_file", "cert_file and key_file go together")
     if bool(cfg.hub.ca_cert_file) != bool(cfg.hub.ca_key_file):

@@ -15,25 +15,25 @@ Relative paths resolve against the config file's directory. After ``load()``:
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta, Struct, field
 
 from wire.configfile import BrokerSection, load_toml, resolve_path
-from wire.errors import KeyFileError
 from wire.fields import Ident
 from wire.keys import read_key_file, signing_key_from_seed
-from wire.private import not_owner_only
 
 from .errors import ConfigError
+from .secrets import check_files, read_secret
 from .store.types import StoreError
 from .store.url import resolve as resolve_store_url
 from .store.url import sqlite_path
+
+if TYPE_CHECKING:
+    from .booking.base import AdapterType
 
 ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
@@ -110,7 +110,8 @@ class HttpSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class BookingSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    adapter: Literal["rest", "ics"]
+    #: A name in ``hub.booking.registry.ADAPTERS`` (checked by ``load``).
+    adapter: str
     base_url: HttpUrl | None = None
     token_file: str | None = None
     sync_interval_seconds: Annotated[int, Meta(ge=5, le=86400)] = 60
@@ -214,24 +215,6 @@ def _resolve_store(base: Path, value: str | None) -> str | None:
         return value
 
 
-def _owner_only(path: str) -> str | None:
-    """Why the secret file at ``path`` is unusable, or None if it is fine."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        return f"{p} does not exist"
-    except OSError as exc:
-        return f"cannot read {p}: {exc}"
-    if not stat.S_ISREG(st.st_mode):
-        return f"{p} is not a file"
-    if (why := not_owner_only(p, st.st_mode)) is not None:
-        return f"{p} is {why}"
-    if not os.access(p, os.R_OK):
-        return f"cannot read {p}"
-    return None
-
-
 def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
     r = resolve_path
     hub = msgspec.structs.replace(
@@ -260,10 +243,19 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
     return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, http=http, booking=booking, sites=sites)
 
 
+def _booking_adapter(cfg: HubConfig, f: str) -> AdapterType:
+    """The booking adapter ``cfg`` names; ConfigError (``booking.adapter``) listing the
+    known ones if there is none of that name."""
+    from .booking.registry import adapter_type  # not at the top: the adapters import this module
+
+    return adapter_type(cfg.booking.adapter, f)
+
+
 def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
     """Cross-references between sites, rooms, doors and resources; fills defaults."""
     err = ConfigError
-    ics = cfg.booking.adapter == "ics"
+    # A room without resources gets its adapter's synthetic one (ICS), if the adapter has one.
+    room_resource = _booking_adapter(cfg, f).room_resource
     seen_sites: set[str] = set()
     owner: dict[str, str] = {}
     sites: list[SiteConfig] = []
@@ -293,16 +285,14 @@ def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
                 missing = [d for d in room.doors if d not in s.doors]
                 if missing:
                     raise err(f, f"{rkey}.doors", f"door {missing[0]!r} is not in the site's doors")
-            if ics and room.ics_url is None:
-                raise err(f, f"{rkey}.ics_url", 'adapter = "ics" needs the calendar feed of every room')
             resources = list(room.resources)
             if not resources:
-                if not ics:
+                if room_resource is None:
                     raise err(
                         f, f"{rkey}.resources",
                         "no platform resource is mapped to this room, so no booking can open its doors",
                     )
-                resources = [f"ics:{s.id}/{room.id}"]
+                resources = [room_resource(s.id, room.id)]
             for k, res in enumerate(resources):
                 where = f"site {s.id!r} room {room.id!r}"
                 if res in owner:
@@ -329,6 +319,7 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     f = str(p)
     cfg = load_toml(p, HubConfig, ConfigError)
     cfg = _resolve_paths(cfg, p.resolve().parent)
+    adapter = _booking_adapter(cfg, f)
 
     try:
         _split_listen(cfg.http.listen)
@@ -339,12 +330,7 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
             resolve_store_url(cfg.hub.store, p.resolve().parent)
         except StoreError as exc:
             raise ConfigError(f, "hub.store", str(exc)) from None
-    b = cfg.booking
-    if b.adapter == "rest":
-        if b.base_url is None:
-            raise ConfigError(f, "booking.base_url", 'adapter = "rest" needs the platform\'s base URL')
-        if b.token_file is None:
-            raise ConfigError(f, "booking.token_file", 'adapter = "rest" needs the file holding the API token')
+    adapter.check(cfg, f)  # its own keys (rest: base_url, token_file; ics: ics_url)
     if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
         raise ConfigError(f, "mqtt.cert_file", "cert_file and key_file go together")
     if bool(cfg.hub.ca_cert_file) != bool(cfg.hub.ca_key_file):
@@ -358,36 +344,21 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
 
 
 def _check_files(cfg: HubConfig, f: str) -> None:
-    keys: list[tuple[str, str | None]] = [
+    check_files(f, keys=[
         ("hub.signing_key_file", cfg.hub.signing_key_file),
         ("hub.enroll_key_file", cfg.hub.enroll_key_file),
-    ]
-    keys += [(f"sites[{i}].cred_key_file", s.cred_key_file) for i, s in enumerate(cfg.sites)]
-    for key, value in keys:
-        if value is None:
-            continue
-        try:
-            read_key_file(value)
-        except KeyFileError as exc:
-            raise ConfigError(f, key, str(exc.args[0])) from None
-    secrets = [
+        *((f"sites[{i}].cred_key_file", s.cred_key_file) for i, s in enumerate(cfg.sites)),
+    ], secrets=[
         ("hub.ca_key_file", cfg.hub.ca_key_file),
         ("mqtt.password_file", cfg.mqtt.password_file),
         ("mqtt.key_file", cfg.mqtt.key_file),
         ("booking.token_file", cfg.booking.token_file),
         ("booking.webhook_secret_file", cfg.booking.webhook_secret_file),
-    ]
-    for key, value in secrets:
-        if value is not None and (why := _owner_only(value)) is not None:
-            raise ConfigError(f, key, why)
-    public = [
+    ], public=[
         ("hub.ca_cert_file", cfg.hub.ca_cert_file),
         ("mqtt.ca_file", cfg.mqtt.ca_file),
         ("mqtt.cert_file", cfg.mqtt.cert_file),
-    ]
-    for key, value in public:
-        if value is not None and not Path(value).is_file():
-            raise ConfigError(f, key, f"{value} does not exist")
+    ])
 
 
 def signing_key(cfg: HubConfig) -> Ed25519PrivateKey:
@@ -400,14 +371,5 @@ def site_key(cfg: HubConfig, site_id: str) -> bytes:
     return read_key_file(cfg.site(site_id).cred_key_file)
 
 
-def read_secret(path: str) -> str:
-    """A secret (password, token, webhook secret) from an owner-only file, stripped.
-
-    Raise ConfigError if the file is missing, readable by others, or empty."""
-    why = _owner_only(path)
-    if why is not None:
-        raise ConfigError(path, None, why)
-    text = Path(path).read_text(encoding="utf-8").strip()
-    if not text:
-        raise ConfigError(path, None, "secret file is empty")
-    return text
+__all__ = ["BookingSection", "HomeAssistantSection", "HttpSection", "HubConfig", "HubSection", "MqttSection",
+           "RoomConfig", "SiteConfig", "load", "read_secret", "signing_key", "site_key"]

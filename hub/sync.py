@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .booking import BookingAdapter, HttpPolicy, IcsAdapter, PlatformBooking, RestAdapter, Skipped, SyncResult
-from .booking.base import iso_z
-from .config import HubConfig, read_secret
-from .errors import ConfigError, SyncError
+from .booking import BookingAdapter, HttpPolicy, PlatformBooking, Skipped, SyncResult
+from .booking.base import Wording
+from .booking.registry import adapter_type
+from .config import HubConfig
+from .errors import SyncError
 from .store import BookingChanges, Store
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,13 @@ class SyncReport:
 def build_adapter(
     cfg: HubConfig, resolve_member: Callable[[str], str | None], *, policy: HttpPolicy | None = None
 ) -> BookingAdapter:
-    """The adapter ``cfg.booking`` describes. The REST token is read from its owner-only
-    file here (ConfigError if it is missing, readable by others or empty)."""
+    """The adapter ``cfg.booking`` describes, built by its module (``booking.registry``).
+    Secrets it needs (the REST token) are read from their owner-only files here
+    (ConfigError if one is missing, readable by others or empty; also for an adapter name
+    the registry does not know)."""
     b = cfg.booking
     policy = policy or HttpPolicy(read_timeout=b.timeout_seconds)
-    if b.adapter == "rest":
-        if b.base_url is None or b.token_file is None:
-            raise ConfigError("(hub config)", "booking.base_url", 'adapter = "rest" needs base_url and token_file')
-        return RestAdapter(b.base_url, read_secret(b.token_file), policy=policy, overlap=b.overlap_seconds,
-                           source="rest")
-    feeds = [(room.resources[0], room.ics_url) for s in cfg.sites for room in s.rooms
-             if room.ics_url is not None and room.resources]
-    return IcsAdapter(feeds, resolve_member, horizon_days=b.horizon_days, policy=policy, source="ics")
+    return adapter_type(b.adapter).build(cfg, resolve_member, policy)
 
 
 def _parse_cursor(source: str, text: str | None) -> int | None:
@@ -129,6 +125,9 @@ class BookingSync:
         self._owns = adapter is None
         self.adapter = adapter if adapter is not None else build_adapter(cfg, self._member_by_email, policy=policy)
         self.source: str = getattr(self.adapter, "source", cfg.booking.adapter)
+        #: How progress lines speak of what the adapter reads (an adapter without
+        #: ``wording``, e.g. a test double, gets the defaults: pages).
+        self.wording: Wording = getattr(self.adapter, "wording", Wording())
 
     def _member_by_email(self, email: str) -> str | None:
         return self._emails.get(email.lower())
@@ -142,13 +141,9 @@ class BookingSync:
         say = progress or (lambda _line: None)
         t0 = time.monotonic()
         since = _parse_cursor(self.source, self.store.get_sync_state(self.source).cursor)
-        if isinstance(self.adapter, IcsAdapter):
-            say(f"reading every room's calendar feed ({self.source})")
-        else:
-            say(f"reading bookings from {self.source}"
-                + (" (all of them: first sync)" if since is None else f" changed since {iso_z(since)}"))
+        say(self.wording.reading(self.source, since))
         self._refresh_members()
-        undo = _watch_pages(self.adapter, say, "feed" if isinstance(self.adapter, IcsAdapter) else "page")
+        undo = _watch_pages(self.adapter, say, self.wording.document)
         try:
             result = self.adapter.fetch(since)
         except SyncError as exc:

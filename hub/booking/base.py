@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hub.errors import HubError, SyncError
 from hub.store import supersedes
 from wire.messages import Booking
+
+if TYPE_CHECKING:
+    from .transport import HttpPolicy
 
 Status = Literal["confirmed", "cancelled"]
 
@@ -129,6 +133,60 @@ class BookingAdapter(Protocol):
     def close(self) -> None:
         """Release network resources; the adapter is not used afterwards."""
         ...
+
+
+#: A lower-case e-mail address → the member id, or None for people the hub does not know.
+MemberResolver = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """How the hub's sync and CLI speak of what an adapter reads; the defaults suit a
+    paged HTTP API.
+
+    ``document``: one HTTP document as it arrives (``page 1: HTTP 200``). ``documents``:
+    the documents of a result, ``{n}`` their count (``12 bookings in 3 pages``).
+    ``reads_all``: the line before each fetch of an adapter that reads everything every
+    time, ``{source}`` the source's name; None: ``reading bookings from SOURCE`` and what
+    ``since`` asks for."""
+
+    document: str = "page"
+    documents: str = "in {n} pages"
+    reads_all: str | None = None
+
+    def reading(self, source: str, since: int | None) -> str:
+        """The line said before a fetch from ``source`` with cursor ``since``."""
+        if self.reads_all is not None:
+            return self.reads_all.format(source=source)
+        return (f"reading bookings from {source}"
+                + (" (all of them: first sync)" if since is None else f" changed since {iso_z(since)}"))
+
+    def counted(self, pages: int) -> str:
+        """``SyncResult.pages`` in words (``in 3 pages``, ``from 2 feeds``)."""
+        return self.documents.format(n=pages)
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterType:
+    """What an adapter module offers the hub, as its module attribute ``ADAPTER`` (see
+    :mod:`.registry`: one line there names the module).
+
+    ``name``: the ``[booking] adapter`` value (and the default source name). ``build(cfg,
+    resolve_member, policy)``: the adapter ``cfg.booking`` describes (ConfigError when a
+    key or secret it needs is missing). ``check(cfg, path)``: ConfigError(path, key,
+    message) for a config this adapter cannot work with (its own keys), run by
+    ``hub.config.load``. ``room_resource(site_id, room_id)``: the synthetic resource of a
+    room configured without ``resources`` (the adapter puts it into that room's bookings);
+    None: every room must map platform resources. ``wording``: see :class:`Wording`.
+    """
+
+    name: str
+    # ``Any`` stands for hub.config.HubConfig: the config asks the adapters (through the
+    # registry) to check it, so this module must not import the config back.
+    build: Callable[[Any, MemberResolver, HttpPolicy], BookingAdapter]
+    check: Callable[[Any, str], None]
+    room_resource: Callable[[str, str], str] | None = None
+    wording: Wording = Wording()
 
 
 def unix(t: dt.datetime) -> int:

@@ -53,15 +53,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 import recurring_ical_events
 
-from hub.errors import HubError, SyncError
+from hub.config import HubConfig
+from hub.errors import ConfigError, HubError, SyncError
 
-from .base import PlatformBooking, Skipped, Status, SyncResult, UnsupportedOperation, newest, ordered, unix
+from .base import (
+    AdapterType,
+    MemberResolver,
+    PlatformBooking,
+    Skipped,
+    Status,
+    SyncResult,
+    UnsupportedOperation,
+    Wording,
+    newest,
+    ordered,
+    unix,
+)
 from .transport import HttpPolicy, make_session, request
 
 log = logging.getLogger(__name__)
 
 DAY = 86400
-MemberResolver = Callable[[str], str | None]
 _EMAIL = re.compile(r"[^\s:;,<>\"'()\[\]]+@[^\s:;,<>\"'()\[\]]+")
 _PLAIN_UID = re.compile(r"[\x21-\x2e\x30-\x7e]{1,100}")  # printable ASCII without "/"
 
@@ -92,6 +104,11 @@ class _Occurrence(NamedTuple):
     people: list[str]
 
 
+#: ``feed 1: HTTP 200``, ``12 bookings from 2 feeds``.
+WORDING = Wording(document="feed", documents="from {n} feeds",
+                  reads_all="reading every room's calendar feed ({source})")
+
+
 class IcsAdapter:
     """Read-only bookings from per-room ICS feeds.
 
@@ -101,6 +118,7 @@ class IcsAdapter:
     """
 
     supports_write = False
+    wording = WORDING
 
     def __init__(
         self,
@@ -271,3 +289,28 @@ class IcsAdapter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def check(cfg: HubConfig, path: str) -> None:
+    """``adapter = "ics"`` needs every room's ``ics_url`` (ConfigError otherwise)."""
+    for i, site in enumerate(cfg.sites):
+        for j, room in enumerate(site.rooms):
+            if room.ics_url is None:
+                raise ConfigError(path, f"sites[{i}].rooms[{j}].ics_url",
+                                  'adapter = "ics" needs the calendar feed of every room')
+
+
+def room_resource(site_id: str, room_id: str) -> str:
+    """The resource of a room configured without ``resources``: its bookings carry it."""
+    return f"ics:{site_id}/{room_id}"
+
+
+def build(cfg: HubConfig, resolve_member: MemberResolver, policy: HttpPolicy) -> IcsAdapter:
+    """The ICS adapter of ``cfg``: one feed per room with an ``ics_url`` (as its first
+    resource), attendees' addresses resolved to members by ``resolve_member``."""
+    feeds = [(room.resources[0], room.ics_url) for s in cfg.sites for room in s.rooms
+             if room.ics_url is not None and room.resources]
+    return IcsAdapter(feeds, resolve_member, horizon_days=cfg.booking.horizon_days, policy=policy, source="ics")
+
+
+ADAPTER = AdapterType(name="ics", build=build, check=check, room_resource=room_resource, wording=WORDING)

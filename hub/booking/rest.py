@@ -30,11 +30,24 @@ from types import TracebackType
 import requests
 from requests.auth import AuthBase
 
-from hub.errors import HubError, SyncError
+from hub.config import HubConfig, read_secret
+from hub.errors import ConfigError, HubError, SyncError
 from wire.errors import WireError
 from wire.messages import Booking, BookingPage, decode
 
-from .base import PlatformBooking, Skipped, SyncResult, WriteFailed, from_wire, iso_z, newest, ordered
+from .base import (
+    AdapterType,
+    MemberResolver,
+    PlatformBooking,
+    Skipped,
+    SyncResult,
+    Wording,
+    WriteFailed,
+    from_wire,
+    iso_z,
+    newest,
+    ordered,
+)
 from .transport import RETRY_STATUSES, HttpPolicy, Reply, make_session, request
 
 log = logging.getLogger(__name__)
@@ -89,6 +102,10 @@ def _item_id(raw: bytes) -> str | None:
     return None
 
 
+#: ``page 1: HTTP 200``, ``12 bookings in 3 pages``.
+WORDING = Wording()
+
+
 class RestAdapter:
     """PROTOCOL.md §5 over HTTP(S).
 
@@ -99,6 +116,7 @@ class RestAdapter:
     """
 
     supports_write = True
+    wording = WORDING
 
     def __init__(
         self,
@@ -257,3 +275,26 @@ class RestAdapter:
                  tb: TracebackType | None) -> None:
         self.close()
 
+
+
+def check(cfg: HubConfig, path: str) -> None:
+    """``adapter = "rest"`` needs ``base_url`` and ``token_file`` (ConfigError otherwise)."""
+    b = cfg.booking
+    if b.base_url is None:
+        raise ConfigError(path, "booking.base_url", 'adapter = "rest" needs the platform\'s base URL')
+    if b.token_file is None:
+        raise ConfigError(path, "booking.token_file", 'adapter = "rest" needs the file holding the API token')
+
+
+def build(cfg: HubConfig, resolve_member: MemberResolver, policy: HttpPolicy) -> RestAdapter:
+    """The REST adapter of ``cfg.booking``, its token read from its owner-only file now
+    (ConfigError if it is missing, readable by others or empty). Members come with the
+    bookings, so ``resolve_member`` is not needed."""
+    b = cfg.booking
+    if b.base_url is None or b.token_file is None:
+        raise ConfigError("(hub config)", "booking.base_url", 'adapter = "rest" needs base_url and token_file')
+    return RestAdapter(b.base_url, read_secret(b.token_file), policy=policy, overlap=b.overlap_seconds,
+                       source="rest")
+
+
+ADAPTER = AdapterType(name="rest", build=build, check=check, wording=WORDING)

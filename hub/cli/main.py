@@ -29,6 +29,7 @@ from wire import software_version
 from wire.errors import KeyFileError
 
 from .. import provision
+from ..booking.registry import adapter_type
 from ..core import CRED_TYPES, InLockdown
 from ..errors import ConfigError, HubError
 from .admin import (
@@ -109,7 +110,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"sync failed ({report.failures} in a row): {report.error}", file=sys.stderr)
             print("the last good bookings stay in force", file=sys.stderr)
             return 1
-        docs = f"from {report.pages} feeds" if cfg.booking.adapter == "ics" else f"in {report.pages} pages"
+        docs = adapter_type(cfg.booking.adapter).wording.counted(report.pages)
         print(f"{report.source}: {report.seen} bookings {docs}, {len(report.changed)} changed, "
               f"{len(report.skipped)} skipped, {report.seconds:.1f} s")
         for s in report.skipped[:10]:

@@ -32,6 +32,7 @@ from .. import provision
 from ..booking.registry import adapter_type
 from ..core import CRED_TYPES, InLockdown
 from ..errors import ConfigError, HubError
+from ..store.url import shown
 from .admin import (
     cmd_cards_add,
     cmd_cards_import,
@@ -67,7 +68,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         print("nothing to do: the hub's keys, CA and broker files exist already (nothing was changed)")
     files = provision.broker_files(cfg, args.broker_passwd, args.broker_acl)
-    print(f"store: {cfg.hub.store_url}")
+    print(f"store: {shown(cfg.hub.store_url)}")
     print("Mosquitto must use these files (firmware_configs/mosquitto/torwart.conf in /etc/mosquitto/conf.d/):")
     print(f"  the hub's listener:   password_file {files.hub_passwd}\n  every listener:       acl_file {files.acl}\n"
           f"  sites by password:    password_file {files.passwd} with use_username_as_clientid true")

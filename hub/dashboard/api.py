@@ -155,7 +155,9 @@ class Api:
     async def command(self, request: Request, p: Principal) -> Response:
         """Send a signed command: ``{"action": ..., "door", "seconds", "room", "reader", "member"}``."""
         body = parse_json(await request.body(), CommandBody)
-        doc = msgspec.structs.asdict(body)
+        # Fields not given are left out, as before typed bodies: each action keeps its own
+        # default (an enroll's 60 s window; an unlock's door's unlock_seconds).
+        doc = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
         out = await actions.perform(self.hub, p, request.path_params["site"], body.action, doc)
         return json(out.doc, out.status)
 

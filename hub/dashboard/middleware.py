@@ -78,13 +78,16 @@ class LoginGuard:
         self.public = public
 
     def _protected(self, scope: Scope) -> bool:
+        # The router takes the first FULL match, a later route of the same path included, so
+        # a PARTIAL one (the path with another method) must not end the search: a GET page
+        # and a POST action on one path would leave the POST unguarded. Only when no route
+        # matches fully does the router answer (405 for a path known with other methods,
+        # else 404) without running any handler.
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
                 return getattr(route, "path", "") not in self.public
-            if match is Match.PARTIAL:  # the path is known, not with this method: the router's 405
-                return False
-        return False  # the router's 404
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._protected(scope):

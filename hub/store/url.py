@@ -98,6 +98,11 @@ def open_store(url: StoreUrl) -> Store:
     return opener(os.fspath(url))
 
 
+def shown(url: StoreUrl) -> str:
+    """A store URL to print or log: without its password (``scheme://user:***@host``)."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", os.fspath(url))
+
+
 def _show(url: StoreUrl) -> str:
-    """A URL for an error message, without a password (``scheme://user:secret@host``)."""
-    return repr(re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", os.fspath(url)))
+    """A URL for an error message, quoted, without a password."""
+    return repr(shown(url))

@@ -99,3 +99,13 @@ def test_the_csrf_token_may_come_as_a_header_or_a_form_field(env: Env, commands:
                   files={"door": ("door.txt", b"eingang")}, allow_redirects=False, timeout=10)
     assert r.status_code == 400
     assert commands.drain() == []
+
+
+def test_an_enroll_through_the_commands_route_without_seconds_gets_the_default_window(env: Env) -> None:
+    """Fields left out of a command keep their action's default (here: an enrollment's 60 s),
+    as before bodies were typed; a typed body must not turn "not given" into null."""
+    boss = env.login("boss")
+    r = boss.post(env.url + "/api/v1/sites/minheim/commands",
+                  json={"action": "enroll", "member": "m-1", "reader": "front-in"}, timeout=10)
+    assert r.status_code == 202, r.text
+    assert (r.json()["member"], r.json()["seconds"]) == ("m-1", 60)

@@ -87,7 +87,12 @@ def _keyset(cfg: OsdpConfig, ser: serial.Serial, current: bytes | None, new: byt
     if not ctx.submit_command(0, {"command": Command.Keyset, "type": KEY_TYPE_SCBK, "data": new}):
         pending.unlink(missing_ok=True)
         raise ProtocolError(f"reader {cfg.id}: libosdp refused the keyset command")
-    if not _until(ctx, lambda: bool(done), timeout) or done[0] != 0:
+    if not _until(ctx, lambda: bool(done), timeout):
+        # No answer is not a refusal: the reader may have taken the key and its reply got
+        # lost. Only the new key would then open it, so it stays where the operator finds it.
+        raise ProtocolError(f"reader {cfg.id}: no answer to the new key within {timeout:g} s; it may have taken "
+                            f"it: the new key is kept in {pending} ({target} unchanged)")
+    if done[0] != 0:
         pending.unlink(missing_ok=True)
         raise ProtocolError(f"reader {cfg.id}: the reader did not accept the new key; {target} unchanged")
     # libosdp restarts Secure Channel with the new key: up again is the proof the reader has it.

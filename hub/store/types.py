@@ -349,6 +349,8 @@ class User:
     #: ``scrypt$...`` (hub.dashboard.passwords); never log it.
     password_hash: str = field(repr=False)
     created_at: int
+    #: Where the user's alerts go (hub/alerts); None: the user gets none.
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

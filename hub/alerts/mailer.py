@@ -120,7 +120,7 @@ class Mailer:
         wait = backoff(self.alerts, mail.attempts + 1)
         store.alert_mail_retry(mail.id, f"{type(exc).__name__}: {exc}", next_try=time.time() + wait)
         self.retried += 1
-        log.warning("alert mail %d to %s not sent (try %d), again in %.0f s: %s", mail.id, mail.recipient,
+        log.warning("alert mail %d to %s not sent (try %d), again in %.1f s: %s", mail.id, mail.recipient,
                     mail.attempts + 1, wait, exc)
 
     def _send(self, store: Store, mails: list[AlertMail]) -> None:

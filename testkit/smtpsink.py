@@ -13,7 +13,9 @@ from aiosmtpd.controller import Controller
 from .util import free_port
 
 
-class _Keep:
+class Keep:
+    """The handler: keeps each message in its sink (subclass it to answer otherwise)."""
+
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
@@ -36,7 +38,7 @@ class SmtpSink:
         self._controller: Controller | None = None
 
     def start(self) -> SmtpSink:
-        self._controller = Controller(_Keep(self), hostname=self.host, port=self.port)
+        self._controller = Controller(Keep(self), hostname=self.host, port=self.port)
         self._controller.start()
         return self
 

@@ -349,8 +349,7 @@ class User:
     #: ``scrypt$...`` (hub.dashboard.passwords); never log it.
     password_hash: str = field(repr=False)
     created_at: int
-    #: Where the user's alerts go (hub/alerts); None: the user gets none.
-    email: str | None = None
+    email: str | None = None  # where the user's alerts go (hub/alerts); None: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from wire.configfile import BrokerSection, load_toml, resolve_path
 from wire.fields import Ident
 from wire.keys import read_key_file, signing_key_from_seed
 
+from .alerts.settings import AlertsSection
 from .errors import ConfigError
 from .secrets import check_files, read_secret
 from .store.types import StoreError
@@ -172,6 +173,13 @@ class HubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     booking: BookingSection
     sites: list[SiteConfig] = field(default_factory=list)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    alerts: AlertsSection | None = None
+
+    def dashboard_url(self) -> str:
+        """The dashboard's base URL (no trailing slash) for links in alerts."""
+        if self.alerts is not None and self.alerts.dashboard_url is not None:
+            return self.alerts.dashboard_url.rstrip("/")
+        return f"http://{self.http.listen}"
 
     def site(self, site_id: str) -> SiteConfig:
         """The site ``site_id``; KeyError if it is not configured."""
@@ -239,6 +247,9 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
         webhook_secret_file=r(base, cfg.booking.webhook_secret_file),
     )
     http = msgspec.structs.replace(cfg.http, admin_token_file=r(base, cfg.http.admin_token_file))
+    if cfg.alerts is not None:
+        cfg = msgspec.structs.replace(cfg, alerts=msgspec.structs.replace(
+            cfg.alerts, smtp_password_file=r(base, cfg.alerts.smtp_password_file)))
     sites = [msgspec.structs.replace(s, cred_key_file=r(base, s.cred_key_file) or "") for s in cfg.sites]
     return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, http=http, booking=booking, sites=sites)
 
@@ -337,6 +348,11 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
         raise ConfigError(f, "hub.ca_cert_file", "ca_cert_file and ca_key_file go together")
     if cfg.mqtt.password_file is not None and cfg.mqtt.username is None:
         raise ConfigError(f, "mqtt.username", "password_file needs a username")
+    a = cfg.alerts
+    if a is not None and a.smtp_password_file is not None and a.smtp_username is None:
+        raise ConfigError(f, "alerts.smtp_username", "smtp_password_file needs an smtp_username")
+    if a is not None and a.retry_max_seconds < a.retry_first_seconds:
+        raise ConfigError(f, "alerts.retry_max_seconds", "must not be less than retry_first_seconds")
     cfg = _check_sites(cfg, f)
     if check_files:
         _check_files(cfg, f)
@@ -354,6 +370,7 @@ def _check_files(cfg: HubConfig, f: str) -> None:
         ("mqtt.key_file", cfg.mqtt.key_file),
         ("booking.token_file", cfg.booking.token_file),
         ("booking.webhook_secret_file", cfg.booking.webhook_secret_file),
+        ("alerts.smtp_password_file", None if cfg.alerts is None else cfg.alerts.smtp_password_file),
     ], public=[
         ("hub.ca_cert_file", cfg.hub.ca_cert_file),
         ("mqtt.ca_file", cfg.mqtt.ca_file),
@@ -371,5 +388,5 @@ def site_key(cfg: HubConfig, site_id: str) -> bytes:
     return read_key_file(cfg.site(site_id).cred_key_file)
 
 
-__all__ = ["BookingSection", "HomeAssistantSection", "HttpSection", "HubConfig", "HubSection", "MqttSection",
-           "RoomConfig", "SiteConfig", "load", "read_secret", "signing_key", "site_key"]
+__all__ = ["AlertsSection", "BookingSection", "HomeAssistantSection", "HttpSection", "HubConfig", "HubSection",
+           "MqttSection", "RoomConfig", "SiteConfig", "load", "read_secret", "signing_key", "site_key"]

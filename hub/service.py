@@ -36,6 +36,8 @@ from wire.keys import read_key_file
 from wire.topics import Kind
 
 from . import homeassistant
+from .alerts.alerter import Alerter
+from .alerts.mailer import Mailer
 from .config import HubConfig
 from .core import Hub, each_site
 from .core.errors import UnknownSite
@@ -69,6 +71,9 @@ class HubService:
         self.web: Any = None
         #: Change notices for the dashboard's live view (any thread may wait on it).
         self.live = Live()
+        #: Alerts by e-mail (hub/alerts), with ``[alerts]`` only.
+        self.alerter: Alerter | None = None
+        self.mailer: Mailer | None = None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -99,6 +104,7 @@ class HubService:
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
         self.feedback = Feedback(cfg, self.store, supports_write=self.hub.platform_writes)
         self.feedback.start()  # before the link: the sites' retained statuses find it watching
+        self._start_alerts()
         self.hub.rebuild_all()
         self.link.start()
         b = cfg.booking
@@ -116,6 +122,21 @@ class HubService:
         self.ready.set()
         log.info("hub running: %d sites, HTTP on %s", len(cfg.sites), cfg.http.listen)
 
+    def _start_alerts(self) -> None:
+        """With ``[alerts]``: the mailer thread (it sends what an earlier run left queued)
+        and the offline check on the schedule."""
+        if self.cfg.alerts is None:
+            return
+        self.mailer = Mailer(self.cfg)
+        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake)
+        self.mailer.start()
+        every = max(0.5, min(5.0, self.alerter.offline_seconds / 4))
+        self._sched.add_job(lambda: self.post(self._check_offline), "interval", seconds=every)
+
+    def _check_offline(self) -> None:
+        if self.alerter is not None:
+            self.alerter.check_offline()
+
     def _shutdown(self) -> None:
         self._sched.shutdown(wait=False)
         self.live.close()  # ends the SSE streams, so that the HTTP server can stop
@@ -125,6 +146,8 @@ class HubService:
             self.link.stop()
         if hasattr(self, "feedback"):
             self.feedback.close()
+        if self.mailer is not None:
+            self.mailer.stop()
         if hasattr(self, "hub"):
             self.hub.close()
         if hasattr(self, "store"):
@@ -234,6 +257,8 @@ class HubService:
             log.exception("site %s: handling event %s (%s) failed; the event is stored", site, ev.seq, ev.type)
 
     def _after_event(self, site: str, ev: m.Event) -> None:
+        if self.alerter is not None:
+            self.alerter.on_event(site, ev)
         if isinstance(ev, m.OccupancyCheckin) and ev.ref is not None:
             self.feedback.checked_in(site, ev)
         elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub.core.enrolling)

@@ -27,6 +27,8 @@ from .common import load, open_cli_hub, table, when
 log = logging.getLogger("hub")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: An e-mail address, roughly: one @, no spaces, a dot in the domain.
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -76,11 +78,13 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     cfg = load(args)
     if not NAME_RE.match(args.name):
         raise HubError("a user name is 1-64 characters: letters, digits, '.', '_', '@', '-'")
+    if args.email is not None and not EMAIL_RE.match(args.email):
+        raise HubError(f"--email {args.email!r} is not an e-mail address (NAME@DOMAIN); nothing was changed")
     with open_cli_hub(args, cfg) as hub:
         sites = _sites(hub, args.role, args.sites)
         if hub.user(args.name) is not None:
             raise HubError(f"a user {args.name!r} exists already (remove it first to change it)")
-        hub.add_user(args.name, args.role, sites, hash_password(_password(args)))
+        hub.add_user(args.name, args.role, sites, hash_password(_password(args)), args.email)
     where = "every site" if sites is None else ", ".join(sites)
     print(f"user {args.name} added: {args.role} of {where}")
     return 0
@@ -90,9 +94,9 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     cfg = load(args)
     with open_cli_hub(args, cfg) as hub:
         users, active = hub.users()
-    table(["NAME", "ROLE", "SITES", "CREATED", "SESSIONS"],
+    table(["NAME", "ROLE", "SITES", "CREATED", "SESSIONS", "EMAIL"],
            [[u.name, u.role, "*" if u.sites is None else ",".join(u.sites), when(u.created_at),
-             active.get(u.name, 0)] for u in users])
+             active.get(u.name, 0), u.email or "-"] for u in users])
     return 0
 
 
@@ -116,6 +120,7 @@ def add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], 
     p.add_argument("--sites", metavar="A,B", help="the sites the user sees, comma-separated, or '*' "
                    "(default for admins: every site)")
     p.add_argument("--password-file", metavar="FILE", help="read the password from FILE (owner-readable only)")
+    p.add_argument("--email", metavar="ADDRESS", help="where the user's alerts go by e-mail ([alerts] in hub.toml)")
     add(users, "list", cmd_users_list, "list dashboard accounts and their open sessions")
     p = add(users, "remove", cmd_users_remove, "remove a dashboard account and end its sessions")
     p.add_argument("name")

@@ -217,10 +217,11 @@ class People(Base):
     def user(self, name: str) -> User | None:
         return self._store.get_user(name)
 
-    def add_user(self, name: str, role: str, sites: list[str] | None, password_hash: str) -> User:
-        """Add a dashboard account; HubError when the name is taken."""
+    def add_user(self, name: str, role: str, sites: list[str] | None, password_hash: str,
+                 email: str | None = None) -> User:
+        """Add a dashboard account (``email``: where its alerts go); HubError when the name is taken."""
         try:
-            return self._store.add_user(name, role, sites, password_hash)
+            return self._store.add_user(name, role, sites, password_hash, email)
         except UserExists as exc:
             raise HubError(str(exc)) from None
 

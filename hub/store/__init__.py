@@ -4,6 +4,7 @@ scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package).
 
 Light on purpose: importing it loads no implementation."""
 
+from .alerts import AlertMail, AlertRow, OutMail
 from .api import Store
 from .streams import (
     QUARANTINE_BYTES,
@@ -53,10 +54,11 @@ from .types import (
 from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "SCHEMES", "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
+    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
+    "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
-    "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
+    "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
     "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",

@@ -349,6 +349,7 @@ class User:
     #: ``scrypt$...`` (hub.dashboard.passwords); never log it.
     password_hash: str = field(repr=False)
     created_at: int
+    email: str | None = None  # where the user's alerts go (hub/alerts); None: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,10 +263,37 @@ def _feedback_queue(db: Database) -> None:
     db.table("site_watch").create({"site_id": str, "clean_since": float, "boot": str}, pk="site_id")
 
 
+def _alerts(db: Database) -> None:
+    """Alerts by e-mail (hub/alerts): ``users.email`` (NULL: the user hears nothing);
+    ``alerts``, one row per occurrence of (site, kind, subject: a door, a reader or "") from
+    opened to resolved (at most one open per key: a partial unique index); ``alert_mails``,
+    the durable queue of each recipient's message (``opened`` or ``resolved``), from
+    ``pending`` (tried again at ``next_try``) to ``sent`` once the SMTP server accepted it."""
+    db.table("users").add_column("email", str)
+    db.table("alerts").create(
+        {"id": int, "site_id": str, "kind": str, "subject": str, "opened_at": float, "resolved_at": float,
+         "detail": str},
+        pk="id", not_null={"site_id", "kind", "subject", "opened_at"},
+    )
+    db.execute("CREATE UNIQUE INDEX alerts_open ON alerts (site_id, kind, subject) WHERE resolved_at IS NULL")
+    db.table("alerts").create_index(["opened_at"])
+    db.table("alert_mails").create(
+        {"id": int, "alert_id": int, "what": str, "recipient": str, "mail_subject": str, "body": str,
+         "state": str, "attempts": int, "next_try": float, "last_error": str, "created_at": float,
+         "sent_at": float},
+        pk="id", not_null={"alert_id", "what", "recipient", "mail_subject", "body", "state", "attempts",
+                           "next_try", "created_at"},
+        defaults={"attempts": 0}, foreign_keys=[("alert_id", "alerts", "id")],
+    )
+    db.table("alert_mails").create_index(["state", "next_try"])
+    db.table("alert_mails").create_index(["alert_id"])
+
+
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
-                               _webhook_signatures, _event_streams, _site_refusals, _feedback_queue]
+                               _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
+                               _alerts]
 
 
 def _migrations() -> Migrations:

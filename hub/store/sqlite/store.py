@@ -32,6 +32,7 @@ from ..types import (
     UnknownSite,
     supersedes,
 )
+from .alerts import AlertsMixin
 from .caches import CachesMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
@@ -61,7 +62,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin):
+                  FeedbackMixin, AlertsMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

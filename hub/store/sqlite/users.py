@@ -21,33 +21,34 @@ from .base import SqliteBase
 log = logging.getLogger(__name__)
 
 ROLES = ("admin", "caretaker")
-_USER_COLS = "name, role, sites, password_hash, created_at"
+_USER_COLS = "name, role, sites, password_hash, created_at, email"
 
 
 def _user(row: sqlite3.Row) -> User:
     sites = None if row["sites"] is None else tuple(json.loads(row["sites"]))
     return User(name=row["name"], role=row["role"], sites=sites, password_hash=row["password_hash"],
-                created_at=row["created_at"])
+                created_at=row["created_at"], email=row["email"])
 
 
 class UsersMixin(SqliteBase):
     """Dashboard accounts and sessions."""
 
-    def add_user(self, name: str, role: str, sites: Sequence[str] | None, password_hash: str) -> User:
-        """Create a user; UserExists if the name is taken."""
+    def add_user(self, name: str, role: str, sites: Sequence[str] | None, password_hash: str,
+                 email: str | None = None) -> User:
+        """Create a user (``email``: where alerts go; None: none); UserExists if the name is taken."""
         if role not in ROLES:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = int(time.time())
         doc = None if sites is None else json.dumps(sorted(set(sites)))
         with self._write() as c:
             try:
-                c.execute(f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
-                          (name, role, doc, password_hash, now))
+                c.execute(f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+                          (name, role, doc, password_hash, now, email))
             except sqlite3.IntegrityError:
                 raise UserExists(f"a user {name!r} exists already") from None
         log.info("dashboard user added (role %s)", role)
         return User(name=name, role=role, sites=None if doc is None else tuple(json.loads(doc)),
-                    password_hash=password_hash, created_at=now)
+                    password_hash=password_hash, created_at=now, email=email)
 
     def get_user(self, name: str) -> User | None:
         with self._read() as c:

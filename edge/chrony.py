@@ -245,6 +245,14 @@ class ChronyWatch:
         self._verdict: ChronyVerdict | None = None
         self._at = 0.0
         self._refreshing = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _refresher(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.refresh()
 
     def refresh(self) -> ChronyVerdict:
         """Ask chronyd now (blocking, bounded by the reader's timeouts) and cache the answer."""
@@ -278,7 +286,12 @@ class ChronyWatch:
         if cached is None:
             return self.refresh()
         if start:
-            threading.Thread(target=self.refresh, name="chrony-verdict", daemon=True).start()
+            # One long-lived refresher, woken here: starting a thread per refresh would cost
+            # the badge path that asked a GIL hand-off of milliseconds (README, design).
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._refresher, name="chrony-verdict", daemon=True)
+                self._thread.start()
         if age > self.stale_seconds:
             return untrusted(f"chrony's verdict could not be refreshed for {age:.0f} s")
         return cached

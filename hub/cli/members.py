@@ -72,7 +72,7 @@ def cmd_members_remove(args: argparse.Namespace) -> int:
             print(f"site {ack.site}: acknowledged cache version {ack.version} (the member is gone from it)")
         elif ack.error:
             missing += 1
-            print(f"site {ack.site}: REFUSED cache version {ack.version}: {ack.error}")
+            print(f"site {ack.site}: NOT acknowledged cache version {ack.version}: {ack.error}")
         else:
             missing += 1
             print(f"site {ack.site}: NOT acknowledged within {args.timeout:.0f} s (offline?); cache version "

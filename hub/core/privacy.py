@@ -155,19 +155,38 @@ class Privacy(Pushing, People):
     def erase_and_wait(self, member_id: str, *, timeout: float = 30.0) -> Erasure:
         """``erase_member``, then publish each changed site's new cache as the retained full
         and wait (up to ``timeout`` seconds in all) until every one of them acknowledged it
-        (or a newer version). HubError when the broker cannot be reached: the erasure is
-        done then, and the running hub brings the new versions out."""
+        (or a newer version). When the broker cannot be reached the erasure stands and
+        each site's answer says the cache was not published (the running hub brings it
+        out)."""
         done = self.erase_member(member_id)
-        if not done.versions:
-            return done
-        waiting: dict[str, int] = {}
+        waiting = {site: v for site, v in done.versions.items() if v is not None}
         acks: dict[str, SiteAck] = {}
+        if waiting:
+            try:
+                self._publish_and_wait(waiting, acks, timeout)
+            except HubError as exc:  # the broker: the erasure stands, the running hub publishes
+                log.warning("erasure done, but the new caches were not published: %s", exc)
+                for site, version in waiting.items():
+                    acks[site] = SiteAck(site, version, False,
+                                         f"not published ({exc}); the running hub publishes it")
+                waiting.clear()
+        for site, version in waiting.items():
+            acks[site] = SiteAck(site, version, False, None)
+        for site, v in done.versions.items():
+            acks.setdefault(site, SiteAck(site, v, False, "no cache built (is the site configured?)"))
+        return Erasure(done.member, done.deleted, done.versions, tuple(acks[s] for s in done.versions))
+
+    def _publish_and_wait(self, waiting: dict[str, int], acks: dict[str, SiteAck], timeout: float) -> None:
+        """Publish the latest full of each site of ``waiting`` (site → version) over a
+        conversation of its own and move each site that answers from ``waiting`` to
+        ``acks``, until none is left or ``timeout`` seconds passed; HubError when the
+        broker cannot be reached or the publishing failed."""
         with Conversation(self.cfg, "cli") as talk:
             talk.connect(min(timeout, 15))
-            for site in done.versions:
+            for site in waiting:
                 talk.listen(site, ACKS)
             deadline = time.monotonic() + timeout
-            for site in done.versions:
+            for site in waiting:
                 waiting[site] = self._publish_full(talk, site).version
             while waiting and time.monotonic() < deadline:
                 msg = talk.next(deadline)
@@ -180,11 +199,8 @@ class Privacy(Pushing, People):
                 site, version = msg[0], waiting[msg[0]]
                 if ack.version is None or ack.version < version:
                     continue  # an answer to an older cache
-                ok = ack.ok or (ack.error == "stale_version")
+                ok = ack.ok or ack.error == "stale_version"  # stale: it holds this version or newer
                 if ack.ok:
                     self._store.update_site_state(site, {"cache_version": ack.version})
                 acks[site] = SiteAck(site, version, ok, None if ok else ack.error)
                 del waiting[site]
-        for site, version in waiting.items():
-            acks[site] = SiteAck(site, version, False, None)
-        return Erasure(done.member, done.deleted, done.versions, tuple(acks[s] for s in done.versions))

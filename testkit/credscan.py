@@ -61,14 +61,14 @@ class CredentialScanner:
             self._strings.add(c.upper().encode())
             self._values.add(value.upper().encode())
             self._lengths.add(len(value))
-        self._words = [w.lower().encode() for w in self.words if w]
+        self._words = [w.casefold() for w in self.words if w]
 
     def hits(self, data: bytes) -> list[str]:
         """What kinds of leaks ``data`` holds ("string", "value", "word"); [] if none."""
         found: list[str] = []
         if self._words:
-            lower = data.lower()
-            found += ["word" for w in self._words if w in lower]
+            text = data.decode("utf-8", "replace").casefold()
+            found += ["word" for w in self._words if w in text]
         for m in _STRING.finditer(data):
             if m.group(0).upper() in self._strings:
                 found.append("string")

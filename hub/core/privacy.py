@@ -10,8 +10,10 @@ credential, key or hash.
 
 Erasure deletes the member, their credentials (PINs included), grants, enrollments and
 the hub's copies of their bookings in one store transaction (``Store.erase_member``),
-then rebuilds the caches of every site that held them and publishes each as the new
-retained cache.full (replacing the retained full that named them). The command line
+then rebuilds the caches of every site that held them, drops the older rows of their
+cache change logs (which name the member's entries; a site further behind than the last
+version gets a full instead of a delta) and publishes each new version as the retained
+cache.full (replacing the retained full that named them). The command line
 waits for the sites' acknowledgements; a site that does not answer (offline) gets the
 new version when it reconnects, from the retained message. The events stay, under the
 pseudonym only, and are purged with retention like every other event.
@@ -145,11 +147,11 @@ class Privacy(Pushing, People):
         now = int(time.time())
         versions: dict[str, int | None] = {}
         for site in [s.id for s in self.cfg.sites if s.id in sites]:
-            if self.link is not None:
-                versions[site] = self.push(site)
-            else:
-                self.caches.rebuild(site, now)
-                versions[site] = self.caches.latest_version(site)
+            self.caches.rebuild(site, now)
+            # The change log's older rows hold the member's entries: keep only the newest
+            # (its removals name entry ids only). A site further behind gets a full.
+            self._store.prune_cache_log(site, keep_last=1, hard_max=1)
+            versions[site] = self.push(site) if self.link is not None else self.caches.latest_version(site)
         return Erasure(member_id, deleted, versions)
 
     def erase_and_wait(self, member_id: str, *, timeout: float = 30.0) -> Erasure:

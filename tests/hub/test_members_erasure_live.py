@@ -9,6 +9,7 @@ reported as not having done so."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def test_export_then_erase_leaves_no_trace_in_store_caches_or_retained_messages(
         assert before.scan_sqlite(hub_cfg.hub.store_path) > 0
         assert {f.what for f in before.findings} == {"string", "value", "word"}
         assert cache_scanner().scan_sqlite(site.data_dir / "cache.db") > 0
+        hub_before = cache_scanner()
+        hub_before.scan_sqlite(hub_cfg.hub.store_path, skip=_not_caches(hub_cfg.hub.store_path))
+        assert {f.where.rsplit(":", 1)[1] for f in hub_before.findings} == {"cache_entries", "cache_versions"}
         assert _retained_caches(broker, ("minheim", "altdorf"), cache_scanner()) == 2
 
         # --- erasure ---------------------------------------------------------------------------
@@ -116,10 +120,10 @@ def test_export_then_erase_leaves_no_trace_in_store_caches_or_retained_messages(
 
         after = scanner()
         assert after.scan_sqlite(hub_cfg.hub.store_path) == 0, after.findings
-        # The caches, at the hub (latest entries) and at the site, no longer name anna at all.
+        # The caches, at the hub (latest entries and change log) and at the site, no longer
+        # name anna at all, not even by pseudonym.
         hub_caches = cache_scanner()
-        hub_caches.scan_sqlite(hub_cfg.hub.store_path,
-                               skip=[(t, None) for t in _tables(hub_cfg.hub.store_path) if t != "cache_entries"])
+        hub_caches.scan_sqlite(hub_cfg.hub.store_path, skip=_not_caches(hub_cfg.hub.store_path))
         assert hub_caches.findings == []
         assert hub_caches.scanned["database row"] > 0  # bert's entries
         at_site = cache_scanner()
@@ -135,11 +139,11 @@ def test_export_then_erase_leaves_no_trace_in_store_caches_or_retained_messages(
         watch.close()
 
 
-def _tables(path: Path) -> list[str]:
-    import sqlite3
-
+def _not_caches(path: Path) -> list[tuple[str, str | None]]:
+    """The hub store's tables other than its caches' (``cache_*``), for the scanner to skip."""
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     finally:
         conn.close()
+    return [(t, None) for t in tables if not t.startswith("cache_")]

@@ -11,6 +11,9 @@ digits each; over a run's millions of them, a 10-digit value set of a thousand c
 give false alarms in a few runs out of a hundred), and a leaked value stands on its own
 in a log line or a JSON string.
 
+``words`` (names, e-mails, pseudonyms: what an erased member must no longer be found by)
+are looked for as case-insensitive substrings, found as kind "word".
+
 Values must be long enough not to match by chance: the chaos run uses 10- and 14-digit
 card ids with letters in them and 12-digit PINs (a Unix time has 10 digits, a float's
 fraction at most 7).
@@ -37,12 +40,13 @@ MIN_VALUE = 10
 @dataclass
 class Finding:
     where: str
-    what: str  # "string" or "value"; never the credential itself
+    what: str  # "string", "value" or "word"; never the credential or word itself
 
 
 @dataclass
 class CredentialScanner:
     credentials: Iterable[str]
+    words: Iterable[str] = ()
     findings: list[Finding] = field(default_factory=list)
     scanned: Counter[str] = field(default_factory=Counter)
 
@@ -57,10 +61,14 @@ class CredentialScanner:
             self._strings.add(c.upper().encode())
             self._values.add(value.upper().encode())
             self._lengths.add(len(value))
+        self._words = [w.casefold() for w in self.words if w]
 
     def hits(self, data: bytes) -> list[str]:
-        """What kinds of leaks ``data`` holds ("string", "value"); [] if none."""
+        """What kinds of leaks ``data`` holds ("string", "value", "word"); [] if none."""
         found: list[str] = []
+        if self._words:
+            text = data.decode("utf-8", "replace").casefold()
+            found += ["word" for w in self._words if w in text]
         for m in _STRING.finditer(data):
             if m.group(0).upper() in self._strings:
                 found.append("string")

@@ -93,6 +93,14 @@ def test_the_scan_finds_a_35_or_37_bit_card_string() -> None:
     assert scan.hits(b"read bits37:8000800011") == []
 
 
+def test_the_scan_finds_words_in_any_case_and_nothing_else() -> None:
+    scan = CredentialScanner([CARD], words=["Anna Beispiel", "anna@example.org", "Jörg Öztürk", ""])
+    assert scan.hits(b'{"name": "ANNA BEISPIEL", "email": "Anna@Example.org"}') == ["word", "word"]
+    assert scan.hits("JÖRG ÖZTÜRK".encode()) == ["word"]
+    assert scan.hits(b'{"name": "Anna Beispielhaft"}') == ["word"]  # substrings count
+    assert scan.hits(b'{"name": "Anna", "email": "anna@example.com"}') == []
+
+
 def test_the_sequence_check_finds_an_event_the_hub_does_not_have(tmp_path: Path) -> None:
     data = tmp_path / "site"
     data.mkdir()

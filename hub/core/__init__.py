@@ -10,6 +10,8 @@
 - members, credentials, grants, accounts: ``add_card``, ``import_cards``, ``remove_card``,
   ``cards``, ``add_grant``, ``remove_grant``, ``grants``, ``add_user``, ``users``,
   ``remove_user``, ``event_log``;
+- a member's data (GDPR): ``export_member``, ``erase_member`` (running hub),
+  ``erase_and_wait`` (command line);
 - bookings: ``sync``, ``sync_now``, ``apply_push``;
 - what is shown: ``snapshot``, ``summary``, ``event_views``, ``noshows``, ``overview``;
 - "is this a configured site?": ``site`` and ``knows``.
@@ -24,17 +26,20 @@ from .base import Accounts, each_site
 from .errors import BadCommand, InLockdown, NoEnrollKey, NotSent, UnknownSite
 from .hub import Hub, open_hub
 from .people import CRED_TYPES, parse_credential
+from .privacy import Erasure, SiteAck
 from .push import Result
 
 __all__ = [
     "CRED_TYPES",
     "Accounts",
     "BadCommand",
+    "Erasure",
     "Hub",
     "InLockdown",
     "NoEnrollKey",
     "NotSent",
     "Result",
+    "SiteAck",
     "UnknownSite",
     "each_site",
     "open_hub",

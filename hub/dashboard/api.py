@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from ..core.pages import SiteSnapshot
-from . import actions, enroll
+from . import actions, enroll, members
 from .auth import PERMISSIONS, Auth, Principal
 from .common import error, json, on_loop
 from .model import CommandBody, EnrollBody, EventsQuery, LiveFragment, LiveQuery, Me, NoshowsQuery, parse, parse_json
@@ -172,6 +172,16 @@ class Api:
         """An enrollment's state: sent, acknowledged, read, enrolled, pushed, held, refused
         (``code``) or expired (admins)."""
         out = await enroll.status(self.hub, p, request.path_params["id"])
+        return json(out.doc, out.status)
+
+    async def member_export(self, request: Request, p: Principal) -> Response:
+        """Everything the hub holds about a member, as ``torwart-hub members export`` (admins)."""
+        out = await members.export(self.hub, p, request.path_params["member"])
+        return json(out.doc, out.status)
+
+    async def member_erase(self, request: Request, p: Principal) -> Response:
+        """Erase a member, as ``torwart-hub members remove`` without waiting for the sites (admins)."""
+        out = await members.erase(self.hub, p, request.path_params["member"])
         return json(out.doc, out.status)
 
     # --- live ----------------------------------------------------------------------------------------

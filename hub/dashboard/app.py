@@ -71,6 +71,8 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/api/v1/sites/{site}/commands", g(a.command), methods=["POST"]),
         Route("/api/v1/sites/{site}/enroll", g(a.enroll), methods=["POST"]),
         Route("/api/v1/enrollments/{id}", g(a.enrollment), methods=["GET"]),
+        Route("/api/v1/members/{member}/export", g(a.member_export), methods=["GET"]),
+        Route("/api/v1/members/{member}/erase", g(a.member_erase), methods=["POST"]),
     ]
     a.routes = table
     return auth, table

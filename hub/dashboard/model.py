@@ -187,6 +187,15 @@ class Pushed(Struct, kw_only=True):
     published_version: int
 
 
+class Erased(Struct, kw_only=True):
+    """A member was erased: rows deleted per table, and each site whose cache held them
+    with its new version (published as the retained cache.full)."""
+
+    member: str
+    deleted: dict[str, int]
+    sites: dict[str, int | None]
+
+
 class CommandSent(Struct, kw_only=True):
     """The signed command went out to the site (``id``: the command's id)."""
 

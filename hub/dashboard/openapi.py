@@ -29,7 +29,7 @@ _ERRORS = {
     400: "bad parameters (the message names the field)",
     401: "not logged in: no valid session cookie or admin token",
     403: "missing or wrong CSRF token (POSTs with a session), or the role may not do this",
-    404: "no such site (or not one of the caller's), or no such enrollment",
+    404: "no such site (or not one of the caller's), enrollment or member",
     409: "unlock refused: the site is in lockdown",
     413: "the request body is over 16 KiB",
     503: "the hub is not connected to the broker (or has no enrollment key)",
@@ -99,6 +99,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         t.EnrollmentStarted, status=202, body=t.EnrollBody, errors=_WRITE),
     ("GET", "/api/v1/enrollments/{id}"): Operation(
         "An enrollment's state", "Admins (others 403).", t.EnrollmentView, errors=(401, 403, 404)),
+    ("GET", "/api/v1/members/{member}/export"): Operation(
+        "A member's data (access request)",
+        "Admins (others 403). Everything the hub holds about the member: name, e-mail, pseudonym, credentials by "
+        "type and fingerprint (a PIN only as set), grants, bookings, enrollments, events naming the pseudonym "
+        "(within retention) and the sites whose caches hold the member.", dict[str, Any], errors=(401, 403, 404)),
+    ("POST", "/api/v1/members/{member}/erase"): Operation(
+        "Erase a member",
+        "Admins (others 403). Deletes the member's name, e-mail, credentials, PINs, grants, enrollments and the "
+        "hub's copies of their bookings at once, and publishes the new cache of every site that held them; "
+        "GET /api/v1/sites shows when each site applied it. Events naming the pseudonym stay until retention.",
+        t.Erased, errors=(401, 403, 404)),
 }
 
 _DESCRIPTION = (
@@ -143,13 +154,15 @@ def _absent_not_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 def _parameters(path: str, query: type | None, sites: Sequence[str]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
-    for name in ("site", "id"):
+    for name in ("site", "id", "member"):
         if "{" + name + "}" in path:
             p: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             if name == "site":
                 p["description"] = "a site's id"
                 if sites:
                     p["examples"] = {s: {"value": s} for s in sites}
+            elif name == "member":
+                p["description"] = "the member's id on the booking platform"
             else:
                 p["description"] = "the enrollment's id (its command's id)"
             params.append(p)

@@ -38,6 +38,7 @@ from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
 from .members import MembersMixin, chunks, marks
+from .privacy import PrivacyMixin
 from .refusals import RefusalsMixin
 from .users import UsersMixin
 
@@ -62,7 +63,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin):
+                  FeedbackMixin, AlertsMixin, PrivacyMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

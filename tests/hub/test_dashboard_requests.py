@@ -6,28 +6,13 @@ form field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 
 from testkit.mqttclient import TestClient
 from wire.topics import Kind, topic
 
 from ._dashboard import Env, env_fixture  # noqa: F401 (the env fixture)
-from .test_dashboard_lockdown import command_body
-
-
-@pytest.fixture(name="commands")
-def commands_fixture(env: Env) -> Iterator[TestClient]:
-    """A subscriber to minheim's command topic."""
-    mqtt = env.hub.service.cfg.mqtt
-    client = TestClient(mqtt.host, mqtt.port or 1883)
-    client.subscribe(topic("minheim", Kind.COMMAND))
-    try:
-        yield client
-    finally:
-        client.close()
+from .test_dashboard_lockdown import command_body, commands_fixture  # noqa: F401 (the commands fixture)
 
 
 def test_a_body_that_does_not_fit_is_refused_naming_the_field_and_sends_nothing(env: Env,

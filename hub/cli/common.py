@@ -30,6 +30,13 @@ def open_cli_hub(args: argparse.Namespace, cfg: HubConfig) -> AbstractContextMan
     return open_hub(cfg, where=args.config)
 
 
+def prepare_store(args: argparse.Namespace, cfg: HubConfig) -> None:
+    """Create or migrate the hub's store and sync the configured sites into it, then close
+    it (``init``, ``site add`` and ``run`` before the service opens its own)."""
+    with open_cli_hub(args, cfg):
+        return
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

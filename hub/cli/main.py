@@ -45,7 +45,7 @@ from .admin import (
     cmd_grants_remove,
     cmd_sites,
 )
-from .common import iso_time, load, open_cli_hub, rebuild, setup_logging
+from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .members import add_member_commands
 from .users import add_user_commands
 
@@ -61,8 +61,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                                  broker_hosts=args.broker_host or (), broker_group=args.broker_group)
     except PermissionError as exc:
         raise provision.ProvisionError(f"cannot give the broker's group access: {exc}") from None
-    with open_cli_hub(args, cfg):
-        pass
+    prepare_store(args, cfg)
     if created:
         print("created:")
         for item in created:
@@ -84,8 +83,7 @@ def cmd_site_add(args: argparse.Namespace) -> int:
     bundle = provision.site_add(args.config, cfg, args.site, name=args.name or args.site, broker_host=host,
                                 broker_port=args.broker_port, tls=tls, out_dir=args.out,
                                 passwd_file=args.broker_passwd, acl_file=args.broker_acl)
-    with open_cli_hub(args, bundle.config):
-        pass
+    prepare_store(args, bundle.config)
     where = (f"added to {args.config} (map its rooms there: [[sites.rooms]])" if bundle.appended
              else f"provisioned as declared in {args.config}")
     print(f"site {args.site}: {where}")
@@ -127,8 +125,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load(args, check_files=True)
-    with open_cli_hub(args, cfg):
-        pass
+    prepare_store(args, cfg)
     from .. import service
 
     return service.run(cfg)

@@ -21,6 +21,7 @@ from readers.wiegand import WiegandConfig, WiegandDecoder, WiegandReader
 from testkit.broker import Mosquitto
 from testkit.site import write_site
 from testkit.util import wait_for
+from testkit.wiegand_pins import drive_bits
 from wire import messages as m
 from wire.topics import Kind
 
@@ -156,13 +157,8 @@ class Sink:
 
 def type_keys(factory: Any, reader: WiegandReader, keys: str, fmt: int = 4) -> None:
     """Press keys on the keypad's mock D0/D1 pins, one burst per key (each burst ends first)."""
-    d0, d1 = factory.pin(reader.cfg.d0_pin), factory.pin(reader.cfg.d1_pin)
     for ch in keys:
-        wait_for(lambda: not reader.pending, 5, what="the previous key's burst to end")
-        for b in key_bits(ch, fmt):
-            pin = d1 if b else d0
-            pin.drive_low()
-            pin.drive_high()
+        drive_bits(factory, reader, key_bits(ch, fmt))
     wait_for(lambda: not reader.pending, 5, what="the last key's burst to end")
 
 

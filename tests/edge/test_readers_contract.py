@@ -17,7 +17,6 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from testkit.osdp_pd import wiegand_frame as osdp_wiegand_frame
 from testkit.pn532_fake import FakePn532, response_frame, target_response
 from testkit.rdm6300_fake import FakeRdm6300, rdm6300_frame
 from testkit.util import wait_for
+from testkit.wiegand_pins import drive_bits
 from wire.creds import check_credential
 from wire.keys import write_scbk_file
 
@@ -218,32 +218,6 @@ def _wiegand_bits(nbits: int, data: int) -> list[int]:
     return [sum(bits[: n // 2]) % 2, *bits, 1 - sum(bits[n // 2:]) % 2]
 
 
-class BurstClock:
-    """The reader's clock for pins driven from Python: time stands still while a burst is
-    driven, as it nearly does for a real reader's 2 ms bits. On a loaded machine the test
-    thread may be descheduled for longer than the 25 ms end-of-burst gap between two
-    bits, which would cut the burst in two; outside bursts the clock runs with real time,
-    so the end of a burst and the hold-off are timed as in the field."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._frozen: float | None = None
-
-    def __call__(self) -> float:
-        frozen = self._frozen
-        return frozen if frozen is not None else time.monotonic() - self._offset
-
-    @contextmanager
-    def still(self) -> Iterator[None]:
-        start = time.monotonic()
-        self._frozen = start - self._offset
-        try:
-            yield
-        finally:
-            self._offset += time.monotonic() - start
-            self._frozen = None
-
-
 class WiegandRig(Rig):
     name = "wiegand"
     CARDS = ((26, 0x3A1F2C), (34, 0x12345678))
@@ -255,18 +229,10 @@ class WiegandRig(Rig):
         self.reader = make_reader(cfg, self.sink)
         assert isinstance(self.reader, WiegandReader)
         self.wg = self.reader
-        self.clock = BurstClock()
-        self.wg.clock = self.clock
         self.current: list[int] | None = None
 
     def burst(self, bits: list[int]) -> None:
-        self.settle()  # the previous burst has ended: bursts never merge
-        d0, d1 = self.factory.pin(20), self.factory.pin(21)
-        with self.clock.still():
-            for b in bits:
-                pin = d1 if b else d0
-                pin.drive_low()
-                pin.drive_high()
+        drive_bits(self.factory, self.wg, bits)
 
     def present(self, card: int) -> str:
         nbits, data = self.CARDS[card]

@@ -28,6 +28,7 @@ from wire.keys import read_key_file, signing_key_from_seed
 
 from .alerts.settings import AlertsSection
 from .errors import ConfigError
+from .ha_settings import HomeAssistantSection
 from .secrets import check_files, read_secret
 from .store.types import StoreError
 from .store.url import resolve as resolve_store_url
@@ -158,12 +159,6 @@ class SiteConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def room(self, room_id: str) -> RoomConfig:
         return next(r for r in self.rooms if r.id == room_id)
-
-
-class HomeAssistantSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    #: Publish Home Assistant MQTT discovery configs (retained) for every room and door.
-    enabled: bool = False
-    prefix: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "homeassistant"
 
 
 class HubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -353,6 +348,7 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
         raise ConfigError(f, "alerts.smtp_username", "smtp_password_file needs an smtp_username")
     if a is not None and a.retry_max_seconds < a.retry_first_seconds:
         raise ConfigError(f, "alerts.retry_max_seconds", "must not be less than retry_first_seconds")
+    cfg.homeassistant.check(f, [site.id for site in cfg.sites])
     cfg = _check_sites(cfg, f)
     if check_files:
         _check_files(cfg, f)

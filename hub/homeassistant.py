@@ -15,9 +15,13 @@ from typing import Any
 
 from wire.topics import Kind, topic
 
+from . import ha_control
 from .config import HubConfig, SiteConfig
 
 log = logging.getLogger(__name__)
+
+#: A discovery config: (its topic, the config).
+Announced = tuple[str, dict[str, Any]]
 
 
 def _device(site: SiteConfig) -> dict[str, Any]:
@@ -61,6 +65,34 @@ def discovery(cfg: HubConfig, prefix: str = "homeassistant") -> list[tuple[str, 
                     "state_topic": state, "value_template": template, "payload_on": "ON", "payload_off": "OFF",
                     "device": dev, **avail,
                 }))
+        if cfg.homeassistant.control:
+            out += _controls(site, dev, avail, prefix)
+    return out
+
+
+def _controls(site: SiteConfig, dev: dict[str, Any], avail: dict[str, Any], prefix: str) -> list[Announced]:
+    """A lock per door and a lockdown switch for the site, operated through the hub
+    (hub/ha_control.py): the command topics are the hub's, the states the site's own."""
+    out: list[Announced] = []
+    for door in site.doors:
+        uid = f"torwart_{site.id}_{door}_door_lock"
+        out.append((f"{prefix}/lock/{uid}/config", {
+            "name": door, "unique_id": uid, "object_id": uid,
+            "command_topic": ha_control.door_topic(site.id, door), "command_template": ha_control.COMMAND_TEMPLATE,
+            "payload_lock": "LOCK", "payload_unlock": "UNLOCK", "payload_open": "OPEN",
+            "state_topic": topic(site.id, Kind.DOOR, door),
+            "value_template": "{{ 'LOCKED' if value_json.locked else 'UNLOCKED' }}",
+            "state_locked": "LOCKED", "state_unlocked": "UNLOCKED", "retain": False, "qos": 1,
+            "device": dev, **avail,
+        }))
+    uid = f"torwart_{site.id}_lockdown"
+    out.append((f"{prefix}/switch/{uid}/config", {
+        "name": "lockdown", "unique_id": uid, "object_id": uid, "icon": "mdi:shield-lock",
+        "command_topic": ha_control.lockdown_topic(site.id), "command_template": ha_control.COMMAND_TEMPLATE,
+        "payload_on": "ON", "payload_off": "OFF", "state_topic": topic(site.id, Kind.STATUS),
+        "value_template": "{{ 'ON' if value_json.lockdown else 'OFF' }}", "state_on": "ON", "state_off": "OFF",
+        "retain": False, "qos": 1, "device": dev, **avail,
+    }))
     return out
 
 

@@ -22,6 +22,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -32,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from wire import messages as m
 from wire.errors import WireError
-from wire.topics import Kind, parse, shared, site_filter, topic
+from wire.topics import ROOT, Kind, parse, shared, site_filter, topic
 
 from .config import MqttSection, read_secret
 
@@ -62,18 +63,27 @@ class HubLinkSink(Protocol):
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None: ...
 
 
+#: ``(topic, payload, retained)`` of a message on one of the link's request filters.
+RequestHandler = Callable[[str, bytes, bool], None]
+
+
 class HubLink:
     def __init__(self, cfg: MqttSection, sink: HubLinkSink | None, *, client_id: str | None = None,
                  persistent: bool = True, subscribe: tuple[Kind, ...] = INBOUND,
-                 session_expiry: int = 7 * 86400, share_group: str | None = None) -> None:
+                 session_expiry: int = 7 * 86400, share_group: str | None = None,
+                 requests: tuple[str, ...] = (), on_request: RequestHandler | None = None) -> None:
         """``share_group`` (see ``share_group()``) is required when ``cfg.shared_subscription``
-        and events are subscribed."""
+        and events are subscribed. ``requests``: filters outside the sites' topics (Home
+        Assistant's, hub/ha_control.py), shared like events, whose messages go to
+        ``on_request(topic, payload, retained)`` on paho's network thread."""
         if cfg.shared_subscription and sink is not None and Kind.EVENT in subscribe and not share_group:
             raise ValueError("a shared subscription needs the hub's secret share group name")
         self.cfg = cfg
         self._share_group = share_group
         self._sink = sink
         self._subscribe = subscribe if sink is not None else ()
+        self._requests = requests if on_request is not None else ()
+        self._on_request = on_request
         self._persistent = persistent
         self._session_expiry = session_expiry if persistent else 0
         self._connected = threading.Event()
@@ -156,6 +166,9 @@ class HubLink:
                 client.unsubscribe(shared(f, LEGACY_SHARE_GROUP))
                 f = shared(f, self._share_group)
             client.subscribe(f, qos=1)
+        for f in self._requests:  # each request is carried out once, by one of the hub's nodes
+            client.subscribe(shared(f, self._share_group) if self.cfg.shared_subscription and self._share_group
+                             else f, qos=1)
         self._connected.set()
         log.info("connected to %s:%s (session %s)", self.cfg.host, self.cfg.effective_port,
                  "resumed" if getattr(flags, "session_present", False) else "new")
@@ -168,6 +181,9 @@ class HubLink:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._on_request is not None and not msg.topic.startswith(ROOT + "/"):
+            self._on_request(msg.topic, bytes(msg.payload), bool(msg.retain))
+            return
         if self._sink is None:
             return
         try:

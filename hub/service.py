@@ -35,7 +35,7 @@ from wire.handoff import WorkQueue
 from wire.keys import read_key_file
 from wire.topics import Kind
 
-from . import homeassistant
+from . import ha_control, homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
 from .config import HubConfig
@@ -73,6 +73,8 @@ class HubService:
         self.live = Live()
         #: Alerts by e-mail (hub/alerts), with ``[alerts]`` only.
         self.alerter: Alerter | None = None
+        #: Home Assistant's requests, with ``[homeassistant] control`` only.
+        self.ha: ha_control.HaControl | None = None
         self.mailer: Mailer | None = None
 
     # --- the loop ------------------------------------------------------------------------------
@@ -98,10 +100,15 @@ class HubService:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.hub.store_url)
-        self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
+        control = cfg.homeassistant.control
+        self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)),
+                            requests=ha_control.FILTERS if control else (),
+                            on_request=self._ha_request if control else None)
         #: The application core: every act on sites and people goes through it.
         self.hub = Hub(cfg, self.store, link=self.link, live=self.live, post=self.post)
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
+        if control:
+            self.ha = ha_control.HaControl(cfg, self.hub, self.link.publish_topic)
         self.feedback = Feedback(cfg, self.store, supports_write=self.hub.platform_writes)
         self.feedback.start()  # before the link: the sites' retained statuses find it watching
         self._start_alerts()
@@ -182,6 +189,11 @@ class HubService:
             self.post(lambda: self._cache_ack(site, payload))
         elif kind is Kind.COMMAND_ACK:
             self.post(lambda: self._command_ack(site, payload))
+
+    def _ha_request(self, name: str, payload: bytes, retained: bool) -> None:
+        ha = self.ha
+        if ha is not None:
+            self.post(lambda: ha.handle(name, payload, retained))
 
     def refuse(self, site: str, kind: str, reason: str) -> None:
         """Count a message refused from ``site`` (``kind``: ``topic:reason``); any thread.

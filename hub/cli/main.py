@@ -9,6 +9,7 @@
     torwart-hub members ... a member's data: export (access request), remove (erasure)
     torwart-hub events      the event log
     torwart-hub users ...   dashboard accounts (admins, caretakers)
+    torwart-hub homeassistant init   Home Assistant's broker login and ACL
     torwart-hub run         run the hub (systemd)
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
@@ -46,6 +47,7 @@ from .admin import (
     cmd_sites,
 )
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
+from .homeassistant import add_homeassistant_commands
 from .members import add_member_commands
 from .users import add_user_commands
 
@@ -258,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_user_commands(sub, add)
     add_member_commands(sub, add)
+    add_homeassistant_commands(sub, add, broker)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

@@ -135,7 +135,8 @@ def hub_password_lines(passwd_file: Path, hub_users: tuple[str, ...]) -> str:
 def write_acl(cfg: HubConfig, acl_file: Path) -> bool:
     """Write the PROTOCOL.md §2 ACL (pattern lines, the same for every site); return
     whether the file changed."""
-    text = acl_text((hub_mqtt_user(cfg),))
+    ha = cfg.homeassistant
+    text = acl_text((hub_mqtt_user(cfg),), homeassistant=ha.broker_user if ha.enabled else None, ha_prefix=ha.prefix)
     if acl_file.exists() and acl_file.read_text(encoding="utf-8") == text:
         return False
     write_file_atomic(acl_file, text.encode(), mode=0o644)

@@ -27,7 +27,7 @@ from .util import next_matching
 _CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def add_user(county: County, name: str, role: str, sites: str | None = None) -> str:
+def add_user(county: County, name: str, role: str, sites: str | None = None, *, email: str | None = None) -> str:
     """Create a dashboard account with ``torwart-hub users add``; return its (generated) password."""
     from hub.__main__ import main as hub_main
 
@@ -39,6 +39,8 @@ def add_user(county: County, name: str, role: str, sites: str | None = None) -> 
             "--config", str(county.hub_config_path)]
     if sites is not None:
         args += ["--sites", sites]
+    if email is not None:
+        args += ["--email", email]
     if hub_main(args) != 0:
         raise RuntimeError(f"users add {name} failed")
     Path(pw_file).unlink()

@@ -75,17 +75,32 @@ class SiteFiles:
 
     # --- the agent as a subprocess ----------------------------------------------------------
 
-    def start(self, *, log_level: str = "info", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(self, *, log_level: str = "info", env: dict[str, str] | None = None,
+              doors: bool = False) -> subprocess.Popen[bytes]:
+        """Run the agent (``torwart-edge run`` on mock pins); with ``doors`` as
+        ``testkit.simsite``, whose doors ``act`` moves."""
         e = dict(os.environ)
         e.setdefault("GPIOZERO_PIN_FACTORY", "mock")
         e.update(env or {})
         log = (self.dir / "agent.log").open("ab")
+        cmd = (["-m", "testkit.simsite", "--control", str(self.control_path)] if doors else ["-m", "edge", "run"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "--config", str(self.config_path), "--log-level", log_level],
+            [sys.executable, *cmd, "--config", str(self.config_path), "--log-level", log_level],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=e,
         )
         log.close()
         return self.proc
+
+    @property
+    def control_path(self) -> Path:
+        """The control FIFO of a site started with ``doors`` (testkit.simsite)."""
+        return self.dir / "control"
+
+    def act(self, line: str) -> None:
+        """``open DOOR``, ``close DOOR`` or ``exit DOOR`` at a site started with ``doors``."""
+        from .demo_procs import fifo_write
+
+        fifo_write(self.control_path, line)
 
     def cache_version(self) -> int | None:
         """The version of the cache the site holds (None: none yet), read as a tool would."""

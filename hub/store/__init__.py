@@ -6,6 +6,7 @@ Light on purpose: importing it loads no implementation."""
 
 from .alerts import AlertMail, AlertRow, OutMail
 from .api import Store
+from .push import PushSubscriptionRow
 from .streams import (
     QUARANTINE_BYTES,
     BatchStored,
@@ -58,7 +59,8 @@ __all__ = [
     "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
-    "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
+    "OutMail", "PushSubscriptionRow", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow",
+    "SiteSpec", "SiteState",
     "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",

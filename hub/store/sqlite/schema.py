@@ -289,11 +289,24 @@ def _alerts(db: Database) -> None:
     db.table("alert_mails").create_index(["alert_id"])
 
 
+def _push_subscriptions(db: Database) -> None:
+    """Web Push (hub/alerts/webpush.py): each browser a dashboard user subscribed, by its
+    push service endpoint, with the keys its messages are encrypted to."""
+    db.table("push_subscriptions").create(
+        {"id": int, "user_name": str, "endpoint": str, "p256dh": str, "auth": str, "created_at": float,
+         "last_ok": float, "last_error": str},
+        pk="id", not_null={"user_name", "endpoint", "p256dh", "auth", "created_at"},
+        foreign_keys=[("user_name", "users", "name")],
+    )
+    db.execute("CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)")
+    db.table("push_subscriptions").create_index(["user_name"])
+
+
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
-                               _alerts]
+                               _alerts, _push_subscriptions]
 
 
 def _migrations() -> Migrations:

@@ -39,6 +39,7 @@ from .events import EventsMixin
 from .feedback import FeedbackMixin
 from .members import MembersMixin, chunks, marks
 from .privacy import PrivacyMixin
+from .push import PushMixin
 from .refusals import RefusalsMixin
 from .users import UsersMixin
 
@@ -63,7 +64,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, PrivacyMixin):
+                  FeedbackMixin, AlertsMixin, PrivacyMixin, PushMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

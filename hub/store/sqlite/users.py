@@ -64,6 +64,7 @@ class UsersMixin(SqliteBase):
         """Delete a user and every session of it (logged out at once)."""
         with self._write() as c:
             c.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+            c.execute("DELETE FROM alert_prefs WHERE user_name = ?", (name,))
             return c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
 
     # --- sessions ----------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def admins(users: Iterable[User], prefs: Mapping[str, AlertPrefs], channel: str 
 def make_prefs(user: str, *, lang: str = "de", kinds: str | None = None, channels: str = "email",
                quiet: str = "") -> AlertPrefs:
     """A user's settings from text (the CLI's options, the dashboard's form): ``kinds`` and
-    ``channels`` comma-separated (``kinds`` None, ``""`` or ``*``: every kind), ``quiet``
+    ``channels`` comma-separated (``kinds`` None, ``""`` or ``*``: every kind; ``-``: none), ``quiet``
     ``HH:MM-HH:MM`` or empty. ValueError naming the field for anything else."""
     from ..store.alerts import CHANNELS, LANGUAGES
     from .rules import KINDS
@@ -108,7 +108,9 @@ def make_prefs(user: str, *, lang: str = "de", kinds: str | None = None, channel
     if lang not in LANGUAGES:
         raise ValueError(f"language {lang!r}: one of {', '.join(LANGUAGES)}")
     kind_list: tuple[str, ...] | None = None
-    if kinds is not None and kinds.strip() not in ("", "*"):
+    if kinds is not None and kinds.strip() == "-":
+        kind_list = ()  # none at all
+    elif kinds is not None and kinds.strip() not in ("", "*"):
         kind_list = tuple(dict.fromkeys(k.strip() for k in kinds.split(",") if k.strip()))
         bad = [k for k in kind_list if k not in KINDS]
         if bad:

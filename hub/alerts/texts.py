@@ -60,6 +60,8 @@ _WORDS = {
            "a short message follows when it is resolved."},
 }
 LANGUAGES = tuple(_KIND)
+#: Each kind's headline in German and English (``{s}``: the door or reader).
+KIND_NAMES: dict[str, tuple[str, str]] = {k: (_KIND["de"][k], _KIND["en"][k]) for k in _KIND["de"]}
 
 
 def _when(ts: float) -> str:

@@ -69,6 +69,10 @@ class Alerting(Base):
         """A user's alert settings (the defaults when it changed none)."""
         return self._store.get_alert_prefs(user)
 
+    def set_user_email(self, name: str, email: str | None) -> bool:
+        """Where a user's alerts go (None: nowhere); False when there is no such user."""
+        return self._store.set_user_email(name, email)
+
     def set_alert_settings(self, prefs: AlertPrefs) -> None:
         """Store a user's alert settings (checked by ``hub.alerts.audience.check_prefs``)."""
         self._store.set_alert_prefs(prefs, now=time.time())

@@ -89,7 +89,7 @@ def test_an_urgent_alert_nobody_acknowledges_is_reminded_and_escalated_once_each
     assert _sent(store)[4:] == [("reminder", "anna@example.org")]
     al.tick(T0 + 1000)  # max_reminders = 2
     assert len(_sent(store)) == 5
-    esc = [x for x in store.alert_mails() if x.what == "escalated"][0]
+    esc = next(x for x in store.alert_mails() if x.what == "escalated")
     assert esc.mail_subject == "[Torwart] Eskalation: Dorfhaus Minheim: Tür eingang aufgebrochen"
     assert "https://torwart.example.org/sites/minheim" in esc.body
 

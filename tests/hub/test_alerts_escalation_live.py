@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hub.alerts.texts import LOCAL
-from testkit.county import County, HubThread
+from testkit.booking_fake import BookingPlatform
+from testkit.broker import Mosquitto
+from testkit.county import County, HubThread, make_county
 from testkit.demo_county import hub_cli
 from testkit.smtpsink import SmtpSink
 from testkit.util import wait_for
-from tests.hub.test_alerts_live import (  # noqa: F401 (fixtures)
+from tests.hub.test_alerts_live import (
     ADMIN,
     CARE_M,
     CARE_W,
@@ -26,12 +29,27 @@ from tests.hub.test_alerts_live import (  # noqa: F401 (fixtures)
     _to,
     _users,
     _with_alerts,
-    county,
-    minheim,
-    smtp,
 )
 
 UNKNOWN_CARD = "em4100:0AFFFFFFFF"
+
+
+@pytest.fixture
+def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
+    return make_county(tmp_path, broker, booking_platform, ("minheim", "wehlen"))
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+@pytest.fixture
+def minheim(county: County) -> Iterator[SimSite]:
+    site = SimSite(county.sites["minheim"])
+    yield site
+    site.stop()
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ Quiet = Annotated[str, Meta(pattern=r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-
 class AlertsQuery(Struct, kw_only=True):
     """``GET /api/v1/alerts`` and the alerts page: filters."""
 
-    site: Annotated[str, Meta(description="one site")] | None = None
-    kind: Annotated[AlertKind, Meta(description="one alert kind")] | None = None
+    site: Annotated[str, Meta(description="one site (empty: every site)")] | None = None
+    kind: Annotated[AlertKind | Literal[""], Meta(description="one alert kind (empty: every kind)")] = ""
     state: Annotated[Literal["open", "all"], Meta(description="open: not yet resolved; all: also resolved")] = "all"
     since: Annotated[str, Meta(description="Unix seconds or ISO 8601: opened or resolved since (open ones always)")] \
         | None = None

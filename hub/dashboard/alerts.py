@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..alerts import audience
 from ..alerts.rules import KINDS
+from ..core.alerting import RECENT_ALERTS
 from ..core.pages import AlertView
 from ..store import AlertPrefs
 from .alertmodel import AckForm, AlertSettings, AlertSettingsBody, AlertsQuery
@@ -71,7 +72,7 @@ class Alerts:
         from .api import _time
 
         visible = self._visible(p)
-        if q.site is not None and q.site not in visible:
+        if q.site and q.site not in visible:
             return f"no site {q.site!r}"
         try:
             since = _time(q.since, "since")
@@ -89,7 +90,7 @@ class Alerts:
             return error(404, chosen)
         sites, since = chosen
         return json(await on_loop(self.hub, lambda: self.hub.alert_list(
-            sites, kind=q.kind, open_only=q.state == "open", since=since, limit=q.limit)))
+            sites, kind=q.kind or None, open_only=q.state == "open", since=since, limit=q.limit)))
 
     async def _ack(self, p: Principal, text: str) -> AlertView | None:
         alert_id = _alert_id(text)
@@ -113,6 +114,13 @@ class Alerts:
 
         return await on_loop(self.hub, read)
 
+    async def api_me_alerts(self, request: Request, p: Principal) -> Response:
+        """The caller's alert settings: GET reads them, POST replaces them (one route, so
+        that a 405 names both methods)."""
+        if request.method == "POST":
+            return await self.api_set_settings(request, p)
+        return await self.api_settings(request, p)
+
     async def api_settings(self, request: Request, p: Principal) -> Response:
         """The caller's alert settings."""
         doc = await self._settings(p)
@@ -132,7 +140,8 @@ class Alerts:
     # --- pages -------------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        """``/alerts``: open and recent alerts of the caller's sites, by site, with filters."""
+        """``/alerts``: open alerts and those of the last 24 hours (or since ``since``) of the
+        caller's sites, by site, with filters; live unless ``since`` is given."""
         p = principal(request)
         try:
             q = parse(dict(request.query_params), AlertsQuery, what="the query")
@@ -142,9 +151,12 @@ class Alerts:
         if isinstance(chosen, str):
             return page(request, "error.html", {"message_key": "not_found", "status": 404}, user=p, status=404)
         sites, since = chosen
+        live = since is None  # the live stream sends what a site's page shows: open and last 24 h
+        if live:
+            since = time.time() - RECENT_ALERTS
         shown = [q.site] if q.site else self._visible(p)
         rows = await on_loop(self.hub, lambda: self.hub.alert_list(
-            sites, kind=q.kind, open_only=q.state == "open", since=since, limit=q.limit))
+            sites, kind=q.kind or None, open_only=q.state == "open", since=since, limit=q.limit))
         by_site: dict[str, list[AlertView]] = {s: [] for s in shown}
         hub_own = [a for a in rows if a.site == ""]
         for a in rows:
@@ -157,7 +169,7 @@ class Alerts:
                                                          "state": q.state},
             "sites": [{"id": s, "name": self.cfg.site(s).name or s} for s in self._visible(p)],
             "live_url": "/api/v1/live?" + urlencode({"view": "alerts", **({"site": q.site} if q.site else {}),
-                                                     **filters}),
+                                                     **filters}) if live else None,
             "title_key": "alerts",
         }, user=p)
 

@@ -209,7 +209,7 @@ class Api:
             if view == "json":
                 doc: SiteSnapshot | LiveFragment = snap
             elif view == "alerts":  # the site's part of /alerts (hub.dashboard.alerts)
-                shown = [a for a in snap.alerts if (q.kind is None or a.kind == q.kind)
+                shown = [a for a in snap.alerts if (not q.kind or a.kind == q.kind)
                          and (q.state == "all" or a.open)]
                 doc = LiveFragment(site=snap.id, html=fragment(
                     "_site_alerts.html", lang, g={"id": snap.id, "name": snap.name, "alerts": shown},

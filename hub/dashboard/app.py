@@ -81,8 +81,7 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/api/v1/members/{member}/erase", g(a.member_erase), methods=["POST"]),
         Route("/api/v1/alerts", g(al.api_list), methods=["GET"]),
         Route("/api/v1/alerts/{alert}/ack", g(al.api_ack), methods=["POST"]),
-        Route("/api/v1/me/alerts", g(al.api_settings), methods=["GET"]),
-        Route("/api/v1/me/alerts", g(al.api_set_settings), methods=["POST"]),
+        Route("/api/v1/me/alerts", g(al.api_me_alerts), methods=["GET", "POST"]),
     ]
     a.routes = table
     return auth, table

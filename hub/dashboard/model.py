@@ -86,7 +86,7 @@ class LiveQuery(Struct, kw_only=True):
                     Meta(description="json: the snapshot; card, detail, alerts: {site, html} for the pages")] = "json"
     lang: Annotated[str, Meta(description="de or en, for card and detail (default: the lang cookie, de)")] \
         | None = None
-    kind: Annotated[AlertKind, Meta(description="alerts: one alert kind")] | None = None
+    kind: Annotated[AlertKind | Literal[""], Meta(description="alerts: one alert kind (empty: every kind)")] = ""
     state: Annotated[Literal["open", "all"], Meta(description="alerts: open only, or also resolved")] = "all"
 
 

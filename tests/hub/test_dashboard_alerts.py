@@ -120,6 +120,10 @@ def test_the_pages_show_alerts_and_acknowledge_with_one_form_post(env: Env) -> N
     assert f'action="/alerts/{m1}/ack"' in county.text and "Site wittlich" not in county.text
     assert anna.get(env.url + "/alerts?site=wittlich", timeout=10).status_code == 404
     assert anna.get(env.url + "/alerts?state=maybe", timeout=10).status_code == 400
+    # The filter form as a browser sends it ("every site", "every kind"): the same list.
+    every = anna.get(env.url + "/alerts?site=&kind=&state=all", timeout=10)
+    assert every.status_code == 200 and f'action="/alerts/{m1}/ack"' in every.text
+    assert f'data-alert="{m1}"' not in anna.get(env.url + "/alerts?kind=door_forced", timeout=10).text
     assert requests.post(env.url + f"/alerts/{m1}/ack", cookies=anna.cookies, data={"next": "/sites/minheim"},
                          allow_redirects=False, timeout=10).status_code == 403
     assert _alert(env, m1) == (None, None)

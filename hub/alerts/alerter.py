@@ -104,15 +104,17 @@ class Alerter:
             self.notify(site, "alert")
         return alert_id
 
-    def on_event(self, site: str, ev: m.Event) -> None:
-        """What a newly stored event opens or clears."""
+    def on_event(self, site: str, ev: m.Event, now: float | None = None) -> None:
+        """What a newly stored event opens or clears. Durations are counted on the hub's
+        clock, and on the site's only where the event says it was trusted."""
+        t = time.time() if now is None else now
         for d in rules.from_event(ev):
-            self.apply(site, d)
-        guess = self.denials.add(site, ev)
+            self.apply(site, d, t)
+        guess = self.denials.add(site, ev, ev.ts if ev.clock_synced else t)
         if guess is not None:
-            self.apply(site, guess)
+            self.apply(site, guess, t)
         if isinstance(ev, m.ClockUntrusted | m.ClockTrusted):
-            self.since.see((site, rules.CLOCK_UNTRUSTED), isinstance(ev, m.ClockUntrusted), ev.ts)
+            self.since.see((site, rules.CLOCK_UNTRUSTED), isinstance(ev, m.ClockUntrusted), t)
 
     def on_status(self, site: str, st: m.Status, now: float | None = None) -> None:
         """What a site's Status opens or clears (storage error, lockdown) and the clock's trust."""

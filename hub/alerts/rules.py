@@ -168,18 +168,19 @@ class Denials:
         self.window = window
         self._seen: dict[tuple[str, str], deque[float]] = {}
 
-    def add(self, site: str, ev: m.Event) -> Decision | None:
-        """Count a refusal that looks like guessing; ``open`` once there are ``count`` in the window."""
+    def add(self, site: str, ev: m.Event, at: float) -> Decision | None:
+        """Count a refusal that looks like guessing, as of ``at`` (the event's time where
+        its clock was trusted, else the hub's); ``open`` once there are ``count`` in the window."""
         if not isinstance(ev, m.AccessDenied) or ev.reason not in GUESS_REASONS:
             return None
         q = self._seen.setdefault((site, ev.door), deque())
-        q.append(ev.ts)
-        while q and q[0] < ev.ts - self.window:
+        q.append(at)
+        while q and q[0] < at - self.window:
             q.popleft()
         while len(q) > self.count:
             q.popleft()
         if len(q) >= self.count:
-            return Decision("open", DENIALS, ev.door, ev.ts, f"{len(q)} / {self.window / 60:g} min")
+            return Decision("open", DENIALS, ev.door, at, f"{len(q)} / {self.window / 60:g} min")
         return None
 
     def quiet(self, site: str, door: str, opened_at: float, now: float) -> bool:

@@ -151,9 +151,17 @@ def test_repeated_denials_alert_once_and_clear_after_a_quiet_window(tmp_path: Pa
     al, _ = _alerter(tmp_path, store, "denials = 3\ndenials_minutes = 2\n")
     for i in range(5):
         al.on_event("altdorf", m.AccessDenied(id=f"d{i}", site="altdorf", ts=T0 + i, door="eingang", cred=None,
-                                              reason="unknown_credential", **HEAD))
-    assert [(a.kind, a.subject) for a in store.open_alerts()] == [("denials", "eingang")]
-    assert sorted(x.recipient for x in store.alert_mails()) == ["ben@example.org", "boss@example.org"]
+                                              reason="unknown_credential", **HEAD), now=T0 + 3600)
+    # A site whose clock is not trusted: counted on the hub's clock (its own says 1970).
+    for i in range(3):
+        al.on_event("minheim", m.AccessDenied(id=f"u{i}", site="minheim", ts=5.0, door="hof", cred=None,
+                                              reason="wrong_door", **{**HEAD, "clock_synced": False}), now=T0 + i)
+    assert [(a.site_id, a.subject, a.opened_at) for a in store.open_alerts()] == [
+        ("altdorf", "eingang", T0 + 2), ("minheim", "hof", T0 + 2)]
+    al.apply("minheim", rules.Decision("clear", "denials", "hof", T0 + 3), now=T0 + 3)
+    [alt] = store.open_alerts("altdorf")
+    assert (alt.kind, alt.subject) == ("denials", "eingang")
+    assert sorted(x.recipient for x in store.alert_mails(alt.id)) == ["ben@example.org", "boss@example.org"]
     al.tick(T0 + 100)
     assert store.open_alerts() != []
     al.tick(T0 + 125)

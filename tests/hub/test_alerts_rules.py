@@ -75,7 +75,7 @@ def test_repeated_denials_at_one_door_open_an_alert_and_other_refusals_do_not_co
 
     def deny(i: int, ts: float, reason: str = "unknown_credential", door: str = "eingang") -> rules.Decision | None:
         return den.add("minheim", m.AccessDenied(id=f"d{i}", ts=ts, door=door, cred=None, reason=reason,  # type: ignore[arg-type]
-                                                 **HEAD))
+                                                 **HEAD), ts)
 
     assert deny(1, 0.0) is None
     assert deny(2, 10.0, "lockdown") is None  # the site's state, not someone guessing

@@ -10,6 +10,8 @@ from msgspec import Meta, Struct, field
 
 from ..alerts.settings import AlertKind
 
+#: An e-mail address, roughly (as ``torwart-hub users add --email`` checks it), or empty.
+EMAIL = r"^$|^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 #: The most alerts one ``GET /api/v1/alerts`` answers.
 MAX_ALERTS = 1000
 Quiet = Annotated[str, Meta(pattern=r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
@@ -41,6 +43,8 @@ class AlertSettingsBody(Struct, kw_only=True, forbid_unknown_fields=True):
     channels: Annotated[list[Literal["email"]], Meta(description="where to hear it")] = \
         field(default_factory=lambda: ["email"])
     quiet: Quiet = ""
+    email: Annotated[str, Meta(pattern=EMAIL, description="where e-mails go; empty: nowhere; absent: unchanged")] \
+        | None = None
 
 
 class AlertSettings(Struct, kw_only=True):

@@ -14,6 +14,7 @@ live stream's ``view=alerts`` sends the site's part of the alerts page.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -26,7 +27,7 @@ from ..alerts.rules import KINDS
 from ..core.alerting import RECENT_ALERTS
 from ..core.pages import AlertView
 from ..store import AlertPrefs
-from .alertmodel import AckForm, AlertSettings, AlertSettingsBody, AlertsQuery
+from .alertmodel import EMAIL, AckForm, AlertSettings, AlertSettingsBody, AlertsQuery
 from .auth import Auth, Principal
 from .common import error, json, on_loop
 from .middleware import principal
@@ -134,8 +135,14 @@ class Alerts:
         prefs = audience.make_prefs(p.name, lang=body.lang,
                                     kinds=None if body.kinds is None else ",".join(body.kinds) or "-",
                                     channels=",".join(body.channels), quiet=body.quiet)
-        await on_loop(self.hub, lambda: self.hub.set_alert_settings(prefs))
+        await on_loop(self.hub, lambda: self._save(prefs, body.email))
         return json(await self._settings(p))
+
+    def _save(self, prefs: AlertPrefs, email: str | None) -> None:
+        """On the main loop: the settings, and the address unless None ("": none)."""
+        self.hub.set_alert_settings(prefs)
+        if email is not None:
+            self.hub.set_user_email(prefs.user, email or None)
 
     # --- pages -------------------------------------------------------------------------------
 
@@ -194,7 +201,7 @@ class Alerts:
             return page(request, "error.html", {"message_key": "forbidden", "status": 403}, user=p, status=403)
         return page(request, "alert_settings.html", {
             "settings": values or {"lang": doc.lang, "kinds": doc.kinds, "channels": doc.channels,
-                                   "quiet": doc.quiet},
+                                   "quiet": doc.quiet, "email": doc.email or ""},
             "email": doc.email, "kinds": KINDS, "message": message, "title_key": "alert_settings",
         }, user=p, status=status)
 
@@ -205,14 +212,17 @@ class Alerts:
         kinds = [str(k) for k in form.getlist("kinds")]
         channels = [str(c) for c in form.getlist("channels")]
         lang, quiet = str(form.get("lang", "de")), str(form.get("quiet", ""))
-        values = {"lang": lang, "kinds": kinds, "channels": channels, "quiet": quiet}
+        email = str(form.get("email", "")).strip()
+        values = {"lang": lang, "kinds": kinds, "channels": channels, "quiet": quiet, "email": email}
         try:
             prefs = audience.make_prefs(p.name, lang=lang, quiet=quiet, channels=",".join(channels),
                                         kinds="*" if set(kinds) >= set(KINDS) else ",".join(kinds) or "-")
+            if not re.match(EMAIL, email):
+                raise ValueError(f"e-mail {email!r}: not an e-mail address (NAME@DOMAIN)")
         except ValueError as exc:
             return await self.settings_page(request, message=str(exc), status=400, values=values)
         if await self._settings(p) is None:
             return page(request, "error.html", {"message_key": "forbidden", "status": 403}, user=p, status=403)
-        await on_loop(self.hub, lambda: self.hub.set_alert_settings(prefs))
+        await on_loop(self.hub, lambda: self._save(prefs, email))
         log.info("dashboard: %s changed its alert settings at %.0f", p.name, time.time())
         return RedirectResponse("/settings/alerts?saved=1", status_code=303)

@@ -29,6 +29,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "alert_kinds": ("Worüber ich benachrichtigt werde", "What I hear about"),
     "alert_channels": ("Wie", "How"),
     "channel_email": ("E-Mail", "E-mail"),
+    "alert_email_field": ("E-Mail-Adresse (leer: keine Nachrichten)", "E-mail address (empty: no messages)"),
     "alert_lang": ("Sprache der Nachrichten", "Language of the messages"),
     "alert_quiet": ("Ruhezeit", "Quiet hours"),
     "alert_quiet_hint": ("Z. B. 22:00-07:00 (Ortszeit). Nicht dringende Nachrichten kommen erst danach; dringende "
@@ -37,9 +38,9 @@ STRINGS: dict[str, tuple[str, str]] = {
                          "(door forced, tampering, site offline …) always go at once. Empty: no quiet hours."),
     "alert_email": ("Nachrichten gehen an {email}.", "Messages go to {email}."),
     "alert_no_email": ("Für dieses Konto ist keine E-Mail-Adresse hinterlegt: es gehen keine Nachrichten hinaus "
-                       "(torwart-hub users alerts NAME --email ADRESSE).",
-                       "This account has no e-mail address, so no messages go out (torwart-hub users alerts NAME "
-                       "--email ADDRESS)."),
+                       "(hier eintragen, oder torwart-hub users alerts NAME --email ADRESSE).",
+                       "This account has no e-mail address, so no messages go out (enter one here, or "
+                       "torwart-hub users alerts NAME --email ADDRESS)."),
     "save": ("Speichern", "Save"),
     "saved": ("Gespeichert.", "Saved."),
     **{f"alert.{kind}": names for kind, names in KIND_NAMES.items()},

@@ -158,7 +158,7 @@ def test_users_set_their_own_alert_settings_and_bad_ones_change_nothing(env: Env
     r = ben.post(env.url + "/api/v1/me/alerts", json=good, timeout=10)
     assert r.status_code == 200 and r.json() == {"user": "ben", "email": None, **good}
     for bad in ({"quiet": "25:00-06:00"}, {"kinds": ["fire"]}, {"channels": ["sms"]}, {"lang": "fr"},
-                {"colour": "red"}):
+                {"colour": "red"}, {"email": "ben at home"}):
         assert ben.post(env.url + "/api/v1/me/alerts", json=bad, timeout=10).status_code == 400, bad
     with env.store() as store:
         assert store.get_alert_prefs("ben") == AlertPrefs(user="ben", lang="en", kinds=("door_forced", "site_offline"),
@@ -175,9 +175,19 @@ def test_users_set_their_own_alert_settings_and_bad_ones_change_nothing(env: Env
     assert r.status_code == 400 and "HH:MM-HH:MM" in r.text
     with env.store() as store:
         assert store.get_alert_prefs("ben").quiet_start == 1320
+    r = ben.post(env.url + "/settings/alerts", data={"csrf": csrf, "lang": "de", "kinds": ["door_forced"],
+                                                     "channels": ["email"], "email": "ben@"}, timeout=10)
+    assert r.status_code == 400 and "not an e-mail address" in r.text
+    with env.store() as store:
+        assert store.get_alert_prefs("ben").kinds == ("door_forced", "site_offline")  # as the API set it
+        assert (u := store.get_user("ben")) is not None and u.email is None
     r = ben.post(env.url + "/settings/alerts", data={"csrf": csrf, "lang": "de", "kinds": ["door_forced", "lockdown"],
-                                                     "channels": ["email"], "quiet": ""}, allow_redirects=False,
-                 timeout=10)
+                                                     "channels": ["email"], "quiet": "", "email": "ben@example.org"},
+                 allow_redirects=False, timeout=10)
     assert r.status_code == 303
     with env.store() as store:
         assert store.get_alert_prefs("ben") == AlertPrefs(user="ben", kinds=("door_forced", "lockdown"))
+        user = store.get_user("ben")
+        assert user is not None and user.email == "ben@example.org"
+    r = ben.post(env.url + "/api/v1/me/alerts", json={"email": ""}, timeout=10)
+    assert r.status_code == 200 and r.json()["email"] is None

@@ -94,7 +94,7 @@ class Alerter:
                 log.warning("site %s: alert %s %s opened (#%d)", site or "-", d.kind, d.subject or "-", alert_id)
         else:
             to = self.recipients(site, d.kind, t)
-            alert_id = self.store.resolve_alert(site, d.kind, d.subject, at=d.at,
+            alert_id = self.store.resolve_alert(site, d.kind, d.subject, at=d.at, now=t,
                                                 mails=self._mails(site, d.kind, d.subject, at=d.at, what="resolved",
                                                                  detail=None, to=to))
             if alert_id is not None:

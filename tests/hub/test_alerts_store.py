@@ -50,6 +50,15 @@ def test_reminders_are_queued_in_order_once_each_and_never_after_an_acknowledgem
     assert not store.escalate_alert(b, at=500.0, mails=[_mail("boss@y.de")])  # resolved: nothing more
 
 
+def test_messages_are_due_on_the_hubs_clock_not_a_sites_that_runs_ahead(store: Store) -> None:
+    a = store.open_alert("minheim", "door_forced", "eingang", at=10_000.0, detail=None, mails=[_mail("x@y.de")],
+                         now=100.0)
+    assert a is not None
+    assert store.resolve_alert("minheim", "door_forced", "eingang", at=10_001.0, mails=[_mail("x@y.de")],
+                               now=101.0) == a
+    assert [x.what for x in store.claim_alert_mails(200.0, lease=10.0)] == ["opened", "resolved"]
+
+
 def test_a_message_held_back_is_not_due_before_its_time(store: Store) -> None:
     a = store.open_alert("minheim", "reader_offline", "r1", at=100.0, detail=None,
                          mails=[_mail("now@y.de"), _mail("later@y.de", not_before=5000.0)])

@@ -57,20 +57,21 @@ class AlertsMixin(SqliteBase):
             cur = c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail, raised_at) "
                             "VALUES (?, ?, ?, ?, ?, ?)", (site_id, kind, subject, at, detail, raised))
             alert_id = int(cur.lastrowid or 0)
-            _queue(c, alert_id, "opened", mails, at)
+            _queue(c, alert_id, "opened", mails, raised)
             return alert_id
 
     def resolve_alert(self, site_id: str, kind: str, subject: str, *, at: float,
-                      mails: Sequence[OutMail]) -> int | None:
+                      mails: Sequence[OutMail], now: float | None = None) -> int | None:
         """Resolve the open alert of (site, kind, subject) and queue ``mails`` in one
-        transaction; None (nothing changes) when none is open."""
+        transaction; None (nothing changes) when none is open. ``now``: the hub's time, when
+        the messages are due (default ``at``: a site's clock may be ahead)."""
         with self._write() as c:
             row = c.execute("SELECT id FROM alerts WHERE site_id = ? AND kind = ? AND subject = ? "
                             "AND resolved_at IS NULL", (site_id, kind, subject)).fetchone()
             if row is None:
                 return None
             c.execute("UPDATE alerts SET resolved_at = ? WHERE id = ?", (at, row["id"]))
-            _queue(c, int(row["id"]), "resolved", mails, at)
+            _queue(c, int(row["id"]), "resolved", mails, at if now is None else now)
             return int(row["id"])
 
     def open_alerts(self, site_id: str | None = None) -> list[AlertRow]:

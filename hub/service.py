@@ -332,6 +332,7 @@ class HubService:
         b = self.store.purge_bookings(int(now) - days * 86400)
         self.store.purge_enrollments(int(now) - days * 86400)
         self.store.purge_feedback(now - days * 86400)
+        self.store.purge_alerts(now - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

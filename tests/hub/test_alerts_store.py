@@ -110,3 +110,16 @@ def test_two_stores_on_one_url_take_each_reminder_once(store_url: str) -> None:
         took = [s.remind_alert(a, number=1, at=200.0, mails=[_mail("x@y.de")]) for s in (one, two, one)]
         assert took == [True, False, False]
         assert len(two.alert_mails(a)) == 1
+
+
+def test_retention_deletes_resolved_alerts_with_their_messages_and_keeps_open_ones(store: Store) -> None:
+    old = store.open_alert("minheim", "door_forced", "eingang", at=100.0, detail=None, mails=[_mail("x@y.de")])
+    still = store.open_alert("minheim", "site_offline", "", at=100.0, detail=None, mails=[_mail("x@y.de")])
+    recent = store.open_alert("minheim", "door_held", "hof", at=100.0, detail=None, mails=[_mail("x@y.de")])
+    assert old is not None and still is not None and recent is not None
+    store.resolve_alert("minheim", "door_forced", "eingang", at=200.0, mails=[_mail("x@y.de")])
+    store.resolve_alert("minheim", "door_held", "hof", at=400.0, mails=[])
+    assert store.purge_alerts(300.0) == 1
+    assert store.get_alert(old) is None and store.alert_mails(old) == []
+    assert {a.id for a in store.alerts()} == {still, recent}
+    assert len(store.alert_mails(still)) == 1

@@ -173,3 +173,11 @@ class AlertsMixin(SqliteBase):
             if n == 1:
                 _queue(c, alert_id, "escalated", mails, at)
             return n == 1
+
+    def purge_alerts(self, resolved_before: float) -> int:
+        """Delete the alerts resolved before ``resolved_before`` with their messages
+        (retention); open ones stay whatever their age. The number of alerts deleted."""
+        with self._write() as c:
+            c.execute("DELETE FROM alert_mails WHERE alert_id IN (SELECT id FROM alerts WHERE resolved_at < ?)",
+                      (resolved_before,))
+            return int(c.execute("DELETE FROM alerts WHERE resolved_at < ?", (resolved_before,)).rowcount)

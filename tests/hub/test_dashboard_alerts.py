@@ -138,8 +138,10 @@ def test_the_pages_show_alerts_and_acknowledge_with_one_form_post(env: Env) -> N
 
 def test_the_live_stream_sends_a_sites_part_of_the_alerts_page(env: Env) -> None:
     m1 = _open(env, "minheim", "storage_error", "")
+    other = _open(env, "minheim", "cache_stale", "")
     anna = env.login("anna")
-    with anna.get(env.url + "/api/v1/live", params={"view": "alerts", "site": "minheim", "state": "open"},
+    with anna.get(env.url + "/api/v1/live", params={"view": "alerts", "site": "minheim", "state": "open",
+                                                    "kind": "storage_error"},
                   stream=True, timeout=10) as r:
         assert r.status_code == 200
         for line in r.iter_lines(decode_unicode=True):
@@ -147,6 +149,7 @@ def test_the_live_stream_sends_a_sites_part_of_the_alerts_page(env: Env) -> None
                 doc = json.loads(line[6:])
                 break
     assert doc["site"] == "minheim" and f'data-alert="{m1}"' in doc["html"]
+    assert f'data-alert="{other}"' not in doc["html"]  # another kind: filtered out
     assert f'action="/alerts/{m1}/ack"' in doc["html"] and anna.headers["X-CSRF-Token"] in doc["html"]
 
 

@@ -145,3 +145,23 @@ def test_quiet_hours_hold_back_a_non_urgent_alert_but_never_an_urgent_one(
         held = [x for x in _mails(county) if x.recipient == CARE_M and "refused" in x.mail_subject]
         assert len(held) == 1 and held[0].state == "pending" and held[0].attempts == 0
         assert abs(held[0].next_try - end.replace(second=0, microsecond=0).timestamp()) < 61
+
+
+def test_a_lockdown_is_reported_when_it_starts_and_when_it_ends(
+    county: County, smtp: SmtpSink, minheim: SimSite
+) -> None:
+    _with_alerts(county, smtp)
+    _users(county)
+    smtp.start()
+    with HubThread(county) as hub:
+        svc = hub.service
+        minheim.start()
+        wait_for(lambda: _online(county, "minheim"), 30, what="minheim online")
+        svc.call(lambda: svc.hub.send_command("minheim", "lockdown"))
+        wait_for(lambda: len(smtp.messages()) >= 2, 15, what="the lockdown's e-mails")
+        started = "[Torwart] Sperre begonnen: Site minheim: alle Türen gesperrt (Lockdown)"
+        assert sorted(_got(smtp)) == [(ADMIN, started), (CARE_M, started)]
+        svc.call(lambda: svc.hub.send_command("minheim", "lockdown_end"))
+        wait_for(lambda: len(smtp.messages()) >= 4, 15, what="the end of the lockdown's e-mails")
+        ended = "[Torwart] Sperre beendet: Site minheim: alle Türen gesperrt (Lockdown)"
+        assert sorted(_got(smtp)[2:]) == [(ADMIN, ended), (CARE_M, ended)]

@@ -135,14 +135,18 @@ class HubService:
         if self.cfg.alerts is None:
             return
         self.mailer = Mailer(self.cfg)
-        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake)
+        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake, self.live.notify)
         self.mailer.start()
-        every = max(0.5, min(5.0, self.alerter.offline_seconds / 4))
-        self._sched.add_job(lambda: self.post(self._check_offline), "interval", seconds=every)
+        a = self.cfg.alerts
+        shortest = min(a.offline_minutes, a.escalate_minutes, a.remind_minutes, a.clock_minutes, a.cache_minutes,
+                       a.denials_minutes) * 60.0
+        every = max(0.5, min(5.0, shortest / 4))
+        self._sched.add_job(lambda: self.post(self._check_alerts), "interval", seconds=every)
 
-    def _check_offline(self) -> None:
+    def _check_alerts(self) -> None:
+        """Offline sites, slow conditions, the booking sync, reminders and escalations."""
         if self.alerter is not None:
-            self.alerter.check_offline()
+            self.alerter.tick()
 
     def _shutdown(self) -> None:
         self._sched.shutdown(wait=False)
@@ -286,9 +290,20 @@ class HubService:
         st = self.ingest.status(site, payload)
         if st is not None:
             self.feedback.watch_status(site, st, time.time())
+            self._status_alerts(site, st)
         self._notify(site, "status", st is not None)
         if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
             self.hub.converge(site, st.cache_version)
+
+    def _status_alerts(self, site: str, st: m.Status) -> None:
+        """Storage error and lockdown alerts from a Status; a failure is logged and the
+        status handled all the same."""
+        if self.alerter is None:
+            return
+        try:
+            self.alerter.on_status(site, st)
+        except Exception:
+            log.exception("site %s: alerts from its status failed; the status is stored", site)
 
     def _cache_ack(self, site: str, payload: bytes) -> None:
         if not self._configured(site):
@@ -329,6 +344,7 @@ class HubService:
         b = self.store.purge_bookings(int(now) - days * 86400)
         self.store.purge_enrollments(int(now) - days * 86400)
         self.store.purge_feedback(now - days * 86400)
+        self.store.purge_alerts(now - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

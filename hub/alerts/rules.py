@@ -1,28 +1,59 @@
-"""Which events and site states open or clear which alert: pure functions, no store.
+"""Which events and site states open or clear which alert: pure functions and small
+in-memory trackers, no store.
 
 An alert is keyed by (site, kind, subject): the subject is the door or reader it is about,
-or "" for the site as a whole. Kinds and what clears them:
+or "" for the site as a whole (site "" is the hub itself: ``sync_failing``). Kinds and what
+clears them:
 
 - ``door_forced`` (``door.forced_open``) and ``door_held`` (``door.held_open``): cleared
   by ``door.closed`` of that door;
 - ``reader_tamper``, ``reader_offline``, ``reader_error`` (the ``reader.*`` events):
   cleared by ``reader.online`` of that reader;
 - ``site_offline``: the site's last status says offline for longer than
-  ``offline_minutes``; cleared when it is online again.
+  ``offline_minutes``; cleared when it is online again;
+- ``storage_error``: an online Status with ``storage_error`` set; cleared by one without;
+- ``lockdown``: an online Status with ``lockdown`` true (the message says it started);
+  cleared by one with it false (the message says it ended);
+- ``clock_untrusted``: the site's clock untrusted (Status ``clock_synced`` false, or a
+  ``clock.untrusted`` event) for longer than ``clock_minutes``; cleared when trusted;
+- ``cache_stale``: the site online but not on the latest cache version the hub published
+  for longer than ``cache_minutes``; cleared when it is;
+- ``denials`` (guessing): ``denials`` refused badges (unknown card, wrong door, outside
+  the window, rate limited) at one door within ``denials_minutes``; cleared when that door
+  has had none for ``denials_minutes``;
+- ``sync_failing``: the booking platform sync failed ``sync_failures`` times in a row;
+  cleared by a successful sync.
+
+The durations are counted by the running hub (``Since``): after a restart they start
+again at the first state seen, so a slow condition is reported up to one duration later.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from wire import messages as m
 
+from .settings import ALL_KINDS
+
 DOOR_KINDS = ("door_forced", "door_held")
 READER_KINDS = ("reader_tamper", "reader_offline", "reader_error")
 SITE_OFFLINE = "site_offline"
-KINDS = (*DOOR_KINDS, *READER_KINDS, SITE_OFFLINE)
+STORAGE_ERROR = "storage_error"
+LOCKDOWN = "lockdown"
+CLOCK_UNTRUSTED = "clock_untrusted"
+CACHE_STALE = "cache_stale"
+DENIALS = "denials"
+SYNC_FAILING = "sync_failing"
+KINDS: tuple[str, ...] = ALL_KINDS
+#: The site of an alert about the hub itself.
+HUB = ""
+#: Refusals that look like someone trying cards (not the site's own state: lockdown,
+#: an untrusted clock or an expired cache refuse everybody).
+GUESS_REASONS = frozenset({"unknown_credential", "wrong_door", "outside_window", "rate_limited"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +86,25 @@ def from_event(ev: m.Event) -> list[Decision]:
     return []
 
 
+def from_status(st: m.Status, is_open: set[str], now: float) -> list[Decision]:
+    """What an online Status decides about ``storage_error`` and ``lockdown`` (``is_open``:
+    the site's kinds with an open alert). An offline Status (the Last Will) says nothing
+    about either: it carries the defaults, not the site's state."""
+    if st.state != "online":
+        return []
+    at = st.ts or now
+    out: list[Decision] = []
+    if st.storage_error is not None and STORAGE_ERROR not in is_open:
+        out.append(Decision("open", STORAGE_ERROR, "", at, st.storage_error))
+    elif st.storage_error is None and STORAGE_ERROR in is_open:
+        out.append(Decision("clear", STORAGE_ERROR, "", at))
+    if st.lockdown and LOCKDOWN not in is_open:
+        out.append(Decision("open", LOCKDOWN, "", at))
+    elif not st.lockdown and LOCKDOWN in is_open:
+        out.append(Decision("clear", LOCKDOWN, "", at))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SiteSeen:
     """What ``offline`` needs of a site's state: online or not, and since when."""
@@ -77,3 +127,73 @@ def offline(states: Iterable[SiteSeen], open_offline: set[str], now: float,
         elif st.online and st.site in open_offline:
             out.append((st.site, Decision("clear", SITE_OFFLINE, "", st.since if st.since is not None else now)))
     return out
+
+
+class Since:
+    """Since when a condition holds, per key, as far as this process has seen it."""
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, str], float] = {}
+
+    def see(self, key: tuple[str, str], holds: bool, at: float) -> None:
+        """The condition holds (kept from its first sighting) or not (forgotten)."""
+        if holds:
+            self._since[key] = min(at, self._since.get(key, at))
+        else:
+            self._since.pop(key, None)
+
+    def since(self, key: tuple[str, str]) -> float | None:
+        return self._since.get(key)
+
+    def overdue(self, key: tuple[str, str], now: float, seconds: float) -> bool:
+        t = self._since.get(key)
+        return t is not None and now - t >= seconds
+
+
+def timed(kind: str, key: tuple[str, str], since: Since, *, is_open: bool, now: float,
+          seconds: float) -> Decision | None:
+    """Open ``kind`` once its condition has held ``seconds``; clear it when it no longer holds."""
+    if not is_open and since.overdue(key, now, seconds):
+        return Decision("open", kind, "", since.since(key) or now)
+    if is_open and since.since(key) is None:
+        return Decision("clear", kind, "", now)
+    return None
+
+
+class Denials:
+    """Refused badges per (site, door) within a sliding window (``window`` seconds)."""
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count = count
+        self.window = window
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+
+    def add(self, site: str, ev: m.Event, at: float) -> Decision | None:
+        """Count a refusal that looks like guessing, as of ``at`` (the event's time where
+        its clock was trusted, else the hub's); ``open`` once there are ``count`` in the window."""
+        if not isinstance(ev, m.AccessDenied) or ev.reason not in GUESS_REASONS:
+            return None
+        q = self._seen.setdefault((site, ev.door), deque())
+        q.append(at)
+        while q and q[0] < at - self.window:
+            q.popleft()
+        while len(q) > self.count:
+            q.popleft()
+        if len(q) >= self.count:
+            return Decision("open", DENIALS, ev.door, at, f"{len(q)} / {self.window / 60:g} min")
+        return None
+
+    def quiet(self, site: str, door: str, opened_at: float, now: float) -> bool:
+        """No refusal at the door for a whole window (the last one known, or the alert's opening)."""
+        q = self._seen.get((site, door))
+        last = q[-1] if q else opened_at
+        return now - last >= self.window
+
+
+def sync(failures: int, last_error: str | None, is_open: bool, needed: int, now: float) -> Decision | None:
+    """``sync_failing`` from the booking sync's consecutive failures."""
+    if failures >= needed and not is_open:
+        return Decision("open", SYNC_FAILING, "", now, last_error)
+    if failures == 0 and is_open:
+        return Decision("clear", SYNC_FAILING, "", now)
+    return None

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta, Struct, field
 
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
+
+#: Every alert kind (hub/alerts/rules.py says what opens and clears each).
+AlertKind = Literal["door_forced", "door_held", "reader_tamper", "reader_offline", "reader_error", "site_offline",
+                    "storage_error", "clock_untrusted", "cache_stale", "lockdown", "denials", "sync_failing"]
+#: Kinds that are reminded, escalated and never held back by quiet hours (the default).
+URGENT: tuple[AlertKind, ...] = ("door_forced", "door_held", "reader_tamper", "site_offline", "storage_error",
+                                 "lockdown", "denials")
+ALL_KINDS: tuple[AlertKind, ...] = ("door_forced", "door_held", "reader_tamper", "reader_offline", "reader_error",
+                                    "site_offline", "storage_error", "clock_untrusted", "cache_stale", "lockdown",
+                                    "denials", "sync_failing")
+Minutes = Annotated[float, Meta(gt=0, le=10080)]
 
 
 class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -22,7 +33,7 @@ class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: The sender address.
     from_: Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$")] = field(name="from")
     #: A site offline longer than this raises an alert (fractions allowed).
-    offline_minutes: Annotated[float, Meta(gt=0, le=10080)] = 10.0
+    offline_minutes: Minutes = 10.0
     #: The dashboard's address as users reach it (the link in a message); default:
     #: ``http://`` + ``[http] listen``.
     dashboard_url: HttpUrl | None = None
@@ -31,6 +42,27 @@ class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     retry_first_seconds: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     retry_max_seconds: Annotated[float, Meta(gt=0, le=86400)] = 600.0
     timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 20.0
+    #: The kinds raised at all (default: every kind).
+    kinds: list[AlertKind] = field(default_factory=lambda: list(ALL_KINDS))
+    #: The kinds that are urgent: reminded and escalated when nobody acknowledges them, and
+    #: never held back by a user's quiet hours.
+    urgent: list[AlertKind] = field(default_factory=lambda: list(URGENT))
+    #: An urgent alert not acknowledged this long goes to every admin as an escalation.
+    escalate_minutes: Minutes = 15.0
+    #: Its recipients get a reminder this often until someone acknowledges it or it clears,
+    #: at most ``max_reminders`` times.
+    remind_minutes: Minutes = 15.0
+    max_reminders: Annotated[int, Meta(ge=0, le=100)] = 3
+    #: A site's clock untrusted this long (``clock_untrusted``).
+    clock_minutes: Minutes = 30.0
+    #: A site online but not on the latest cache this long (``cache_stale``).
+    cache_minutes: Minutes = 30.0
+    #: ``denials`` (guessing): this many refused badges at one door within ``denials_minutes``;
+    #: cleared when that door has had none for ``denials_minutes``.
+    denials: Annotated[int, Meta(ge=2, le=10000)] = 5
+    denials_minutes: Minutes = 5.0
+    #: The booking platform sync failing this many times in a row (``sync_failing``).
+    sync_failures: Annotated[int, Meta(ge=1, le=10000)] = 3
 
     @property
     def port(self) -> int:

@@ -1,6 +1,9 @@
 """``torwart-hub users``: dashboard accounts (add, list, remove).
 
     torwart-hub users add NAME --role admin|caretaker --sites a,b [--password-file F]
+        [--email ADDRESS] [--lang de|en] [--alert-kinds K,L|*] [--quiet HH:MM-HH:MM]
+    torwart-hub users alerts NAME [--email ADDRESS|-] [--lang de|en] [--alert-kinds K,L|*|-]
+        [--channels email] [--quiet HH:MM-HH:MM|off]
     torwart-hub users list
     torwart-hub users remove NAME
 
@@ -19,9 +22,11 @@ import re
 import sys
 from collections.abc import Callable
 
+from ..alerts.audience import format_quiet, make_prefs
 from ..config import read_secret
 from ..core import Hub
 from ..errors import ConfigError, HubError
+from ..store import AlertPrefs
 from .common import load, open_cli_hub, table, when
 
 log = logging.getLogger("hub")
@@ -80,13 +85,52 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         raise HubError("a user name is 1-64 characters: letters, digits, '.', '_', '@', '-'")
     if args.email is not None and not EMAIL_RE.match(args.email):
         raise HubError(f"--email {args.email!r} is not an e-mail address (NAME@DOMAIN); nothing was changed")
+    prefs = _prefs(args.name, args, AlertPrefs(user=args.name))
     with open_cli_hub(args, cfg) as hub:
         sites = _sites(hub, args.role, args.sites)
         if hub.user(args.name) is not None:
             raise HubError(f"a user {args.name!r} exists already (remove it first to change it)")
         hub.add_user(args.name, args.role, sites, hash_password(_password(args)), args.email)
+        if prefs != AlertPrefs(user=args.name):
+            hub.set_alert_settings(prefs)
     where = "every site" if sites is None else ", ".join(sites)
     print(f"user {args.name} added: {args.role} of {where}")
+    return 0
+
+
+def _prefs(name: str, args: argparse.Namespace, old: AlertPrefs) -> AlertPrefs:
+    """The alert options given, over ``old``; HubError naming the option otherwise."""
+    quiet = getattr(args, "quiet", None)
+    try:
+        return make_prefs(
+            name, lang=args.lang or old.lang,
+            kinds=args.alert_kinds if args.alert_kinds is not None else
+            (None if old.kinds is None else ",".join(old.kinds) or "-"),
+            channels=getattr(args, "channels", None) or ",".join(old.channels),
+            quiet=quiet if quiet is not None else format_quiet(old))
+    except ValueError as exc:
+        raise HubError(f"{exc}; nothing was changed") from None
+
+
+def cmd_users_alerts(args: argparse.Namespace) -> int:
+    """Change what an existing user hears (only the options given change)."""
+    cfg = load(args)
+    email = args.email
+    if email is not None and email != "-" and not EMAIL_RE.match(email):
+        raise HubError(f"--email {email!r} is not an e-mail address (NAME@DOMAIN); nothing was changed")
+    with open_cli_hub(args, cfg) as hub:
+        user = hub.user(args.name)
+        if user is None:
+            raise HubError(f"no user {args.name!r}")
+        prefs = _prefs(args.name, args, hub.alert_settings(args.name))
+        hub.set_alert_settings(prefs)
+        if email is not None:
+            hub.set_user_email(args.name, None if email == "-" else email)
+            user = hub.user(args.name)
+    kinds = "every kind" if prefs.kinds is None else ", ".join(prefs.kinds) or "nothing"
+    quiet = format_quiet(prefs) or "none"
+    print(f"user {args.name}: {kinds} by {', '.join(prefs.channels) or 'no channel'} to "
+          f"{(user.email if user else None) or 'no address'}, in {prefs.lang}; quiet hours {quiet}")
     return 0
 
 
@@ -121,6 +165,22 @@ def add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], 
                    "(default for admins: every site)")
     p.add_argument("--password-file", metavar="FILE", help="read the password from FILE (owner-readable only)")
     p.add_argument("--email", metavar="ADDRESS", help="where the user's alerts go by e-mail ([alerts] in hub.toml)")
+    _alert_options(p, change=False)
+    p = add(users, "alerts", cmd_users_alerts, "change what a user hears about, how, in which language and when "
+            "not (only the options given change)")
+    p.add_argument("name")
+    p.add_argument("--email", metavar="ADDRESS", help="where the user's alerts go by e-mail ('-': nowhere)")
+    _alert_options(p, change=True)
     add(users, "list", cmd_users_list, "list dashboard accounts and their open sessions")
     p = add(users, "remove", cmd_users_remove, "remove a dashboard account and end its sessions")
     p.add_argument("name")
+
+
+def _alert_options(p: argparse.ArgumentParser, *, change: bool) -> None:
+    p.add_argument("--lang", choices=["de", "en"], help="the language of the user's alert messages (default de)")
+    p.add_argument("--alert-kinds", metavar="K,L", help="the alert kinds the user hears about, comma-separated, "
+                   "'*' for every kind (the default)" + (", '-' for none" if change else ""))
+    p.add_argument("--quiet", metavar="HH:MM-HH:MM", help="quiet hours (local time): non-urgent alerts wait "
+                   "until they end" + ("; 'off' for none" if change else ""))
+    if change:
+        p.add_argument("--channels", metavar="C,D", help="where alerts go: email (the only channel so far)")

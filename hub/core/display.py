@@ -21,6 +21,7 @@ from msgspec import UNSET
 
 from ..config import HubConfig, SiteConfig
 from ..store import CacheState, FeedbackItem, Refusal, SiteState, Store, StoredEvent, SyncState, short, stream_notes
+from .alerting import RECENT_ALERTS, alert_views
 from .base import Base
 from .pages import (
     CacheInfo,
@@ -140,6 +141,7 @@ def site_snapshot(store: Store, cfg: HubConfig, site_id: str, *, names: bool, no
                           unknown_types=st.unknown_types if st else 0, quarantined=st.quarantined if st else 0),
         events=[event_view(store, e, names=names, cache=cache)
                 for e in store.events(site_id=site_id, limit=events)] if events else [],
+        alerts=alert_views(store, cfg, [site_id], since=now - RECENT_ALERTS, limit=20),
     )
 
 

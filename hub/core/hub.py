@@ -19,6 +19,7 @@ from ..link import HubLink
 from ..live import Live
 from ..store import Store, open_store
 from ..sync import BookingSync
+from .alerting import Alerting
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
@@ -26,7 +27,7 @@ from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Enrolling, Bookings, People, Display):
+class Hub(Privacy, Enrolling, Bookings, People, Alerting, Display):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

@@ -83,6 +83,26 @@ class EventView(Struct, kw_only=True):
     ref: str | UnsetType = UNSET
 
 
+class AlertView(Struct, kw_only=True):
+    """An alert (hub/alerts): one occurrence of (site, kind, subject) from ``opened_at``
+    (the site's time) until ``resolved_at``; who acknowledged it and when; how many
+    reminders went out and when it went to the admins. Site "" is the hub itself."""
+
+    id: int
+    site: str
+    kind: str
+    subject: Annotated[str, Meta(description="the door or reader; empty for the site as a whole")]
+    urgent: bool
+    open: bool
+    opened_at: float
+    resolved_at: float | None
+    detail: str | None
+    acked_at: float | None
+    acked_by: str | None
+    reminders: int
+    escalated_at: float | None
+
+
 class SiteSnapshot(Struct, kw_only=True):
     """Everything a site's page shows: online state and since when, clock trust, lockdown,
     the cache, rooms with occupancy, doors with alarms, the event stream, last events.
@@ -106,6 +126,8 @@ class SiteSnapshot(Struct, kw_only=True):
     alarms: int
     stream: StreamInfo
     events: list[EventView]
+    #: Its open alerts and those of the last 24 hours, newest first (none without ``[alerts]``).
+    alerts: list[AlertView] = []
 
 
 class SiteStateView(Struct, kw_only=True):

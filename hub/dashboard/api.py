@@ -202,15 +202,21 @@ class Api:
 
         def read(changed: list[str]) -> list[SiteSnapshot]:
             now = time.time()
-            events = 12 if view != "card" else 0
+            events = 12 if view not in ("card", "alerts") else 0
             return [self.hub.snapshot(s, names=names[s], now=now, events=events) for s in changed]
 
         def frame(snap: SiteSnapshot) -> str:
             if view == "json":
                 doc: SiteSnapshot | LiveFragment = snap
+            elif view == "alerts":  # the site's part of /alerts (hub.dashboard.alerts)
+                shown = [a for a in snap.alerts if (not q.kind or a.kind == q.kind)
+                         and (q.state == "all" or a.open)]
+                doc = LiveFragment(site=snap.id, html=fragment(
+                    "_site_alerts.html", lang, g={"id": snap.id, "name": snap.name, "alerts": shown},
+                    next="/alerts", csrf=p.csrf))
             else:
                 name = "_site_card.html" if view == "card" else "_site_live.html"
-                doc = LiveFragment(site=snap.id, html=fragment(name, lang, s=snap))
+                doc = LiveFragment(site=snap.id, html=fragment(name, lang, s=snap, csrf=p.csrf))
             return f"event: site\ndata: {msgspec.json.encode(doc).decode()}\n\n"
 
         async def stream() -> AsyncIterator[str]:

@@ -1,7 +1,8 @@
 """The dashboard's routes, for ``hub.web`` to serve.
 
 Pages: ``/`` (county), ``/sites/{site}``, ``/login``, ``/logout``, ``/sites/{site}/actions``
-(the no-JavaScript confirm step); ``/static/…`` (CSS, JS); the JSON API and its live stream
+(the no-JavaScript confirm step), ``/alerts``, ``/alerts/{alert}/ack`` and
+``/settings/alerts`` (``hub.dashboard.alerts``); ``/static/…`` (CSS, JS); the JSON API and its live stream
 under ``/api/v1`` (``hub.dashboard.api``; the document, generated from this table and the
 types of ``hub.dashboard.model``, is ``/api/v1/openapi.json``).
 
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .alerts import Alerts
 from .api import Api, Handler
 from .auth import Auth
 from .common import error
@@ -48,7 +50,7 @@ def _as_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     """The dashboard's auth (sessions, token) and routes."""
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
-    v, a = Views(service, auth), Api(service, auth)
+    v, a, al = Views(service, auth), Api(service, auth), Alerts(service, auth)
     g = _as_endpoint
     table: list[BaseRoute] = [
         Route("/", v.county, methods=["GET"]),
@@ -57,6 +59,10 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/logout", v.logout, methods=["POST"]),
         Route("/sites/{site}", v.site, methods=["GET"]),
         Route("/sites/{site}/actions", v.action, methods=["POST"]),
+        Route("/alerts", al.page, methods=["GET"]),
+        Route("/alerts/{alert}/ack", al.ack, methods=["POST"]),
+        Route("/settings/alerts", al.settings_page, methods=["GET"]),
+        Route("/settings/alerts", al.save_settings, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/v1/openapi.json", g(a.openapi), methods=["GET"]),
         Route("/api/v1/me", g(a.me), methods=["GET"]),
@@ -73,6 +79,9 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/api/v1/enrollments/{id}", g(a.enrollment), methods=["GET"]),
         Route("/api/v1/members/{member}/export", g(a.member_export), methods=["GET"]),
         Route("/api/v1/members/{member}/erase", g(a.member_erase), methods=["POST"]),
+        Route("/api/v1/alerts", g(al.api_list), methods=["GET"]),
+        Route("/api/v1/alerts/{alert}/ack", g(al.api_ack), methods=["POST"]),
+        Route("/api/v1/me/alerts", g(al.api_me_alerts), methods=["GET", "POST"]),
     ]
     a.routes = table
     return auth, table

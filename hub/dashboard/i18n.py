@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from .i18n_alerts import STRINGS as ALERT_STRINGS
+
 LANGS = ("de", "en")
 DEFAULT = "de"
 
@@ -186,6 +188,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "r.booking_ended": ("Buchungsende", "booking ended"),
     "r.daily_reset": ("Tagesende", "end of day"),
 }
+
+STRINGS.update(ALERT_STRINGS)
 
 _WEEKDAYS = {"de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"), "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
+from ..alerts.settings import AlertKind
 from ..commands import MAX_UNLOCK_SECONDS
 from ..enroll import MAX_SECONDS as MAX_ENROLL_SECONDS
 from ..errors import HubError
@@ -81,10 +82,12 @@ class LiveQuery(Struct, kw_only=True):
     """``GET /api/v1/live``."""
 
     site: Annotated[str, Meta(description="one site (default: every site the caller sees)")] | None = None
-    view: Annotated[Literal["json", "card", "detail"],
-                    Meta(description="json: the snapshot; card, detail: {site, html} for the pages")] = "json"
+    view: Annotated[Literal["json", "card", "detail", "alerts"],
+                    Meta(description="json: the snapshot; card, detail, alerts: {site, html} for the pages")] = "json"
     lang: Annotated[str, Meta(description="de or en, for card and detail (default: the lang cookie, de)")] \
         | None = None
+    kind: Annotated[AlertKind | Literal[""], Meta(description="alerts: one alert kind (empty: every kind)")] = ""
+    state: Annotated[Literal["open", "all"], Meta(description="alerts: open only, or also resolved")] = "all"
 
 
 class LoginForm(Struct, kw_only=True):

@@ -19,6 +19,7 @@ import msgspec
 from starlette.routing import BaseRoute, Route
 
 from ..core import pages as pg
+from . import alertmodel as al
 from . import model as t
 
 API_PREFIX = "/api/v1"
@@ -29,7 +30,7 @@ _ERRORS = {
     400: "bad parameters (the message names the field)",
     401: "not logged in: no valid session cookie or admin token",
     403: "missing or wrong CSRF token (POSTs with a session), or the role may not do this",
-    404: "no such site (or not one of the caller's), enrollment or member",
+    404: "no such site (or not one of the caller's), enrollment, member or alert",
     409: "unlock refused: the site is in lockdown",
     413: "the request body is over 16 KiB",
     503: "the hub is not connected to the broker (or has no enrollment key)",
@@ -110,6 +111,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "hub's copies of their bookings at once, and publishes the new cache of every site that held them; "
         "GET /api/v1/sites shows when each site applied it. Events naming the pseudonym stay until retention.",
         t.Erased, errors=(401, 403, 404)),
+    ("GET", "/api/v1/alerts"): Operation(
+        "Alerts", "Open and resolved alerts of the caller's sites (those of the hub itself, site \"\", for users "
+        "who see every site), newest first: kind, door or reader, when opened and resolved, who acknowledged "
+        "it, reminders and escalation.", list[pg.AlertView], query=al.AlertsQuery, errors=(400, *_READ)),
+    ("POST", "/api/v1/alerts/{alert}/ack"): Operation(
+        "Acknowledge an alert",
+        "Admins, and caretakers for their own sites. Records who and when (the first acknowledgement stands) and "
+        "stops the alert's reminders and escalation; it stays open until what it is about clears.",
+        pg.AlertView, errors=(401, 403, 404)),
+    ("GET", "/api/v1/me/alerts"): Operation(
+        "My alert settings", "What the caller hears about, how, in which language, and its quiet hours "
+        "(403 for the admin token, which has no user).", al.AlertSettings, errors=(401, 403)),
+    ("POST", "/api/v1/me/alerts"): Operation(
+        "Change my alert settings", "Replaces them; answers them as stored (403 for the admin token).",
+        al.AlertSettings, body=al.AlertSettingsBody, errors=(400, 401, 403, 413)),
 }
 
 _DESCRIPTION = (
@@ -154,7 +170,7 @@ def _absent_not_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 def _parameters(path: str, query: type | None, sites: Sequence[str]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
-    for name in ("site", "id", "member"):
+    for name in ("site", "id", "member", "alert"):
         if "{" + name + "}" in path:
             p: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             if name == "site":
@@ -163,6 +179,9 @@ def _parameters(path: str, query: type | None, sites: Sequence[str]) -> list[dic
                     p["examples"] = {s: {"value": s} for s in sites}
             elif name == "member":
                 p["description"] = "the member's id on the booking platform"
+            elif name == "alert":
+                p["description"] = "the alert's id"
+                p["schema"] = {"type": "integer", "minimum": 1}
             else:
                 p["description"] = "the enrollment's id (its command's id)"
             params.append(p)

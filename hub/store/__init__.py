@@ -4,7 +4,7 @@ scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package).
 
 Light on purpose: importing it loads no implementation."""
 
-from .alerts import AlertMail, AlertRow, OutMail
+from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .api import Store
 from .push import PushSubscriptionRow
 from .streams import (
@@ -55,7 +55,7 @@ from .types import (
 from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
+    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertPrefs", "AlertRow",
     "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",

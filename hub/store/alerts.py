@@ -1,4 +1,5 @@
-"""The records of the hub's alert queue (hub/alerts; the SQLite side: store/sqlite/alerts.py)."""
+"""The records of the hub's alert queue and the users' alert settings (hub/alerts; the
+SQLite side: store/sqlite/alerts.py and store/sqlite/alertprefs.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class OutMail:
-    """One recipient's message, to be queued with the alert decision that makes it."""
+    """One recipient's message, to be queued with the alert decision that makes it;
+    ``not_before``: held back until then (a user's quiet hours), None: at once."""
 
     recipient: str
     subject: str
     body: str
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AlertRow:
-    """One occurrence of an alert: (site, kind, subject) from ``opened_at`` until resolved."""
+    """One occurrence of an alert: (site, kind, subject) from ``opened_at`` until resolved.
+    ``acked_by``/``acked_at``: who acknowledged it and when (None: nobody yet);
+    ``reminders``: reminders queued so far; ``escalated_at``: when it went to the admins."""
 
     id: int
     site_id: str
@@ -26,11 +31,18 @@ class AlertRow:
     opened_at: float
     resolved_at: float | None
     detail: str | None
+    acked_at: float | None = None
+    acked_by: str | None = None
+    reminders: int = 0
+    escalated_at: float | None = None
+    #: The hub's time of opening (reminders count from it); ``opened_at`` is the occurrence's.
+    raised_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AlertMail:
-    """A queued message: ``what`` is ``opened`` or ``resolved``; ``state`` ``pending`` or ``sent``."""
+    """A queued message: ``what`` is ``opened``, ``resolved``, ``reminder`` or
+    ``escalated``; ``state`` ``pending`` or ``sent``."""
 
     id: int
     alert_id: int
@@ -44,3 +56,23 @@ class AlertMail:
     last_error: str | None
     created_at: float
     sent_at: float | None
+
+
+#: The channels an alert can go out on (Web Push and webhooks join this list).
+CHANNELS = ("email",)
+LANGUAGES = ("de", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPrefs:
+    """What one dashboard user hears: ``kinds`` (None: every kind), on ``channels``, in
+    ``lang``; non-urgent kinds are held back between ``quiet_start`` and ``quiet_end``
+    (minutes after local midnight, Europe/Berlin; the window may cross midnight; None: no
+    quiet hours)."""
+
+    user: str
+    lang: str = "de"
+    kinds: tuple[str, ...] | None = None
+    channels: tuple[str, ...] = ("email",)
+    quiet_start: int | None = None
+    quiet_end: int | None = None

@@ -50,7 +50,7 @@ def test_a_query_string_that_does_not_fit_is_refused_naming_the_parameter(env: E
                           ("/api/v1/events?since=nan", "since: not a time"),
                           ("/api/v1/events?until=inf", "until: not a time"),
                           ("/api/v1/sites/minheim/noshows?days=61", "days must be 1..60"),
-                          ("/api/v1/live?view=", "view must be one of card, detail, json")):
+                          ("/api/v1/live?view=", "view must be one of alerts, card, detail, json")):
         r = boss.get(env.url + path, timeout=10)
         assert r.status_code == 400 and message in r.json()["error"], (path, r.text)
 

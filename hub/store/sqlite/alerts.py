@@ -18,7 +18,8 @@ from .base import SqliteBase
 
 log = logging.getLogger(__name__)
 
-_ALERT_COLS = "id, site_id, kind, subject, opened_at, resolved_at, detail"
+_ALERT_COLS = ("id, site_id, kind, subject, opened_at, resolved_at, detail, acked_at, acked_by, reminders, "
+               "escalated_at, raised_at")
 _MAIL_COLS = ("id, alert_id, what, recipient, mail_subject, body, state, attempts, next_try, last_error, "
               "created_at, sent_at")
 
@@ -35,7 +36,8 @@ def _queue(c: sqlite3.Connection, alert_id: int, what: str, mails: Sequence[OutM
     c.executemany(
         "INSERT INTO alert_mails (alert_id, what, recipient, mail_subject, body, state, attempts, next_try, "
         "created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-        [(alert_id, what, m.recipient, m.subject, m.body, now, now) for m in mails],
+        [(alert_id, what, m.recipient, m.subject, m.body, now if m.not_before is None else max(now, m.not_before),
+          now) for m in mails],
     )
 
 
@@ -43,30 +45,33 @@ class AlertsMixin(SqliteBase):
     """Open and resolve alerts with their messages; the delivery worker's queue."""
 
     def open_alert(self, site_id: str, kind: str, subject: str, *, at: float, detail: str | None,
-                   mails: Sequence[OutMail]) -> int | None:
+                   mails: Sequence[OutMail], now: float | None = None) -> int | None:
         """Open an alert and queue ``mails`` in one transaction; None (nothing changes)
-        when one of this (site, kind, subject) is open already."""
+        when one of this (site, kind, subject) is open already. ``now``: the hub's time
+        (``raised_at``; default ``at``)."""
         with self._write() as c:
             if c.execute("SELECT 1 FROM alerts WHERE site_id = ? AND kind = ? AND subject = ? "
                          "AND resolved_at IS NULL", (site_id, kind, subject)).fetchone():
                 return None
-            cur = c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail) VALUES (?, ?, ?, ?, ?)",
-                            (site_id, kind, subject, at, detail))
+            raised = at if now is None else now
+            cur = c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail, raised_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (site_id, kind, subject, at, detail, raised))
             alert_id = int(cur.lastrowid or 0)
-            _queue(c, alert_id, "opened", mails, at)
+            _queue(c, alert_id, "opened", mails, raised)
             return alert_id
 
     def resolve_alert(self, site_id: str, kind: str, subject: str, *, at: float,
-                      mails: Sequence[OutMail]) -> int | None:
+                      mails: Sequence[OutMail], now: float | None = None) -> int | None:
         """Resolve the open alert of (site, kind, subject) and queue ``mails`` in one
-        transaction; None (nothing changes) when none is open."""
+        transaction; None (nothing changes) when none is open. ``now``: the hub's time, when
+        the messages are due (default ``at``: a site's clock may be ahead)."""
         with self._write() as c:
             row = c.execute("SELECT id FROM alerts WHERE site_id = ? AND kind = ? AND subject = ? "
                             "AND resolved_at IS NULL", (site_id, kind, subject)).fetchone()
             if row is None:
                 return None
             c.execute("UPDATE alerts SET resolved_at = ? WHERE id = ?", (at, row["id"]))
-            _queue(c, int(row["id"]), "resolved", mails, at)
+            _queue(c, int(row["id"]), "resolved", mails, at if now is None else now)
             return int(row["id"])
 
     def open_alerts(self, site_id: str | None = None) -> list[AlertRow]:
@@ -109,3 +114,70 @@ class AlertsMixin(SqliteBase):
         with self._read() as c:
             row = c.execute("SELECT MIN(next_try) AS t FROM alert_mails WHERE state = 'pending'").fetchone()
         return None if row is None or row["t"] is None else float(row["t"])
+
+    # --- the dashboard's list, acknowledging, reminders and escalation -------------------------
+
+    def alerts(self, site_ids: Sequence[str] | None = None, *, kind: str | None = None, open_only: bool = False,
+               since: float | None = None, limit: int = 100) -> list[AlertRow]:
+        """Alerts newest first: of ``site_ids`` (None: every site), of one ``kind``, only the
+        open ones, or those opened or resolved at or after ``since``; at most ``limit``."""
+        where, args = ["1 = 1"], []  # type: list[str], list[object]
+        if site_ids is not None:
+            if not site_ids:
+                return []
+            where.append(f"site_id IN ({', '.join('?' for _ in site_ids)})")
+            args += list(site_ids)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if open_only:
+            where.append("resolved_at IS NULL")
+        if since is not None:
+            where.append("(opened_at >= ? OR resolved_at >= ? OR resolved_at IS NULL)")
+            args += [since, since]
+        args.append(max(0, limit))
+        q = f"SELECT {_ALERT_COLS} FROM alerts WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT ?"  # noqa: S608
+        with self._read() as c:
+            return [_alert(r) for r in c.execute(q, args).fetchall()]
+
+    def get_alert(self, alert_id: int) -> AlertRow | None:
+        with self._read() as c:
+            row = c.execute(f"SELECT {_ALERT_COLS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()  # noqa: S608
+        return None if row is None else _alert(row)
+
+    def ack_alert(self, alert_id: int, *, by: str, at: float) -> AlertRow | None:
+        """Record that ``by`` acknowledged the alert at ``at`` (its reminders and escalation
+        stop) unless someone did already or it is resolved; the alert as it is then (None:
+        no such alert)."""
+        with self._write() as c:
+            c.execute("UPDATE alerts SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL "
+                      "AND resolved_at IS NULL", (at, by, alert_id))
+            row = c.execute(f"SELECT {_ALERT_COLS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()  # noqa: S608
+        return None if row is None else _alert(row)
+
+    def remind_alert(self, alert_id: int, *, number: int, at: float, mails: Sequence[OutMail]) -> bool:
+        """Queue reminder ``number`` (1, 2, ...) with ``mails``, if the alert is open, not
+        acknowledged and has had ``number - 1`` reminders; whether it was queued."""
+        with self._write() as c:
+            n = c.execute("UPDATE alerts SET reminders = ? WHERE id = ? AND reminders = ? AND acked_at IS NULL "
+                          "AND resolved_at IS NULL", (number, alert_id, number - 1)).rowcount
+            if n == 1:
+                _queue(c, alert_id, "reminder", mails, at)
+            return n == 1
+
+    def escalate_alert(self, alert_id: int, *, at: float, mails: Sequence[OutMail]) -> bool:
+        """Queue the escalation ``mails`` once, if the alert is open and not acknowledged."""
+        with self._write() as c:
+            n = c.execute("UPDATE alerts SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL "
+                          "AND acked_at IS NULL AND resolved_at IS NULL", (at, alert_id)).rowcount
+            if n == 1:
+                _queue(c, alert_id, "escalated", mails, at)
+            return n == 1
+
+    def purge_alerts(self, resolved_before: float) -> int:
+        """Delete the alerts resolved before ``resolved_before`` with their messages
+        (retention); open ones stay whatever their age. The number of alerts deleted."""
+        with self._write() as c:
+            c.execute("DELETE FROM alert_mails WHERE alert_id IN (SELECT id FROM alerts WHERE resolved_at < ?)",
+                      (resolved_before,))
+            return int(c.execute("DELETE FROM alerts WHERE resolved_at < ?", (resolved_before,)).rowcount)

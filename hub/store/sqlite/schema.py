@@ -300,13 +300,33 @@ def _push_subscriptions(db: Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)")
     db.table("push_subscriptions").create_index(["user_name"])
+def _alert_acks_and_prefs(db: Database) -> None:
+    """Acknowledging, reminding and escalating alerts, and what each user hears:
+    ``alerts.acked_at``/``acked_by`` (who acknowledged it, NULL: nobody yet),
+    ``alerts.reminders`` (reminders queued), ``alerts.escalated_at`` (sent to the
+    admins) and ``alerts.raised_at`` (the hub's time of opening, which reminders count from;
+    ``opened_at`` is the site's time of the occurrence); ``alert_prefs``, one row per user
+    who changed the defaults: ``lang``,
+    ``kinds`` (comma-separated, NULL: every kind), ``channels`` (comma-separated) and the
+    quiet hours as minutes after local midnight (NULL: none)."""
+    alerts = db.table("alerts")
+    alerts.add_column("acked_at", float)
+    alerts.add_column("acked_by", str)
+    alerts.add_column("reminders", int, not_null_default=0)
+    alerts.add_column("escalated_at", float)
+    alerts.add_column("raised_at", float)
+    db.table("alert_prefs").create(
+        {"user_name": str, "lang": str, "kinds": str, "channels": str, "quiet_start": int, "quiet_end": int,
+         "updated_at": float},
+        pk="user_name", not_null={"lang", "channels", "updated_at"},
+    )
 
 
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
-                               _alerts, _push_subscriptions]
+                               _alerts, _alert_acks_and_prefs, _push_subscriptions]
 
 
 def _migrations() -> Migrations:

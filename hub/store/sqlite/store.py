@@ -32,6 +32,7 @@ from ..types import (
     UnknownSite,
     supersedes,
 )
+from .alertprefs import AlertPrefsMixin
 from .alerts import AlertsMixin
 from .caches import CachesMixin
 from .enroll import EnrollMixin
@@ -64,7 +65,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, PrivacyMixin, PushMixin):
+                  FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, PushMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

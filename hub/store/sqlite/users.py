@@ -60,11 +60,17 @@ class UsersMixin(SqliteBase):
             rows = c.execute(f"SELECT {_USER_COLS} FROM users ORDER BY name").fetchall()  # noqa: S608
         return [_user(r) for r in rows]
 
+    def set_user_email(self, name: str, email: str | None) -> bool:
+        """Set (None: clear) where a user's alerts go; False when there is no such user."""
+        with self._write() as c:
+            return c.execute("UPDATE users SET email = ? WHERE name = ?", (email, name)).rowcount > 0
+
     def remove_user(self, name: str) -> bool:
         """Delete a user and every session of it (logged out at once)."""
         with self._write() as c:
             c.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
             c.execute("DELETE FROM push_subscriptions WHERE user_name = ?", (name,))
+            c.execute("DELETE FROM alert_prefs WHERE user_name = ?", (name,))
             return c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
 
     # --- sessions ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import base64
 import gzip
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,10 +46,16 @@ def command_body(payload: bytes) -> dict[str, Any]:
 
 @pytest.fixture(name="commands")
 def commands_fixture(env: Env) -> Iterator[TestClient]:
-    """A subscriber to minheim's command topic; the site is out of lockdown afterwards."""
+    """A subscriber to minheim's command topic that has seen every command an earlier test
+    made the hub send (the hub publishes in order: a marker from its own link comes after
+    them); the site is out of lockdown afterwards."""
     mqtt = env.hub.service.cfg.mqtt
     client = TestClient(mqtt.host, mqtt.port or 1883)
     client.subscribe(topic("minheim", Kind.COMMAND))
+    marker = f"barrier-{uuid.uuid4().hex}".encode()
+    assert env.hub.service.link.publish_topic(topic("minheim", Kind.COMMAND), marker)
+    while client.expect(topic("minheim", Kind.COMMAND), timeout=10).payload != marker:
+        pass  # sent for an earlier test, reaching this subscriber late
     try:
         yield client
     finally:

@@ -6,6 +6,7 @@ Light on purpose: importing it loads no implementation."""
 
 from .alerts import AlertMail, AlertRow, OutMail
 from .api import Store
+from .audit import OUTCOMES, AuditEntry, AuditKey, AuditRow, EventKey
 from .streams import (
     QUARANTINE_BYTES,
     BatchStored,
@@ -54,10 +55,10 @@ from .types import (
 from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
+    "OUTCOMES", "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow", "AuditEntry", "AuditKey", "AuditRow",
     "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
-    "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
+    "EventKey", "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
     "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
     "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",

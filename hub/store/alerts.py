@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class OutMail:
-    """One recipient's message, to be queued with the alert decision that makes it."""
+    """One recipient's message, to be queued with the alert decision that makes it.
+    ``channel`` says how it goes out: ``mail`` (``recipient`` an address) or ``webhook``
+    (``recipient`` the URL, ``body`` the JSON document, ``subject`` its ``event``)."""
 
     recipient: str
     subject: str
     body: str
+    channel: str = "mail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,8 @@ class AlertRow:
 
 @dataclass(frozen=True, slots=True)
 class AlertMail:
-    """A queued message: ``what`` is ``opened`` or ``resolved``; ``state`` ``pending`` or ``sent``."""
+    """A queued message: ``what`` is ``opened`` or ``resolved``; ``state`` ``pending`` or
+    ``sent``; ``last_error`` the last failed try's (shown while it is pending)."""
 
     id: int
     alert_id: int
@@ -44,3 +48,5 @@ class AlertMail:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    #: How it goes out: ``mail`` or ``webhook`` (``OutMail.channel``).
+    channel: str = "mail"

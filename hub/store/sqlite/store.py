@@ -33,6 +33,7 @@ from ..types import (
     supersedes,
 )
 from .alerts import AlertsMixin
+from .audit import AuditMixin
 from .caches import CachesMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
@@ -63,7 +64,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, PrivacyMixin):
+                  FeedbackMixin, AlertsMixin, PrivacyMixin, AuditMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -57,10 +57,10 @@ from .url import SCHEMES, open_store, scheme_of, sqlite_path
 __all__ = [
     "OUTCOMES", "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow", "AuditEntry", "AuditKey", "AuditRow",
     "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
-    "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
-    "EventKey", "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
-    "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
-    "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
+    "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventKey",
+    "EventTuple", "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt",
+    "Member", "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec",
+    "SiteState", "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",
 ]

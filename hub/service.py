@@ -317,6 +317,7 @@ class HubService:
         b = self.store.purge_bookings(int(now) - days * 86400)
         self.store.purge_enrollments(int(now) - days * 86400)
         self.store.purge_feedback(now - days * 86400)
+        self.store.purge_audit(now - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

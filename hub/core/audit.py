@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import HubError
-from ..store import AuditEntry, AuditKey, AuditRow, EventKey, StoredEvent
+from ..store import AuditEntry, AuditRow
 from .base import Base
 from .errors import BadCommand, InLockdown, NoEnrollKey, NotSent, UnknownSite
 
@@ -160,13 +160,3 @@ class Auditing(Base):
         """The newest ``limit`` audit rows matching, oldest first (``torwart-hub audit``)."""
         return self._store.audit_log(site_id=site, since=since, until=until, limit=limit, newest=True)
 
-    def audit_page(self, *, site: str | None, since: float | None, until: float | None,
-                   after: AuditKey | None, limit: int) -> list[AuditRow]:
-        """The next ``limit`` audit rows after ``after``, oldest first (exports)."""
-        return self._store.audit_log(site_id=site, since=since, until=until, after=after, limit=limit)
-
-    def event_page(self, *, sites: list[str] | None, type: str | None, since: float | None, until: float | None,
-                   after: EventKey | None, limit: int) -> list[StoredEvent]:
-        """The next ``limit`` events of ``sites`` (None: all) after ``after``, oldest first (exports)."""
-        return self._store.events_after(site_ids=sites, type=type, since=since, until=until, after=after,
-                                        limit=limit)

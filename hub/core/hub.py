@@ -23,11 +23,12 @@ from .audit import HUB, Actor, cli_actor
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
+from .export import Exporting
 from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Enrolling, Bookings, People, Display):
+class Hub(Privacy, Exporting, Enrolling, Bookings, People, Display):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

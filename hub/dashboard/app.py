@@ -1,7 +1,8 @@
 """The dashboard's routes, for ``hub.web`` to serve.
 
 Pages: ``/`` (county), ``/sites/{site}``, ``/login``, ``/logout``, ``/sites/{site}/actions``
-(the no-JavaScript confirm step); ``/static/…`` (CSS, JS); the JSON API and its live stream
+(the no-JavaScript confirm step); ``/audit`` and the CSV downloads ``/export/events.csv``,
+``/export/audit.csv`` (``hub.dashboard.exports``); ``/static/…`` (CSS, JS); the JSON API and its live stream
 under ``/api/v1`` (``hub.dashboard.api``; the document, generated from this table and the
 types of ``hub.dashboard.model``, is ``/api/v1/openapi.json``).
 
@@ -22,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from .api import Api, Handler
 from .auth import Auth
 from .common import error
+from .exports import Exports
 from .middleware import principal
 from .model import BadRequest
 from .render import STATIC
@@ -48,7 +50,7 @@ def _as_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     """The dashboard's auth (sessions, token) and routes."""
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
-    v, a = Views(service, auth), Api(service, auth)
+    v, a, x = Views(service, auth), Api(service, auth), Exports(service)
     g = _as_endpoint
     table: list[BaseRoute] = [
         Route("/", v.county, methods=["GET"]),
@@ -57,6 +59,9 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/logout", v.logout, methods=["POST"]),
         Route("/sites/{site}", v.site, methods=["GET"]),
         Route("/sites/{site}/actions", v.action, methods=["POST"]),
+        Route("/audit", x.audit, methods=["GET"]),
+        Route("/export/events.csv", x.events_csv, methods=["GET"]),
+        Route("/export/audit.csv", x.audit_csv, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/v1/openapi.json", g(a.openapi), methods=["GET"]),
         Route("/api/v1/me", g(a.me), methods=["GET"]),

@@ -189,7 +189,8 @@ class Exports:
                                                                   limit=q.limit))
         keep = {k: v for k, v in (("site", site), ("since", q.since), ("until", q.until)) if v}
         return page(request, "audit.html", {
-            "rows": rows[::-1], "sites": [(s.id, s.name or s.id) for s in self.cfg.sites], "q": keep,
+            "rows": rows[::-1], "sites": [(s.id, s.name or s.id) for s in self.cfg.sites], "qs": keep,
+            "q": {"site": site or "", "since": q.since or "", "until": q.until or ""},
             "title_key": "audit",
         }, user=p)
 

@@ -38,6 +38,7 @@ from wire.topics import Kind
 from . import homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
+from .alerts.webhooks import WebhookSender
 from .config import HubConfig
 from .core import Hub, each_site
 from .core.errors import UnknownSite
@@ -74,6 +75,8 @@ class HubService:
         #: Alerts by e-mail (hub/alerts), with ``[alerts]`` only.
         self.alerter: Alerter | None = None
         self.mailer: Mailer | None = None
+        #: Alerts as signed webhooks, with ``[[alerts.webhooks]]`` only.
+        self.webhooks: WebhookSender | None = None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -128,10 +131,19 @@ class HubService:
         if self.cfg.alerts is None:
             return
         self.mailer = Mailer(self.cfg)
-        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake)
+        self.webhooks = WebhookSender(self.cfg) if self.cfg.alerts.webhooks else None
+        self.alerter = Alerter(self.cfg, self.store, self._wake_delivery)
         self.mailer.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         every = max(0.5, min(5.0, self.alerter.offline_seconds / 4))
         self._sched.add_job(lambda: self.post(self._check_offline), "interval", seconds=every)
+
+    def _wake_delivery(self) -> None:
+        """Something was queued: every channel's worker looks (each takes its own rows)."""
+        for worker in (self.mailer, self.webhooks):
+            if worker is not None:
+                worker.wake()
 
     def _check_offline(self) -> None:
         if self.alerter is not None:
@@ -148,6 +160,8 @@ class HubService:
             self.feedback.close()
         if self.mailer is not None:
             self.mailer.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if hasattr(self, "hub"):
             self.hub.close()
         if hasattr(self, "store"):

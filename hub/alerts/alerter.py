@@ -21,7 +21,7 @@ from wire import messages as m
 
 from ..config import HubConfig
 from ..store import OutMail, Store
-from . import rules
+from . import rules, webhooks
 from .texts import compose
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class Alerter:
         link = f"{self.cfg.dashboard_url()}/sites/{site}"
         return [compose(what=what, kind=d.kind, subject=d.subject, site_id=site, site_name=name, at=d.at,
                         link=link, recipient=addr, detail=detail, lang=lang)
-                for addr, lang in self.recipients(site)]
+                for addr, lang in self.recipients(site)] + webhooks.outgoing(
+            self.cfg, what=what, kind=d.kind, subject=d.subject, site_id=site, site_name=name, at=d.at,
+            detail=detail, link=link)
 
     def apply(self, site: str, d: rules.Decision) -> int | None:
         """Store one decision (and queue its messages); the alert's id if it changed anything."""

@@ -9,6 +9,14 @@ from msgspec import Meta, Struct, field
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
 
 
+class WebhookTarget(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[alerts.webhooks]]``: where alerts are POSTed as signed JSON (hub/alerts/webhooks.py)."""
+
+    url: HttpUrl
+    #: The shared secret that signs each request, in a file readable by its owner only.
+    secret_file: Annotated[str, Meta(min_length=1)]
+
+
 class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Alerts by e-mail (hub/alerts); without this section the hub sends none."""
 
@@ -31,6 +39,8 @@ class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     retry_first_seconds: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     retry_max_seconds: Annotated[float, Meta(gt=0, le=86400)] = 600.0
     timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 20.0
+    #: Signed webhooks that hear every alert (each URL once).
+    webhooks: list[WebhookTarget] = []
 
     @property
     def port(self) -> int:

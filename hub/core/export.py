@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..export import audit_row, event_row
-from ..store import AuditKey, EventKey
+from ..store import AlertMail, AuditKey, EventKey
 from .display import event_view
 from .errors import UnknownSite
 from .people import People
@@ -58,6 +58,11 @@ class Exporting(People):
         rows = self._store.audit_log(site_id=site, since=since, until=until, after=after, limit=limit)
         last = rows[-1] if len(rows) == limit else None
         return Page([audit_row(r) for r in rows], next_audit=None if last is None else (last.at, last.id))
+
+    def failing_deliveries(self, limit: int = 50) -> list[AlertMail]:
+        """Alert messages and webhooks whose last try failed, still queued (the audit page
+        shows them to admins)."""
+        return self._store.failing_alert_deliveries(limit=limit)
 
 
 __all__ = ["PAGE", "Exporting", "Page", "UnknownSite"]

@@ -1,7 +1,8 @@
 """The audit trail's page and the CSV downloads of the dashboard.
 
 - ``GET /audit`` (admins; caretakers 403): the newest audit rows (``limit``, default
-  200), filtered by ``site``, ``since``, ``until``, with download links;
+  200), filtered by ``site``, ``since``, ``until``, with download links, and the alert
+  messages and webhooks not delivered yet (their last try failed);
 - ``GET /export/events.csv``: events of the caller's sites as CSV (a caretaker gets only
   their sites' events, names only where the site shows them); filters ``site``, ``door``,
   ``type``, ``since``, ``until``;
@@ -185,13 +186,13 @@ class Exports:
             q, since, until, site = self._query(request, p)
         except (BadRequest, LookupError) as exc:
             return self._refused(request, p, exc)
-        rows = await on_loop(self.hub, lambda: self.hub.audit_log(site=site, since=since, until=until,
-                                                                  limit=q.limit))
+        rows, failing = await on_loop(self.hub, lambda: (
+            self.hub.audit_log(site=site, since=since, until=until, limit=q.limit), self.hub.failing_deliveries()))
         keep = {k: v for k, v in (("site", site), ("since", q.since), ("until", q.until)) if v}
         return page(request, "audit.html", {
             "rows": rows[::-1], "sites": [(s.id, s.name or s.id) for s in self.cfg.sites], "qs": keep,
             "q": {"site": site or "", "since": q.since or "", "until": q.until or ""},
-            "title_key": "audit",
+            "title_key": "audit", "failing": failing,
         }, user=p)
 
 

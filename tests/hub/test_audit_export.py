@@ -18,7 +18,7 @@ import requests
 
 from hub.__main__ import main as hub_main
 from hub.export import AUDIT_COLUMNS, EVENT_COLUMNS
-from hub.store import AuditRow
+from hub.store import AuditRow, OutMail
 from wire import messages as m
 
 from ._dashboard import Env, env_fixture  # noqa: F401 (the env fixture)
@@ -99,8 +99,19 @@ def test_the_audit_page_and_its_csv_are_for_admins_only(env: Env) -> None:
     # An act of the boss's, to find on the page.
     assert boss.post(env.url + "/api/v1/sites/wittlich/commands", json={"action": "checkout_all"},
                      timeout=10).status_code == 202
+    # An alert webhook whose last try failed: listed on the page.
+    store = env.hub.service.store
+    hook = OutMail("https://county.example/hook", "alert.opened", "{}", channel="webhook")
+
+    def failing() -> None:
+        store.open_alert("wittlich", "door_forced", "eingang", at=time.time(), detail=None, mails=[hook])
+        row = store.claim_alert_mails(time.time(), lease=60, channel="webhook")[0]
+        store.alert_mail_retry(row.id, "NotDelivered: HTTP 503 Service Unavailable", next_try=time.time() + 3600)
+
+    env.hub.service.call(failing)
     page = boss.get(env.url + "/audit", timeout=10)
     assert page.status_code == 200 and "checkout_all" in page.text and "boss" in page.text
+    assert "https://county.example/hook" in page.text and "HTTP 503 Service Unavailable" in page.text
     assert 'href="/audit"' in boss.get(env.url + "/", timeout=10).text
     assert 'href="/audit"' not in anna.get(env.url + "/", timeout=10).text
     for path in ("/audit", "/export/audit.csv"):

@@ -97,7 +97,8 @@ class Exports:
 
     def _query(self, request: Request, p: Principal) -> tuple[ExportQuery, float | None, float | None, str | None]:
         """The filters, checked: BadRequest (400) or LookupError (404: a site the caller may not see)."""
-        q = parse(dict(request.query_params), ExportQuery, what="the query")
+        # A form's empty fields ("all doors", no date) filter nothing.
+        q = parse({k: v for k, v in request.query_params.items() if v != ""}, ExportQuery, what="the query")
         since, until = _time(q.since, "since"), _time(q.until, "until", end=True)
         if since is not None and until is not None and until <= since:
             raise BadRequest("until must be after since")

@@ -109,7 +109,7 @@ def test_the_audit_page_and_its_csv_are_for_admins_only(env: Env) -> None:
         store.alert_mail_retry(row.id, "NotDelivered: HTTP 503 Service Unavailable", next_try=time.time() + 3600)
 
     env.hub.service.call(failing)
-    page = boss.get(env.url + "/audit", timeout=10)
+    page = boss.get(env.url + "/audit?site=&since=&until=", timeout=10)  # the form, nothing chosen
     assert page.status_code == 200 and "checkout_all" in page.text and "boss" in page.text
     assert "https://county.example/hook" in page.text and "HTTP 503 Service Unavailable" in page.text
     assert 'href="/audit"' in boss.get(env.url + "/", timeout=10).text
@@ -183,6 +183,12 @@ def test_events_as_csv_every_event_in_the_range_umlauts_intact_and_a_caretaker_o
     rows = rows_of(anna.get(env.url + "/export/events.csv" + q, timeout=30).content.decode("utf-8"))
     assert {x["site"] for x in rows} == {"minheim"} and len(rows) == N_EVENTS
     assert {x["name"] for x in rows} == {""} and {x["member"] for x in rows} == {""}
+    # The site page's form as a browser sends it, fields left empty: every event of the site.
+    page = anna.get(env.url + "/sites/minheim", timeout=10).text
+    assert 'action="/export/events.csv"' in page
+    form = "?site=minheim&door=&type=&since=&until=&style=plain"
+    rows = rows_of(anna.get(env.url + "/export/events.csv" + form, timeout=30).content.decode("utf-8"))
+    assert len([x for x in rows if x["stream"] == "export"]) == N_EVENTS + 2
     assert anna.get(env.url + "/export/events.csv?site=wittlich", timeout=10).status_code == 404
     assert anna.get(env.url + "/export/events.csv?site=minheim&door=keller", timeout=10).status_code == 400
     assert anna.get(env.url + "/export/events.csv?until=bald", timeout=10).status_code == 400

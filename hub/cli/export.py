@@ -7,7 +7,7 @@ Without ``--csv``, ``audit`` prints the newest ``--limit`` rows (default 50) as 
 oldest first. With ``--csv`` the whole range goes to stdout as UTF-8 CSV (``hub.export``:
 columns, quoting, times; ``--excel``: a byte order mark and ``;``), read a page at a time,
 so any range fits; ``--limit`` then caps the rows. Events are exported as an admin sees
-them (with members' ids and names).
+them (with members' ids and names). An export is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def _check_range(args: argparse.Namespace) -> None:
         raise HubError("--until must be after --since")
     if args.limit is not None and args.limit < 1:
         raise HubError("--limit must be at least 1")
+
+
+def _filters(args: argparse.Namespace, *more: str) -> str | None:
+    """The export's filters for its audit row."""
+    parts = [f"{k}={getattr(args, k)}" for k in (*more, "since", "until", "limit") if getattr(args, k) is not None]
+    return " ".join(parts) or None
 
 
 def _rows(first: Page, more: Callable[[Page], Page | None], limit: int | None) -> Iterator[list[str]]:
@@ -68,7 +74,9 @@ def events_csv(args: argparse.Namespace, hub: Hub) -> int:
     def more(p: Page) -> Page | None:
         return None if p.next_events is None else page(p.next_events)
 
-    write_csv(sys.stdout.buffer, EVENT_COLUMNS, _rows(page(None), more, args.limit), excel=args.excel)
+    first = page(None)
+    hub.record_act("export.events", site=args.site, door=args.door, detail=_filters(args, "type"))
+    write_csv(sys.stdout.buffer, EVENT_COLUMNS, _rows(first, more, args.limit), excel=args.excel)
     return 0
 
 
@@ -85,7 +93,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             def more(p: Page) -> Page | None:
                 return None if p.next_audit is None else page(p.next_audit)
 
-            write_csv(sys.stdout.buffer, AUDIT_COLUMNS, _rows(page(None), more, args.limit), excel=args.excel)
+            first = page(None)
+            hub.record_act("export.audit", site=args.site, detail=_filters(args))
+            write_csv(sys.stdout.buffer, AUDIT_COLUMNS, _rows(first, more, args.limit), excel=args.excel)
             return 0
         rows = hub.audit_log(site=args.site, since=args.since, until=args.until, limit=args.limit or 50)
     table(["TIME", "WHO", "VIA", "ACT", "SITE", "DOOR", "MEMBER", "OUTCOME", "DETAIL"],

@@ -29,6 +29,10 @@ NAME = "Jörg Müßig-Überall"
 N_EVENTS = 2345
 
 
+def iso_ts(text: str) -> float:
+    return dt.datetime.fromisoformat(text).astimezone().timestamp()
+
+
 def audit(env: Env, **filters: object) -> list[AuditRow]:
     store = env.hub.service.store
     return env.hub.service.call(lambda: store.audit_log(limit=10000, **filters))  # type: ignore[arg-type]
@@ -208,6 +212,9 @@ def test_torwart_hub_events_csv_writes_every_event_of_the_range(env: Env, export
     assert hub_main(["events", "--csv", "--excel", "--limit", "3", "--site", "minheim", "--config", cfg]) == 0
     raw = capsysbinary.readouterr().out
     assert raw.startswith(b"\xef\xbb\xbf") and len(rows_of(raw.decode("utf-8-sig"), ";")) == 3
+    exports = [r for r in audit(env) if r.act == "export.events" and r.via == "cli"]
+    assert [(r.site_id, r.detail) for r in exports][-2:] == [("minheim", f"since={int(iso_ts(iso[0]))} "
+                                                              f"until={int(iso_ts(iso[1]))}"), ("minheim", "limit=3")]
     # Refusals: exit 1, the reason, no CSV.
     for argv in (["events", "--door", "eingang"], ["events", "--csv", "--site", "atlantis"],
                  ["audit", "--since", "2026-02-01", "--until", "2026-01-01"], ["audit", "--limit", "0"]):

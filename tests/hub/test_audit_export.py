@@ -18,7 +18,7 @@ import requests
 
 from hub.__main__ import main as hub_main
 from hub.export import AUDIT_COLUMNS, EVENT_COLUMNS
-from hub.store import AuditRow, OutMail
+from hub.store import AuditEntry, AuditRow, OutMail
 from wire import messages as m
 
 from ._dashboard import Env, env_fixture  # noqa: F401 (the env fixture)
@@ -221,3 +221,14 @@ def test_torwart_hub_events_csv_writes_every_event_of_the_range(env: Env, export
         assert hub_main([*argv, "--config", cfg]) == 1, argv
         out, err = capsysbinary.readouterr()
         assert out == b"" and err.startswith(b"error: "), argv
+
+
+def test_the_retention_job_purges_audit_rows_older_than_retention_days(env: Env) -> None:
+    service = env.hub.service
+    days = service.cfg.hub.retention_days
+    old = AuditEntry(at=time.time() - (days + 1) * 86400, who="cli:old", via="cli", act="unlock", outcome="ok")
+    young = AuditEntry(at=time.time() - (days - 1) * 86400, who="cli:young", via="cli", act="unlock", outcome="ok")
+    service.call(lambda: [service.store.record_audit(e) for e in (old, young)])
+    service.call(service._retention)  # the job the hub's schedule runs every 6 hours
+    whos = {r.who for r in audit(env)}
+    assert "cli:young" in whos and "cli:old" not in whos

@@ -244,7 +244,8 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
     http = msgspec.structs.replace(cfg.http, admin_token_file=r(base, cfg.http.admin_token_file))
     if cfg.alerts is not None:
         cfg = msgspec.structs.replace(cfg, alerts=msgspec.structs.replace(
-            cfg.alerts, smtp_password_file=r(base, cfg.alerts.smtp_password_file)))
+            cfg.alerts, smtp_password_file=r(base, cfg.alerts.smtp_password_file),
+            webhooks=[msgspec.structs.replace(w, secret_file=r(base, w.secret_file)) for w in cfg.alerts.webhooks]))
     sites = [msgspec.structs.replace(s, cred_key_file=r(base, s.cred_key_file) or "") for s in cfg.sites]
     return msgspec.structs.replace(cfg, hub=hub, mqtt=mqtt, http=http, booking=booking, sites=sites)
 
@@ -349,6 +350,9 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     if a is not None and a.retry_max_seconds < a.retry_first_seconds:
         raise ConfigError(f, "alerts.retry_max_seconds", "must not be less than retry_first_seconds")
     cfg.homeassistant.check(f, [site.id for site in cfg.sites])
+    if a is not None and (dup := next((i for i, w in enumerate(a.webhooks) if w.url in
+                                       {v.url for v in a.webhooks[:i]}), None)) is not None:
+        raise ConfigError(f, f"alerts.webhooks[{dup}].url", "is given twice")
     cfg = _check_sites(cfg, f)
     if check_files:
         _check_files(cfg, f)
@@ -367,6 +371,8 @@ def _check_files(cfg: HubConfig, f: str) -> None:
         ("booking.token_file", cfg.booking.token_file),
         ("booking.webhook_secret_file", cfg.booking.webhook_secret_file),
         ("alerts.smtp_password_file", None if cfg.alerts is None else cfg.alerts.smtp_password_file),
+        *((f"alerts.webhooks[{i}].secret_file", w.secret_file)
+          for i, w in enumerate(cfg.alerts.webhooks if cfg.alerts else ())),
     ], public=[
         ("hub.ca_cert_file", cfg.hub.ca_cert_file),
         ("mqtt.ca_file", cfg.mqtt.ca_file),

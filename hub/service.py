@@ -38,6 +38,7 @@ from wire.topics import Kind
 from . import ha_control, homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
+from .alerts.webhooks import WebhookSender
 from .config import HubConfig
 from .core import Hub, each_site
 from .core.errors import UnknownSite
@@ -76,6 +77,8 @@ class HubService:
         #: Home Assistant's requests, with ``[homeassistant] control`` only.
         self.ha: ha_control.HaControl | None = None
         self.mailer: Mailer | None = None
+        #: Alerts as signed webhooks, with ``[[alerts.webhooks]]`` only.
+        self.webhooks: WebhookSender | None = None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -135,13 +138,22 @@ class HubService:
         if self.cfg.alerts is None:
             return
         self.mailer = Mailer(self.cfg)
-        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake, self.live.notify)
+        self.webhooks = WebhookSender(self.cfg) if self.cfg.alerts.webhooks else None
+        self.alerter = Alerter(self.cfg, self.store, self._wake_delivery, self.live.notify)
         self.mailer.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         a = self.cfg.alerts
         shortest = min(a.offline_minutes, a.escalate_minutes, a.remind_minutes, a.clock_minutes, a.cache_minutes,
                        a.denials_minutes) * 60.0
         every = max(0.5, min(5.0, shortest / 4))
         self._sched.add_job(lambda: self.post(self._check_alerts), "interval", seconds=every)
+
+    def _wake_delivery(self) -> None:
+        """Something was queued: every channel's worker looks (each takes its own rows)."""
+        for worker in (self.mailer, self.webhooks):
+            if worker is not None:
+                worker.wake()
 
     def _check_alerts(self) -> None:
         """Offline sites, slow conditions, the booking sync, reminders and escalations."""
@@ -159,6 +171,8 @@ class HubService:
             self.feedback.close()
         if self.mailer is not None:
             self.mailer.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if hasattr(self, "hub"):
             self.hub.close()
         if hasattr(self, "store"):
@@ -345,6 +359,7 @@ class HubService:
         self.store.purge_enrollments(int(now) - days * 86400)
         self.store.purge_feedback(now - days * 86400)
         self.store.purge_alerts(now - days * 86400)
+        self.store.purge_audit(now - days * 86400)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 

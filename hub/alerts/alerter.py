@@ -25,7 +25,7 @@ from wire import messages as m
 
 from ..config import AlertsSection, HubConfig
 from ..store import AlertRow, OutMail, Store
-from . import audience, rules
+from . import audience, rules, webhooks
 from .texts import compose
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,14 @@ class Alerter:
             name = self.cfg.site(site).name
         except KeyError:
             name = ""
-        return [compose(what=what, kind=kind, subject=subject, site_id=site, site_name=name, at=at,
-                        link=self.link(site), recipient=r.address, detail=detail, lang=r.lang,
-                        not_before=r.not_before)
-                for r in to]
+        link = self.link(site)
+        mails = [compose(what=what, kind=kind, subject=subject, site_id=site, site_name=name, at=at,
+                         link=link, recipient=r.address, detail=detail, lang=r.lang, not_before=r.not_before)
+                 for r in to]
+        if what not in ("opened", "resolved"):  # reminders and escalations are for people
+            return mails
+        return mails + webhooks.outgoing(self.cfg, what=what, kind=kind, subject=subject, site_id=site,
+                                         site_name=name, at=at, detail=detail, link=link)
 
     # --- decisions ------------------------------------------------------------------------------
 

@@ -20,6 +20,14 @@ ALL_KINDS: tuple[AlertKind, ...] = ("door_forced", "door_held", "reader_tamper",
 Minutes = Annotated[float, Meta(gt=0, le=10080)]
 
 
+class WebhookTarget(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[alerts.webhooks]]``: where alerts are POSTed as signed JSON (hub/alerts/webhooks.py)."""
+
+    url: HttpUrl
+    #: The shared secret that signs each request, in a file readable by its owner only.
+    secret_file: Annotated[str, Meta(min_length=1)]
+
+
 class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Alerts by e-mail (hub/alerts); without this section the hub sends none."""
 
@@ -63,6 +71,8 @@ class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     denials_minutes: Minutes = 5.0
     #: The booking platform sync failing this many times in a row (``sync_failing``).
     sync_failures: Annotated[int, Meta(ge=1, le=10000)] = 3
+    #: Signed webhooks that hear every alert (each URL once).
+    webhooks: list[WebhookTarget] = []
 
     @property
     def port(self) -> int:

@@ -241,8 +241,15 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     cfg = load(args)
     rows: list[list[object]] = []
+    if not args.csv and (args.excel or args.door):
+        raise HubError("--excel and --door go with --csv")
     with open_cli_hub(args, cfg) as hub:
-        log_ = hub.event_log(site=args.site, type=args.type, since=args.since, until=args.until, limit=args.limit)
+        if args.csv:
+            from .export import events_csv
+
+            return events_csv(args, hub)
+        log_ = hub.event_log(site=args.site, type=args.type, since=args.since, until=args.until,
+                             limit=50 if args.limit is None else args.limit)
     for ev, doc, member in log_:  # oldest first: the newest ends up at the bottom, as in a log
         details = [f"{k}={doc[k]}" for k in ("door", "room", "reason", "version", "action", "error", "reader",
                                              "seconds") if doc.get(k) is not None]

@@ -7,7 +7,8 @@
     torwart-hub cards ...   enroll (by reading a card, at the desk or at a site), add, import, remove, list
     torwart-hub grants ...  standing grants (caretakers, cleaners)
     torwart-hub members ... a member's data: export (access request), remove (erasure)
-    torwart-hub events      the event log
+    torwart-hub events      the event log (--csv: all of a range as CSV)
+    torwart-hub audit       who did what (dashboard, API, command line), with refusals
     torwart-hub users ...   dashboard accounts (admins, caretakers)
     torwart-hub homeassistant init   Home Assistant's broker login and ACL
     torwart-hub run         run the hub (systemd)
@@ -47,6 +48,7 @@ from .admin import (
     cmd_sites,
 )
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
+from .export import add_audit_command, add_csv_options
 from .homeassistant import add_homeassistant_commands
 from .members import add_member_commands
 from .users import add_user_commands
@@ -267,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="e.g. access.denied")
     p.add_argument("--since", type=iso_time, metavar="ISO")
     p.add_argument("--until", type=iso_time, metavar="ISO")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
+    p.add_argument("--door", help="with --csv: events of this door only")
+    p.add_argument("--limit", type=int, help="at most this many (default: 50, the newest; with --csv: all)")
+    add_csv_options(p)
+    add_audit_command(sub, add)
 
     add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
     p = add(sub, "push", cmd_push, "publish a site's full cache now and wait for its acknowledgement")

@@ -13,6 +13,12 @@
 - a member's data (GDPR): ``export_member``, ``erase_member`` (running hub),
   ``erase_and_wait`` (command line);
 - bookings: ``sync``, ``sync_now``, ``apply_push``;
+- the audit trail (``audit.py``): each act above that a person does is recorded once, as
+  the current ``actor`` (``acting_as``, ``run_as``; the command line's is ``cli:<user>``),
+  by ``audited``; ``record_act`` for a refusal made before an act, or an act of its own
+  (an alert's acknowledgement); ``audit_log``;
+- exports (``export.py``): ``event_export_page``, ``audit_export_page`` (CSV rows a page at
+  a time), ``failing_deliveries`` (alert messages not delivered yet);
 - what is shown: ``snapshot``, ``summary``, ``event_views``, ``noshows``, ``overview``;
 - "is this a configured site?": ``site`` and ``knows``.
 

@@ -19,12 +19,18 @@ from wire.topics import Kind
 from .. import commands
 from ..conversation import Conversation
 from ..link import HubLink
-from .base import Base
+from .audit import Auditing
 from .errors import BadCommand, InLockdown, NotSent
 from .push import ACKS, Result, no_ack
 
 
-class Commanding(Base):
+def _detail(seconds: int | None, room: str | None, reader: str | None) -> str | None:
+    """A command's parameters for its audit row."""
+    parts = [f"{k}={v}" for k, v in (("seconds", seconds), ("room", room), ("reader", reader)) if v is not None]
+    return " ".join(parts) or None
+
+
+class Commanding(Auditing):
     """The command acts (see the module's docstring)."""
 
     def in_lockdown(self, site: str) -> bool:
@@ -52,17 +58,29 @@ class Commanding(Base):
     def send_command(self, site: str, action: str, *, door: str | None = None, seconds: int | None = None,
                      room: str | None = None, reader: str | None = None) -> m.Command:
         """Build, sign and publish a command over the running hub's link; the command sent.
-        UnknownSite, InLockdown, BadCommand, or NotSent (the broker connection is down)."""
-        cmd = self._command(site, action, door=door, seconds=seconds, room=room, reader=reader)
-        if not self._send(self._running_link(), site, cmd):
-            raise NotSent("not connected to the broker")
-        return cmd
+        UnknownSite, InLockdown, BadCommand, or NotSent (the broker connection is down).
+        Recorded in the audit trail (``hub.core.audit``)."""
+        with self.audited(action, site=site, door=door, detail=_detail(seconds, room, reader)) as note:
+            cmd = self._command(site, action, door=door, seconds=seconds, room=room, reader=reader)
+            if not self._send(self._running_link(), site, cmd):
+                raise NotSent("not connected to the broker")
+            note.add(f"command={cmd.id}")
+            return cmd
 
     def command_and_wait(self, site: str, action: str, *, door: str | None = None, seconds: int | None = None,
                          room: str | None = None, timeout: float = 30.0) -> Result:
         """Send a command over a conversation of its own and wait for the site's ack (the
         command line). Refusals before sending as ``send_command``; HubError when the
-        broker cannot be reached or the command did not go out."""
+        broker cannot be reached or the command did not go out. Recorded in the audit trail,
+        with the site's answer."""
+        with self.audited(action, site=site, door=door, detail=_detail(seconds, room, None)) as note:
+            res = self._command_and_wait(site, action, door=door, seconds=seconds, room=room, timeout=timeout)
+            if not res.ok:
+                note.failed(res.error)
+            return res
+
+    def _command_and_wait(self, site: str, action: str, *, door: str | None, seconds: int | None,
+                          room: str | None, timeout: float) -> Result:
         cmd = self._command(site, action, door=door, seconds=seconds, room=room)
         with Conversation(self.cfg, "cli") as talk:
             talk.connect(min(timeout, 15))

@@ -51,7 +51,13 @@ class Enrolling(Pushing, Commanding):
     def start_enrollment(self, site: str, member_id: str, reader: str, seconds: int) -> m.Command:
         """Record and send an enrollment at ``site`` (the running hub); the command sent.
         NoEnrollKey when this hub could not open the read, UnknownMember, EnrollError (a
-        bad window or reader), NotSent (recorded as cancelled)."""
+        bad window or reader), NotSent (recorded as cancelled). Recorded in the audit trail."""
+        with self.audited("enroll", site=site, member=member_id, detail=f"reader={reader} seconds={seconds}") as n:
+            cmd = self._start_enrollment(site, member_id, reader, seconds)
+            n.add(f"command={cmd.id}")
+            return cmd
+
+    def _start_enrollment(self, site: str, member_id: str, reader: str, seconds: int) -> m.Command:
         if self.enroller.key is None:
             raise NoEnrollKey("this hub has no enrollment key to open the site's read (run torwart-hub init)")
         cmd = self._begin(site, member_id, reader, seconds)
@@ -90,7 +96,13 @@ class Enrolling(Pushing, Commanding):
                        say: at_site.Say) -> Enrollment:
         """The command line's whole conversation: record the enrollment, send the command,
         wait for the ack and the card, enroll it and push the caches that hold it, saying
-        each step; the finished enrollment, or EnrollError (nothing is enrolled then)."""
+        each step; the finished enrollment, or EnrollError (nothing is enrolled then).
+        Recorded in the audit trail."""
+        with self.audited("enroll", site=site, member=member_id, detail=f"reader={reader}"):
+            return self._enroll_at_site(site, member_id, reader, timeout=timeout, say=say)
+
+    def _enroll_at_site(self, site: str, member_id: str, reader: str, *, timeout: float,
+                        say: at_site.Say) -> Enrollment:
         if not 1 <= timeout <= MAX_SECONDS:
             raise EnrollError(f"--timeout at a site is 1 to {MAX_SECONDS} s (how long a site waits for a card at most)")
         key = load_enroll_key(self.cfg)

@@ -20,14 +20,16 @@ from ..live import Live
 from ..store import Store, open_store
 from ..sync import BookingSync
 from .alerting import Alerting
+from .audit import HUB, Actor, cli_actor
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
+from .export import Exporting
 from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Enrolling, Bookings, People, Alerting, Display):
+class Hub(Privacy, Exporting, Enrolling, Bookings, People, Alerting, Display):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices
@@ -35,8 +37,11 @@ class Hub(Privacy, Enrolling, Bookings, People, Alerting, Display):
     thread: the running hub's main loop, or the command line's."""
 
     def __init__(self, cfg: HubConfig, store: Store, *, link: HubLink | None = None, live: Live | None = None,
-                 post: Callable[[Work], None] | None = None, where: str = "the configuration") -> None:
+                 post: Callable[[Work], None] | None = None, where: str = "the configuration",
+                 actor: Actor = HUB) -> None:
         super().__init__(cfg, store, link=link, live=live, post=post, where=where)
+        self._actor = actor
+        self._audit_depth = 0
         self._known: dict[str, int | None] = {}
         self._enroller: EnrollHandler | None = None
         self._sync: BookingSync | None = None
@@ -50,12 +55,13 @@ class Hub(Privacy, Enrolling, Bookings, People, Alerting, Display):
 @contextmanager
 def open_hub(cfg: HubConfig, *, where: str = "the configuration") -> Iterator[Hub]:
     """A hub for the command line: its store created (with its directory) on first use and
-    the configured sites synced into it; closed again at the end."""
+    the configured sites synced into it; closed again at the end. Its acts are recorded
+    as the Unix user's (``cli:<user>``, ``hub.core.audit``)."""
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = open_store(cfg.hub.store_url)
     try:
         store.sync_sites(cfg.sites)
-        hub = Hub(cfg, store, where=where)
+        hub = Hub(cfg, store, where=where, actor=cli_actor())
         try:
             yield hub
         finally:

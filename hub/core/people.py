@@ -24,7 +24,7 @@ from wire.errors import WireError
 from ..caches import LOOK_BACK
 from ..errors import HubError
 from ..store import Credential, Grant, Member, StoredEvent, User, UserExists
-from .base import Base
+from .audit import Auditing
 
 #: The credential types an admin may enroll by hand (PROTOCOL.md §1).
 CRED_TYPES = ("em4100", "iso14443a", "wiegand26", "wiegand34", "pin")
@@ -73,7 +73,17 @@ class CardRemoved:
     sites: frozenset[str]
 
 
-class People(Base):
+def _grant_detail(valid_from: int | None, valid_until: int | None, label: str) -> str | None:
+    """A grant's window and label for its audit row (ISO 8601, UTC)."""
+    def iso(t: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    parts = ([f"from={iso(valid_from)}"] if valid_from else []) + \
+        ([f"until={iso(valid_until)}"] if valid_until else []) + ([f"label={label}"] if label else [])
+    return " ".join(parts) or None
+
+
+class People(Auditing):
     """The acts about members, credentials, grants and accounts (see the module's docstring)."""
 
     # --- members and credentials ---------------------------------------------------------------
@@ -110,7 +120,17 @@ class People(Base):
                  label: str | None = None, update: bool = True) -> CardAdded:
         """Enroll ``credential`` (PROTOCOL.md §1 form) to a member, creating the member if new
         (``update``: and giving an existing one the ``name``/``email`` given). HubError when
-        the credential is another member's."""
+        the credential is another member's. Recorded in the audit trail (type and
+        fingerprint, never the credential)."""
+        kind = credential.partition(":")[0]
+        with self.audited("cards.add", member=member_id, detail=f"{kind} {self.fingerprint(credential)}") as note:
+            done = self._add_card(member_id, credential, name=name, email=email, label=label, update=update)
+            if done.created or done.already:
+                note.add("created member" if done.created else "already enrolled")
+            return done
+
+    def _add_card(self, member_id: str, credential: str, *, name: str | None, email: str | None,
+                  label: str | None, update: bool) -> CardAdded:
         kind = credential.partition(":")[0]
         owner = self._store.owner_of_credential(credential)
         if owner is not None and owner != member_id:
@@ -128,7 +148,14 @@ class People(Base):
 
     def import_cards(self, rows: Sequence[tuple[str, str, str | None, str | None]]) -> CardsImported:
         """Enroll (member, credential, name, email) rows, all or nothing: members made for
-        them are taken back when the credentials cannot all be enrolled (HubError)."""
+        them are taken back when the credentials cannot all be enrolled (HubError). Recorded
+        in the audit trail."""
+        with self.audited("cards.import", detail=f"rows={len(rows)}") as note:
+            done = self._import_cards(rows)
+            note.add(f"added={done.added} members={done.members} new_members={done.new_members}")
+            return done
+
+    def _import_cards(self, rows: Sequence[tuple[str, str, str | None, str | None]]) -> CardsImported:
         members = {r[0]: (r[2], r[3]) for r in rows}
         new_members = [mb for mb in members if self._store.get_member(mb) is None]
         for mb in new_members:
@@ -146,7 +173,14 @@ class People(Base):
         return CardsImported(added, len(rows), len(members), len(new_members), self.member_sites(members))
 
     def remove_card(self, member_id: str, given: str) -> CardRemoved:
-        """Remove a member's credential, named by its fingerprint or as TYPE:VALUE."""
+        """Remove a member's credential, named by its fingerprint or as TYPE:VALUE. Recorded
+        in the audit trail."""
+        with self.audited("cards.remove", member=member_id) as note:
+            done = self._remove_card(member_id, given)
+            note.add(f"{done.kind} {done.fingerprint}")
+            return done
+
+    def _remove_card(self, member_id: str, given: str) -> CardRemoved:
         if self._store.get_member(member_id) is None:
             raise HubError(f"no member {member_id!r}")
         creds = self._store.credentials_of(member_id)
@@ -176,13 +210,25 @@ class People(Base):
     def add_grant(self, member_id: str, site: str, doors: list[str] | None, *, valid_from: int | None,
                   valid_until: int | None, label: str) -> Grant:
         """Let a member's credentials open doors of a configured site without a booking
-        (its cache changes: rebuild ``site``)."""
-        self.site(site)
-        return self._store.add_grant(member_id, site, doors, valid_from=valid_from, valid_until=valid_until,
-                                     label=label)
+        (its cache changes: rebuild ``site``). Recorded in the audit trail."""
+        with self.audited("grants.add", site=site, member=member_id, door=",".join(doors) if doors else None,
+                          detail=_grant_detail(valid_from, valid_until, label)) as note:
+            self.site(site)
+            g = self._store.add_grant(member_id, site, doors, valid_from=valid_from, valid_until=valid_until,
+                                      label=label)
+            note.add(f"grant={g.id}")
+            return g
 
     def remove_grant(self, grant_id: int) -> str:
-        """Remove a standing grant; the site whose cache it changes. HubError if there is none."""
+        """Remove a standing grant; the site whose cache it changes. HubError if there is none.
+        Recorded in the audit trail."""
+        found = next(((g, s.id) for s in self.cfg.sites for g in self._store.grants_for_site(s.id)
+                      if g.id == grant_id), None)
+        with self.audited("grants.remove", site=found[1] if found else None,
+                          member=found[0].member_id if found else None, detail=f"grant={grant_id}"):
+            return self._remove_grant(grant_id)
+
+    def _remove_grant(self, grant_id: int) -> str:
         site = next((s.id for s in self.cfg.sites for g in self._store.grants_for_site(s.id) if g.id == grant_id),
                     None)
         if site is None or not self._store.remove_grant(grant_id):
@@ -219,16 +265,24 @@ class People(Base):
 
     def add_user(self, name: str, role: str, sites: list[str] | None, password_hash: str,
                  email: str | None = None) -> User:
-        """Add a dashboard account (``email``: where its alerts go); HubError when the name is taken."""
-        try:
-            return self._store.add_user(name, role, sites, password_hash, email)
-        except UserExists as exc:
-            raise HubError(str(exc)) from None
+        """Add a dashboard account (``email``: where its alerts go); HubError when the name is
+        taken. Recorded in the audit trail (``users.add``, the account's name in ``detail``)."""
+        where = "*" if sites is None else ",".join(sites)
+        with self.audited("users.add", detail=f"user={name} role={role} sites={where}"):
+            try:
+                return self._store.add_user(name, role, sites, password_hash, email)
+            except UserExists as exc:
+                raise HubError(str(exc)) from None
 
     def users(self) -> tuple[list[User], dict[str, int]]:
         """The dashboard accounts, and per user its open sessions."""
         return self._store.users(), self._store.active_sessions(time.time())
 
     def remove_user(self, name: str) -> bool:
-        """Remove an account and end its sessions; False if there was none."""
-        return self._store.remove_user(name)
+        """Remove an account and end its sessions; False if there was none. Recorded in the
+        audit trail (refused when there was none)."""
+        with self.audited("users.remove", detail=f"user={name}") as note:
+            done = self._store.remove_user(name)
+            if not done:
+                note.outcome, note.reason = "refused", f"no user {name!r}"
+            return done

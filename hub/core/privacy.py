@@ -98,7 +98,11 @@ class Privacy(Pushing, People):
 
     def export_member(self, member_id: str) -> dict[str, Any]:
         """Everything the hub holds about ``member_id`` as a JSON-ready dict (see the
-        module's docstring); HubError for an unknown member."""
+        module's docstring); HubError for an unknown member. Recorded in the audit trail."""
+        with self.audited("members.export", member=member_id):
+            return self._export_member(member_id)
+
+    def _export_member(self, member_id: str) -> dict[str, Any]:
         mb = self._store.get_member(member_id)
         if mb is None:
             raise HubError(f"no member {member_id!r}")
@@ -136,7 +140,13 @@ class Privacy(Pushing, People):
         """Delete the member's data (one transaction) and rebuild the caches of the sites
         that held them; HubError, nothing changed, for an unknown member. The running hub
         publishes each new version as the retained full; the command line only records it
-        (``erase_and_wait`` publishes and waits)."""
+        (``erase_and_wait`` publishes and waits). Recorded in the audit trail."""
+        with self.audited("members.erase", member=member_id) as note:
+            done = self._erase_member(member_id)
+            note.add("sites=" + (",".join(done.versions) or "-"))
+            return done
+
+    def _erase_member(self, member_id: str) -> Erasure:
         mb = self._store.get_member(member_id)
         if mb is None:
             raise HubError(f"no member {member_id!r}")
@@ -159,7 +169,16 @@ class Privacy(Pushing, People):
         and wait (up to ``timeout`` seconds in all) until every one of them acknowledged it
         (or a newer version). When the broker cannot be reached the erasure stands and
         each site's answer says the cache was not published (the running hub brings it
-        out)."""
+        out). Recorded in the audit trail, with the sites that did not acknowledge."""
+        with self.audited("members.erase", member=member_id) as note:
+            res = self._erase_and_wait(member_id, timeout=timeout)
+            missing = [a.site for a in res.acks if not a.acked]
+            note.add("sites=" + (",".join(res.versions) or "-"))
+            if missing:
+                note.failed("erased; not acknowledged by " + ", ".join(missing))
+            return res
+
+    def _erase_and_wait(self, member_id: str, *, timeout: float) -> Erasure:
         done = self.erase_member(member_id)
         waiting = {site: v for site, v in done.versions.items() if v is not None}
         acks: dict[str, SiteAck] = {}

@@ -23,7 +23,8 @@ from wire.topics import Kind
 
 from ..conversation import Conversation
 from ..publisher import Published, Publisher
-from .base import Base, each_site
+from .audit import Auditing
+from .base import each_site
 from .errors import NotSent
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def no_ack(timeout: float) -> str:
     return f"no acknowledgement within {timeout:.0f} s (is the site online?)"
 
 
-class Pushing(Base):
+class Pushing(Auditing):
     """The push acts (see the module's docstring)."""
 
     _known: dict[str, int | None]
@@ -102,12 +103,16 @@ class Pushing(Base):
 
     def push(self, site: str) -> int:
         """Rebuild ``site``'s cache and publish its latest version as the retained full now
-        (the running hub); the version published."""
-        self.site(site)
-        self.caches.rebuild(site, int(time.time()))
-        version = self.publisher.publish_full(site).version
-        self._notify(site, "cache")
-        return version
+        (the running hub); the version published. Recorded in the audit trail."""
+        with self.audited("push", site=site) as note:
+            self.site(site)
+            self.caches.rebuild(site, int(time.time()))
+            full = self.publisher.publish_full(site)
+            self._notify(site, "cache")
+            note.add(f"version={full.version}")
+            if not full.sent:
+                note.failed("not connected to the broker: the running hub publishes it when it is")
+            return full.version
 
     # --- the running hub: following what sites hold ---------------------------------------------------
 
@@ -149,7 +154,16 @@ class Pushing(Base):
 
     def push_and_wait(self, site: str, *, timeout: float = 30.0) -> Result:
         """Rebuild ``site``'s cache, publish its latest full cache (retained) and wait for
-        the site's ack; a site that holds that version already counts as done."""
+        the site's ack; a site that holds that version already counts as done. Recorded in
+        the audit trail, with the site's answer."""
+        with self.audited("push", site=site) as note:
+            res = self._push_and_wait(site, timeout=timeout)
+            note.add(f"version={res.version}")
+            if not res.ok:
+                note.failed(res.error)
+            return res
+
+    def _push_and_wait(self, site: str, *, timeout: float) -> Result:
         self.site(site)
         self.caches.rebuild(site, int(time.time()))
         with Conversation(self.cfg, "cli") as talk:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BadCommand, InLockdown, NotSent
 from .auth import Principal
-from .checks import ACTIONS, MAX_UNLOCK_SECONDS, Outcome, check, int_or_none, opt_str
+from .checks import ACTIONS, MAX_UNLOCK_SECONDS, Outcome, as_, check, int_or_none, opt_str, record_refusal
 from .common import on_loop
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ACTIONS", "MAX_UNLOCK_SECONDS", "Outcome", "check", "perform", "refused_in_lockdown"]
+__all__ = ["ACTIONS", "MAX_UNLOCK_SECONDS", "Outcome", "check", "perform", "record_refusal", "refused_in_lockdown"]
 
 def _locked(site: str) -> Outcome:
     return Outcome(409, {"error": f"site {site!r} is in lockdown: no door is unlocked until an admin ends it"})
@@ -41,23 +41,25 @@ async def refused_in_lockdown(hub: Hub, site: str, action: str) -> Outcome | Non
 
 
 async def perform(hub: Hub, p: Principal, site: str, action: str, params: dict[str, Any]) -> Outcome:
-    """Check and carry out ``action`` at ``site`` for ``p``; 202 when sent."""
+    """Check and carry out ``action`` at ``site`` for ``p``; 202 when sent. Refusals and acts
+    are recorded in the audit trail as ``p``'s."""
     refused = check(hub, p, site, action, params)
     if refused is not None:
+        await record_refusal(hub, p, action, refused, site=site, params=params)
         return refused
     if action == "enroll":  # recorded as a pending enrollment first (hub/dashboard/enroll.py)
         from . import enroll
 
         return await enroll.start(hub, p, site, params)
     if action == "push":
-        version = await on_loop(hub, lambda: hub.push(site))
+        version = await on_loop(hub, as_(hub, p, lambda: hub.push(site)))
         log.info("dashboard: push of version %d to site %s by %s", version, site, p.name)
         return Outcome(202, {"site": site, "action": action, "published_version": version})
     try:
         door, seconds = opt_str(params.get("door")), int_or_none(params.get("seconds"), "seconds")
         room, reader = opt_str(params.get("room")), opt_str(params.get("reader"))
-        cmd = await on_loop(hub, lambda: hub.send_command(site, action, door=door, seconds=seconds, room=room,
-                                                           reader=reader))
+        cmd = await on_loop(hub, as_(hub, p, lambda: hub.send_command(site, action, door=door, seconds=seconds,
+                                                                       room=room, reader=reader)))
     except InLockdown:
         log.warning("dashboard: unlock at site %s by %s refused: the site is in lockdown", site, p.name)
         return _locked(site)

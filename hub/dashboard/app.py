@@ -2,7 +2,9 @@
 
 Pages: ``/`` (county), ``/sites/{site}``, ``/login``, ``/logout``, ``/sites/{site}/actions``
 (the no-JavaScript confirm step), ``/alerts``, ``/alerts/{alert}/ack`` and
-``/settings/alerts`` (``hub.dashboard.alerts``); ``/static/…`` (CSS, JS); the JSON API and its live stream
+``/settings/alerts`` (``hub.dashboard.alerts``); ``/audit`` and the CSV downloads
+``/export/events.csv``, ``/export/audit.csv`` (``hub.dashboard.exports``); ``/static/…``
+(CSS, JS); the JSON API and its live stream
 under ``/api/v1`` (``hub.dashboard.api``; the document, generated from this table and the
 types of ``hub.dashboard.model``, is ``/api/v1/openapi.json``).
 
@@ -24,6 +26,7 @@ from .alerts import Alerts
 from .api import Api, Handler
 from .auth import Auth
 from .common import error
+from .exports import Exports
 from .middleware import principal
 from .model import BadRequest
 from .render import STATIC
@@ -50,7 +53,8 @@ def _as_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     """The dashboard's auth (sessions, token) and routes."""
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
-    v, a, al = Views(service, auth), Api(service, auth), Alerts(service, auth)
+    v, a = Views(service, auth), Api(service, auth)
+    al, x = Alerts(service, auth), Exports(service)
     g = _as_endpoint
     table: list[BaseRoute] = [
         Route("/", v.county, methods=["GET"]),
@@ -63,6 +67,9 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/alerts/{alert}/ack", al.ack, methods=["POST"]),
         Route("/settings/alerts", al.settings_page, methods=["GET"]),
         Route("/settings/alerts", al.save_settings, methods=["POST"]),
+        Route("/audit", x.audit, methods=["GET"]),
+        Route("/export/events.csv", x.events_csv, methods=["GET"]),
+        Route("/export/audit.csv", x.audit_csv, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/v1/openapi.json", g(a.openapi), methods=["GET"]),
         Route("/api/v1/me", g(a.me), methods=["GET"]),

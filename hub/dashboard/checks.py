@@ -1,18 +1,24 @@
 """What the dashboard checks before an action (``hub.dashboard.actions``, and card
 enrollment, ``hub.dashboard.enroll``), and the outcome both answer with: who may see the
 site (404), which actions there are (400), who may do them (403), and the parameters
-(door, room, seconds: 400)."""
+(door, room, seconds: 400); who acts (``actor``) and the audit row of a refusal
+(``record_refusal``; the acts record themselves, ``hub.core.audit``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import commands
+from ..core.audit import Actor
 from .auth import PERMISSIONS, Principal
+from .common import on_loop
 
 if TYPE_CHECKING:
     from ..core import Hub
+
+T = TypeVar("T")
 
 ACTIONS = ("push", *commands.ACTIONS)
 MAX_UNLOCK_SECONDS = commands.MAX_UNLOCK_SECONDS
@@ -26,6 +32,27 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status < 400
+
+
+def actor(p: Principal) -> Actor:
+    """Who acts, for the audit trail: a session's user through the dashboard, or the admin
+    token through the API."""
+    return Actor(p.name, "dashboard" if p.session_key is not None else "api")
+
+
+def as_(hub: Hub, p: Principal, fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` for the hub's loop, run with ``p`` acting (its acts are recorded as ``p``'s)."""
+    return lambda: hub.run_as(actor(p), fn)
+
+
+async def record_refusal(hub: Hub, p: Principal, act: str, out: Outcome, *, site: str | None = None,
+                         params: dict[str, Any] | None = None, member: str | None = None) -> None:
+    """Record a refusal the dashboard made before an act started (403, 404, 400, 409)."""
+    params = params or {}
+    door = opt_str(params.get("door"))
+    reason = f"{out.status}: {out.doc.get('error', '')}"
+    await on_loop(hub, as_(hub, p, lambda: hub.record_act(act, outcome="refused", site=site, door=door,
+                                                          member=member, reason=reason)))
 
 
 def int_or_none(value: object, what: str) -> int | None:

@@ -21,7 +21,7 @@ from ..core.errors import NoEnrollKey, NotSent
 from ..enroll import MAX_SECONDS, EnrollError
 from ..store import UnknownMember
 from .auth import Principal
-from .checks import Outcome, check
+from .checks import Outcome, actor, check, record_refusal
 from .common import on_loop
 
 if TYPE_CHECKING:
@@ -36,6 +36,33 @@ def _text(value: object) -> str | None:
 
 async def start(hub: Hub, p: Principal, site: str, params: dict[str, Any]) -> Outcome:
     """Check, record and send an enrollment at ``site``; 202 with ``{"id": command id}``."""
+    member, refused = _text(params.get("member")), _checked(hub, p, site, params)
+    if refused is not None:
+        await record_refusal(hub, p, "enroll", refused, site=site, member=member)
+        return refused
+    reader, seconds = str(params.get("reader")).strip(), int(params.get("seconds", 60))
+    assert member is not None
+
+    def go() -> Outcome:
+        try:
+            cmd = hub.run_as(actor(p), lambda: hub.start_enrollment(site, member, reader, seconds))
+        except NoEnrollKey as exc:
+            return Outcome(503, {"error": str(exc)})
+        except UnknownMember:
+            return Outcome(400, {"error": f"no member {member!r}"})
+        except EnrollError as exc:
+            return Outcome(400, {"error": str(exc)})
+        except NotSent:
+            return Outcome(503, {"error": "not connected to the broker"})
+        log.info("dashboard: enrollment at site %s, reader %s, for member %s started by %s (command %s)",
+                 site, reader, member, p.name, cmd.id)
+        return Outcome(202, {"id": cmd.id, "site": site, "member": member, "reader": reader, "seconds": seconds})
+
+    return await on_loop(hub, go)
+
+
+def _checked(hub: Hub, p: Principal, site: str, params: dict[str, Any]) -> Outcome | None:
+    """Why an enrollment may not start (404, 403, 400), or None."""
     refused = check(hub, p, site, "enroll", {})
     if refused is not None:
         return refused
@@ -50,23 +77,7 @@ async def start(hub: Hub, p: Principal, site: str, params: dict[str, Any]) -> Ou
         return Outcome(400, {"error": "seconds must be a whole number"})
     if not 1 <= seconds <= MAX_SECONDS:
         return Outcome(400, {"error": f"seconds must be 1..{MAX_SECONDS}"})
-
-    def go() -> Outcome:
-        try:
-            cmd = hub.start_enrollment(site, member, reader, seconds)
-        except NoEnrollKey as exc:
-            return Outcome(503, {"error": str(exc)})
-        except UnknownMember:
-            return Outcome(400, {"error": f"no member {member!r}"})
-        except EnrollError as exc:
-            return Outcome(400, {"error": str(exc)})
-        except NotSent:
-            return Outcome(503, {"error": "not connected to the broker"})
-        log.info("dashboard: enrollment at site %s, reader %s, for member %s started by %s (command %s)",
-                 site, reader, member, p.name, cmd.id)
-        return Outcome(202, {"id": cmd.id, "site": site, "member": member, "reader": reader, "seconds": seconds})
-
-    return await on_loop(hub, go)
+    return None
 
 
 async def status(hub: Hub, p: Principal, command_id: str) -> Outcome:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import HubError
 from .auth import Principal
-from .checks import Outcome
+from .checks import Outcome, actor
 from .common import on_loop
 
 if TYPE_CHECKING:
@@ -26,21 +26,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _refused(hub: Hub, p: Principal, member: str) -> Outcome | None:
+def _refused(hub: Hub, p: Principal, member: str, act: str) -> Outcome | None:
+    """403 (not an admin) or 404 (no such member), recorded in the audit trail; None to go ahead."""
+    out = None
     if not p.admin:
-        return Outcome(403, {"error": f"a {p.role} may not see or erase members' data"})
-    if hub.member(member) is None:
-        return Outcome(404, {"error": f"no member {member!r}"})
-    return None
+        out = Outcome(403, {"error": f"a {p.role} may not see or erase members' data"})
+    elif hub.member(member) is None:
+        out = Outcome(404, {"error": f"no member {member!r}"})
+    if out is not None:
+        hub.run_as(actor(p), lambda: hub.record_act(act, outcome="refused", member=member,
+                                                    reason=f"{out.status}: {out.doc['error']}"))
+    return out
 
 
 async def export(hub: Hub, p: Principal, member: str) -> Outcome:
     """Everything the hub holds about ``member`` (admins; 404 for an unknown member)."""
     def go() -> Outcome:
-        refused = _refused(hub, p, member)
+        refused = _refused(hub, p, member, "members.export")
         if refused is not None:
             return refused
-        doc = hub.export_member(member)
+        doc = hub.run_as(actor(p), lambda: hub.export_member(member))
         log.info("dashboard: a member's data exported by %s", p.name)
         return Outcome(200, doc)
 
@@ -51,11 +56,11 @@ async def erase(hub: Hub, p: Principal, member: str) -> Outcome:
     """Erase ``member`` and publish the caches that held them (admins; 404 for an unknown
     member): ``{"member", "deleted": {table: rows}, "sites": {site: new version}}``."""
     def go() -> Outcome:
-        refused = _refused(hub, p, member)
+        refused = _refused(hub, p, member, "members.erase")
         if refused is not None:
             return refused
         try:
-            done = hub.erase_member(member)
+            done = hub.run_as(actor(p), lambda: hub.erase_member(member))
         except HubError as exc:
             return Outcome(404, {"error": str(exc)})
         log.info("dashboard: a member erased by %s; new caches for %s", p.name,

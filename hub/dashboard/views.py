@@ -152,6 +152,7 @@ class Views:
         if refused is None:  # no confirm step for an unlock that would be refused
             refused = await actions.refused_in_lockdown(self.hub, site, action)
         if refused is not None:
+            await actions.record_refusal(self.hub, p, action, refused, site=site, params=params)
             if refused.status in (403, 404):
                 return self._error_page(request, p, refused.status)
             return _redirect(f"/sites/{site}?" + urlencode({"failed": refused.doc["error"]}))

@@ -6,6 +6,7 @@ Light on purpose: importing it loads no implementation."""
 
 from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .api import Store
+from .audit import OUTCOMES, AuditEntry, AuditKey, AuditRow, EventKey
 from .push import PushSubscriptionRow
 from .streams import (
     QUARANTINE_BYTES,
@@ -55,13 +56,13 @@ from .types import (
 from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertPrefs", "AlertRow",
-    "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
-    "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
-    "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
-    "OutMail", "PushSubscriptionRow", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow",
-    "SiteSpec", "SiteState",
-    "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
+    "OUTCOMES", "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertPrefs", "AlertRow", "AuditEntry", "AuditKey",
+    "AuditRow", "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
+    "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventKey",
+    "EventTuple", "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt",
+    "Member", "OutMail", "PushSubscriptionRow", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow",
+    "SiteRow", "SiteSpec", "SiteState", "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent",
+    "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",
 ]

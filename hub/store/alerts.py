@@ -9,12 +9,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class OutMail:
     """One recipient's message, to be queued with the alert decision that makes it;
-    ``not_before``: held back until then (a user's quiet hours), None: at once."""
+    ``not_before``: held back until then (a user's quiet hours), None: at once.
+    ``channel`` says how it goes out: ``mail`` (``recipient`` an address) or ``webhook``
+    (``recipient`` the URL, ``body`` the JSON document, ``subject`` its ``event``)."""
 
     recipient: str
     subject: str
     body: str
     not_before: float | None = None
+    channel: str = "mail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,8 @@ class AlertRow:
 @dataclass(frozen=True, slots=True)
 class AlertMail:
     """A queued message: ``what`` is ``opened``, ``resolved``, ``reminder`` or
-    ``escalated``; ``state`` ``pending`` or ``sent``."""
+    ``escalated``; ``state`` ``pending`` or ``sent``; ``last_error`` the last failed try's
+    (shown while it is pending)."""
 
     id: int
     alert_id: int
@@ -56,6 +60,8 @@ class AlertMail:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    #: How it goes out: ``mail`` or ``webhook`` (``OutMail.channel``).
+    channel: str = "mail"
 
 
 #: The channels an alert can go out on (Web Push and webhooks join this list).

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _ALERT_COLS = ("id, site_id, kind, subject, opened_at, resolved_at, detail, acked_at, acked_by, reminders, "
                "escalated_at, raised_at")
 _MAIL_COLS = ("id, alert_id, what, recipient, mail_subject, body, state, attempts, next_try, last_error, "
-              "created_at, sent_at")
+              "created_at, sent_at, channel")
 
 
 def _alert(row: sqlite3.Row) -> AlertRow:
@@ -35,9 +35,9 @@ def _mail(row: sqlite3.Row) -> AlertMail:
 def _queue(c: sqlite3.Connection, alert_id: int, what: str, mails: Sequence[OutMail], now: float) -> None:
     c.executemany(
         "INSERT INTO alert_mails (alert_id, what, recipient, mail_subject, body, state, attempts, next_try, "
-        "created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        "created_at, channel) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
         [(alert_id, what, m.recipient, m.subject, m.body, now if m.not_before is None else max(now, m.not_before),
-          now) for m in mails],
+          now, m.channel) for m in mails],
     )
 
 
@@ -92,11 +92,14 @@ class AlertsMixin(SqliteBase):
         with self._read() as c:
             return [_mail(r) for r in c.execute(q + " ORDER BY id", args).fetchall()]
 
-    def claim_alert_mails(self, now: float, *, lease: float, limit: int = 20) -> list[AlertMail]:
-        """The pending messages due at ``now`` (oldest first), claimed for ``lease`` seconds."""
+    def claim_alert_mails(self, now: float, *, lease: float, limit: int = 20,
+                          channel: str = "mail") -> list[AlertMail]:
+        """The pending messages of ``channel`` due at ``now`` (oldest first), claimed for
+        ``lease`` seconds."""
         with self._write() as c:
-            rows = c.execute(f"SELECT {_MAIL_COLS} FROM alert_mails WHERE state = 'pending' "  # noqa: S608
-                             "AND next_try <= ? ORDER BY next_try, id LIMIT ?", (now, max(0, limit))).fetchall()
+            rows = c.execute(f"SELECT {_MAIL_COLS} FROM alert_mails WHERE channel = ? "  # noqa: S608
+                             "AND state = 'pending' AND next_try <= ? ORDER BY next_try, id LIMIT ?",
+                             (channel, now, max(0, limit))).fetchall()
             c.executemany("UPDATE alert_mails SET next_try = ? WHERE id = ?", [(now + lease, r["id"]) for r in rows])
         return [_mail(r) for r in rows]
 
@@ -110,9 +113,10 @@ class AlertsMixin(SqliteBase):
             c.execute("UPDATE alert_mails SET attempts = attempts + 1, last_error = ?, next_try = ? "
                       "WHERE id = ? AND state = 'pending'", (error[:500], next_try, mail_id))
 
-    def next_alert_mail_due(self) -> float | None:
+    def next_alert_mail_due(self, channel: str = "mail") -> float | None:
         with self._read() as c:
-            row = c.execute("SELECT MIN(next_try) AS t FROM alert_mails WHERE state = 'pending'").fetchone()
+            row = c.execute("SELECT MIN(next_try) AS t FROM alert_mails WHERE channel = ? AND state = 'pending'",
+                            (channel,)).fetchone()
         return None if row is None or row["t"] is None else float(row["t"])
 
     # --- the dashboard's list, acknowledging, reminders and escalation -------------------------
@@ -181,3 +185,14 @@ class AlertsMixin(SqliteBase):
             c.execute("DELETE FROM alert_mails WHERE alert_id IN (SELECT id FROM alerts WHERE resolved_at < ?)",
                       (resolved_before,))
             return int(c.execute("DELETE FROM alerts WHERE resolved_at < ?", (resolved_before,)).rowcount)
+    def failing_alert_deliveries(self, channel: str | None = None, limit: int = 100) -> list[AlertMail]:
+        """Pending messages whose last try failed (of one channel, or all), the longest
+        failing first: what the dashboard shows as not delivered."""
+        q = f"SELECT {_MAIL_COLS} FROM alert_mails WHERE state = 'pending' AND last_error IS NOT NULL"  # noqa: S608
+        args: list[object] = []
+        if channel is not None:
+            q += " AND channel = ?"
+            args.append(channel)
+        with self._read() as c:
+            return [_mail(r) for r in c.execute(q + " ORDER BY created_at, id LIMIT ?",
+                                                (*args, max(0, limit))).fetchall()]

@@ -289,17 +289,6 @@ def _alerts(db: Database) -> None:
     db.table("alert_mails").create_index(["alert_id"])
 
 
-def _push_subscriptions(db: Database) -> None:
-    """Web Push (hub/alerts/webpush.py): each browser a dashboard user subscribed, by its
-    push service endpoint, with the keys its messages are encrypted to."""
-    db.table("push_subscriptions").create(
-        {"id": int, "user_name": str, "endpoint": str, "p256dh": str, "auth": str, "created_at": float,
-         "last_ok": float, "last_error": str},
-        pk="id", not_null={"user_name", "endpoint", "p256dh", "auth", "created_at"},
-        foreign_keys=[("user_name", "users", "name")],
-    )
-    db.execute("CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)")
-    db.table("push_subscriptions").create_index(["user_name"])
 def _alert_acks_and_prefs(db: Database) -> None:
     """Acknowledging, reminding and escalating alerts, and what each user hears:
     ``alerts.acked_at``/``acked_by`` (who acknowledged it, NULL: nobody yet),
@@ -322,11 +311,48 @@ def _alert_acks_and_prefs(db: Database) -> None:
     )
 
 
+def _audit_trail(db: Database) -> None:
+    """The audit trail (``hub.core.audit``): one row per act by a person through the
+    dashboard, the API or the command line: when (``at``), who and through what (``via``),
+    the act, where (site, door, member; NULL when not about one), its parameters
+    (``detail``), and its ``outcome`` (``ok``, ``refused``, ``failed``) with the ``reason``.
+    Kept for ``retention_days`` like events."""
+    db.table("audit").create(
+        {"id": int, "at": float, "who": str, "via": str, "act": str, "outcome": str, "site_id": str,
+         "door": str, "member_id": str, "detail": str, "reason": str},
+        pk="id", not_null={"at", "who", "via", "act", "outcome"},
+    )
+    db.table("audit").create_index(["at", "id"])
+    db.table("audit").create_index(["site_id", "at"])
+
+
+def _alert_channels(db: Database) -> None:
+    """The alert queue carries more than e-mail: ``alert_mails.channel`` says how a row is
+    delivered (``mail``: ``recipient`` is an address; ``webhook``: ``recipient`` is the
+    URL, ``body`` the JSON document); each channel's worker claims its own rows."""
+    db.table("alert_mails").add_column("channel", str, not_null_default="mail")
+    db.table("alert_mails").create_index(["channel", "state", "next_try"])
+
+
+def _push_subscriptions(db: Database) -> None:
+    """Web Push (hub/alerts/webpush.py): each browser a dashboard user subscribed, by its
+    push service endpoint, with the keys its messages are encrypted to."""
+    db.table("push_subscriptions").create(
+        {"id": int, "user_name": str, "endpoint": str, "p256dh": str, "auth": str, "created_at": float,
+         "last_ok": float, "last_error": str},
+        pk="id", not_null={"user_name", "endpoint", "p256dh", "auth", "created_at"},
+        foreign_keys=[("user_name", "users", "name")],
+    )
+    db.execute("CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)")
+    db.table("push_subscriptions").create_index(["user_name"])
+
+
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
-                               _alerts, _alert_acks_and_prefs, _push_subscriptions]
+                               _alerts, _alert_acks_and_prefs, _audit_trail, _alert_channels,
+                               _push_subscriptions]
 
 
 def _migrations() -> Migrations:

@@ -34,6 +34,7 @@ from ..types import (
 )
 from .alertprefs import AlertPrefsMixin
 from .alerts import AlertsMixin
+from .audit import AuditMixin
 from .caches import CachesMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
@@ -65,7 +66,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, PushMixin):
+                  FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

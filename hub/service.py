@@ -111,6 +111,7 @@ class HubService:
         self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
                             next_run_time=_soon())
         self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: self.post(self._keys_step), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
         self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
@@ -301,6 +302,12 @@ class HubService:
         if why is not None:
             self.refuse(site, f"{kind.value}:unissued_version", why)
         return why is None
+
+    def _keys_step(self) -> None:
+        """A signing-key rotation's next step, when there is one (``Hub.keys_step``)."""
+        done = self.hub.keys_step()
+        if done is not None:
+            log.info("signing keys: %s", done)
 
     def _rebuild_all(self) -> None:
         # Entries depend on now (the booking window) and versions need fresh expiry.

@@ -22,11 +22,12 @@ from ..sync import BookingSync
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
+from .keys import Keys
 from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Enrolling, Bookings, People, Display):
+class Hub(Privacy, Keys, Enrolling, Bookings, People, Display):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

@@ -6,6 +6,7 @@ Light on purpose: importing it loads no implementation."""
 
 from .alerts import AlertMail, AlertRow, OutMail
 from .api import Store
+from .keyring import KEY_STATES, KeyRingChanged, KeyRollout, SigningKeyRow
 from .streams import (
     QUARANTINE_BYTES,
     BatchStored,
@@ -54,11 +55,13 @@ from .types import (
 from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
-    "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
+    "KEY_STATES", "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
     "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
-    "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
-    "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
+    "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential",
+    "KeyRingChanged", "KeyRollout", "LoginAttempt", "Member",
+    "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SigningKeyRow", "SiteRow", "SiteSpec",
+    "SiteState",
     "SiteStateChanges", "Store", "StoreError", "StoredBooking", "StoredEvent", "StreamState",
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",

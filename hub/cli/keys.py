@@ -49,7 +49,8 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
     elif phase.previous is not None:
         waiting = status.waiting
         print(f"\nkey {phase.signing.kid if phase.signing else '?'} signs; previous key {phase.previous.kid} "
-              + (f"still needed by: {', '.join(waiting)}" if waiting else "is no longer needed: torwart-hub keys retire"))
+              + (f"still needed by: {', '.join(waiting)}" if waiting
+                 else "is no longer needed: torwart-hub keys retire"))
     return 0
 
 

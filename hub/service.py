@@ -46,6 +46,7 @@ from .ingest import Ingest
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
+from .runlock import RunLock
 from .store import open_store
 from .sync import SyncReport
 
@@ -97,6 +98,7 @@ class HubService:
     def _startup(self) -> None:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._run_lock = RunLock.acquire(cfg.hub.data_path, exclusive=False)  # restore waits for us
         self.store = open_store(cfg.hub.store_url)
         self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
         #: The application core: every act on sites and people goes through it.
@@ -153,6 +155,8 @@ class HubService:
             self.hub.close()
         if hasattr(self, "store"):
             self.store.close()
+        if hasattr(self, "_run_lock"):
+            self._run_lock.release()
         log.info("hub stopped")
 
     # --- MQTT (paho thread) ------------------------------------------------------------------------

@@ -8,6 +8,7 @@
     torwart-hub grants ...  standing grants (caretakers, cleaners)
     torwart-hub members ... a member's data: export (access request), remove (erasure)
     torwart-hub keys ...    the hub's signing keys: status, rotate, retire
+    torwart-hub backup / restore   the hub's whole state to one file and back
     torwart-hub events      the event log
     torwart-hub users ...   dashboard accounts (admins, caretakers)
     torwart-hub run         run the hub (systemd)
@@ -46,6 +47,7 @@ from .admin import (
     cmd_grants_remove,
     cmd_sites,
 )
+from .backup import add_backup_commands
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .keys import add_key_commands
 from .members import add_member_commands
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub, add)
     add_member_commands(sub, add)
     add_key_commands(sub, add)
+    add_backup_commands(sub, add)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

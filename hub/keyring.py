@@ -146,7 +146,8 @@ class KeyRing:
         rows = [SigningKeyRow(kid_of(fresh), _public_b64(fresh), "next", t, t)]
         expect: dict[str, str | None] = {rows[0].kid: None}
         if phase.signing is None:
-            rows.insert(0, SigningKeyRow(kid_of(current), _public_b64(current), "signing", t, t))
+            made = min(t, self.configured.stat().st_mtime)  # as good as it gets for a key made by init
+            rows.insert(0, SigningKeyRow(kid_of(current), _public_b64(current), "signing", made, t))
             expect[kid_of(current)] = None
         else:
             expect[phase.signing.kid] = "signing"

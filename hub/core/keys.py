@@ -59,6 +59,9 @@ class KeyStatus:
 class Keys(Pushing):
     """The key rotation acts (see the module's docstring)."""
 
+    #: The signing key the configured key file was last made to hold (``KeyRing.tidy``).
+    _tidied: str | None = None
+
     @property
     def keyring(self) -> KeyRing:
         ring = self.caches.ring
@@ -85,12 +88,13 @@ class Keys(Pushing):
         if not kids:
             return {}
         rollouts = {r.site_id: r for r in self._store.key_rollouts()}
+        due = [s for s in self.cfg.sites if (r := rollouts.get(s.id)) is None or r.keys != kids]
+        if not due:
+            return {}
         holds = self._holds()
         out: dict[str, int] = {}
-        for s in self.cfg.sites:
+        for s in due:
             rollout = rollouts.get(s.id)
-            if rollout is not None and rollout.keys == kids:
-                continue
             latest = self.caches.latest_version(s.id) or 0
             self._store.set_key_rollout(s.id, kids, latest + 1, self._trusts(rollout, holds.get(s.id)), at=t)
             version = self.caches.rebuild(s.id, int(t), min_version=latest)
@@ -121,14 +125,20 @@ class Keys(Pushing):
         announce the ring's keys to sites not told yet, and switch to the new key once every
         configured site has acknowledged it. What was done, or None."""
         ring = self.keyring
-        if not ring.announced_kids():
-            return None
-        ring.tidy()
+        phase = ring.phase()
+        if phase.signing is None:
+            return None  # never rotated
+        if self._tidied != phase.signing.kid:
+            ring.tidy()
+            self._tidied = phase.signing.kid
         t = time.time() if now is None else now
         told = self.announce_keys(t)
+        said = f"keys announced to {', '.join(sorted(told))}" if told else None
+        if phase.next is None:
+            return said
         status = self.key_status()
-        if status.phase.next is None or status.waiting:
-            return f"keys announced to {', '.join(sorted(told))}" if told else None
+        if status.waiting:
+            return said
         new = ring.switch(t)
         self.announce_keys(t)
         return f"every site acknowledged key {new.kid}: it signs from now on"
@@ -151,12 +161,13 @@ class Keys(Pushing):
         return self.keyring.retire(now)
 
     def _holds(self) -> dict[str, int]:
-        """site → the cache version it reports, for versions the hub can have issued."""
+        """site → the cache version it reports, for versions the hub can have issued (as
+        ``Publisher.unissued`` judges them)."""
         limit = int(time.time()) + VERSION_AHEAD
         out = {}
         for st in self._store.site_states():
             v = st.cache_version
-            if v is not None and v <= max(limit, (self.caches.latest_version(st.site_id) or 0) + VERSION_AHEAD):
+            if v is not None and (v <= limit or v <= (self.caches.latest_version(st.site_id) or 0) + VERSION_AHEAD):
                 out[st.site_id] = v
         return out
 

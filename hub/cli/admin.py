@@ -64,16 +64,15 @@ def cmd_sites(args: argparse.Namespace) -> int:
             + (f", expires {ago(st.cache_expires_at, now)}" if st.cache_expires_at else ""))
         events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                           + (f", {len(st.gaps)} gaps" if st.gaps else ""))
-        rows.append([site.id, site.name, state, built, applied, ago(st.last_seen if st else None, now),
+        cert = [None if line.cert_expires_at is None else ago(line.cert_expires_at, now)] if certs else []
+        rows.append([site.id, site.name, state, (st.software or None) if st else None, _short_stream(st), *cert,
+                     built, applied, ago(st.last_seen if st else None, now),
                      events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
-                     _backlog_counts(backlog, site.id), (st.software or None) if st else None,
-                     _short_stream(st)])
-        if certs:
-            rows[-1].append(None if line.cert_expires_at is None else ago(line.cert_expires_at, now))
+                     _backlog_counts(backlog, site.id)])
         if st is not None and line.streams is not None:
             notes += _event_notes(st, line.streams)
-    table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
-           "REFUSED", "TO PLATFORM", "SOFTWARE", "STREAM", *(["CERT EXPIRES"] if certs else [])], rows)
+    table(["SITE", "NAME", "STATE", "SOFTWARE", "STREAM", *(["CERT EXPIRES"] if certs else []), "CACHE AT HUB",
+           "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX", "REFUSED", "TO PLATFORM"], rows)
     for note in notes:
         print(note)
     if sync.last_ok_at is None and sync.failures == 0:

@@ -100,6 +100,7 @@ class ProtocolSite:
     def _status(self, store: CacheStore) -> None:
         meta = store.meta()
         st = m.Status(state="online", ts=time.time(), boot="light", software="keysite",
-                      cache_version=meta.version, cache_expires_at=meta.expires_at, clock_synced=True)
+                      cache_version=meta.version, cache_expires_at=meta.expires_at, clock_synced=True,
+                      keys=self.kids())
         assert self._client is not None
         self._client.c.publish(topic(self.site, Kind.STATUS), m.encode(st), qos=1, retain=True)

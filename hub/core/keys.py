@@ -9,11 +9,15 @@ and switch to the new key once every configured site has acknowledged a cache na
 A site has acknowledged an announcement when the cache version it reports (its Status or
 a cache ack, ``site_state.cache_version``) is at least the first version that named the
 keys (``KeyRollout.version``): a delta never leads a site across that version
-(``CacheManager.delta_body``), so a site at or above it has applied a full naming them.
+(``CacheManager.delta_body``), so a site at or above it has applied a full naming them. A
+site whose Status does not name its trusted keys (Status ``keys``, absent from software
+too old to know ``keys`` in caches, which would ignore the announcement) never counts as
+acknowledged: it holds the switch back rather than be sent caches it cannot verify.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -40,6 +44,9 @@ class SiteKeys:
     since: int | None
     holds: int | None
     acked: bool
+    #: Whether the site's last Status names the keys it trusts (Status ``keys``): a site
+    #: too old to know ``keys`` in caches never does, and never counts as acknowledged.
+    reports_keys: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,15 +116,16 @@ class Keys(Pushing):
         kids = self.keyring.announced_kids()
         rollouts = {r.site_id: r for r in self._store.key_rollouts()}
         holds = self._holds()
+        reporting = self._reporting()
         sites = []
         for s in self.cfg.sites:
-            rollout, held = rollouts.get(s.id), holds.get(s.id)
+            rollout, held, reports = rollouts.get(s.id), holds.get(s.id), s.id in reporting
             if rollout is None or not kids:
-                sites.append(SiteKeys(s.id, self._trusts(rollout, held), kids, None, held, not kids))
+                sites.append(SiteKeys(s.id, self._trusts(rollout, held), kids, None, held, not kids, reports))
                 continue
-            acked = rollout.keys == kids and held is not None and held >= rollout.version
+            acked = rollout.keys == kids and held is not None and held >= rollout.version and reports
             trusts = self._trusts(rollout, held)
-            sites.append(SiteKeys(s.id, trusts, rollout.keys, rollout.version, held, acked))
+            sites.append(SiteKeys(s.id, trusts, rollout.keys, rollout.version, held, acked, reports))
         return KeyStatus(self._store.signing_keys(), self.keyring.phase(), sites)
 
     def keys_step(self, now: float | None = None) -> str | None:
@@ -169,6 +177,18 @@ class Keys(Pushing):
             v = st.cache_version
             if v is not None and (v <= limit or v <= (self.caches.latest_version(st.site_id) or 0) + VERSION_AHEAD):
                 out[st.site_id] = v
+        return out
+
+    def _reporting(self) -> set[str]:
+        """The sites whose last Status (or Last Will) names the keys they trust."""
+        out = set()
+        for st in self._store.site_states():
+            try:
+                doc = json.loads(st.status or "{}")
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
+                out.add(st.site_id)
         return out
 
     def _trusts(self, rollout: KeyRollout | None, holds: int | None) -> tuple[str, ...]:

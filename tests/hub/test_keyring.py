@@ -45,11 +45,13 @@ def _opened(hub: Hub, site: str = SITE) -> tuple[str, m.CacheFull]:
     return kid, body
 
 
-def _acknowledge(hub: Hub) -> None:
-    """The site reports the version announced to it (as its Status would)."""
+def _acknowledge(hub: Hub, *, old_software: bool = False) -> None:
+    """The site reports the version announced to it, in its Status (with the keys it trusts,
+    unless it runs software from before key rotation)."""
     rollout = hub._store.key_rollout(SITE)
     assert rollout is not None
-    hub._store.update_site_state(SITE, {"cache_version": rollout.version})
+    keys = m.UNSET if old_software else list(rollout.keys)
+    hub._store.record_status(SITE, m.Status(state="online", ts=1.0, cache_version=rollout.version, keys=keys), 1.0)
 
 
 def test_each_step_signs_and_announces_what_it_should(cfg: config_mod.HubConfig) -> None:
@@ -105,6 +107,22 @@ def test_each_step_signs_and_announces_what_it_should(cfg: config_mod.HubConfig)
             hub.retire_key()
         kid, body = _opened(hub)
         assert kid == new_row.kid and body.keys == [public_key_b64(new)]
+
+
+def test_a_site_too_old_to_report_its_keys_holds_the_switch_back(cfg: config_mod.HubConfig,
+                                                                    capsys: Capsys) -> None:
+    with open_hub(cfg) as hub:
+        hub.caches.rebuild(SITE, 1_800_000_000)
+        hub.rotate_key()
+        _acknowledge(hub, old_software=True)  # it holds the version, but would ignore the keys in it
+        assert hub.keys_step() is None
+        assert hub.key_status().waiting == [SITE]
+        assert [k.state for k in hub._store.signing_keys()] == ["signing", "next"]
+    assert main(["keys", "status", "--config", str(cfg.hub.data_path.parent / "hub.toml")]) == 0
+    assert "NO (software too old or never seen)" in capsys.readouterr().out
+    with open_hub(cfg) as hub:
+        _acknowledge(hub)
+        assert "it signs from now on" in (hub.keys_step() or "")
 
 
 def test_a_missing_seed_is_named_and_nothing_is_signed(cfg: config_mod.HubConfig) -> None:

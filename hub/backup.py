@@ -334,7 +334,13 @@ def restore(path: Path, config_path: Path, *, force: bool, say: Say) -> Manifest
         if Path(manifest.config) != config_path.resolve():
             raise BackupError(f"this backup is of the hub configured in {manifest.config}; pass "
                               f"--config {manifest.config} (the files go back to the paths they had)")
-        lock = RunLock.acquire(Path(manifest.data_dir), exclusive=True)
+        data_dir = Path(manifest.data_dir)
+        missing = [p for p in (*reversed(data_dir.parents), data_dir) if not p.exists()]
+        lock = RunLock.acquire(data_dir, exclusive=True)
+        ids = _owner_ids(manifest.store)
+        if ids is not None:  # what the lock made belongs to the hub's user, as the store does
+            for p in [*missing, data_dir / LOCK_NAME]:
+                os.chown(p, *ids)
         try:
             items = [manifest.store, *manifest.files]
             differ = [i.target for i in items if Path(i.target).exists() and _sha256_file(Path(i.target)) != i.sha256]
@@ -349,20 +355,31 @@ def restore(path: Path, config_path: Path, *, force: bool, say: Say) -> Manifest
     return manifest
 
 
+def _owner_ids(item: Item) -> tuple[int, int] | None:
+    """The recorded owner's (uid, gid) here, when restoring as root and they exist."""
+    if os.geteuid() != 0 or item.owner is None:
+        return None
+    try:
+        return pwd.getpwnam(item.owner).pw_uid, grp.getgrnam(item.group).gr_gid if item.group else -1
+    except KeyError:
+        log.warning("%s: owner %s:%s unknown here; left to root", item.target, item.owner, item.group)
+        return None
+
+
 def _put(src: Path, item: Item, *, store: bool) -> None:
     target = Path(item.target)
+    ids = _owner_ids(item)
+    missing = [p for p in reversed(target.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if ids is not None:
+        for d in missing:  # directories this restore made belong to the files' owner, not to root
+            os.chown(d, *ids)
     tmp = target.with_name(f".{target.name}.restore")
     tmp.unlink(missing_ok=True)
     shutil.copyfile(src, tmp)
     os.chmod(tmp, item.mode)
-    if os.geteuid() == 0 and item.owner is not None:
-        try:
-            uid = pwd.getpwnam(item.owner).pw_uid
-            gid = grp.getgrnam(item.group).gr_gid if item.group else -1
-            os.chown(tmp, uid, gid)
-        except KeyError:
-            log.warning("%s: owner %s:%s unknown here; left to root", target, item.owner, item.group)
+    if ids is not None:
+        os.chown(tmp, *ids)
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     if store:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import pwd
 import shutil
 import stat
 import tarfile
@@ -104,3 +106,18 @@ def test_an_unsafe_path_or_a_foreign_format_is_refused(hub_dir: Path, tmp_path: 
         assert main(["restore", str(out), "--config", cfg, "--force"]) == 1
         err = capsys.readouterr().err
         assert "unsafe path" in err or "not a torwart hub backup" in err, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_restored_as_root_files_and_new_directories_belong_to_their_owner(hub_dir: Path, tmp_path: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    for p in [hub_dir, *hub_dir.rglob("*")]:
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    cfg = str(hub_dir / "hub.toml")
+    backup = tmp_path / "b.tar.gz"
+    assert main(["backup", str(backup), "--config", cfg]) == 0
+    shutil.rmtree(hub_dir)
+    assert main(["restore", str(backup), "--config", cfg]) == 0
+    for p in [hub_dir / "data", hub_dir / "data" / "ca", hub_dir / "data" / "ca" / "ca.key", hub_dir / "hub.toml"]:
+        assert (p.stat().st_uid, p.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid), p
+    assert stat.S_IMODE((hub_dir / "data" / "ca" / "ca.key").stat().st_mode) == 0o600

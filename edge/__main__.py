@@ -109,6 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .cache import CacheStore
     from .outbox import Outbox
+    from .trust import Trust
 
     cfg = config_mod.load(args.config, check_files=False)
     data = cfg.data_path
@@ -117,9 +118,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     with CacheStore(data / "cache.db", read_only=True) as cache:
         meta = cache.meta()
+        trusted = Trust(cfg.hub.signing_public_key, cache.trusted_keys(cfg.hub.signing_public_key)).kids()
     print(f"site {cfg.site.id}")
     print(f"cache    version {meta.version if meta.version is not None else '-'}, {meta.entry_count} entries, "
           f"issued {_when(meta.issued_at)}, expires {_when(meta.expires_at)}, applied {_when(meta.applied_at)}")
+    print(f"hub keys trusted: {' '.join(trusted)}")
     ob = Outbox(data / "outbox.db", cfg.site.id, "status", read_only=True)
     try:
         stream, base = ob.stream_info

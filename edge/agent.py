@@ -46,6 +46,7 @@ from .runlock import RunLock
 from .schedule import scheduled_mode
 from .sdnotify import Notifier
 from .statedb import StateDB
+from .trust import Trust
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +298,15 @@ class Agent:
             clock_synced=bool(self.judge.state), outbox_pending=self.outbox.pending_count(),
             lockdown=bool(self.state.flag("lockdown", False)), stream=self.outbox.stream,
             storage_error="; ".join(e for e in (self.events.storage_error, self._cache_error) if e)[:512] or None,
+            keys=self._trusted_kids(),
         )
         return m.encode(msg)
+
+    def _trusted_kids(self) -> list[str]:
+        """The kids of the hub keys trusted now (the Last Will is made before the commands)."""
+        if hasattr(self, "commands"):
+            return self.commands.trust.kids()
+        return Trust.of(self.cfg.hub.signing_public_key, self.cache).kids()
 
     def publish_status(self) -> None:
         self.link.publish(Kind.STATUS, self._status_bytes(online=True), retain=True)

@@ -91,6 +91,15 @@ def m001_initial(db: Database) -> None:
     db.execute("INSERT INTO meta (k) VALUES (1)")
 
 
+@_migrations()
+def m002_trusted_keys(db: Database) -> None:
+    """The hub's signing keys a verified cache named (PROTOCOL.md §3 ``keys``), as a JSON
+    list, and the configured key they replaced (NULL: none named yet, the config's key is
+    trusted). Written with the cache they came in, in its transaction."""
+    db.execute("ALTER TABLE meta ADD COLUMN trusted_keys TEXT")
+    db.execute("ALTER TABLE meta ADD COLUMN keys_base TEXT")
+
+
 @dataclass(frozen=True)
 class CacheMeta:
     """A consistent snapshot of the applied cache's metadata (for status displays)."""
@@ -104,6 +113,7 @@ class CacheMeta:
 
 
 _doors_decoder = msgspec.json.Decoder(list[str])
+_keys_decoder = msgspec.json.Decoder(list[str])
 _SELECT_ENTRY = "SELECT id, cred, doors, from_ts, until_ts, who, ref, room FROM entries"
 _INSERT = (
     "INSERT INTO entries (id, cred, doors, from_ts, until_ts, who, ref, room) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -244,8 +254,34 @@ class CacheStore:
 
     # --- writing -----------------------------------------------------------------------
 
-    def apply(self, body: CacheFull | CacheFullStream | CacheDelta, *, now: float | None = None) -> int:
+    def trusted_keys(self, config_key: str) -> list[str]:
+        """The hub's signing keys (standard base64) this site trusts: those the last applied
+        cache that named any named, or ``config_key`` alone when none did -- or when the
+        config names another key than the one they replaced (an operator's deliberate change,
+        e.g. after the hub was rebuilt without the keys the sites trust)."""
+        try:
+            row = self._conn.execute("SELECT trusted_keys, keys_base FROM meta WHERE k = 1").fetchone()
+        except sqlite3.OperationalError as exc:
+            if self.read_only and "no such" in str(exc):
+                return [config_key]  # an older or brand-new file: nothing named yet
+            raise StorageError(f"cannot read the trusted keys from {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the trusted keys from {self.path}: {exc}") from exc
+        if row is None or row[0] is None:
+            return [config_key]
+        if row[1] != config_key:
+            log.warning("the config names hub key %s, not %s which the trusted keys replaced: trusting the "
+                        "config's key alone", config_key, row[1])
+            return [config_key]
+        return list(_keys_decoder.decode(row[0]))
+
+    def apply(self, body: CacheFull | CacheFullStream | CacheDelta, *, now: float | None = None,
+              config_key: str | None = None) -> int:
         """Apply a verified cache body in one transaction; return the number of entries after.
+
+        A cache.full that names ``keys`` replaces the trusted keys in the same transaction
+        (``config_key``: the configured key they replace, see ``trusted_keys``): after a
+        crash the site trusts the old keys with the old cache, or the new with the new.
 
         Raises WireError(stale_version | base_mismatch) without changing anything, or
         StorageError when the database cannot be written (the old cache stays in use).
@@ -282,6 +318,10 @@ class CacheStore:
                     (body.version, body.issued_at, body.expires_at, applied_at, count,
                      max(body.issued_at, self._floor)),
                 )
+                keys = None if isinstance(body, CacheDelta) else body.keys
+                if isinstance(keys, list):
+                    conn.execute("UPDATE meta SET trusted_keys = ?, keys_base = ? WHERE k = 1",
+                                 (msgspec.json.encode(keys).decode(), config_key))
                 conn.execute("COMMIT")
             except BaseException:
                 rollback_quietly(conn, "cache apply")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from wire import envelope
 from wire import messages as m
 from wire.errors import EXPIRED, LOCKDOWN, MALFORMED, REPLAYED, UNKNOWN_DOOR, UNKNOWN_ROOM, WireError
-from wire.keys import b64_32, public_key_from_b64
+from wire.keys import b64_32
 from wire.seal import seal
 from wire.topics import Kind
 
@@ -25,10 +25,10 @@ from .cache import CacheStore
 from .clock import ClockSource
 from .config import EdgeConfig, ReaderSection
 from .door import Door
-from .errors import StorageError
 from .link import Link
 from .occupancy import Occupancy
 from .statedb import StateDB
+from .trust import Trust, apply_envelope
 
 log = logging.getLogger(__name__)
 
@@ -80,40 +80,20 @@ class CommandHandler:
     def __init__(self, agent: CommandSite) -> None:
         self.agent = agent
         cfg = agent.cfg
-        self.keys = envelope.trusted_keys(public_key_from_b64(cfg.hub.signing_public_key))
+        #: The hub's keys trusted now: the config's, until a verified cache named others.
+        self.trust = Trust.of(cfg.hub.signing_public_key, agent.cache)
         self.limit = cfg.policy.max_envelope_bytes
         self.enroll_key = (X25519PublicKey.from_public_bytes(b64_32(cfg.hub.enroll_public_key))
                            if cfg.hub.enroll_public_key else None)
         self._enroll: dict[str, tuple[str, float]] = {}  # reader → (command id, monotonic deadline)
 
-    # --- caches (worker thread: touches only ``store`` and immutable config) ---------------------
+    # --- caches (worker thread: touches only ``store``, ``trust`` and immutable config) -----------
 
     def apply_cache(self, store: CacheStore, kind: Kind, held: list[bytes]) -> tuple[int | None, str | None]:
-        """Verify, check and apply one cache envelope; return (version, error code or None).
-
-        ``held`` holds the envelope and is emptied once it is verified: the caller keeps no
-        other reference, so the (megabytes of) envelope are freed before the body is decoded
-        and applied -- the peak memory of a site taking a 100,000-entry cache."""
-        version: int | None = None
-        try:
-            verified = envelope.open_envelope(held.pop(), self.keys, limit=self.limit)
-            body = envelope.decode_body(verified, self.agent.site, stream=True)
-            want = m.CacheFullStream if kind is Kind.CACHE else m.CacheDelta
-            if not isinstance(body, want):
-                raise WireError(MALFORMED, f"a {body.__struct_config__.tag} arrived on the {kind} topic")
-            version = body.version
-            store.note_issued_at(body.issued_at)
-            t0 = time.perf_counter()
-            n = store.apply(body)
-            log.info("cache version %d applied: %d entries in %.0f ms", body.version, n,
-                     (time.perf_counter() - t0) * 1000)
-            return version, None
-        except WireError as exc:
-            log.warning("cache refused (%s): %s", exc.code, exc)
-            return version, exc.code
-        except StorageError as exc:
-            log.error("cache version %s could not be stored: %s", version, exc)
-            return version, "storage"
+        """Verify, check and apply one cache envelope; return (version, error code or None)
+        (``edge.trust.apply_envelope``: a cache.full naming ``keys`` changes the keys trusted
+        for caches and commands alike)."""
+        return apply_envelope(store, self.trust, self.agent.site, kind, held, limit=self.limit)
 
     # --- commands (main loop) ---------------------------------------------------------------------
 
@@ -121,7 +101,7 @@ class CommandHandler:
         a = self.agent
         cmd: m.Command | None = None
         try:
-            body = envelope.open_body(payload, self.keys, a.site, limit=self.limit)
+            body = envelope.open_body(payload, self.trust.keys, a.site, limit=self.limit)
             if not isinstance(body, m.Command):
                 raise WireError(MALFORMED, f"a {type(body).__name__} arrived on the command topic")
             cmd = body

@@ -38,6 +38,7 @@ from wire.keys import read_key_file
 
 from .config import HubConfig, SiteConfig
 from .errors import HubError
+from .keyring import KeyRing
 from .store import CacheLogRow, CacheVersionConflict, Store, pseudonym
 
 log = logging.getLogger(__name__)
@@ -183,10 +184,14 @@ class CacheManager:
     is renewed when half its validity has passed.
     """
 
-    def __init__(self, store: Store, cfg: HubConfig, signing_key: Ed25519PrivateKey) -> None:
+    def __init__(self, store: Store, cfg: HubConfig, signing_key: Ed25519PrivateKey, *,
+                 ring: KeyRing | None = None) -> None:
         self.store = store
         self.cfg = cfg
         self._key = signing_key
+        #: The hub's key ring (hub.keyring): with it, caches are signed with the ring's signing
+        #: key and a cache.full names the ring's announced ``keys``; without it, ``signing_key``.
+        self.ring = ring
         self._valid = cfg.hub.cache_valid_hours * 3600
         self._site_keys: dict[str, bytes] = {}
         store.sync_sites(cfg.sites)
@@ -280,14 +285,26 @@ class CacheManager:
             raise CacheError(f"site {site_id}: no cache built yet")
         state, texts = snap
         entries = _entries.decode("[" + ",".join(texts[k] for k in sorted(texts)) + "]")
+        keys = None if self.ring is None else self.ring.announced()
         return m.CacheFull(site=site_id, version=state.version, issued_at=state.built_at,
-                           expires_at=state.built_at + self._valid, entries=entries)
+                           expires_at=state.built_at + self._valid, entries=entries,
+                           keys=m.UNSET if keys is None else keys)
+
+    def keys_since(self, site_id: str) -> int:
+        """The version from which ``site_id``'s caches name the keys announced to it last
+        (0 when none were): a delta never leads a site across it, a full does."""
+        if self.ring is None:
+            return 0
+        rollout = self.store.key_rollout(site_id)
+        return 0 if rollout is None else rollout.version
 
     def delta_body(self, site_id: str, from_version: int) -> m.CacheDelta | None:
         """A cache.delta from ``from_version`` to the latest version, or None: when
         ``from_version`` is the latest (nothing to send), unknown, or older than the
         kept log, or when the delta would not be smaller than the full cache (send a
         cache.full then). Removals name only ids the site holds at ``from_version``."""
+        if from_version < self.keys_since(site_id):
+            return None  # the site must see the keys announced since: only a full names them
         rows = self.store.cache_log(site_id, from_version)
         if not _chain(rows, from_version):
             return None
@@ -312,6 +329,8 @@ class CacheManager:
             return True
         if retained == state.version:
             return False
+        if retained < self.keys_since(site_id):
+            return True  # the retained full names older keys than the ones announced since
         rows = self.store.cache_log(site_id, retained)
         if not _chain(rows, retained):
             return True
@@ -325,5 +344,6 @@ class CacheManager:
         self.store.prune_cache_log(site_id, keep_last=KEEP_VERSIONS, hard_max=MAX_VERSIONS)
 
     def signed(self, body: m.Body) -> bytes:
-        """``body`` in a signed envelope (wire.envelope.sign with the hub's key)."""
-        return envelope.sign(body, self._key)
+        """``body`` in a signed envelope (wire.envelope.sign with the hub's signing key: the
+        ring's, when there is a ring)."""
+        return envelope.sign(body, self._key if self.ring is None else self.ring.signing_key())

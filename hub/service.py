@@ -47,6 +47,7 @@ from .ingest import Ingest
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, share_group
 from .live import Live
+from .runlock import RunLock
 from .store import open_store
 from .sync import SyncReport
 
@@ -102,6 +103,7 @@ class HubService:
     def _startup(self) -> None:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._run_lock = RunLock.acquire(cfg.hub.data_path, exclusive=False)  # restore waits for us
         self.store = open_store(cfg.hub.store_url)
         control = cfg.homeassistant.control
         self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)),
@@ -121,6 +123,7 @@ class HubService:
         self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
                             next_run_time=_soon())
         self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: self.post(self._keys_step), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
         self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
@@ -177,6 +180,8 @@ class HubService:
             self.hub.close()
         if hasattr(self, "store"):
             self.store.close()
+        if hasattr(self, "_run_lock"):
+            self._run_lock.release()
         log.info("hub stopped")
 
     # --- MQTT (paho thread) ------------------------------------------------------------------------
@@ -342,6 +347,12 @@ class HubService:
         if why is not None:
             self.refuse(site, f"{kind.value}:unissued_version", why)
         return why is None
+
+    def _keys_step(self) -> None:
+        """A signing-key rotation's next step, when there is one (``Hub.keys_step``)."""
+        done = self.hub.keys_step()
+        if done is not None:
+            log.info("signing keys: %s", done)
 
     def _rebuild_all(self) -> None:
         # Entries depend on now (the booking window) and versions need fresh expiry.

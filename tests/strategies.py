@@ -41,7 +41,8 @@ def _of(t: mi.Type) -> st.SearchStrategy[Any]:
     if isinstance(t, mi.UnionType):
         return st.one_of(*[_of(x) for x in t.types])
     if isinstance(t, mi.ListType):
-        return st.lists(_of(t.item_type), max_size=3)
+        lo = t.min_length or 0
+        return st.lists(_of(t.item_type), min_size=lo, max_size=max(lo, min(t.max_length or 3, 3)))
     if isinstance(t, mi.DictType):
         return st.dictionaries(_of(t.key_type), _of(t.value_type), max_size=3)
     if isinstance(t, mi.DateTimeType):

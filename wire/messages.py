@@ -75,12 +75,29 @@ class Body(Struct, tag_field="type", kw_only=True, frozen=True):
     expires_at: UnixTime
 
 
+#: One of the hub's Ed25519 public keys: the standard base64 of its 32 raw bytes (canonical:
+#: the last character before the padding carries no stray bits).
+PublicKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
+#: A key id: the first 16 hex chars of SHA-256 over the raw public key (PROTOCOL.md §3).
+KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+#: ``keys`` of a cache.full (PROTOCOL.md §3): the signing keys the site trusts once the cache
+#: is applied, one or two; UNSET (absent on the wire) changes nothing.
+TrustedKeys = Annotated[list[PublicKey], Meta(min_length=1, max_length=2)]
+
+
+def _distinct_keys(keys: list[str] | UnsetType) -> None:
+    if not isinstance(keys, UnsetType) and len(set(keys)) != len(keys):
+        raise ValueError("keys names the same key twice")
+
+
 class CacheFull(Body, tag="cache.full", kw_only=True, frozen=True):
     version: Version
     entries: list[Entry]
+    keys: TrustedKeys | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         _unique_ids(self.entries)
+        _distinct_keys(self.keys)
 
 
 class CacheDelta(Body, tag="cache.delta", kw_only=True, frozen=True):
@@ -103,6 +120,10 @@ class CacheFullStream(Body, tag="cache.full", kw_only=True, frozen=True):
 
     version: Version
     entries: list[msgspec.Raw]
+    keys: TrustedKeys | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _distinct_keys(self.keys)
 
     def iter_entries(self) -> Iterator[Entry]:
         """Each entry, validated like ``Entry``; WireError(malformed) names ``$.entries[i]...``."""
@@ -162,6 +183,9 @@ class Status(Struct, kw_only=True, frozen=True):
     #: An added field: why the site's local storage fails (e.g. the disk is full), None
     #: while it works. The site keeps deciding from its cache meanwhile.
     storage_error: Annotated[str, Meta(max_length=512)] | None = None
+    #: An added field: the kids (PROTOCOL.md §3) of the hub signing keys the site trusts now;
+    #: absent from sites from before key rotation (the hub does not switch keys for them).
+    keys: Annotated[list[KeyId], Meta(max_length=2)] | UnsetType = UNSET
 
 
 class DoorState(Struct, kw_only=True, frozen=True):

@@ -51,6 +51,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
     refused: dict[str, int] = {}
     for r in refusals:
         refused[r.site_id] = refused.get(r.site_id, 0) + r.count
+    certs = any(line.cert_expires_at is not None for line in view.sites)
     for line in view.sites:
         site, st, cache = line.site, line.state, line.cache
         if st is None or st.since is None:
@@ -63,13 +64,15 @@ def cmd_sites(args: argparse.Namespace) -> int:
             + (f", expires {ago(st.cache_expires_at, now)}" if st.cache_expires_at else ""))
         events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                           + (f", {len(st.gaps)} gaps" if st.gaps else ""))
-        rows.append([site.id, site.name, state, built, applied, ago(st.last_seen if st else None, now),
+        cert = [None if line.cert_expires_at is None else ago(line.cert_expires_at, now)] if certs else []
+        rows.append([site.id, site.name, state, (st.software or None) if st else None, _short_stream(st), *cert,
+                     built, applied, ago(st.last_seen if st else None, now),
                      events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
                      _backlog_counts(backlog, site.id)])
         if st is not None and line.streams is not None:
             notes += _event_notes(st, line.streams)
-    table(["SITE", "NAME", "STATE", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX",
-           "REFUSED", "TO PLATFORM"], rows)
+    table(["SITE", "NAME", "STATE", "SOFTWARE", "STREAM", *(["CERT EXPIRES"] if certs else []), "CACHE AT HUB",
+           "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX", "REFUSED", "TO PLATFORM"], rows)
     for note in notes:
         print(note)
     if sync.last_ok_at is None and sync.failures == 0:
@@ -101,6 +104,22 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 BACKLOG_SHOWN = 20
+
+
+def _short_stream(st: SiteState | None) -> str | None:
+    """The site's current event stream, shortened: as its last Status names it, else the
+    stream of its newest events (``legacy``: a site from before streams)."""
+    import json
+
+    from ..store import short
+
+    if st is None or st.since is None:
+        return None
+    try:
+        said = json.loads(st.status or "{}").get("stream")
+    except (ValueError, AttributeError):
+        said = None
+    return short(said if isinstance(said, str) and said else st.stream)
 
 
 def _backlog_counts(backlog: list[FeedbackItem], site: str) -> str | None:

@@ -7,6 +7,8 @@
     torwart-hub cards ...   enroll (by reading a card, at the desk or at a site), add, import, remove, list
     torwart-hub grants ...  standing grants (caretakers, cleaners)
     torwart-hub members ... a member's data: export (access request), remove (erasure)
+    torwart-hub keys ...    the hub's signing keys: status, rotate, retire
+    torwart-hub backup / restore   the hub's whole state to one file and back
     torwart-hub events      the event log (--csv: all of a range as CSV)
     torwart-hub audit       who did what (dashboard, API, command line), with refusals
     torwart-hub users ...   dashboard accounts (admins, caretakers)
@@ -47,9 +49,11 @@ from .admin import (
     cmd_grants_remove,
     cmd_sites,
 )
+from .backup import add_backup_commands
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .export import add_audit_command, add_csv_options
 from .homeassistant import add_homeassistant_commands
+from .keys import add_key_commands
 from .members import add_member_commands
 from .users import add_user_commands
 
@@ -263,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub, add)
     add_member_commands(sub, add)
     add_homeassistant_commands(sub, add, broker)
+    add_key_commands(sub, add)
+    add_backup_commands(sub, add)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

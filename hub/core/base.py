@@ -18,6 +18,7 @@ from wire.handoff import Work, submit
 from ..caches import CacheManager
 from ..config import HubConfig, SiteConfig, signing_key
 from ..errors import HubError
+from ..keyring import KeyRing
 from ..link import HubLink
 from ..live import Live, Subscription
 from ..publisher import Publisher
@@ -115,7 +116,7 @@ class Base:
                 key = signing_key(self.cfg)
             except KeyFileError as exc:
                 raise HubError(f"signing key: {exc.args[0]} (run `torwart-hub init`)") from None
-            self._caches = CacheManager(self._store, self.cfg, key)
+            self._caches = CacheManager(self._store, self.cfg, key, ring=KeyRing(self.cfg, self._store))
         return self._caches
 
     @property

@@ -57,12 +57,18 @@ class Pushing(Auditing):
         """Rebuild ``site``'s cache; a new version (returned) goes out when this is the
         running hub, and is left to the running hub otherwise."""
         version = self.caches.rebuild(site, now)
-        if version is not None and self.link is not None:
+        if version is not None:
+            self._send_out(site, version)
+        return version
+
+    def _send_out(self, site: str, version: int) -> None:
+        """The running hub publishes new version ``version`` of ``site`` now (a delta from what
+        the site holds, or a full); elsewhere the running hub will."""
+        if self.link is not None:
             self._known[site] = version
             self._notify(site, "cache")
             state = self._store.site_state(site)
             self.publisher.converge(site, state.cache_version if state and state.online else None)
-        return version
 
     def changed(self, sites: Iterable[str]) -> dict[str, int]:
         """The caches of ``sites`` may have changed: rebuild them (unconfigured ones are

@@ -3,8 +3,9 @@ to fill up.
 
 Children (the parent kills them):
 
-    python -m tests.edge._faults cache DB BODY_JSON VERSION
-        applies the cache.full in BODY_JSON (with its version set to VERSION) to DB;
+    python -m tests.edge._faults cache DB BODY_JSON VERSION [CONFIG_KEY]
+        applies the cache.full in BODY_JSON (with its version set to VERSION) to DB (with
+        CONFIG_KEY as the site's configured hub key, see CacheStore.trusted_keys);
         prints "applying" just before apply() and "done COUNT SECONDS" after it returns.
     python -m tests.edge._faults outbox DB
         prints "start LAST_SEQ", then emits events forever, printing each seq only
@@ -123,13 +124,13 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def cache_main(db: str, body_file: str, version: str) -> None:
+def cache_main(db: str, body_file: str, version: str, config_key: str | None = None) -> None:
     body = msgspec.json.decode(Path(body_file).read_bytes(), type=CacheFull)
     body = msgspec.structs.replace(body, version=int(version))
     store = CacheStore(Path(db))
     print("applying", flush=True)
     t0 = time.perf_counter()
-    n = store.apply(body)
+    n = store.apply(body, config_key=config_key)
     print(f"done {n} {time.perf_counter() - t0:.4f}", flush=True)
     store.close()
 

@@ -212,6 +212,10 @@ def test_status_cli_reads_beside_the_running_agent(running: Any, capsys: pytest.
     out = capsys.readouterr().out
     assert "version 1, 2 entries" in out
     assert "access.denied" in out and "reason=unknown_credential" in out
+    from edge.config import load
+    from wire.keys import b64_32, kid
+
+    assert f"hub keys trusted: {kid(b64_32(load(site.config_path, check_files=False).hub.signing_public_key))}\n" in out
 
 
 def test_the_watchdog_is_petted_only_while_the_main_loop_runs(

@@ -289,11 +289,34 @@ def _alerts(db: Database) -> None:
     db.table("alert_mails").create_index(["alert_id"])
 
 
+def _fleet_lifecycle(db: Database) -> None:
+    """A site's life (hub/provision/fleet.py): ``join_codes``, one-time codes by their public
+    id, only the hash of the secret kept, ``state`` open / used / withdrawn / locked, with the
+    broker settings the joining site gets; ``site_certs``, every client certificate the CA
+    issued (serial as decimal text, ``how``: join, renew, bundle; ``revoked_at`` when revoked:
+    the CRL); ``site_lifecycle``, a site's state when not active (revoked, removed)."""
+    db.table("join_codes").create(
+        {"id": str, "site_id": str, "secret_hash": str, "created_at": float, "expires_at": float,
+         "broker_host": str, "broker_port": int, "tls": int, "attempts": int, "state": str, "used_at": float},
+        pk="id", not_null={"site_id", "secret_hash", "created_at", "expires_at", "broker_host", "broker_port",
+                           "tls", "attempts", "state"},
+        defaults={"attempts": 0},
+    )
+    db.table("join_codes").create_index(["site_id", "state"])
+    db.table("site_certs").create(
+        {"serial": str, "site_id": str, "issued_at": float, "not_after": float, "how": str, "revoked_at": float},
+        pk="serial", not_null={"site_id", "issued_at", "not_after", "how"},
+    )
+    db.table("site_certs").create_index(["site_id"])
+    db.table("site_lifecycle").create({"site_id": str, "state": str, "changed_at": float}, pk="site_id",
+                                      not_null={"state", "changed_at"})
+
+
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
-                               _alerts]
+                               _alerts, _fleet_lifecycle]
 
 
 def _migrations() -> Migrations:

@@ -37,6 +37,7 @@ from .caches import CachesMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
+from .fleet import FleetMixin
 from .members import MembersMixin, chunks, marks
 from .privacy import PrivacyMixin
 from .refusals import RefusalsMixin
@@ -63,7 +64,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, PrivacyMixin):
+                  FeedbackMixin, AlertsMixin, PrivacyMixin, FleetMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

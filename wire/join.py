@@ -53,6 +53,12 @@ RENEW_SKEW_SECONDS = 300
 class JoinError(WireError):
     """A join code or message that cannot be read, or an answer that fails its check."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("join", message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 class JoinRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     v: int

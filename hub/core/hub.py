@@ -22,11 +22,12 @@ from ..sync import BookingSync
 from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
+from .fleet import Fleet
 from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Enrolling, Bookings, People, Display):
+class Hub(Privacy, Enrolling, Bookings, People, Display, Fleet):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

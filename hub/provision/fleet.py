@@ -41,6 +41,7 @@ from .hub_init import (
     ProvisionError,
     broker_files,
     ca_paths,
+    crl_path,
     enroll_key_path,
     require_key,
     set_broker_password,
@@ -63,11 +64,6 @@ class JoinRefused(HubError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def crl_path(cfg: HubConfig) -> Path:
-    """The CRL beside the CA certificate: the broker's ``crlfile``."""
-    return ca_paths(cfg)[0].with_name("crl.pem")
 
 
 def _ca(cfg: HubConfig) -> pki.KeyPair:

@@ -60,6 +60,10 @@ class Fleet(Base):
         if self.link is not None:
             self.link.blocked = self.blocked_sites()
         kicked = evict(self.cfg.mqtt, site_id) and evict(self.cfg.mqtt, site_id, delay=2.0)
+        # A login the broker drops on reload leaves without its will (Mosquitto treats it as a
+        # clean disconnect): record it offline here.
+        if (st := self._store.site_state(site_id)) is not None and st.online:
+            self._store.update_site_state(site_id, {"online": False, "since": now})
         done.append("its broker session was closed and dropped" if kicked
                     else "could not reach the broker to close its session (it ends at the broker's reload)")
         return done

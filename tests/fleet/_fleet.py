@@ -90,3 +90,29 @@ def fleet_hub(tmp_path: Path, platform: BookingPlatform, sites: tuple[str, ...],
     assert broker.proc is not None
     fh.set_hub(broker_reload=["kill", "-HUP", str(broker.proc.pid)])
     return fh
+
+
+def add_site(fh: FleetHub, capsys: pytest.CaptureFixture[str], site: str, *, tls: bool,
+             command: tuple[str, ...] = ("site", "add")) -> str:
+    """``site add`` (or another command that prints a join code) for ``site``: the code."""
+    code, out, err = fh.hub(capsys, *command, site, "--broker-host", fh.broker.host, "--broker-port",
+                            str(fh.broker.port), "--tls" if tls else "--no-tls")
+    assert code == 0, err
+    return fh.code_of(out)
+
+
+def join_site(fh: FleetHub, capsys: pytest.CaptureFixture[str], site: str, code: str, hub_url: str) -> None:
+    """``torwart-edge join`` for ``site`` with ``code``, checked."""
+    from edge.__main__ import main as edge_main
+
+    capsys.readouterr()
+    rc = edge_main(["join", "--hub", hub_url, "--code", code, "--config", str(fh.county.sites[site].config_path)])
+    assert rc == 0, capsys.readouterr().err
+
+
+def online(fh: FleetHub, site: str) -> bool:
+    from hub.store import open_store
+
+    with open_store(fh.cfg.hub.store_url) as store:
+        st = store.site_state(site)
+    return st is not None and st.online

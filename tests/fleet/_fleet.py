@@ -17,7 +17,6 @@ import tomli_w
 from hub import config as config_mod
 from hub.__main__ import main as hub_main
 from hub.provision import broker_files, ca_paths, hub_password_lines
-
 from hub.provision.hub_init import crl_path, set_broker_password, write_file_atomic
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto, TlsFiles

@@ -1,0 +1,171 @@
+"""The hub's join and renewal answers and the fleet commands, piece by piece, on a real
+store, CA and config (no broker: the live tests are beside this file). Every refusal names
+its reason and changes nothing but what it says (a wrong try's count)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.renew import new_key_and_csr
+from hub import config as config_mod
+from hub.__main__ import main
+from hub.core import open_hub
+from hub.provision import fleet, pki
+from hub.store import open_store
+from testkit.util import free_port
+from tests.fleet._fleet import CODE
+from tests.hub.test_provision import hub_config
+from wire import join as wj
+
+Capsys = pytest.CaptureFixture[str]
+
+
+def run(capsys: Capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def hub(tmp_path: Path, capsys: Capsys) -> tuple[Path, str]:
+    """An initialised hub with site minheim added (join mode): (config path, its join code)."""
+    path = hub_config(tmp_path, mqtt_port=free_port())
+    assert run(capsys, "init", "--config", str(path))[0] == 0
+    code, out, err = run(capsys, "site", "add", "minheim", "--broker-host", "mqtt.example", "--tls", "--config",
+                         str(path))
+    assert code == 0, err
+    m = CODE.search(out)
+    assert m is not None
+    return path, m.group(1)
+
+
+def _join(path: Path, code: str, csr: str | None = None, now: float | None = None) -> tuple[wj.JoinAnswer, bytes]:
+    cfg = config_mod.load(path, check_files=False)
+    code_id, secret = wj.parse_code(code)
+    req, nonce = wj.make_request(code_id, secret, csr or new_key_and_csr()[1])
+    with open_hub(cfg) as h:
+        return h.answer_join(req, time.time() if now is None else now), nonce
+
+
+def _refused(path: Path, code: str, status: int, words: str, **kw: object) -> None:
+    with pytest.raises(fleet.JoinRefused) as exc:
+        _join(path, code, **kw)  # type: ignore[arg-type]
+    assert exc.value.status == status and words in str(exc.value), str(exc.value)
+
+
+def test_site_add_in_join_mode_writes_only_the_hubs_key_and_the_code_opens_a_sealed_grant(
+    hub: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, code = hub
+    cfg = config_mod.load(path, check_files=False)
+    assert Path(cfg.site("minheim").cred_key_file).is_file()
+    assert not (tmp_path / "data" / "provision").exists()
+    answer, nonce = _join(path, code)
+    code_id, secret = wj.parse_code(code)
+    grant = wj.open_grant(answer, code_id, secret, nonce)
+    assert grant.site == "minheim" and grant.broker == wj.Broker(host="mqtt.example", port=8883, tls=True)
+    assert grant.password is None and "[[doors]]" in grant.site_toml
+    # Tampering anywhere in the sealed answer, or another request's nonce, is detected.
+    raw = bytearray(base64.b64decode(answer.sealed))
+    raw[40] ^= 1
+    for bad, n in ((wj.JoinAnswer(v=1, sealed=base64.b64encode(bytes(raw)).decode()), nonce), (answer, b"x" * 16)):
+        with pytest.raises(wj.JoinError, match="failed its check"):
+            wj.open_grant(bad, code_id, secret, n)
+
+
+def test_wrong_tries_lock_a_code_and_a_newer_code_replaces_the_old(hub: tuple[Path, str], capsys: Capsys) -> None:
+    path, code = hub
+    code_id, secret = wj.parse_code(code)
+    wrong = wj.format_code(code_id, ("0" if secret[0] != "0" else "1") + secret[1:])
+    for left in (4, 3, 2, 1, 0):
+        _refused(path, wrong, 403, f"wrong join code ({left} tries left)")
+    _refused(path, code, 410, "locked after too many wrong tries")
+    _refused(path, "ZZZZ" + code[4:], 403, "no such join code")
+    rc, out, _ = run(capsys, "site", "join-code", "minheim", "--config", str(path))
+    assert rc == 0 and "any earlier open code" in out
+    newer = CODE.search(out).group(1)  # type: ignore[union-attr]
+    rc, out, _ = run(capsys, "site", "join-code", "minheim", "--config", str(path))
+    _refused(path, newer, 410, "replaced by a newer one")
+
+
+def test_a_bad_request_uses_no_code_and_an_expired_code_is_refused(hub: tuple[Path, str]) -> None:
+    path, code = hub
+    _, csr = new_key_and_csr()
+    bad = csr.replace(csr.splitlines()[3], csr.splitlines()[3][::-1])  # a broken CSR, MAC'd correctly
+    _refused(path, code, 400, "bad certificate request", csr=bad)
+    _refused(path, code, 410, "expired", now=time.time() + 25 * 3600)
+    answer, _ = _join(path, code)  # the code still works: nothing above used it
+    assert answer.v == 1
+    _refused(path, code, 410, "used already")
+
+
+def _renew_request(site: str, cert_pem: str, key: ec.EllipticCurvePrivateKey, *, ts: int | None = None,
+                   sign_with: ec.EllipticCurvePrivateKey | None = None) -> tuple[wj.RenewRequest, str]:
+    _, csr = new_key_and_csr()
+    ts = int(time.time()) if ts is None else ts
+    sig = (sign_with or key).sign(wj.renew_bytes(site, ts, cert_pem, csr), ec.ECDSA(hashes.SHA256()))
+    return wj.RenewRequest(site=site, ts=ts, cert=cert_pem, csr=csr, sig=base64.b64encode(sig).decode()), csr
+
+
+def test_renewal_needs_the_sites_current_unrevoked_certificate_and_its_key(hub: tuple[Path, str],
+                                                                           capsys: Capsys) -> None:
+    path, code = hub
+    cfg = config_mod.load(path, check_files=False)
+    key, csr = new_key_and_csr()
+    code_id, secret = wj.parse_code(code)
+    req, nonce = wj.make_request(code_id, secret, csr)
+    with open_hub(cfg) as h:
+        grant = wj.open_grant(h.answer_join(req, time.time()), code_id, secret, nonce)
+        now = time.time()
+
+        def refused(r: wj.RenewRequest, status: int, words: str) -> None:
+            with pytest.raises(fleet.JoinRefused) as exc:
+                h.answer_renew(r, now)
+            assert exc.value.status == status and words in str(exc.value), str(exc.value)
+
+        stranger = pki.issue(pki.make_ca("another CA"), "minheim")
+        refused(_renew_request("minheim", stranger.cert_pem().decode(), stranger.key)[0], 403, "not issued by this CA")
+        refused(_renew_request("altdorf", grant.cert, key)[0], 403, "not this site's")
+        refused(_renew_request("minheim", grant.cert, key, ts=int(now) - 3600)[0], 403, "more than 300 s off")
+        refused(_renew_request("minheim", grant.cert, key, sign_with=ec.generate_private_key(ec.SECP256R1()))[0],
+                403, "signature does not hold")
+        refused(msgspec.structs.replace(_renew_request("minheim", grant.cert, key)[0], csr="junk"), 400, "malformed")
+        good = h.answer_renew(_renew_request("minheim", grant.cert, key)[0], now)
+        assert x509.load_pem_x509_certificate(good.cert.encode()).not_valid_after_utc.timestamp() == good.not_after
+    assert run(capsys, "site", "revoke", "minheim", "--config", str(path))[0] == 0
+    with open_hub(config_mod.load(path, check_files=False)) as h:
+        with pytest.raises(fleet.JoinRefused, match="revoked"):
+            h.answer_renew(_renew_request("minheim", good.cert, key)[0], time.time())
+    with open_store(cfg.hub.store_url) as store:
+        certs = store.site_certs("minheim")
+    assert [c.how for c in certs] == ["join", "renew"] and all(c.revoked_at is not None for c in certs)
+    crl = x509.load_pem_x509_crl(fleet.crl_path(cfg).read_bytes())
+    assert {r.serial_number for r in crl} == {int(c.serial) for c in certs}
+
+
+def test_the_fleet_commands_refuse_what_they_cannot_do(hub: tuple[Path, str], capsys: Capsys) -> None:
+    path, _ = hub
+    p = str(path)
+    rc, _, err = run(capsys, "site", "revoke", "nowhere", "--config", p)
+    assert rc == 1 and "no site 'nowhere'" in err
+    rc, _, err = run(capsys, "site", "join-code", "minheim", "--code-hours", "0", "--config", p)
+    assert rc == 1 and "at most 720 hours" in err
+    rc, out, _ = run(capsys, "site", "revoke", "minheim", "--config", p)
+    assert rc == 0 and "could not reach the broker" in out and "reload the broker now" in out
+    rc, _, err = run(capsys, "site", "join-code", "minheim", "--config", p)
+    assert rc == 1 and "is revoked: `torwart-hub site reinstate minheim` first" in err
+    rc, out, _ = run(capsys, "sites", "--config", p)
+    assert rc == 0 and "REVOKED" in out
+    rc, out, _ = run(capsys, "site", "reinstate", "minheim", "--config", p)
+    assert rc == 0 and CODE.search(out) and "old certificates stay revoked" in out
+    rc, _, err = run(capsys, "site", "add", "minheim", "--config", p)
+    assert rc == 1 and "already configured" in err

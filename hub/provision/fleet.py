@@ -85,7 +85,8 @@ def reload_broker(cfg: HubConfig) -> str:
     """Run ``[hub] broker_reload`` (Mosquitto re-reads its password files, ACL and CRL on
     SIGHUP); what happened, in words."""
     if not cfg.hub.broker_reload:
-        return "reload the broker now: systemctl reload mosquitto (or set [hub] broker_reload)"
+        return ("the broker must reload now: torwart-broker-reload.path does it when enabled, else run "
+                "systemctl reload mosquitto (or set [hub] broker_reload)")
     res = subprocess.run(cfg.hub.broker_reload, capture_output=True, text=True, timeout=30, check=False)
     if res.returncode != 0:
         raise ProvisionError(f"broker reload {' '.join(cfg.hub.broker_reload)} failed ({res.returncode}): "

@@ -160,7 +160,7 @@ def test_the_fleet_commands_refuse_what_they_cannot_do(hub: tuple[Path, str], ca
     rc, _, err = run(capsys, "site", "join-code", "minheim", "--code-hours", "0", "--config", p)
     assert rc == 1 and "at most 720 hours" in err
     rc, out, _ = run(capsys, "site", "revoke", "minheim", "--config", p)
-    assert rc == 0 and "could not reach the broker" in out and "reload the broker now" in out
+    assert rc == 0 and "could not reach the broker" in out and "the broker must reload now" in out
     rc, _, err = run(capsys, "site", "join-code", "minheim", "--config", p)
     assert rc == 1 and "is revoked: `torwart-hub site reinstate minheim` first" in err
     rc, out, _ = run(capsys, "sites", "--config", p)

@@ -142,9 +142,8 @@ def test_renewal_needs_the_sites_current_unrevoked_certificate_and_its_key(hub: 
         good = h.answer_renew(_renew_request("minheim", grant.cert, key)[0], now)
         assert x509.load_pem_x509_certificate(good.cert.encode()).not_valid_after_utc.timestamp() == good.not_after
     assert run(capsys, "site", "revoke", "minheim", "--config", str(path))[0] == 0
-    with open_hub(config_mod.load(path, check_files=False)) as h:
-        with pytest.raises(fleet.JoinRefused, match="revoked"):
-            h.answer_renew(_renew_request("minheim", good.cert, key)[0], time.time())
+    with open_hub(config_mod.load(path, check_files=False)) as h, pytest.raises(fleet.JoinRefused, match="revoked"):
+        h.answer_renew(_renew_request("minheim", good.cert, key)[0], time.time())
     with open_store(cfg.hub.store_url) as store:
         certs = store.site_certs("minheim")
     assert [c.how for c in certs] == ["join", "renew"] and all(c.revoked_at is not None for c in certs)

@@ -55,6 +55,7 @@ def join(hub_url: str, code: str, config: str | Path, *, timeout: float = 30.0) 
     if not hub_url.startswith(("http://", "https://")):
         raise RenewError(f"--hub must be the hub's http:// or https:// URL, not {hub_url!r}")
     cfg_path = Path(config)
+    existing = _read_existing(cfg_path)  # before the code is spent: a broken file changes nothing
     key, csr = new_key_and_csr()
     req, nonce = wj.make_request(code_id, secret, csr)
     raw = post_json(hub_url.rstrip("/") + JOIN_PATH, msgspec.json.encode(req), timeout)
@@ -80,9 +81,9 @@ def join(hub_url: str, code: str, config: str | Path, *, timeout: float = 30.0) 
     if grant.password is not None:
         files.append(d / "mqtt.password")
         write_private(files[-1], (grant.password + "\n").encode())
-    merged = cfg_path.exists()
-    if merged:
-        _merge(cfg_path, grant, hub_url)
+    merged = existing is not None
+    if existing is not None:
+        _merge(cfg_path, existing, grant, hub_url)
     else:
         cfg_path.write_text(_with_url(grant.site_toml, hub_url), encoding="utf-8")
     log.info("joined as site %s; certificate until %s", grant.site, cert.not_valid_after_utc.isoformat())
@@ -94,13 +95,18 @@ def _with_url(text: str, hub_url: str) -> str:
     return text.replace("\n[hub]\n", f"\n[hub]\n{line:<35} # the hub's HTTP side: certificate renewal\n", 1)
 
 
-def _merge(path: Path, grant: wj.JoinGrant, hub_url: str) -> None:
-    """Put the grant into an existing site.toml, keeping its hardware part."""
+def _read_existing(path: Path) -> dict[str, Any] | None:
+    """The site.toml already at ``path`` (None: there is none); RenewError if unreadable."""
+    if not path.exists():
+        return None
     try:
-        doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RenewError(f"{path} exists and is not TOML ({exc}); move it away and join again with a new "
-                         "code") from None
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise RenewError(f"{path} exists and cannot be read as TOML ({exc}); fix it or move it away") from None
+
+
+def _merge(path: Path, doc: dict[str, Any], grant: wj.JoinGrant, hub_url: str) -> None:
+    """Put the grant into an existing site.toml (``doc``), keeping its hardware part."""
     site = doc.setdefault("site", {})
     site["id"], site["name"] = grant.site, grant.name
     hub = doc.setdefault("hub", {})

@@ -151,3 +151,20 @@ def _granted(fh: object) -> int:
     assert isinstance(fh, FleetHub)
     with open_store(fh.cfg.hub.store_url) as store:
         return len(store.events(site_id="minheim", type="access.granted"))
+
+
+def test_the_join_endpoint_answers_malformed_requests_and_limits_each_address(
+    tmp_path: Path, booking_platform: BookingPlatform
+) -> None:
+    import requests
+
+    from hub.fleetweb import JOIN_PATH, PER_MINUTE, RENEW_PATH
+
+    fh = fleet_hub(tmp_path, booking_platform, ("minheim",), joining=())
+    with HubThread(fh.county, fh.cfg):
+        url = fh.county.http_url
+        first = requests.post(url + RENEW_PATH, data=b'{"site": 1}', timeout=10)
+        assert first.status_code == 400 and "malformed renewal request" in first.json()["error"]
+        answers = [requests.post(url + JOIN_PATH, data=b"not json", timeout=10) for _ in range(PER_MINUTE)]
+    assert [a.status_code for a in answers[:-1]] == [400] * (PER_MINUTE - 1)
+    assert answers[-1].status_code == 429 and answers[-1].headers["Retry-After"] == "60"

@@ -44,10 +44,6 @@ class Fleet(Base):
     def answer_renew(self, req: wj.RenewRequest, now: float) -> wj.RenewAnswer:
         return fleet.answer_renew(self.cfg, self._store, req, now)
 
-    def blocked_sites(self) -> frozenset[str]:
-        """Sites revoked or removed: nothing is published for them."""
-        return frozenset(s for s, (state, _) in self._store.site_lifecycle().items() if state != "active")
-
     def site_state(self, site_id: str) -> str:
         return self._store.site_lifecycle().get(site_id, ("active", 0.0))[0]
 

@@ -151,6 +151,7 @@ class Pushing(Base):
         """Rebuild ``site``'s cache, publish its latest full cache (retained) and wait for
         the site's ack; a site that holds that version already counts as done."""
         self.site(site)
+        self._refuse_revoked(site)
         self.caches.rebuild(site, int(time.time()))
         with Conversation(self.cfg, "cli") as talk:
             talk.connect(min(timeout, 15))

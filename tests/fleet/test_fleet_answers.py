@@ -168,3 +168,12 @@ def test_the_fleet_commands_refuse_what_they_cannot_do(hub: tuple[Path, str], ca
     assert rc == 0 and CODE.search(out) and "old certificates stay revoked" in out
     rc, _, err = run(capsys, "site", "add", "minheim", "--config", p)
     assert rc == 1 and "already configured" in err
+
+
+def test_the_command_line_sends_a_revoked_site_nothing(hub: tuple[Path, str], capsys: Capsys) -> None:
+    path, _ = hub
+    p = str(path)
+    assert run(capsys, "site", "revoke", "minheim", "--config", p)[0] == 0
+    for argv in (("push", "minheim"), ("unlock", "minheim", "main"), ("lockdown", "minheim")):
+        rc, _, err = run(capsys, *argv, "--timeout", "1", "--config", p)
+        assert rc == 1 and "site 'minheim' is revoked: nothing is sent to it" in err, (argv, err)

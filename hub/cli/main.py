@@ -89,6 +89,8 @@ def cmd_site_add(args: argparse.Namespace) -> int:
                                 broker_port=args.broker_port, tls=tls, out_dir=args.out,
                                 passwd_file=args.broker_passwd, acl_file=args.broker_acl)
     prepare_store(args, bundle.config)
+    with open_cli_hub(args, bundle.config) as hub:
+        hub.record_cert(args.site, bundle.dir / f"{args.site}.crt", how="bundle")
     where = (f"added to {args.config} (map its rooms there: [[sites.rooms]])" if bundle.appended
              else f"provisioned as declared in {args.config}")
     print(f"site {args.site}: {where}")

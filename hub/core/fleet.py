@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
 
 from wire import join as wj
 from wire.topics import Kind, topic
@@ -100,6 +103,13 @@ class Fleet(Base):
         finally:
             if own:
                 link.stop()
+
+    def record_cert(self, site_id: str, cert_file: Path, *, how: str) -> None:
+        """Record a certificate issued outside a join (``site add --bundle``), so that
+        revoking the site puts it in the CRL."""
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        self._store.add_site_cert(SiteCert(serial=str(cert.serial_number), site_id=site_id, issued_at=time.time(),
+                                           not_after=cert.not_valid_after_utc.timestamp(), how=how))
 
     def cert_lines(self, now: float) -> dict[str, CertLine]:
         """Each configured site's newest certificate and state."""

@@ -177,3 +177,23 @@ def test_the_command_line_sends_a_revoked_site_nothing(hub: tuple[Path, str], ca
     for argv in (("push", "minheim"), ("unlock", "minheim", "main"), ("lockdown", "minheim")):
         rc, _, err = run(capsys, *argv, "--timeout", "1", "--config", p)
         assert rc == 1 and "site 'minheim' is revoked: nothing is sent to it" in err, (argv, err)
+
+
+def test_a_bundle_sites_certificate_is_recorded_so_that_revoking_puts_it_in_the_crl(
+    hub: tuple[Path, str], tmp_path: Path, capsys: Capsys
+) -> None:
+    path, _ = hub
+    p = str(path)
+    rc, _, err = run(capsys, "site", "add", "altdorf", "--bundle", "--tls", "--broker-host", "mqtt.example",
+                     "--config", p)
+    assert rc == 0, err
+    serial = x509.load_pem_x509_certificate(
+        (tmp_path / "data" / "provision" / "altdorf" / "altdorf.crt").read_bytes()).serial_number
+    cfg = config_mod.load(path, check_files=False)
+    with open_store(cfg.hub.store_url) as store:
+        assert [(c.serial, c.how) for c in store.site_certs("altdorf")] == [(str(serial), "bundle")]
+    assert x509.load_pem_x509_crl(fleet.crl_path(cfg).read_bytes()).get_revoked_certificate_by_serial_number(
+        serial) is None
+    assert run(capsys, "site", "revoke", "altdorf", "--config", p)[0] == 0
+    assert x509.load_pem_x509_crl(fleet.crl_path(cfg).read_bytes()).get_revoked_certificate_by_serial_number(
+        serial) is not None

@@ -1,7 +1,8 @@
 """Provisioning: the hub's own keys, CA and broker files (``hub_init``: ``torwart-hub init``),
 a new site's keys, broker login, certificate and ``site.toml`` bundle (``site``:
 ``torwart-hub site add``), the small CA (``pki``) and Mosquitto's password and ACL
-formats (``mosquitto``)."""
+formats (``mosquitto``); a site's life without carried keys (``fleet``: join codes, the join and
+renewal answers, the CRL, revocation)."""
 
 from __future__ import annotations
 

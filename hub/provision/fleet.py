@@ -166,7 +166,10 @@ def answer_join(cfg: HubConfig, store: Store, req: wj.JoinRequest, now: float,
     if not code.tls:
         password = secrets.token_urlsafe(24)
         set_broker_password(broker_files(cfg).passwd, site.id, password)
-        log.info("site %s: %s", site.id, reload(cfg))
+        try:
+            log.info("site %s: %s", site.id, reload(cfg))
+        except ProvisionError as exc:  # the join stands; the site logs in once the broker reloads
+            log.error("site %s joined, but its broker login needs a reload: %s", site.id, exc)
     grant = wj.JoinGrant(
         site=site.id, name=site.name or site.id, cert=_pem(cert), ca=_pem(ca.cert),
         signing_public_key=public_key_b64(signing), enroll_public_key=public_key_b64(enroll),

@@ -65,9 +65,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     with open_cli_hub(args, cfg) as hub:
         done = hub.revoke_site(args.site)
     for line in done:
-        print(line)
+        print(line, file=sys.stderr if line.startswith("FAILED") else sys.stdout)
     print(f"to let a new Pi join as {args.site}: torwart-hub site reinstate {args.site}")
-    return 0
+    return 1 if any(line.startswith("FAILED") for line in done) else 0
 
 
 def cmd_reinstate(args: argparse.Namespace) -> int:

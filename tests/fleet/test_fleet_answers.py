@@ -197,3 +197,42 @@ def test_a_bundle_sites_certificate_is_recorded_so_that_revoking_puts_it_in_the_
     assert run(capsys, "site", "revoke", "altdorf", "--config", p)[0] == 0
     assert x509.load_pem_x509_crl(fleet.crl_path(cfg).read_bytes()).get_revoked_certificate_by_serial_number(
         serial) is not None
+
+
+def test_a_failing_broker_reload_leaves_a_join_standing_and_makes_revoke_say_so(
+    hub: tuple[Path, str], capsys: Capsys
+) -> None:
+    path, _ = hub
+    p = str(path)
+    path.write_text(path.read_text().replace('[hub]\n', '[hub]\nbroker_reload = ["false"]\n', 1))
+    rc, out, err = run(capsys, "site", "add", "altdorf", "--no-tls", "--broker-host", "mqtt.example", "--config", p)
+    assert rc == 0, err
+    answer, _ = _join(path, CODE.search(out).group(1))  # type: ignore[union-attr]
+    assert answer.v == 1
+    cfg = config_mod.load(path, check_files=False)
+    passwd = (cfg.hub.data_path / "mosquitto" / "passwd").read_text()
+    assert "altdorf:" in passwd
+    rc, out, err = run(capsys, "site", "revoke", "altdorf", "--config", p)
+    assert rc == 1 and "FAILED: broker reload false failed (1)" in err and "certificate(s) revoked" in out
+    assert "altdorf:" not in (cfg.hub.data_path / "mosquitto" / "passwd").read_text()
+
+
+def test_sites_shows_the_certificates_end_warns_within_30_days_and_says_when_it_expired(
+    hub: tuple[Path, str], capsys: Capsys
+) -> None:
+    from testkit.util import wait_for
+
+    path, code = hub
+    p = str(path)
+    rc, out, _ = run(capsys, "sites", "--config", p)
+    assert rc == 0 and "CERT UNTIL" in out and "certificate" not in out  # not joined yet: nothing to warn
+    path.write_text(path.read_text().replace('[hub]\n', '[hub]\nsite_cert_seconds = 10\n', 1))
+    _join(path, code)
+    rc, out, _ = run(capsys, "sites", "--config", p)
+    assert rc == 0 and "minheim: its certificate expires in" in out and "renews it itself" in out
+    cfg = config_mod.load(path, check_files=False)
+    with open_store(cfg.hub.store_url) as store:
+        end = store.site_certs("minheim")[0].not_after
+    wait_for(lambda: time.time() > end, 15, interval=0.2, what="the certificate's end")
+    rc, out, _ = run(capsys, "sites", "--config", p)
+    assert rc == 0 and "minheim: its certificate EXPIRED" in out and "site join-code minheim" in out

@@ -59,4 +59,4 @@ def test_a_site_renews_its_short_certificate_and_stays_connected_past_the_old_on
     assert certs[0].how == "join" and {c.how for c in certs[1:]} == {"renew"} and len(certs) >= 2
     assert max(c.not_after for c in certs) == pytest.approx(_not_after(cert_file), abs=1)
     code_, out, _ = fh.hub(capsys, "sites")
-    assert code_ == 0 and "CERT UNTIL" in out and "expires" in out  # within 30 days: warned
+    assert code_ == 0 and "CERT UNTIL" in out and "minheim: its certificate expires in" in out  # warned

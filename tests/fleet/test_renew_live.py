@@ -26,6 +26,7 @@ def _not_after(path: Path) -> float:
     return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc.timestamp()
 
 
+@pytest.mark.slow  # about 30 s: the first certificate's lifetime has to pass
 def test_a_site_renews_its_short_certificate_and_stays_connected_past_the_old_ones_end(
     tmp_path: Path, booking_platform: BookingPlatform, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,9 @@
 """``torwart-edge``: the site agent's command line.
 
     torwart-edge run    --config PATH   run the agent (systemd: Type=notify, watchdog)
+    torwart-edge join   --hub URL --code CODE --config PATH
+                                        join the hub: keys made here, certificate and settings
+                                        from the hub (edge/join.py); renewed by ``run``
     torwart-edge check  --config PATH   validate the config and print the resolved site; names
                                         gpiozero's pin factory, refuses a fail-secure lock relay
                                         on a pin the Pi pulls high at boot (edge/pins.py), and
@@ -138,6 +141,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    from .join import join
+
+    joined = join(args.hub, args.code, args.config)
+    print(f"joined the hub as site {joined.site} ({joined.name}); certificate valid until "
+          f"{_when(joined.not_after)}, renewed automatically")
+    for f in joined.files:
+        print(f"  wrote {f}")
+    if joined.merged:
+        print(f"  updated {joined.config} (its hub and site keys; the old file is {joined.config}.before-join)")
+    else:
+        print(f"  wrote {joined.config}: set every door's lock_pin and add the readers, then")
+    print(f"check it:  torwart-edge check --config {joined.config}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torwart-edge", description="Torwart site agent")
     parser.add_argument("--version", action="version", version=f"torwart-edge {software_version()}")
@@ -151,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             p.add_argument("--events", type=int, default=10, help="how many recent events to show")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("join", help="join the hub with a one-time code: make this site's keys, get its "
+                       "certificate and settings, write the config")
+    p.add_argument("--hub", required=True, metavar="URL", help="the hub's HTTP address, e.g. https://hub.example")
+    p.add_argument("--code", required=True, help="the join code `torwart-hub site add` printed")
+    p.add_argument("--config", required=True, help="where to write the site's TOML file (its keys go beside it)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(fn=cmd_join)
     from .bringup import add_commands
 
     add_commands(sub)  # doors test, readers watch and keyset (bring-up at the door)

@@ -13,6 +13,7 @@ published when the link is up.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import secrets
@@ -28,6 +29,7 @@ from wire import software_version
 from wire.handoff import Work, WorkQueue
 from wire.topics import Kind
 
+from . import renew
 from .badges import BadgePath
 from .cache import CacheStore
 from .cacheworker import CacheWorker
@@ -122,7 +124,9 @@ class Agent:
                                   connected=lambda: self.link.connected,
                                   resend_seconds=self.cfg.policy.resend_seconds, post=self.post,
                                   status_changed=self.publish_status)
+        renew.finish_pending(self.cfg)
         self.link = Link(self.cfg, self, will=self._status_bytes(online=False))
+        self.renewer = renew.Renewer(self.cfg, self.link.reload_cert)
         self.commands = CommandHandler(self)
         self._cache_worker = CacheWorker(self.cache.path, self.commands.apply_cache,
                                          lambda v, e: self.post(lambda: self._cache_done(v, e)))
@@ -166,6 +170,9 @@ class Agent:
         self._sched.add_job(lambda: self.post(lambda: self.occupancy.checkout_all(None, "daily_reset")), "cron",
                             hour=int(hh), minute=int(mm))
         self._sched.add_job(self._scheduler_alive, "interval", seconds=1)
+        if self.renewer.enabled:
+            self._sched.add_job(self.renewer.check, "interval", seconds=self.renewer.every, max_instances=1,
+                                next_run_time=dt.datetime.now(dt.UTC))
         self._sched.start()
         self._housekeeping()
         if self.notifier.watchdog_seconds:

@@ -70,6 +70,8 @@ class HubSection(BrokerSection, frozen=True, kw_only=True, forbid_unknown_fields
     signing_public_key: str
     cred_key_file: str
     enroll_public_key: str | None = None
+    #: The hub's HTTP side (``torwart-edge join --hub``), where the site renews its certificate.
+    url: Annotated[str, Meta(pattern=r"^https?://\S+$")] | None = None
     #: How long the broker keeps this site's session (subscriptions, queued messages) while
     #: it is offline; a longer outage starts afresh with the retained full cache.
     session_expiry: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400

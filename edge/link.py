@@ -70,9 +70,13 @@ class Link:
         user = self._cfg.username or (None if self._cfg.cert_file else self.site)
         if user is not None:
             c.username_pw_set(user, read_password(cfg))
+        self._tls: ssl.SSLContext | None = None
         if self._cfg.tls:
-            c.tls_set(ca_certs=self._cfg.ca_file, certfile=self._cfg.cert_file, keyfile=self._cfg.key_file,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            # Our own context, so that a renewed certificate can be loaded into it (reload_cert).
+            self._tls = ssl.create_default_context(cafile=self._cfg.ca_file)
+            if self._cfg.cert_file:
+                self._tls.load_cert_chain(self._cfg.cert_file, self._cfg.key_file)
+            c.tls_set_context(self._tls)
         c.will_set(self._status_topic, will, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -98,6 +102,13 @@ class Link:
         self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
+
+    def reload_cert(self) -> None:
+        """Use the (renewed) certificate and key files from the next connection on; the
+        current connection stays up."""
+        if self._tls is not None and self._cfg.cert_file:
+            self._tls.load_cert_chain(self._cfg.cert_file, self._cfg.key_file)
+            log.info("the next connection uses the renewed certificate")
 
     @property
     def connected(self) -> bool:

@@ -62,6 +62,10 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: A new retained cache.full is published once the changes since the last one exceed
     #: this fraction of its entries.
     full_refresh_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.25
+    #: A site's client certificate lasts this long; the site renews it when a third is left.
+    site_cert_seconds: Annotated[int, Meta(ge=10, le=3660 * 86400)] = 365 * 86400
+    #: Run after the broker's password file or CRL changed, e.g. ["systemctl", "reload", "mosquitto"].
+    broker_reload: list[str] = field(default_factory=list)
 
     @property
     def data_path(self) -> Path:

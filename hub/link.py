@@ -89,6 +89,9 @@ class HubLink:
         self._connected = threading.Event()
         self._closing = False
         self.refusal: str | None = None
+        #: Sites revoked or removed (hub/core/fleet.py): ``publish`` and ``publish_command``
+        #: send them nothing.
+        self.blocked: frozenset[str] = frozenset()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or cfg.client_id,
                         protocol=MQTTProtocolVersion.MQTTv5)
         c.max_inflight_messages_set(200)
@@ -124,14 +127,24 @@ class HubLink:
         return self._connected.wait(timeout)
 
     def publish(self, site: str, kind: Kind, payload: bytes, *, retain: bool = False) -> bool:
-        """Publish at QoS 1 to a site's topic; False when the link is down."""
+        """Publish at QoS 1 to a site's topic; False when the link is down or the site is blocked."""
+        if site in self.blocked:
+            log.debug("site %s is revoked: %s not published", site, kind.value)
+            return False
         return self.publish_topic(topic(site, kind), payload, retain=retain)
 
     def publish_topic(self, name: str, payload: bytes, *, retain: bool = False,
-                      properties: Properties | None = None) -> bool:
+                      properties: Properties | None = None, wait: float = 0.0) -> bool:
+        """Publish at QoS 1; with ``wait``, until the broker acknowledged it (at most that long)."""
         if not self.connected:
             return False
         info = self._client.publish(name, payload, qos=1, retain=retain, properties=properties)
+        if wait and info.rc == mqtt.MQTT_ERR_SUCCESS:
+            try:
+                info.wait_for_publish(wait)
+            except (RuntimeError, ValueError):
+                return False
+            return info.is_published()
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_command(self, site: str, cmd: m.Command, payload: bytes) -> bool:
@@ -139,6 +152,9 @@ class HubLink:
         message expiry at the command's own ``expires_at``: sites keep persistent sessions,
         and the broker must not hand an offline site a command (a remote unlock) after the
         moment it was meant for. False when the link is down or the command has expired."""
+        if site in self.blocked:
+            log.warning("site %s is revoked: command %s not sent", site, cmd.id)
+            return False
         ttl = int(cmd.expires_at - time.time())
         if ttl <= 0:
             log.warning("command %s for site %s expired before it was sent", cmd.id, site)
@@ -192,3 +208,41 @@ class HubLink:
             log.warning("dropped a message on %r: %s", msg.topic, exc)
             return
         self._sink.site_message(t.site, t.kind, t.door, bytes(msg.payload))
+
+
+def evict(cfg: MqttSection, client_id: str, *, delay: float = 0.0, timeout: float = 10.0) -> bool:
+    """Throw the client ``client_id`` (a site: its client id is its login) off the broker and
+    drop its session: connect under that id with a clean start and no session expiry, then
+    leave. Mosquitto closes the older connection with the same id. This uses the hub's own
+    login on its own listener, where client ids are not tied to the login. Waits ``delay``
+    seconds first; whether the broker took the connection."""
+    if delay:
+        time.sleep(delay)
+    done = threading.Event()
+    ok: list[bool] = []
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        ok.append(not rc.is_failure)
+        done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+    if cfg.username is not None:
+        c.username_pw_set(cfg.username, read_secret(cfg.password_file) if cfg.password_file else None)
+    if cfg.tls:
+        c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                  cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    c.on_connect = on_connect
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    try:
+        c.connect(cfg.host, cfg.effective_port, keepalive=30, clean_start=True, properties=props)
+    except OSError as exc:
+        log.warning("cannot reach the broker to evict %s: %s", client_id, exc)
+        return False
+    c.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return bool(ok and ok[0])

@@ -118,12 +118,14 @@ class HubService:
         self.feedback.start()  # before the link: the sites' retained statuses find it watching
         self._start_alerts()
         self.hub.rebuild_all()
+        self.link.blocked = self.hub.blocked_sites()
         self.link.start()
         b = cfg.booking
         self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
                             next_run_time=_soon())
         self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._keys_step), "interval", seconds=2)
+        self._sched.add_job(lambda: self.post(self._watch_revoked), "interval", seconds=1)
         self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
         self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
@@ -157,6 +159,10 @@ class HubService:
         for worker in (self.mailer, self.webhooks):
             if worker is not None:
                 worker.wake()
+
+    def _watch_revoked(self) -> None:
+        """Sites revoked by the command line (``torwart-hub site revoke``) get nothing more."""
+        self.link.blocked = self.hub.blocked_sites()
 
     def _check_alerts(self) -> None:
         """Offline sites, slow conditions, the booking sync, reminders and escalations."""

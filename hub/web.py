@@ -6,6 +6,8 @@
   more than 300 s off or a signature accepted before (remembered in the store, across
   restarts) is refused with 401; the rest is applied at once, so that the booking reaches
   the site's cache within seconds.
+- ``POST /fleet/v1/join`` and ``/fleet/v1/renew``: sites joining with a code and renewing
+  their certificate (``hub.fleetweb``; the code or the certificate is the credential).
 - The caretakers' dashboard and its JSON API (``hub.dashboard``): pages, ``/api/v1/...``
   with a login session or ``Authorization: Bearer TOKEN`` (``[http] admin_token_file``),
   e.g. ``GET /api/v1/sites``, ``POST /api/v1/sites/{site}/push``,
@@ -45,6 +47,7 @@ from .dashboard.app import routes as dashboard_routes
 from .dashboard.common import error, json, on_loop
 from .dashboard.middleware import LoginGuard, SecurityHeaders
 from .errors import WebhookError
+from .fleetweb import JOIN_PATH, RENEW_PATH, fleet_routes
 from .web_limits import WEBHOOK_PATH, BodyLimit
 
 if TYPE_CHECKING:
@@ -60,7 +63,7 @@ BIND_RETRY_MAX = 10.0
 #: The routes (by path) that anyone may call without a login: the health check, the
 #: platform's webhook (it has its own signature), the login page and the static files.
 #: Every other route answers 401 (``/api/…``) or redirects to the login page.
-PUBLIC_ROUTES = frozenset({"/healthz", WEBHOOK_PATH, "/login", "/static"})
+PUBLIC_ROUTES = frozenset({"/healthz", WEBHOOK_PATH, "/login", "/static", JOIN_PATH, RENEW_PATH})
 
 
 class HubApp(Starlette):
@@ -100,6 +103,7 @@ def create_app(service: Hub) -> Starlette:
     routes = [
         Route("/healthz", health),
         Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        *fleet_routes(service),
         *dashboard,
     ]
     app = HubApp(routes=routes, middleware=[

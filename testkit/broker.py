@@ -77,6 +77,8 @@ class Mosquitto:
     acl_file: Path | None = None
     #: The hub listener's password file (the hub's logins only), e.g. provision's passwd-hub.
     hub_password_file: Path | None = None
+    #: With ``tls``: the CRL the sites' listener checks client certificates against (``crlfile``).
+    crl_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
     _hub_port: int = field(default=0, repr=False)
@@ -153,6 +155,8 @@ class Mosquitto:
                 "use_identity_as_username true",
                 "tls_version tlsv1.2",
             ]
+            if self.crl_file is not None:
+                sites.append(f"crlfile {self.crl_file}")
         hub: list[str] = []
         if self._hub_port and hub_password_file is not None:
             hub = [f"listener {self._hub_port} {self.host}", "allow_anonymous false",

@@ -66,10 +66,13 @@ class TcpProxy:
     """Forward ``host:port`` (a free port unless given) to ``target_host:target_port``."""
 
     def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0,
-                 name: str = "proxy") -> None:
+                 name: str = "proxy", record: bool = False) -> None:
         self.target = (target_host, target_port)
         self.name = name
         self.stats = ProxyStats()
+        #: With ``record``: every chunk forwarded, in order, as (upstream?, bytes): what someone
+        #: recording the traffic on the way saw.
+        self.recording: list[tuple[bool, bytes]] | None = [] if record else None
         self._lock = threading.Lock()
         self._pairs: set[_Pair] = set()
         self._blocked = False
@@ -195,6 +198,9 @@ class TcpProxy:
                 if pair.blackholed:
                     self.stats.dropped_bytes += len(data)
                     continue
+                if self.recording is not None:
+                    with self._lock:
+                        self.recording.append((up, data))
                 dst.sendall(data)
                 if up:
                     self.stats.bytes_up += len(data)

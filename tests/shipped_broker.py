@@ -16,6 +16,7 @@ from typing import Any
 
 from hub.provision import hub_password_lines
 from hub.provision.mosquitto import acl_text, password_line
+from hub.provision.pki import make_crl
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
 from testkit.util import free_port, port_open, wait_for
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "firmware_configs" / "mosquitto" / "torwart.conf"
 #: The hub's data_dir in production: its systemd StateDirectory.
 DATA_DIR = "/var/lib/torwart-hub"
-PATH_KEYS = ("password_file", "acl_file", "cafile", "certfile", "keyfile")
+PATH_KEYS = ("password_file", "acl_file", "cafile", "certfile", "keyfile", "crlfile")
 
 
 def rewrite(text: str, paths: dict[str, Path], tls_port: int, plain_port: int) -> str:
@@ -73,6 +74,7 @@ class ShippedMosquitto(Mosquitto):
         paths = {f"{DATA_DIR}/mosquitto/passwd": self.password_file,
                  f"{DATA_DIR}/mosquitto/passwd-hub": self.hub_password_file,
                  f"{DATA_DIR}/mosquitto/acl": self.acl_file, f"{DATA_DIR}/ca/ca.crt": self.pki.ca_file,
+                 f"{DATA_DIR}/ca/crl.pem": self.pki.dir / "crl.pem",
                  f"{DATA_DIR}/mosquitto/server.crt": self.pki.server_cert,
                  f"{DATA_DIR}/mosquitto/server.key": self.pki.server_key}
         # What Debian's main mosquitto.conf sets before it includes conf.d/, here for the test:
@@ -117,6 +119,8 @@ def shipped_broker(tmp_path: Path) -> Iterator[Setup]:
     """The shipped file running, with a CA, the hub's and site-a's passwords and the ACL
     as `torwart-hub init` / `site add` write them."""
     pki = TlsFiles.make(tmp_path / "pki")
+    # The CRL `torwart-hub init` writes (empty; `site revoke` rewrites it).
+    (pki.dir / "crl.pem").write_bytes(make_crl(pki.ca, []))
     hub_password = secrets.token_urlsafe(18)
     files = tmp_path / "broker-files"
     files.mkdir()

@@ -98,6 +98,7 @@ def test_template_sets_what_the_hubs_broker_needs() -> None:
         "allow_anonymous": "false",
         "acl_file": f"{DATA_DIR}/mosquitto/acl",
         "cafile": f"{DATA_DIR}/ca/ca.crt",
+        "crlfile": f"{DATA_DIR}/ca/crl.pem",  # revoked site certificates (torwart-hub site revoke)
         "certfile": f"{DATA_DIR}/mosquitto/server.crt",
         "keyfile": f"{DATA_DIR}/mosquitto/server.key",
         "require_certificate": "true",
@@ -135,6 +136,7 @@ def test_template_paths_are_where_provisioning_writes_them(tmp_path: Path) -> No
     assert d["password_file"] == str(files.hub_passwd)  # the hub listener's: the hub's login only
     assert {v for k, v in opts if k == "acl_file"} == {str(files.acl)}
     assert d["cafile"] == str(ca_cert)
+    assert d["crlfile"] == str(provision.crl_path(cfg))  # init writes it, site revoke rewrites it
     # where `torwart-hub init --broker-host NAME` writes the broker's server pair
     assert d["certfile"] == str(files.passwd.parent / "server.crt")
     assert d["keyfile"] == str(files.passwd.parent / "server.key")
@@ -376,3 +378,38 @@ def test_sites_joining_the_hubs_old_share_group_take_no_share_of_the_hubs_events
         assert got == sorted(f"event {n}".encode() for n in range(200))  # each once, none missing
         assert all(s.events for s in sinks)  # and the two processes split them
         assert [c.drain() for c in intruders] == [[], [], []]
+
+
+def test_a_revoked_certificate_is_refused_after_a_reload_and_the_hubs_eviction_throws_its_connection_off(
+    shipped: Setup, clients: Open, tmp_path: Path
+) -> None:
+    """What `torwart-hub site revoke` relies on: Mosquitto re-reads the CRL on SIGHUP and
+    refuses the certificate from then on, but leaves an open connection alone; the hub's
+    login on its own listener under the site's client id (hub.link.evict) throws it off.
+    Another site's connection stays."""
+    from cryptography import x509
+
+    from hub.link import evict
+    from hub.provision.pki import make_crl
+
+    cert, key = shipped.pki.client("site-a")
+    site_a = clients(lambda: stays(shipped.site(None, cert_file=cert, key_file=key)))
+    site_b = clients(lambda: stays(shipped.site("site-b")))
+    site_b.subscribe(cache("site-b"))
+    hub = clients(shipped.hub)
+    serial = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    (shipped.pki.dir / "crl.pem").write_bytes(make_crl(shipped.pki.ca, [(serial, 0.0)]))
+    assert shipped.broker.proc is not None
+    shipped.broker.proc.send_signal(1)  # SIGHUP: what `systemctl reload mosquitto` sends
+    wait_for(lambda: "Reloading config" in shipped.broker.log_path.read_text(errors="replace"), 5, what="the reload")
+    with pytest.raises((ConnectRefused, TimeoutError, OSError)):
+        TestClient(shipped.broker.host, shipped.broker.tls_port, ca_file=shipped.pki.ca_file, cert_file=cert,
+                   key_file=key, timeout=3).close()
+    assert site_a.c.is_connected() and site_a.connects == 1  # a reload leaves open TLS sessions alone
+    password = tmp_path / "hub.password"
+    password.write_text(shipped.hub_password + "\n")
+    password.chmod(0o600)
+    assert evict(MqttSection(host=shipped.broker.host, port=shipped.broker.port, username="hub",
+                             password_file=str(password)), "site-a")
+    wait_for(lambda: not site_a.c.is_connected(), 5, what="site-a thrown off")
+    still_there(site_b, lambda: hub.publish(cache("site-b"), b"marker"), "site-b")

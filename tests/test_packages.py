@@ -252,8 +252,8 @@ def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
     root.file("/etc/torwart/hub.toml").write_text(HUB_TOML)
     os.chown(root.file("/etc/torwart/hub.toml"), *torwart)
     root.run("torwart-hub", "init", "--config", "/etc/torwart/hub.toml", user="torwart")
-    root.run("torwart-hub", "site", "add", "minheim", "--name", "Minheim", "--broker-host", "hub.example", "--tls",
-             "--config", "/etc/torwart/hub.toml", user="torwart")
+    root.run("torwart-hub", "site", "add", "minheim", "--bundle", "--name", "Minheim", "--broker-host", "hub.example",
+             "--tls", "--config", "/etc/torwart/hub.toml", user="torwart")
     res = root.run("torwart-edge", "check", "--config", "/var/lib/torwart-hub/provision/minheim/site.toml",
                    user="torwart")
     assert "site minheim (Minheim)" in res.stdout and "auth=client certificate" in res.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import Hub, parse_credential
+from ..core.fleet import CertLine
 from ..errors import HubError
 from ..store import FeedbackItem, SiteState
 from .common import ago, load, open_cli_hub, rebuild, table, when
@@ -47,11 +48,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with open_cli_hub(args, cfg) as hub:
         view = hub.overview()
+        certs = hub.cert_lines(now)
     refusals, backlog, sync = view.refusals, view.backlog, view.sync
     refused: dict[str, int] = {}
     for r in refusals:
         refused[r.site_id] = refused.get(r.site_id, 0) + r.count
-    certs = any(line.cert_expires_at is not None for line in view.sites)
     for line in view.sites:
         site, st, cache = line.site, line.state, line.cache
         if st is None or st.since is None:
@@ -64,15 +65,15 @@ def cmd_sites(args: argparse.Namespace) -> int:
             + (f", expires {ago(st.cache_expires_at, now)}" if st.cache_expires_at else ""))
         events = None if st is None else (f"{st.max_seq}/{st.acked_upto}"
                                           + (f", {len(st.gaps)} gaps" if st.gaps else ""))
-        cert = [None if line.cert_expires_at is None else ago(line.cert_expires_at, now)] if certs else []
-        rows.append([site.id, site.name, state, (st.software or None) if st else None, _short_stream(st), *cert,
+        rows.append([site.id, site.name, state, (st.software or None) if st else None, _short_stream(st),
                      built, applied, ago(st.last_seen if st else None, now),
                      events, None if st is None else st.outbox_pending, refused.get(site.id, 0),
-                     _backlog_counts(backlog, site.id)])
+                     _cert_cell(certs[site.id]), _backlog_counts(backlog, site.id)])
+        notes += _cert_notes(certs[site.id], now)
         if st is not None and line.streams is not None:
             notes += _event_notes(st, line.streams)
-    table(["SITE", "NAME", "STATE", "SOFTWARE", "STREAM", *(["CERT EXPIRES"] if certs else []), "CACHE AT HUB",
-           "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED", "OUTBOX", "REFUSED", "TO PLATFORM"], rows)
+    table(["SITE", "NAME", "STATE", "SOFTWARE", "STREAM", "CACHE AT HUB", "CACHE AT SITE", "LAST SEEN", "SEQ/ACKED",
+           "OUTBOX", "REFUSED", "CERT UNTIL", "TO PLATFORM"], rows)
     for note in notes:
         print(note)
     if sync.last_ok_at is None and sync.failures == 0:
@@ -120,6 +121,21 @@ def _short_stream(st: SiteState | None) -> str | None:
     except (ValueError, AttributeError):
         said = None
     return short(said if isinstance(said, str) and said else st.stream)
+def _cert_cell(c: CertLine) -> str | None:
+    if c.state != "active":
+        return c.state.upper()
+    return None if c.not_after is None else when(c.not_after)
+
+
+def _cert_notes(c: CertLine, now: float) -> list[str]:
+    """A warning for a certificate that ends within 30 days (or has ended)."""
+    if not c.expiring or c.not_after is None:
+        return []
+    if c.not_after <= now:
+        return [f"{c.site_id}: its certificate EXPIRED {ago(c.not_after, now)}: the site cannot connect; "
+                f"give it a new join code (torwart-hub site join-code {c.site_id})"]
+    return [f"{c.site_id}: its certificate expires {ago(c.not_after, now)} ({when(c.not_after)}); the site "
+            "renews it itself when a third of its lifetime is left: is it online, does its [hub] url reach the hub?"]
 
 
 def _backlog_counts(backlog: list[FeedbackItem], site: str) -> str | None:

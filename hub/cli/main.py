@@ -1,7 +1,8 @@
 """``torwart-hub``: the hub's command line (parsing and output; the acts are ``hub.core.Hub``'s).
 
     torwart-hub init        create the hub's keys, CA and broker files where missing
-    torwart-hub site add    provision a new site: keys, broker login, certificate, site.toml
+    torwart-hub site add    add a new site: a one-time join code for its Pi (--bundle: keys to copy)
+    torwart-hub site join-code / revoke / reinstate / remove   a site's life (hub/cli/fleet.py)
     torwart-hub sites       state of every site: online, caches, events, sync health
     torwart-hub sync        one booking sync now, then rebuild the affected caches
     torwart-hub cards ...   enroll (by reading a card, at the desk or at a site), add, import, remove, list
@@ -52,6 +53,8 @@ from .admin import (
 from .backup import add_backup_commands
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .export import add_audit_command, add_csv_options
+from .fleet import add_fleet_commands, cmd_site_add_join
+from .fleet import code_options as _code_options
 from .homeassistant import add_homeassistant_commands
 from .keys import add_key_commands
 from .members import add_member_commands
@@ -85,6 +88,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_site_add(args: argparse.Namespace) -> int:
+    if not args.bundle:
+        return cmd_site_add_join(args)
     cfg = load(args)
     host = args.broker_host or cfg.mqtt.host
     tls = cfg.mqtt.tls if args.tls is None else args.tls
@@ -92,6 +97,8 @@ def cmd_site_add(args: argparse.Namespace) -> int:
                                 broker_port=args.broker_port, tls=tls, out_dir=args.out,
                                 passwd_file=args.broker_passwd, acl_file=args.broker_acl)
     prepare_store(args, bundle.config)
+    with open_cli_hub(args, bundle.config) as hub:
+        hub.record_cert(args.site, bundle.dir / f"{args.site}.crt", how="bundle")
     where = (f"added to {args.config} (map its rooms there: [[sites.rooms]])" if bundle.appended
              else f"provisioned as declared in {args.config}")
     print(f"site {args.site}: {where}")
@@ -218,15 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "server certificate and key, CA certificate (see firmware_configs/mosquitto/torwart.conf)")
 
     site = sub.add_parser("site", help="provision sites").add_subparsers(dest="site_command", required=True)
-    p = add(site, "add", cmd_site_add, "provision a new site: keys, broker login, client certificate, and a "
-            "site.toml bundle for its Pi", broker)
+    p = add(site, "add", cmd_site_add, "add a new site and print a one-time join code for its Pi "
+            "(torwart-edge join); with --bundle, make its keys here instead: a site.toml bundle to copy", broker)
     p.add_argument("site", help="site id: a-z, 0-9, '-'")
     p.add_argument("--name", help="the site's name, e.g. 'Bürgerhaus Minheim'")
-    p.add_argument("--broker-host", metavar="HOST", help="broker address as the Pi sees it (default: [mqtt] host)")
-    p.add_argument("--broker-port", type=int, metavar="PORT", help="default: 8883 with TLS, 1883 without")
-    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
-                   help="TLS with a client certificate (default: as [mqtt] tls)")
+    _code_options(p)
+    p.add_argument("--bundle", action="store_true", help="make the site's keys, broker login and certificate "
+                   "here and write them with site.toml into a bundle directory to copy to the Pi")
     p.add_argument("--out", metavar="DIR", help="bundle directory (default: DATA_DIR/provision/SITE)")
+    add_fleet_commands(site, add)
 
     add(sub, "sites", cmd_sites, "show every site: online, cache versions, events, outbox, sync health")
     add(sub, "sync", cmd_sync, "sync bookings from the platform now, then rebuild the affected caches")

@@ -23,7 +23,7 @@ from ..link import HubLink
 from ..live import Live, Subscription
 from ..publisher import Publisher
 from ..store import LoginAttempt, SessionRow, Store, User
-from .errors import UnknownSite
+from .errors import SiteRevoked, UnknownSite
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,16 @@ class Base:
             return self.cfg.site(site_id)
         except KeyError:
             raise UnknownSite(f"no site {site_id!r} in {self.where}") from None
+
+    def blocked_sites(self) -> frozenset[str]:
+        """Sites revoked or removed (hub/core/fleet.py): nothing is published for them."""
+        return frozenset(s for s, (state, _) in self._store.site_lifecycle().items() if state != "active")
+
+    def _refuse_revoked(self, site_id: str) -> None:
+        """SiteRevoked for a revoked or removed site."""
+        state = self._store.site_lifecycle().get(site_id, ("active", 0.0))[0]
+        if state != "active":
+            raise SiteRevoked(site_id, state)
 
     def knows(self, site_id: str) -> bool:
         """Whether ``site_id`` is a configured site."""

@@ -43,6 +43,7 @@ class Commanding(Auditing):
         """A new command for a configured site; InLockdown for an unlock at a site in
         lockdown, BadCommand when the message type refuses the parameters."""
         self.site(site)
+        self._refuse_revoked(site)
         if action == "unlock" and self.in_lockdown(site):
             raise InLockdown(site)
         try:

@@ -212,10 +212,6 @@ class SiteLine:
     state: SiteState | None
     cache: CacheState | None
     streams: dict[str, Any] | None
-    #: When the site's client certificate expires (Unix seconds), None when unknown. The hook
-    #: for certificate renewal (issue #13): ``overview`` fills it in once the store records
-    #: certificates; ``torwart-hub sites`` shows a CERT EXPIRES column when any line has it.
-    cert_expires_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Enrolling(Pushing, Commanding):
 
     def _begin(self, site: str, member_id: str, reader: str, seconds: int) -> m.Command:
         self.site(site)
+        self._refuse_revoked(site)
         return at_site.begin(self._store, site, member_id, reader, seconds=seconds)
 
     def start_enrollment(self, site: str, member_id: str, reader: str, seconds: int) -> m.Command:

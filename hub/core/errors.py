@@ -19,6 +19,14 @@ class NotSent(HubError):
     """The broker connection is down: nothing was published."""
 
 
+class SiteRevoked(HubError):
+    """The site is revoked or removed (``torwart-hub site revoke``): nothing is sent to it."""
+
+    def __init__(self, site: str, state: str) -> None:
+        super().__init__(f"site {site!r} is {state}: nothing is sent to it (torwart-hub site reinstate {site})")
+        self.site = site
+
+
 class InLockdown(HubError):
     """An unlock at a site whose last status reported a lockdown: refused before anything
     is sent (ending the lockdown is a separate act)."""

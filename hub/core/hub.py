@@ -25,12 +25,13 @@ from .bookings import Bookings
 from .display import Display
 from .enrolling import Enrolling
 from .export import Exporting
+from .fleet import Fleet
 from .keys import Keys
 from .people import People
 from .privacy import Privacy
 
 
-class Hub(Privacy, Keys, Exporting, Enrolling, Bookings, People, Alerting, Display):
+class Hub(Privacy, Keys, Exporting, Enrolling, Bookings, People, Alerting, Display, Fleet):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

@@ -180,8 +180,10 @@ class Privacy(Pushing, People):
 
     def _erase_and_wait(self, member_id: str, *, timeout: float) -> Erasure:
         done = self.erase_member(member_id)
-        waiting = {site: v for site, v in done.versions.items() if v is not None}
-        acks: dict[str, SiteAck] = {}
+        blocked = self.blocked_sites()
+        waiting = {site: v for site, v in done.versions.items() if v is not None and site not in blocked}
+        acks: dict[str, SiteAck] = {site: SiteAck(site, v, False, "site is revoked: nothing is sent to it")
+                                    for site, v in done.versions.items() if site in blocked}
         if waiting:
             try:
                 self._publish_and_wait(waiting, acks, timeout)

@@ -171,6 +171,7 @@ class Pushing(Auditing):
 
     def _push_and_wait(self, site: str, *, timeout: float) -> Result:
         self.site(site)
+        self._refuse_revoked(site)
         self.caches.rebuild(site, int(time.time()))
         with Conversation(self.cfg, "cli") as talk:
             talk.connect(min(timeout, 15))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import BadCommand, InLockdown, NotSent
+from ..core.errors import BadCommand, InLockdown, NotSent, SiteRevoked
 from .auth import Principal
 from .checks import ACTIONS, MAX_UNLOCK_SECONDS, Outcome, as_, check, int_or_none, opt_str, record_refusal
 from .common import on_loop
@@ -65,6 +65,8 @@ async def perform(hub: Hub, p: Principal, site: str, action: str, params: dict[s
         return _locked(site)
     except (BadCommand, ValueError) as exc:
         return Outcome(400, {"error": f"bad command: {exc}"})
+    except SiteRevoked as exc:
+        return Outcome(409, {"error": str(exc)})
     except NotSent:
         return Outcome(503, {"error": "not connected to the broker"})
     log.info("dashboard: %s sent to site %s by %s (command %s)", action, site, p.name, cmd.id)

@@ -1,7 +1,8 @@
 """Provisioning: the hub's own keys, CA and broker files (``hub_init``: ``torwart-hub init``),
 a new site's keys, broker login, certificate and ``site.toml`` bundle (``site``:
 ``torwart-hub site add``), the small CA (``pki``) and Mosquitto's password and ACL
-formats (``mosquitto``)."""
+formats (``mosquitto``); a site's life without carried keys (``fleet``: join codes, the join and
+renewal answers, the CRL, revocation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .hub_init import (
     ProvisionError,
     broker_files,
     ca_paths,
+    crl_path,
     enroll_key_path,
     hub_mqtt_user,
     hub_password_lines,
@@ -23,6 +25,7 @@ __all__ = [
     "SiteBundle",
     "broker_files",
     "ca_paths",
+    "crl_path",
     "enroll_key_path",
     "hub_mqtt_user",
     "hub_password_lines",

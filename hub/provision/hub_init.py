@@ -8,7 +8,8 @@ refuses a site that is already provisioned. Secret files are created 0600 from t
 Where things go when the hub config does not say (HubConfig has no keys for them yet):
 
 - the X25519 enrollment key: ``{data_dir}/keys/enroll.key`` (``hub.enroll_key_file``);
-- the CA: ``{data_dir}/ca/ca.crt`` and ``ca.key`` (``hub.ca_cert_file`` / ``ca_key_file``);
+- the CA: ``{data_dir}/ca/ca.crt`` and ``ca.key`` (``hub.ca_cert_file`` / ``ca_key_file``), its
+  certificate revocation list ``crl.pem`` beside them (the broker's ``crlfile``);
 - Mosquitto's password file and ACL: ``{data_dir}/mosquitto/passwd`` and ``acl``
   (parameters of ``init`` and ``site_add``), and beside the password file
   ``passwd-hub``: the hub's login only, for the broker's hub listener (no site can log
@@ -63,6 +64,11 @@ def ca_paths(cfg: HubConfig) -> tuple[Path, Path]:
     if cfg.hub.ca_cert_file and cfg.hub.ca_key_file:
         return Path(cfg.hub.ca_cert_file), Path(cfg.hub.ca_key_file)
     return cfg.hub.data_path / "ca" / "ca.crt", cfg.hub.data_path / "ca" / "ca.key"
+
+
+def crl_path(cfg: HubConfig) -> Path:
+    """The CRL beside the CA certificate (the broker's ``crlfile``; hub/provision/fleet.py)."""
+    return ca_paths(cfg)[0].with_name("crl.pem")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,10 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
         pki.make_ca().write(ca_cert, ca_key)
         created.append(f"CA {ca_cert} (key {ca_key})")
     ca = pki.load(ca_cert, ca_key)
+    crl = crl_path(cfg)
+    if not crl.exists():
+        write_file_atomic(crl, pki.make_crl(ca, []), mode=0o644)
+        created.append(f"certificate revocation list {crl} (empty)")
 
     files = broker_files(cfg, passwd_file, acl_file)
     if not files.passwd.exists():
@@ -238,7 +248,7 @@ def share_with_broker(cfg: HubConfig, files: BrokerFiles, gid: int) -> list[str]
     data = cfg.hub.data_path.resolve()
     server = files.passwd.parent / "server.crt", files.passwd.parent / "server.key"
     wanted = [(files.passwd, 0o640), (files.hub_passwd, 0o640), (files.acl, 0o640), (server[0], 0o640),
-              (server[1], 0o640), (ca_cert, 0o644)]
+              (server[1], 0o640), (ca_cert, 0o644), (crl_path(cfg), 0o644)]
     dirs: set[Path] = set()
     for path, _mode in wanted:
         parent = path.resolve().parent

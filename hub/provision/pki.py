@@ -110,3 +110,54 @@ def load(cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) ->
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path}: not an EC private key")
     return KeyPair(key, x509.load_pem_x509_certificate(Path(cert_path).read_bytes()))
+
+
+def sign_csr(ca: KeyPair, csr: x509.CertificateSigningRequest, cn: str, *, seconds: int) -> x509.Certificate:
+    """A client certificate for the key in ``csr`` (whose self-signature must hold; ValueError
+    otherwise), with CN = ``cn`` whatever the request asked, valid for ``seconds`` (back-dated a
+    little, at most 5 minutes, for clocks that lag)."""
+    if not csr.is_signature_valid:
+        raise ValueError("the certificate request's signature does not hold")
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("the certificate request must be for an EC P-256 key")
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca.cert.subject)
+        .public_key(key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(seconds=min(300, seconds // 10)))
+        .not_valid_after(now + dt.timedelta(seconds=seconds))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+
+
+def make_crl(ca: KeyPair, revoked: list[tuple[int, float]], *, days: int = 3650) -> bytes:
+    """A CRL (PEM) of ``revoked`` (serial, revocation time). Its next update is far ahead:
+    the broker refuses every certificate once its CRL is past that, and the hub rewrites the
+    CRL whenever a certificate is revoked."""
+    now = _now()
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+         .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days)))
+    for serial, at in revoked:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                      .revocation_date(dt.datetime.fromtimestamp(at, dt.UTC)).build())
+    return b.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def verify_issued(ca_cert: x509.Certificate, cert: x509.Certificate) -> None:
+    """ValueError unless ``cert`` was signed by ``ca_cert``'s key."""
+    key = ca_cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("the CA's key is not an EC key")
+    try:
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        raise ValueError("the certificate was not issued by this CA") from None
+    if cert.issuer != ca_cert.subject:
+        raise ValueError("the certificate was not issued by this CA")

@@ -275,3 +275,48 @@ def site_add(
     return SiteBundle(site_id=site_id, dir=out, site_config=out / "site.toml", files=tuple(out / n for n in names),
                       hub_cred_key_file=hub_key, broker=files, appended=appended, tls=tls,
                       config=config_mod.load(cfg_path, check_files=False))
+
+
+def site_declare(cfg_path: str | Path, cfg: HubConfig, site_id: str, *, name: str) -> tuple[HubConfig, bool]:
+    """The hub's half of a site that will join by code (``torwart-hub site add`` without
+    ``--bundle``): its ``[[sites]]`` block appended to the hub config (unless declared there
+    already) and the hub's copy of its credential key. Nothing for the Pi is written: it makes
+    its own key pair and gets the rest when it joins. Returns (the reloaded config, whether the
+    block was appended). ProvisionError as ``site_add``."""
+    cfg_path = Path(cfg_path)
+    try:
+        check_ident(site_id, "site id")
+    except WireError:
+        raise ProvisionError(f"{site_id!r} is not a valid site id: 1-64 characters of a-z, 0-9 and '-', "
+                             "starting with a letter or digit") from None
+    if site_id == hub_mqtt_user(cfg):
+        raise ProvisionError(f"{site_id!r} is the hub's own broker user name; pick another id")
+    declared = next((s for s in cfg.sites if s.id == site_id), None)
+    if declared is not None and Path(declared.cred_key_file).exists():
+        raise ProvisionError(f"site {site_id!r} is already configured in {cfg_path} and has its key "
+                             f"{declared.cred_key_file}; pick another id (a new join code: "
+                             f"torwart-hub site join-code {site_id})")
+    hub_key = Path(declared.cred_key_file) if declared else cfg.hub.data_path / "sites" / site_id / "cred.key"
+    if declared is None and hub_key.exists():
+        raise ProvisionError(f"{hub_key} exists although site {site_id!r} is not configured (a removed site?); "
+                             "move it away first")
+    now = dt.datetime.now(dt.UTC)
+    original = cfg_path.read_text(encoding="utf-8")
+    new_text = original
+    if declared is None:
+        cfg_dir = cfg_path.resolve().parent
+        key_value = str(hub_key.relative_to(cfg_dir)) if hub_key.is_relative_to(cfg_dir) else str(hub_key)
+        new_text = original + ("" if original.endswith("\n") else "\n") + _hub_block(site_id, name, key_value, now)
+        _validate_text(cfg_path, new_text)
+    write_key_file(hub_key, new_key())
+    try:
+        if declared is None:
+            if cfg_path.read_text(encoding="utf-8") != original:
+                raise ProvisionError(f"{cfg_path} changed while the site was being added; run again")
+            with cfg_path.open("a", encoding="utf-8") as f:
+                f.write(new_text[len(original):])
+    except BaseException:
+        hub_key.unlink(missing_ok=True)
+        raise
+    log.info("site %s declared for joining%s", site_id, ", added to the hub config" if declared is None else "")
+    return config_mod.load(cfg_path, check_files=False), declared is None

@@ -96,7 +96,7 @@ def test_the_cli_words_a_registered_adapter(
     path = hub_config(tmp_path, base_url=booking_platform.base_url, mqtt_port=free_port())
     c = str(path)
     assert run(capsys, "init", "--config", c)[0] == 0
-    assert run(capsys, "site", "add", "minheim", "--config", c, "--broker-host", "mqtt.example")[0] == 0
+    assert run(capsys, "site", "add", "minheim", "--bundle", "--config", c, "--broker-host", "mqtt.example")[0] == 0
     t = int(time.time())
     url = booking_platform.put_ics("sheet", f"s1,res-cowork,m1,{t + H},{t + 2 * H}\n")
     text = path.read_text()

@@ -36,7 +36,8 @@ def cfg_path(tmp_path: Path, booking_platform: BookingPlatform, capsys: Capsys) 
     path = hub_config(tmp_path, base_url=booking_platform.base_url, token=booking_platform.token,
                       mqtt_port=free_port())
     assert run(capsys, "init", "--config", str(path))[0] == 0
-    assert run(capsys, "site", "add", "minheim", "--config", str(path), "--broker-host", "mqtt.example")[0] == 0
+    assert run(capsys, "site", "add", "minheim", "--bundle", "--config", str(path), "--broker-host",
+               "mqtt.example")[0] == 0
     return path
 
 
@@ -62,8 +63,8 @@ def test_init_broker_group_from_the_command_line(tmp_path: Path, capsys: Capsys)
 def test_site_add_says_where_the_bundle_is_and_what_to_copy(tmp_path: Path, capsys: Capsys) -> None:
     path = str(hub_config(tmp_path))
     run(capsys, "init", "--config", path)
-    code, out, err = run(capsys, "site", "add", "altdorf", "--name", "Altdorf", "--broker-host", "mqtt.example",
-                         "--tls", "--config", path)
+    code, out, err = run(capsys, "site", "add", "altdorf", "--bundle", "--name", "Altdorf", "--broker-host",
+                         "mqtt.example", "--tls", "--config", path)
     bundle = tmp_path / "data" / "provision" / "altdorf"
     assert code == 0 and str(bundle) in out and "rsync" in out and "torwart-edge check" in out
     assert (bundle / "site.toml").exists() and "altdorf.crt" in out and err == ""

@@ -24,6 +24,7 @@ from sqlite_utils import Database, Migrations
 
 from ..types import StoreError
 from .schema_alerting import _alert_acks_and_prefs, _alert_channels, _audit_trail, _push_subscriptions
+from .schema_fleet import _fleet_lifecycle, _signing_keys
 
 log = logging.getLogger(__name__)
 
@@ -290,27 +291,12 @@ def _alerts(db: Database) -> None:
     db.table("alert_mails").create_index(["alert_id"])
 
 
-def _signing_keys(db: Database) -> None:
-    """The hub's signing-key ring (hub/keyring.py): ``signing_keys``, one row per key (public
-    key and state: next, signing, previous, retired; the seeds are key files), and
-    ``key_rollouts``, per site the kids announced in its caches from which version on and the
-    kids it trusted before."""
-    db.table("signing_keys").create(
-        {"kid": str, "public_key": str, "state": str, "created_at": float, "changed_at": float},
-        pk="kid", not_null={"public_key", "state", "created_at", "changed_at"},
-    )
-    db.table("key_rollouts").create(
-        {"site_id": str, "keys": str, "version": int, "previous": str, "at": float},
-        pk="site_id", not_null={"keys", "version", "previous", "at"},
-    )
-
-
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
                                _alerts, _alert_acks_and_prefs, _audit_trail, _alert_channels,
-                               _push_subscriptions, _signing_keys]
+                               _push_subscriptions, _signing_keys, _fleet_lifecycle]
 
 
 def _migrations() -> Migrations:

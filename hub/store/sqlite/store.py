@@ -39,6 +39,7 @@ from .caches import CachesMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
+from .fleet import FleetMixin
 from .keyring import KeyRingMixin
 from .members import MembersMixin, chunks, marks
 from .privacy import PrivacyMixin
@@ -67,7 +68,8 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin, KeyRingMixin):
+                  FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin, KeyRingMixin,
+                  FleetMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

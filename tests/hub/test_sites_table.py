@@ -22,7 +22,7 @@ def test_the_sites_table_shows_software_and_stream(cfg_path: Path, capsys: Capsy
     code, out, _ = run(capsys, "sites", "--config", c)
     header = out.splitlines()[0].split()
     assert code == 0 and header[3:5] == ["SOFTWARE", "STREAM"]
-    assert "CERT" not in header  # no site has certificate data: no column
+    assert header[-4:] == ["CERT", "UNTIL", "TO", "PLATFORM"]  # join's certificate column, the backlog last
     with open_store(cfg_path.parent / "data" / "hub.sqlite3") as store:
         store.record_status("minheim", m.Status(state="online", ts=time.time(), boot="b1", software="1.4.2",
                                                 cache_version=None, stream=STREAM), time.time())

@@ -6,6 +6,7 @@ Light on purpose: importing it loads no implementation."""
 
 from .alerts import AlertMail, AlertRow, OutMail
 from .api import Store
+from .nodes import Change, Lease, NodeInfo, NodeRow
 from .streams import (
     QUARANTINE_BYTES,
     BatchStored,
@@ -55,7 +56,7 @@ from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
     "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
-    "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
+    "BatchStored", "BookingChanges", "Change", "Lease", "NodeInfo", "NodeRow", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
     "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",

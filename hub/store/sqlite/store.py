@@ -4,7 +4,8 @@ Sites and rooms (synced from the config), bookings and the booking sync's state 
 (this module); members, credentials and standing grants in ``members``; events and what
 sites report in ``events`` and ``streams``; published cache versions in ``caches``; card
 enrollments in ``enroll``; the platform's queue in ``feedback``; refused messages in
-``refusals``; dashboard users and sessions in ``users``; the connection and transactions in
+``refusals``; dashboard users and sessions in ``users``; several hub nodes (heartbeats,
+the leader's lease, the change feed) in ``nodes``; the connection and transactions in
 ``base``, the schema and its migrations in ``schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each
@@ -38,6 +39,7 @@ from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
 from .members import MembersMixin, chunks, marks
+from .nodes import NodesMixin
 from .privacy import PrivacyMixin
 from .refusals import RefusalsMixin
 from .users import UsersMixin
@@ -63,7 +65,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
-                  FeedbackMixin, AlertsMixin, PrivacyMixin):
+                  FeedbackMixin, AlertsMixin, PrivacyMixin, NodesMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -61,6 +61,9 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: A new retained cache.full is published once the changes since the last one exceed
     #: this fraction of its entries.
     full_refresh_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.25
+    #: Several nodes on one store: the leader holds its lease this long and renews it at a
+    #: third of it; when it dies another node takes over within this time (hub/leader.py).
+    leader_lease_seconds: Annotated[float, Meta(ge=1, le=600)] = 15.0
 
     @property
     def data_path(self) -> Path:

@@ -54,6 +54,17 @@ def share_group(secret: bytes) -> str:
     return "hub-" + hmac.new(secret, b"torwart mqtt share group v1", hashlib.sha256).hexdigest()[:32]
 
 
+def node_client_id(cfg: MqttSection, node: str) -> str:
+    """The running hub's MQTT client id on node ``node``: ``[mqtt] client_id`` itself with
+    one node (no shared subscription), ``{client_id}-{node}`` with several, so that nodes
+    started from one config do not throw each other off the broker (a site may never have
+    an id of that form: hub.config). Stable across restarts: the node's persistent session
+    is resumed."""
+    if not cfg.shared_subscription:
+        return cfg.client_id
+    return f"{cfg.client_id}-{node}"[:128]
+
+
 class HubLinkSink(Protocol):
     """Called on paho's network thread: hand over and return."""
 

@@ -12,6 +12,16 @@ releases to the platform with its own store connection, off the main loop. Event
 ingested in batches (one transaction and one ack per site per batch), which is what keeps
 up with a county's sites.
 
+Several nodes (``torwart-hub run`` with one config and one store on several machines, or
+several processes with ``--node``) share the ingest through the MQTT 5 shared
+subscription and each serves the dashboard and API; the singleton jobs (booking sync,
+cache building and publishing, no-show release, check-in delivery, retention, alerts'
+offline check and mail) run only on the node that holds the leader's lease
+(hub/leader.py): they start when it becomes the leader and stop the moment it loses the
+lease. A follower records what it changes (a cache version after an API act) and leaves
+publishing it to the leader. Live notices reach the other nodes' dashboards through the
+store's change feed (hub/changes.py).
+
 One site cannot hold up another: a message larger than its topic's limit is refused on
 paho's thread before it is queued (hub.limits), and whatever fails while one site's
 messages, batch or cache are handled is logged and leaves the other sites' work done.
@@ -38,15 +48,17 @@ from wire.topics import Kind
 from . import homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
+from .changes import KEEP_SECONDS, ChangeFeed
 from .config import HubConfig
 from .core import Hub, each_site
 from .core.errors import UnknownSite
 from .feedback import Feedback
 from .ingest import Ingest
+from .leader import Leadership, default_node_name
 from .limits import RefusalTally, SiteLimits
-from .link import HubLink, share_group
+from .link import HubLink, node_client_id, share_group
 from .live import Live
-from .store import open_store
+from .store import Lease, open_store
 from .sync import SyncReport
 
 log = logging.getLogger(__name__)
@@ -57,8 +69,11 @@ EVENT_BATCH = 1000
 
 
 class HubService:
-    def __init__(self, cfg: HubConfig) -> None:
+    def __init__(self, cfg: HubConfig, node: str | None = None) -> None:
+        """``node``: this process's name among the hub's nodes (default: ``$TORWART_HUB_NODE``
+        or the host's name)."""
         self.cfg = cfg
+        self.node = node or default_node_name()
         self._work = WorkQueue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
@@ -74,6 +89,10 @@ class HubService:
         #: Alerts by e-mail (hub/alerts), with ``[alerts]`` only.
         self.alerter: Alerter | None = None
         self.mailer: Mailer | None = None
+        #: This node's heartbeat and lease; the change feed to and from the other nodes.
+        self.leadership = Leadership(cfg, self.node, on_gain=self._gained, on_loss=self._lost)
+        self.changes: ChangeFeed | None = None
+        self._lead_lock = threading.Lock()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -98,40 +117,104 @@ class HubService:
         cfg = self.cfg
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.hub.store_url)
-        self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
+        others = self.leadership.claim(self.store)  # refused if another process runs with this name
+        self.link = HubLink(cfg.mqtt, self, client_id=node_client_id(cfg.mqtt, self.node),
+                            share_group=share_group(read_key_file(cfg.hub.signing_key_file)))
         #: The application core: every act on sites and people goes through it.
         self.hub = Hub(cfg, self.store, link=self.link, live=self.live, post=self.post)
+        self.hub.publishing = lambda: self.leadership.leading
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
         self.feedback = Feedback(cfg, self.store, supports_write=self.hub.platform_writes)
-        self.feedback.start()  # before the link: the sites' retained statuses find it watching
+        # Before the link: the sites' retained statuses find it watching. A node that
+        # joins running nodes keeps what they saw; delivery is the leader's.
+        self.feedback.start(forget=not others, deliver=False)
         self._start_alerts()
-        self.hub.rebuild_all()
+        self.changes = ChangeFeed(cfg, self.node, self.store, self.live, peers=lambda: self.leadership.peers > 0,
+                                  post=self.post)
+        self.live.relay = self.changes.note
+        self.changes.start(self.store.last_change())
+        self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
         self.link.start()
         b = cfg.booking
-        self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
-                            next_run_time=_soon())
-        self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
-        self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
-        self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
+        lead = self._as_leader
+        self._sched.add_job(lambda: lead(self.sync_now), "interval", seconds=b.sync_interval_seconds)
+        self._sched.add_job(lambda: lead(self.hub.watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)
+        self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
-            self._sched.add_job(lambda: self.post(self.release_no_shows), "interval", minutes=1)
+            self._sched.add_job(lambda: lead(self.release_no_shows), "interval", minutes=1)
         self._sched.start()
+        self.leadership.start()
         from .web import start_web
 
         self.web = start_web(self.hub)
         self.ready.set()
-        log.info("hub running: %d sites, HTTP on %s", len(cfg.sites), cfg.http.listen)
+        log.info("hub running: node %s, %d sites, HTTP on %s", self.node, len(cfg.sites), cfg.http.listen)
+
+    # --- leadership (hub/leader.py) ------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this node is the hub's leader now (runs the singleton jobs)."""
+        return self.leadership.leading
+
+    def _as_leader(self, work: Work) -> None:
+        """Post a singleton job, which runs only if this node still leads when its turn comes."""
+        def run() -> None:
+            if self.leadership.leading:
+                work()
+        if self.leadership.leading:
+            self.post(run)
+
+    def _gained(self, lease: Lease) -> None:
+        """This node took the lease (a lease thread, or ``first_round`` at start): the
+        singleton jobs start, the first round of each now."""
+        term = lease.term
+        with self._lead_lock:
+            if self.mailer is None and self.alerter is not None:
+                self.mailer = Mailer(self.cfg)
+                self.mailer.start()  # it sends what an earlier leader left queued
+            self.feedback.start_delivery()
+        log.info("leader (term %d): booking sync, caches, releases, check-in delivery, retention and alerts "
+                 "run on this node", term)
+
+        def in_term(work: Work) -> Work:
+            def run() -> None:
+                if self.leadership.term == term:
+                    work()
+            return run
+
+        def converge() -> None:
+            if self.link.connected:  # otherwise the link's coming up does it
+                self.hub.converge_all()
+
+        for work in (self.hub.rebuild_all, converge, self.sync_now, self._retention):
+            self.post(in_term(work))
+
+    def _lost(self, term: int, why: str) -> None:
+        """This node's lease (``term``) ended (``why``): the singleton jobs stop at once
+        (the scheduled ones find ``leading`` False; the threads are stopped here)."""
+        log.warning("not the leader any more (term %d ended: %s): the leader's jobs stop on this node", term, why)
+        with self._lead_lock:
+            self.feedback.stop_delivery()
+            mailer, self.mailer = self.mailer, None
+        if mailer is not None:
+            mailer.stop()
 
     def _start_alerts(self) -> None:
-        """With ``[alerts]``: the mailer thread (it sends what an earlier run left queued)
-        and the offline check on the schedule."""
+        """With ``[alerts]``: alert decisions on every node (each on the events it
+        ingests; the store opens an alert once); the offline check on the schedule and
+        the mailer thread (``_gained``) on the leader."""
         if self.cfg.alerts is None:
             return
-        self.mailer = Mailer(self.cfg)
-        self.alerter = Alerter(self.cfg, self.store, self.mailer.wake)
-        self.mailer.start()
+        self.alerter = Alerter(self.cfg, self.store, self._wake_mailer)
         every = max(0.5, min(5.0, self.alerter.offline_seconds / 4))
-        self._sched.add_job(lambda: self.post(self._check_offline), "interval", seconds=every)
+        self._sched.add_job(lambda: self._as_leader(self._check_offline), "interval", seconds=every)
+
+    def _wake_mailer(self) -> None:
+        mailer = self.mailer  # the leader's; on another node the leader's mailer polls the queue
+        if mailer is not None:
+            mailer.wake()
 
     def _check_offline(self) -> None:
         if self.alerter is not None:
@@ -139,6 +222,9 @@ class HubService:
 
     def _shutdown(self) -> None:
         self._sched.shutdown(wait=False)
+        self.leadership.stop()  # releases the lease: another node takes over at its next try
+        if self.changes is not None:
+            self.changes.stop()
         self.live.close()  # ends the SSE streams, so that the HTTP server can stop
         if self.web is not None:
             self.web.stop()
@@ -157,7 +243,7 @@ class HubService:
     # --- MQTT (paho thread) ------------------------------------------------------------------------
 
     def link_up(self) -> None:
-        self.post(self.hub.converge_all)
+        self._as_leader(self.hub.converge_all)
         self.post(lambda: homeassistant.publish(self.cfg, self.link.publish_topic))
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
@@ -275,6 +361,8 @@ class HubService:
         if st is not None:
             self.feedback.watch_status(site, st, time.time())
         self._notify(site, "status", st is not None)
+        if not self.leading:  # every node hears each status; the leader brings the site's caches out
+            return
         if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
             self.hub.converge(site, st.cache_version)
 
@@ -285,6 +373,8 @@ class HubService:
         if ack is None:
             return
         self.live.notify(site, "cache")
+        if not self.leading:  # every node hears each ack; the leader answers it
+            return
         state = self.store.site_state(site)
         reported = state.cache_version if state is not None else None
         if not self._issued(site, Kind.CACHE_ACK, ack.version):
@@ -317,19 +407,14 @@ class HubService:
         b = self.store.purge_bookings(int(now) - days * 86400)
         self.store.purge_enrollments(int(now) - days * 86400)
         self.store.purge_feedback(now - days * 86400)
+        self.store.purge_changes(now - KEEP_SECONDS)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 
 
-def _soon() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-
-
-def run(cfg: HubConfig) -> int:
+def run(cfg: HubConfig, node: str | None = None) -> int:
     """``torwart-hub run``: serve until SIGTERM/SIGINT; return the exit status."""
-    service = HubService(cfg)
+    service = HubService(cfg, node)
     stop_on_signals(service.stop)
     service.run()
     return 0

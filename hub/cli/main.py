@@ -9,7 +9,8 @@
     torwart-hub members ... a member's data: export (access request), remove (erasure)
     torwart-hub events      the event log
     torwart-hub users ...   dashboard accounts (admins, caretakers)
-    torwart-hub run         run the hub (systemd)
+    torwart-hub run         run the hub (systemd); several nodes: --node NAME
+    torwart-hub nodes       the hub's nodes and which one is the leader
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
 Every command takes ``--config PATH`` after its name. A bad config exits with status 2
@@ -47,6 +48,7 @@ from .admin import (
 )
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .members import add_member_commands
+from .nodes import add_node_commands, node_options
 from .users import add_user_commands
 
 log = logging.getLogger("hub")
@@ -124,11 +126,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = load(args, check_files=True)
+    cfg, node = node_options(args, load(args, check_files=True))
     prepare_store(args, cfg)
     from .. import service
 
-    return service.run(cfg)
+    return service.run(cfg, node)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -266,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=iso_time, metavar="ISO")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
 
-    add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
+    run = add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
+    add_node_commands(sub, add, run)
     p = add(sub, "push", cmd_push, "publish a site's full cache now and wait for its acknowledgement")
     p.add_argument("site")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the ack (default: 30)")

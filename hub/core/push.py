@@ -5,8 +5,9 @@ One act, "push", in the three places the hub needs it:
 - the running hub (``changed``, ``push``, ``converge``...): the new version goes out over
   its persistent link through its ``Publisher`` (a delta from what the site holds, or a
   full), and the dashboard's live view is told;
-- the command line without a link (``rebuild``): the version is recorded in the store and
-  the running hub, which watches the store's versions (``watch_versions``), publishes it;
+- the command line without a link (``rebuild``), and a node of several that is not the
+  leader: the version is recorded in the store and the running hub (the leader), which
+  watches the store's versions (``watch_versions``), publishes it;
 - the command line that waits for the site (``push_and_wait``): the full cache goes out
   over a short conversation of its own, and the site's acknowledgement is awaited.
 """
@@ -57,8 +58,10 @@ class Pushing(Base):
         running hub, and is left to the running hub otherwise."""
         version = self.caches.rebuild(site, now)
         if version is not None and self.link is not None:
-            self._known[site] = version
             self._notify(site, "cache")
+            if not self.publishing():  # another node leads: it publishes (watch_versions)
+                return version
+            self._known[site] = version
             state = self._store.site_state(site)
             self.publisher.converge(site, state.cache_version if state and state.online else None)
         return version

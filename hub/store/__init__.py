@@ -56,7 +56,7 @@ from .url import SCHEMES, open_store, scheme_of, sqlite_path
 
 __all__ = [
     "QUARANTINE_BYTES", "SCHEMES", "AlertMail", "AlertRow",
-    "BatchStored", "BookingChanges", "Change", "Lease", "NodeInfo", "NodeRow", "BookingLike", "CacheLogRow", "CacheState",
+    "BatchStored", "BookingChanges", "BookingLike", "CacheLogRow", "CacheState",
     "CacheVersionConflict", "Credential", "CredentialConflict", "Enrollment", "EventBatch", "EventTuple",
     "EventsStored", "FeedbackItem", "Grant", "IncomingEvent", "InvalidCredential", "LoginAttempt", "Member",
     "OutMail", "Quarantined", "Refusal", "RoomRow", "RoomSpec", "SessionRow", "SiteRow", "SiteSpec", "SiteState",
@@ -64,3 +64,4 @@ __all__ = [
     "SyncState", "UnknownMember", "UnknownSite", "User", "UserExists", "open_store", "pseudonym", "scheme_of", "short",
     "sqlite_path", "stream_notes", "supersedes",
 ]
+__all__ += ["Change", "Lease", "NodeInfo", "NodeRow"]  # several hub nodes (nodes.py)

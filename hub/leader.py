@@ -185,18 +185,22 @@ class Leadership:
                 try:
                     if store is None:
                         store = open_store(self.cfg.hub.store_url)
-                    self._round(store)
+                    wait = self._round(store)
                 except Exception:
                     log.exception("node %s: heartbeat or lease failed; trying again", self.node)
+                    wait = self.every
                     if store is not None:
                         store.close()
                         store = None
-                self._stopping.wait(self.every)
+                self._stopping.wait(wait)
         finally:
             if store is not None:
                 store.close()
 
-    def _round(self, store: Store) -> None:
+    def _round(self, store: Store) -> float:
+        """Heartbeat and try for the lease; the seconds until the next try: a third of the
+        lease, or sooner, just after another holder's lease expires (so that a dead
+        leader's successor takes over within one lease time of its last renewal)."""
         asked = time.monotonic()
         now = time.time()
         lease = store.try_lease(self.node, now=now, seconds=self.seconds)
@@ -215,6 +219,9 @@ class Leadership:
             self._gained(gained)
         store.heartbeat_node(self.info(), now=now)
         self.peers = sum(1 for r in store.nodes() if r.id != self.node and alive(r, now, self.seconds))
+        if lease.holder is not None and lease.holder != self.node:
+            return max(0.05, min(self.every, lease.expires_at - time.time() + 0.05))
+        return self.every
 
     def _gained(self, lease: Lease) -> None:
         log.warning("node %s is the leader now (term %d): %.1f s without a leader since %s",

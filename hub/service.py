@@ -133,17 +133,18 @@ class HubService:
                                   post=self.post)
         self.live.relay = self.changes.note
         self.changes.start(self.store.last_change())
-        self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
-        self.link.start()
         b = cfg.booking
-        lead = self._as_leader
-        self._sched.add_job(lambda: lead(self.sync_now), "interval", seconds=b.sync_interval_seconds)
+        lead = self._as_leader  # every singleton job: it runs only while this node leads
+        self._sync_job = self._sched.add_job(lambda: lead(self.sync_now), "interval",
+                                             seconds=b.sync_interval_seconds)
         self._sched.add_job(lambda: lead(self.hub.watch_versions), "interval", seconds=2)
         self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)
-        self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
+        self._retention_job = self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
             self._sched.add_job(lambda: lead(self.release_no_shows), "interval", minutes=1)
         self._sched.start()
+        self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
+        self.link.start()
         self.leadership.start()
         from .web import start_web
 
@@ -188,8 +189,11 @@ class HubService:
             if self.link.connected:  # otherwise the link's coming up does it
                 self.hub.converge_all()
 
-        for work in (self.hub.rebuild_all, converge, self.sync_now, self._retention):
+        for work in (self.hub.rebuild_all, converge):
             self.post(in_term(work))
+        soon = _soon()  # the first sync and retention now; their intervals count from then
+        for job in (self._sync_job, self._retention_job):
+            job.modify(next_run_time=soon)
 
     def _lost(self, term: int, why: str) -> None:
         """This node's lease (``term``) ended (``why``): the singleton jobs stop at once
@@ -410,6 +414,12 @@ class HubService:
         self.store.purge_changes(now - KEEP_SECONDS)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
+
+
+def _soon() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=100)
 
 
 def run(cfg: HubConfig, node: str | None = None) -> int:

@@ -3,7 +3,8 @@
 A browser's live view (hub/live.py) follows the node it is connected to, but another node
 may have stored the change (ingested a site's events, published a cache). So each node
 appends its own notices to the store's ``changes`` (coalesced: one row per site and kind
-per round of its main loop), and reads the rows of the other nodes every ``POLL_SECONDS``
+per round of its main loop; not those every node hears from the broker itself: status,
+doors, occupancy), and reads the rows of the other nodes every ``POLL_SECONDS``
 (one indexed query on an id, on a thread of its own with its own store connection) into
 its ``Live`` as relayed notices. A node alone (no other node heard of within two lease
 times) writes nothing: one hub process pays nothing for this. A node that joins hears the
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: How often a node reads the other nodes' notices.
 POLL_SECONDS = 0.5
+#: What every node hears from the broker itself (retained topics, subscribed by each node):
+#: not passed on. Events (shared: one node takes each batch) and caches (built and
+#: published by one node) are.
+EVERY_NODE_HEARS = frozenset({"status", "door", "occupancy"})
 #: Notices are kept this long in the store (the leader's retention purges older ones).
 KEEP_SECONDS = 3600.0
 
@@ -69,8 +74,8 @@ class ChangeFeed:
 
     def note(self, site: str, what: str) -> None:
         """A notice of this node (``Live.relay``): queued, and a flush posted for the
-        first of a round, when other nodes run."""
-        if not self._peers():
+        first of a round, when other nodes run (not what every node hears itself)."""
+        if what in EVERY_NODE_HEARS or not self._peers():
             return
         with self._lock:
             first = not self._pending

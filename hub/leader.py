@@ -91,6 +91,7 @@ class Leadership:
         self._threads: list[threading.Thread] = []
         #: How many other nodes of the hub run (as of the last heartbeat round).
         self.peers = 0
+        self._claimed = False
 
     # --- state (any thread) ------------------------------------------------------------------------
 
@@ -139,6 +140,7 @@ class Leadership:
             log.info("node %s: released the lease (term %d) an earlier run of this node left behind", self.node,
                      lease.term)
         store.heartbeat_node(self.info("follower"), now=now)
+        self._claimed = True
         self.peers = sum(1 for r in store.nodes() if r.id != self.node and alive(r, now, self.seconds))
         return others
 
@@ -156,8 +158,11 @@ class Leadership:
 
     def stop(self) -> None:
         """Stop; a held lease is released (another node takes over at its next try) and
-        this node is recorded as stopped."""
+        this node is recorded as stopped. A node whose ``claim`` was refused touches
+        nothing: the name, and maybe the lease, are another process's."""
         self._stopping.set()
+        if not self._claimed:
+            return
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:

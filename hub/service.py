@@ -191,7 +191,7 @@ class HubService:
 
         for work in (self.hub.rebuild_all, converge):
             self.post(in_term(work))
-        soon = _soon()  # the first sync and retention now; their intervals count from then
+        soon = _soon()  # the first sync and retention in a second; their intervals count from then
         for job in (self._sync_job, self._retention_job):
             job.modify(next_run_time=soon)
 
@@ -225,7 +225,8 @@ class HubService:
             self.alerter.check_offline()
 
     def _shutdown(self) -> None:
-        self._sched.shutdown(wait=False)
+        if self._sched.running:
+            self._sched.shutdown(wait=False)
         self.leadership.stop()  # releases the lease: another node takes over at its next try
         if self.changes is not None:
             self.changes.stop()
@@ -419,7 +420,7 @@ class HubService:
 def _soon() -> Any:
     import datetime as dt
 
-    return dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=100)
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
 
 def run(cfg: HubConfig, node: str | None = None) -> int:

@@ -221,6 +221,7 @@ def test_two_nodes_a_clean_stop_hands_over_at_once_and_a_name_in_use_is_refused(
         assert f"hub node {lease.holder!r} is running already" in twin.stderr and "--node NAME" in twin.stderr
         after = lease_now(url)
         assert after is not None and (after.holder, after.term) == (lease.holder, lease.term)
+        assert roles(url, [lease.holder]) == {lease.holder: "leader"}
         leader, other = nodes[lease.holder], next(n for n in nodes.values() if n.name != lease.holder)
         stopped_at = time.time()
         assert leader.child.stop() == 0

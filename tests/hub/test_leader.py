@@ -134,13 +134,16 @@ def test_a_leader_whose_renewal_is_stuck_in_the_store_stops_at_once(cfg: HubConf
 def test_a_second_process_with_a_running_nodes_name_is_refused(cfg: HubConfig) -> None:
     a = Node(cfg, "same").start(cfg)
     try:
+        with open_store(cfg.hub.store_url) as store:
+            wait_for(lambda: [r.role for r in store.nodes()] == ["leader"], 10, what="the node leading")
         twin = Leadership(cfg, "same", on_gain=lambda _l: None, on_loss=lambda _t, _w: None)
         with open_store(cfg.hub.store_url) as store, pytest.raises(NodeNameTaken, match="--node"):
             twin.claim(store)
+        twin.stop()  # what the refused process does on its way out: it touches nothing
         with open_store(cfg.hub.store_url) as store:
             rows = store.nodes()
             lease = store.lease()
-        assert [(r.id, r.instance) for r in rows] == [("same", a.lead.instance)]  # unchanged
+        assert [(r.id, r.instance, r.role) for r in rows] == [("same", a.lead.instance, "leader")]  # unchanged
         assert lease is not None and lease.holder == "same"
     finally:
         a.lead.stop()

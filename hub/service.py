@@ -280,6 +280,10 @@ class HubService:
         if not self.limits.knows(site):
             log.debug("refused a message (%s) on the topics of unknown site %r: %s", kind, site, reason)
             return
+        if not kind.startswith(f"{Kind.EVENT.value}:") and not self.leading:
+            # Every node hears the other topics (status, doors, ...): the leader counts them, once.
+            log.debug("site %s: refused a message (%s): %s (counted by the leader)", site, kind, reason)
+            return
         if self._refusals.add(site, kind, reason):
             self.post(self._flush_refusals)
 

@@ -193,6 +193,30 @@ def test_three_nodes_one_leader_events_once_live_on_a_follower_and_a_killed_lead
         wait_for(lambda: (heir.name, taken.term) in gains(nodes), 10, what="the takeover in the heir's log")
         assert re.search(rf"node {heir.name} is the leader now \(term {taken.term}\): [\d.]+ s without a leader "
                          rf"since node {leader.name}'s lease ended", heir.log())
+        # Events published after the death: the broker hands the dead node's persistent
+        # session its share, and they wait there; the site sends what is not acknowledged
+        # again (as the agent does after resend_seconds without progress), and the live
+        # nodes store each once.
+        new = list(range(316, 346))
+        for seq in new:
+            site.publish(topic("minheim", Kind.EVENT), event(seq))
+        resent = [time.monotonic()]
+
+        def all_stored() -> bool:
+            with open_store(url) as store:
+                have = {e.seq for e in store.events(site_id="minheim", limit=1000)}
+            if set(new) <= have:
+                return True
+            if time.monotonic() - resent[0] > 2.0:
+                for seq in sorted(set(new) - have):
+                    site.publish(topic("minheim", Kind.EVENT), event(seq))
+                resent[0] = time.monotonic()
+            return False
+
+        wait_for(all_stored, 60, interval=0.2, what="every event after the death stored")
+        with open_store(url) as store:
+            stored = store.events(site_id="minheim", limit=1000)
+        assert sorted(e.seq for e in stored) == list(range(1, 346))  # each once
         booking_platform.add("bk-after", county.resource("minheim"), "m-2", now, now + dt.timedelta(hours=2))
         with open_store(url) as store:
             wait_for(lambda: store.get_booking("bk-after") is not None, 30, interval=0.1,
@@ -250,3 +274,41 @@ def test_run_refuses_a_bad_node_name_or_listen_address_before_it_starts(
     res = hub(county, "run", *args)
     assert res.returncode in (1, 2) and says in res.stderr
     assert not (county.dir / "hub" / "data" / "hub.sqlite3").exists()  # nothing was created
+
+
+def test_the_leaders_threads_run_on_the_leader_only_and_move_with_the_lease(
+    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
+) -> None:
+    """In one process (two services as two nodes): the check-in delivery worker runs on the
+    leader alone, and starts on the other node when the leader stops; a follower's
+    scheduled singleton jobs do not run."""
+    import msgspec
+
+    from testkit.county import HubThread
+
+    county = several_nodes_county(tmp_path, broker, booking_platform)
+    base = hub_config.load(county.hub_config_path)
+
+    def node(n: int) -> hub_config.HubConfig:
+        return msgspec.structs.replace(base, http=msgspec.structs.replace(base.http,
+                                                                          listen=f"127.0.0.1:{free_port()}"))
+
+    def delivering(t: HubThread) -> bool:
+        th = t.service.feedback.delivery._thread
+        return th is not None and th.is_alive() and not t.service.feedback.delivery._stopping.is_set()
+
+    with HubThread(county, node(1), node="one") as one:
+        wait_for(lambda: one.service.leading and delivering(one), 10, what="one leading and delivering")
+        with HubThread(county, node(2), node="two") as two:
+            wait_for(lambda: one.service.leadership.peers == 1 and two.service.leadership.peers == 1, 10,
+                     what="the nodes seeing each other")
+            assert not two.service.leading and not delivering(two)
+            ran: list[str] = []
+            two.service._as_leader(lambda: ran.append("job"))  # what every scheduled singleton job goes through
+            one.service._as_leader(lambda: ran.append("leader's job"))
+            wait_for(lambda: ran == ["leader's job"], 10, what="the leader's job")
+            assert two.service.call(lambda: list(ran)) == ["leader's job"]  # the follower's never ran
+            one.service.stop()
+            one.thread.join(15)
+            wait_for(lambda: two.service.leading and delivering(two), LEASE + 5, what="two taking over")
+            assert not delivering(one)

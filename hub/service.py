@@ -55,10 +55,11 @@ from .core.errors import UnknownSite
 from .feedback import Feedback
 from .ingest import Ingest
 from .leader import Leadership, default_node_name
+from .leader_jobs import LeaderJobs
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, node_client_id, share_group
 from .live import Live
-from .store import Lease, open_store
+from .store import open_store
 from .sync import SyncReport
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ Work = Callable[[], object]
 EVENT_BATCH = 1000
 
 
-class HubService:
+class HubService(LeaderJobs):
     def __init__(self, cfg: HubConfig, node: str | None = None) -> None:
         """``node``: this process's name among the hub's nodes (default: ``$TORWART_HUB_NODE``
         or the host's name)."""
@@ -152,59 +153,6 @@ class HubService:
         self.ready.set()
         log.info("hub running: node %s, %d sites, HTTP on %s", self.node, len(cfg.sites), cfg.http.listen)
 
-    # --- leadership (hub/leader.py) ------------------------------------------------------------------
-
-    @property
-    def leading(self) -> bool:
-        """Whether this node is the hub's leader now (runs the singleton jobs)."""
-        return self.leadership.leading
-
-    def _as_leader(self, work: Work) -> None:
-        """Post a singleton job, which runs only if this node still leads when its turn comes."""
-        def run() -> None:
-            if self.leadership.leading:
-                work()
-        if self.leadership.leading:
-            self.post(run)
-
-    def _gained(self, lease: Lease) -> None:
-        """This node took the lease (a lease thread, or ``first_round`` at start): the
-        singleton jobs start, the first round of each now."""
-        term = lease.term
-        with self._lead_lock:
-            if self.mailer is None and self.alerter is not None:
-                self.mailer = Mailer(self.cfg)
-                self.mailer.start()  # it sends what an earlier leader left queued
-            self.feedback.start_delivery()
-        log.info("leader (term %d): booking sync, caches, releases, check-in delivery, retention and alerts "
-                 "run on this node", term)
-
-        def in_term(work: Work) -> Work:
-            def run() -> None:
-                if self.leadership.term == term:
-                    work()
-            return run
-
-        def converge() -> None:
-            if self.link.connected:  # otherwise the link's coming up does it
-                self.hub.converge_all()
-
-        for work in (self.hub.rebuild_all, converge):
-            self.post(in_term(work))
-        soon = _soon()  # the first sync and retention in a second; their intervals count from then
-        for job in (self._sync_job, self._retention_job):
-            job.modify(next_run_time=soon)
-
-    def _lost(self, term: int, why: str) -> None:
-        """This node's lease (``term``) ended (``why``): the singleton jobs stop at once
-        (the scheduled ones find ``leading`` False; the threads are stopped here)."""
-        log.warning("not the leader any more (term %d ended: %s): the leader's jobs stop on this node", term, why)
-        with self._lead_lock:
-            self.feedback.stop_delivery()
-            mailer, self.mailer = self.mailer, None
-        if mailer is not None:
-            mailer.stop()
-
     def _start_alerts(self) -> None:
         """With ``[alerts]``: alert decisions on every node (each on the events it
         ingests; the store opens an alert once); the offline check on the schedule and
@@ -214,11 +162,6 @@ class HubService:
         self.alerter = Alerter(self.cfg, self.store, self._wake_mailer)
         every = max(0.5, min(5.0, self.alerter.offline_seconds / 4))
         self._sched.add_job(lambda: self._as_leader(self._check_offline), "interval", seconds=every)
-
-    def _wake_mailer(self) -> None:
-        mailer = self.mailer  # the leader's; on another node the leader's mailer polls the queue
-        if mailer is not None:
-            mailer.wake()
 
     def _check_offline(self) -> None:
         if self.alerter is not None:
@@ -419,12 +362,6 @@ class HubService:
         self.store.purge_changes(now - KEEP_SECONDS)
         if n or b:
             log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
-
-
-def _soon() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
 
 def run(cfg: HubConfig, node: str | None = None) -> int:

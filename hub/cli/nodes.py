@@ -34,10 +34,10 @@ NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 def cmd_nodes(args: argparse.Namespace) -> int:
     cfg = load(args)
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = time.time()
     secs = cfg.hub.leader_lease_seconds
     with open_store(cfg.hub.store_url) as store:
         rows, lease = store.nodes(), store.lease()
+    now = time.time()  # after the read: no heartbeat is in its future
     running = [r for r in rows if alive(r, now, secs)]
     shown = rows if args.all else running
     leader = lease.holder if lease is not None and lease.expires_at > now else None

@@ -2,12 +2,15 @@
 of ``torwart-hub run`` that set a node apart from the others started from one config.
 
     torwart-hub nodes [--all]
+    torwart-hub nodes --forget NAME
     torwart-hub run [--node NAME] [--listen HOST:PORT]
 
 ``nodes`` lists each node that runs (heard of within two lease times): its name, host,
 pid, version, when it was last heard of, ``*`` for the leader, and the lease's expiry on
 the leader's line; ``--all`` adds the nodes that stopped or are gone. With none running
-it says so (and when the last one was heard of), exit status 0.
+it says so (and when the last one was heard of), exit status 0. ``--forget NAME`` removes
+a node that stopped or is gone from the list (a retired machine); a running node, or a name
+the store does not know, is refused (exit 1) and nothing changes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import msgspec
 from ..config import HubConfig
 from ..errors import HubError
 from ..leader import GONE_AFTER_LEASES, alive
-from ..store import open_store
+from ..store import Store, open_store
 from .common import ago, load, table
 
 Add = Callable[..., argparse.ArgumentParser]
@@ -36,6 +39,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     secs = cfg.hub.leader_lease_seconds
     with open_store(cfg.hub.store_url) as store:
+        if args.forget is not None:
+            return _forget(store, args.forget, secs)
         rows, lease = store.nodes(), store.lease()
     now = time.time()  # after the read: no heartbeat is in its future
     running = [r for r in rows if alive(r, now, secs)]
@@ -62,6 +67,17 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         else:
             print(f"leader: {leader} (term {lease.term}, since {ago(lease.acquired_at, now)}, "
                   f"after {lease.vacant:.1f} s without a leader)")
+    return 0
+
+
+def _forget(store: Store, name: str, secs: float) -> int:
+    row = next((r for r in store.nodes() if r.id == name), None)
+    if row is None:
+        raise HubError(f"no node {name!r} on this store (torwart-hub nodes --all lists them)")
+    if alive(row, time.time(), secs):
+        raise HubError(f"node {name!r} is running (pid {row.pid} on {row.host}): stop it first")
+    store.forget_node(name)
+    print(f"node {name} forgotten")
     return 0
 
 
@@ -94,6 +110,7 @@ def add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], 
     """``nodes``, and ``run``'s node options (on its parser ``run``)."""
     p = add(sub, "nodes", cmd_nodes, "show the hub's nodes on its store and which one is the leader")
     p.add_argument("--all", action="store_true", help="also the nodes that stopped or are gone")
+    p.add_argument("--forget", metavar="NAME", help="remove a node that stopped or is gone from the list")
     run.add_argument("--node", metavar="NAME", default=None,
                      help="this node's name among several (default: $TORWART_HUB_NODE, else the host name)")
     run.add_argument("--listen", metavar="HOST:PORT", default=None,

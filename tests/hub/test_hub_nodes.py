@@ -258,8 +258,17 @@ def test_two_nodes_a_clean_stop_hands_over_at_once_and_a_name_in_use_is_refused(
         assert out.returncode == 0
         assert re.search(rf"^{leader.name}\s.*stopped$", out.stdout, re.M)
         assert f"leader: {other.name}" in out.stdout
+        busy = hub(county, "nodes", "--forget", other.name)
+        assert busy.returncode == 1 and f"node {other.name!r} is running" in busy.stderr
     out = hub(county, "nodes")
     assert out.returncode == 0 and "no hub node is running" in out.stdout
+    # a retired node leaves the list; an unknown one is refused
+    out = hub(county, "nodes", "--forget", "a")
+    assert out.returncode == 0 and "node a forgotten" in out.stdout
+    out = hub(county, "nodes", "--forget", "a")
+    assert out.returncode == 1 and "no node 'a' on this store" in out.stderr
+    with open_store(url) as store:
+        assert [r.id for r in store.nodes()] == ["b"]
 
 
 @pytest.mark.parametrize(("args", "says"), [

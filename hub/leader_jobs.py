@@ -67,6 +67,19 @@ class LeaderJobs:
         if self.leadership.leading:
             self.post(run)
 
+    def _leader_sync(self) -> None:
+        """The scheduled booking sync, with the term it ran in (fencing, in the log): a
+        sync that ran past the end of its term is said so (its results stand: a sync only
+        writes what the platform says, and the next leader's sync writes the same)."""
+        term = self.leadership.term
+        report = self.hub.sync_now()
+        (log.info if report.changed else log.debug)(
+            "term %s: booking sync %s, %d seen, %d changed, %.1f s", term, "ok" if report.ok else "failed",
+            report.seen, len(report.changed), report.seconds)
+        if self.leadership.term != term:
+            log.warning("the booking sync of term %s ended after that term did (now: %s)", term,
+                        self.leadership.term)
+
     def _gained(self, lease: Lease) -> None:
         """This node took the lease (a lease thread, or ``first_round`` at start): the
         singleton jobs start, the first round of each now."""

@@ -136,7 +136,7 @@ class HubService(LeaderJobs):
         self.changes.start(self.store.last_change())
         b = cfg.booking
         lead = self._as_leader  # every singleton job: it runs only while this node leads
-        self._sync_job = self._sched.add_job(lambda: lead(self.sync_now), "interval",
+        self._sync_job = self._sched.add_job(lambda: lead(self._leader_sync), "interval",
                                              seconds=b.sync_interval_seconds)
         self._sched.add_job(lambda: lead(self.hub.watch_versions), "interval", seconds=2)
         self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)

@@ -92,6 +92,7 @@ class Leadership:
         #: How many other nodes of the hub run (as of the last heartbeat round).
         self.peers = 0
         self._claimed = False
+        self._last_term: int | None = None
 
     # --- state (any thread) ------------------------------------------------------------------------
 
@@ -229,9 +230,14 @@ class Leadership:
         return self.every
 
     def _gained(self, lease: Lease) -> None:
-        log.warning("node %s is the leader now (term %d): %.1f s without a leader since %s",
-                    self.node, lease.term, lease.vacant,
-                    f"node {lease.previous}'s lease ended" if lease.previous else "the hub started")
+        if lease.term == self._last_term:
+            log.warning("node %s leads again (term %d): its renewal came late, and no other node took over",
+                        self.node, lease.term)
+        else:
+            log.warning("node %s is the leader now (term %d): %.1f s without a leader since %s",
+                        self.node, lease.term, lease.vacant,
+                        f"node {lease.previous}'s lease ended" if lease.previous else "the hub started")
+        self._last_term = lease.term
         self._on_gain(lease)
 
     def _fence(self) -> None:

@@ -5,6 +5,7 @@ store stops at once (fencing), and a second process with a running node's name i
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -107,7 +108,10 @@ def test_a_dead_leader_is_replaced_within_one_lease_time(cfg: HubConfig) -> None
         b.lead.stop()
 
 
-def test_a_leader_whose_renewal_is_stuck_in_the_store_stops_at_once(cfg: HubConfig, tmp_path: Path) -> None:
+def test_a_leader_whose_renewal_is_stuck_in_the_store_stops_at_once(
+    cfg: HubConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hub.leader")
     a = Node(cfg, "a").start(cfg)
     try:
         wait_for(lambda: a.lead.leading, 10, what="a leads")
@@ -127,6 +131,8 @@ def test_a_leader_whose_renewal_is_stuck_in_the_store_stops_at_once(cfg: HubConf
         # the store answers again, nobody took it meanwhile: a leads again (the same term)
         wait_for(lambda: a.lead.leading, LEASE + 3, what="a leading again")
         assert a.gained[-1][0] == 1
+        assert "node a leads again (term 1): its renewal came late" in caplog.text
+        assert "the lease (term 1) was not renewed in time" in caplog.text
     finally:
         a.lead.stop()
 

@@ -66,6 +66,9 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     site_cert_seconds: Annotated[int, Meta(ge=10, le=3660 * 86400)] = 365 * 86400
     #: Run after the broker's password file or CRL changed, e.g. ["systemctl", "reload", "mosquitto"].
     broker_reload: list[str] = field(default_factory=list)
+    #: Several nodes on one store: the leader holds its lease this long and renews it at a
+    #: third of it; when it dies another node takes over within this time (hub/leader.py).
+    leader_lease_seconds: Annotated[float, Meta(ge=1, le=600)] = 15.0
 
     @property
     def data_path(self) -> Path:

@@ -78,12 +78,24 @@ class Feedback:
         self._held: set[str] = set()
         self._unsupported_noted = False
 
-    def start(self) -> None:
+    def start(self, *, forget: bool = True, deliver: bool = True) -> None:
         """The hub starts: it did not watch the sites while it was down, so none is clean
-        yet; deliveries left in the queue by an earlier run go out now."""
-        self.store.forget_clean_since()
+        yet (``forget``; not when other nodes of the hub ran and watched); deliveries left
+        in the queue by an earlier run go out now (``deliver``; with several nodes, the
+        leader's: ``start_delivery``)."""
+        if forget:
+            self.store.forget_clean_since()
+        if deliver:
+            self.start_delivery()
+
+    def start_delivery(self) -> None:
+        """Start the delivery worker (this node became the leader); again after a stop."""
         if self.supports_write:
             self.delivery.start()
+
+    def stop_delivery(self) -> None:
+        """Stop the delivery worker (this node is not the leader any more)."""
+        self.delivery.stop()
 
     def close(self) -> None:
         self.delivery.stop()

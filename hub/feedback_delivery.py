@@ -63,7 +63,13 @@ class Delivery:
         self.lease = 2 * (self.policy.connect_timeout + self.policy.read_timeout) + 10.0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="booking-feedback", daemon=True)
+        """Start the worker; a no-op while it runs. After ``stop`` it starts a new one (the
+        old one ends after its request in flight; rows are claimed, so none goes twice)."""
+        if self._thread is not None and self._thread.is_alive() and not self._stopping.is_set():
+            return
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stopping,), name="booking-feedback",
+                                        daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
@@ -79,7 +85,7 @@ class Delivery:
 
     # --- the worker thread ------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         from .store import open_store
         from .sync import build_adapter
 
@@ -87,7 +93,7 @@ class Delivery:
         adapter: BookingAdapter | None = None
         try:
             adapter = build_adapter(self.cfg, lambda _email: None, policy=self.policy)
-            while not self._stopping.is_set():
+            while not stopping.is_set():
                 try:
                     wait = self._round(store, adapter)
                 except Exception:  # a store error, a bug: the rows stay queued; look again later

@@ -48,11 +48,22 @@ LEGACY_SHARE_GROUP = "hub"
 
 def share_group(secret: bytes) -> str:
     """The hub's share group name: ``hub-`` and 128 bits of HMAC-SHA256 keyed with
-    ``secret`` (the hub's signing seed, which every hub process reads and no site holds).
+    ``secret`` (a secret in the hub's store, which every hub node reads and no site holds).
     The same for every process of one hub; not computable without the secret."""
     if len(secret) < 16:
         raise ValueError("the share group needs a secret of at least 16 bytes")
     return "hub-" + hmac.new(secret, b"torwart mqtt share group v1", hashlib.sha256).hexdigest()[:32]
+
+
+def node_client_id(cfg: MqttSection, node: str) -> str:
+    """The running hub's MQTT client id on node ``node``: ``[mqtt] client_id`` itself with
+    one node (no shared subscription), ``{client_id}-{node}`` with several, so that nodes
+    started from one config do not throw each other off the broker (a site may never have
+    an id of that form: hub.config). Stable across restarts: the node's persistent session
+    is resumed."""
+    if not cfg.shared_subscription:
+        return cfg.client_id
+    return f"{cfg.client_id}-{node}"[:128]
 
 
 class HubLinkSink(Protocol):
@@ -71,15 +82,18 @@ class HubLink:
     def __init__(self, cfg: MqttSection, sink: HubLinkSink | None, *, client_id: str | None = None,
                  persistent: bool = True, subscribe: tuple[Kind, ...] = INBOUND,
                  session_expiry: int = 7 * 86400, share_group: str | None = None,
-                 requests: tuple[str, ...] = (), on_request: RequestHandler | None = None) -> None:
+                 requests: tuple[str, ...] = (), on_request: RequestHandler | None = None,
+                 leave_groups: tuple[str, ...] = ()) -> None:
         """``share_group`` (see ``share_group()``) is required when ``cfg.shared_subscription``
         and events are subscribed. ``requests``: filters outside the sites' topics (Home
         Assistant's, hub/ha_control.py), shared like events, whose messages go to
-        ``on_request(topic, payload, retained)`` on paho's network thread."""
+        ``on_request(topic, payload, retained)`` on paho's network thread. ``leave_groups``:
+        share groups an earlier version joined, left on every connect."""
         if cfg.shared_subscription and sink is not None and Kind.EVENT in subscribe and not share_group:
             raise ValueError("a shared subscription needs the hub's secret share group name")
         self.cfg = cfg
         self._share_group = share_group
+        self._leave = tuple(g for g in (LEGACY_SHARE_GROUP, *leave_groups) if g != share_group)
         self._sink = sink
         self._subscribe = subscribe if sink is not None else ()
         self._requests = requests if on_request is not None else ()
@@ -179,7 +193,8 @@ class HubLink:
             f = site_filter(kind)
             if kind is Kind.EVENT and self.cfg.shared_subscription and self._share_group:
                 # A session from an earlier version may still be in the guessable group.
-                client.unsubscribe(shared(f, LEGACY_SHARE_GROUP))
+                for group in self._leave:
+                    client.unsubscribe(shared(f, group))
                 f = shared(f, self._share_group)
             client.subscribe(f, qos=1)
         for f in self._requests:  # each request is carried out once, by one of the hub's nodes

@@ -7,6 +7,8 @@ sites marks the site as changed and wakes the stream on its own asyncio loop
 (``call_soon_threadsafe``). Notices coalesce: a burst of a thousand events wakes a stream
 once, and the stream then reads the site's current state, so a slow client never
 builds up a backlog. ``notify`` never blocks the main loop for longer than a lock hold.
+With several hub nodes, a node's notices also go into the store's change feed and the
+other nodes' streams hear of them from there (hub/changes.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class Live:
         self._closed = False
         #: Notices so far (for tests and diagnostics).
         self.notices = 0
+        #: Told of every notice of this node (not of those relayed from other nodes):
+        #: the change feed that passes them on to the hub's other nodes (hub/changes.py).
+        self.relay: Callable[[str, str], None] | None = None
 
     def subscribe(self, sites: Iterable[str]) -> Subscription:
         """A subscription to ``sites``; call on the asyncio loop that will wait on it."""
@@ -79,8 +84,12 @@ class Live:
                 self._subs.add(sub)
         return sub
 
-    def notify(self, site: str, what: str = "") -> None:
-        """``site`` has new state of kind ``what`` (status, door, occupancy, events, cache)."""
+    def notify(self, site: str, what: str = "", *, relayed: bool = False) -> None:
+        """``site`` has new state of kind ``what`` (status, door, occupancy, events, cache);
+        ``relayed``: another node stored it (and this node is not to pass it on again)."""
+        relay = self.relay
+        if relay is not None and not relayed:
+            relay(site, what)
         with self._lock:
             self.notices += 1
             subs = [s for s in self._subs if site in s.sites]

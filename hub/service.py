@@ -12,6 +12,16 @@ releases to the platform with its own store connection, off the main loop. Event
 ingested in batches (one transaction and one ack per site per batch), which is what keeps
 up with a county's sites.
 
+Several nodes (``torwart-hub run`` with one config and one store on several machines, or
+several processes with ``--node``) share the ingest through the MQTT 5 shared
+subscription and each serves the dashboard and API; the singleton jobs (booking sync,
+cache building and publishing, no-show release, check-in delivery, retention, alerts'
+offline check and mail) run only on the node that holds the leader's lease
+(hub/leader.py): they start when it becomes the leader and stop the moment it loses the
+lease. A follower records what it changes (a cache version after an API act) and leaves
+publishing it to the leader. Live notices reach the other nodes' dashboards through the
+store's change feed (hub/changes.py).
+
 One site cannot hold up another: a message larger than its topic's limit is refused on
 paho's thread before it is queued (hub.limits), and whatever fails while one site's
 messages, batch or cache are handled is logged and leaves the other sites' work done.
@@ -39,17 +49,19 @@ from . import ha_control, homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
 from .alerts.webhooks import WebhookSender
+from .changes import ChangeFeed
 from .config import HubConfig
 from .core import Hub, each_site
 from .core.errors import UnknownSite
 from .feedback import Feedback
 from .ingest import Ingest
+from .leader import Leadership, default_node_name
+from .leader_jobs import LeaderJobs
 from .limits import RefusalTally, SiteLimits
-from .link import HubLink, share_group
+from .link import HubLink, node_client_id, share_group
 from .live import Live
 from .runlock import RunLock
 from .store import open_store
-from .sync import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +70,12 @@ Work = Callable[[], object]
 EVENT_BATCH = 1000
 
 
-class HubService:
-    def __init__(self, cfg: HubConfig) -> None:
+class HubService(LeaderJobs):
+    def __init__(self, cfg: HubConfig, node: str | None = None) -> None:
+        """``node``: this process's name among the hub's nodes (default: ``$TORWART_HUB_NODE``
+        or the host's name)."""
         self.cfg = cfg
+        self.node = node or default_node_name()
         self._work = WorkQueue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
@@ -80,6 +95,10 @@ class HubService:
         self.mailer: Mailer | None = None
         #: Alerts as signed webhooks, with ``[[alerts.webhooks]]`` only.
         self.webhooks: WebhookSender | None = None
+        #: This node's heartbeat and lease; the change feed to and from the other nodes.
+        self.leadership = Leadership(cfg, self.node, on_gain=self._gained, on_loss=self._lost)
+        self.changes: ChangeFeed | None = None
+        self._lead_lock = threading.Lock()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -105,57 +124,68 @@ class HubService:
         cfg.hub.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._run_lock = RunLock.acquire(cfg.hub.data_path, exclusive=False)  # restore waits for us
         self.store = open_store(cfg.hub.store_url)
+        others = self.leadership.claim(self.store)  # refused if another process runs with this name
         control = cfg.homeassistant.control
-        self.link = HubLink(cfg.mqtt, self, share_group=share_group(read_key_file(cfg.hub.signing_key_file)),
+        # The share group's secret is the store's, the same for every node and through a
+        # signing-key rotation (hub/link.py: no site can name the group).
+        self.link = HubLink(cfg.mqtt, self, client_id=node_client_id(cfg.mqtt, self.node),
+                            share_group=share_group(self.store.hub_secret("mqtt-share-group")),
+                            leave_groups=(share_group(read_key_file(cfg.hub.signing_key_file)),),
                             requests=ha_control.FILTERS if control else (),
                             on_request=self._ha_request if control else None)
         #: The application core: every act on sites and people goes through it.
         self.hub = Hub(cfg, self.store, link=self.link, live=self.live, post=self.post)
+        self.hub.publishing = lambda: self.leadership.leading
         self.ingest = Ingest(self.store, self._ack_events, self._on_event)
         if control:
             self.ha = ha_control.HaControl(cfg, self.hub, self.link.publish_topic)
         self.feedback = Feedback(cfg, self.store, supports_write=self.hub.platform_writes)
-        self.feedback.start()  # before the link: the sites' retained statuses find it watching
+        # Before the link: the sites' retained statuses find it watching. A node that
+        # joins running nodes keeps what they saw; delivery is the leader's.
+        self.feedback.start(forget=not others, deliver=False)
         self._start_alerts()
-        self.hub.rebuild_all()
+        self.changes = ChangeFeed(cfg, self.node, self.store, self.live, peers=lambda: self.leadership.peers > 0,
+                                  post=self.post)
+        self.live.relay = self.changes.note
+        self.changes.start(self.store.last_change())
         self.link.blocked = self.hub.blocked_sites()
-        self.link.start()
         b = cfg.booking
-        self._sched.add_job(lambda: self.post(self.sync_now), "interval", seconds=b.sync_interval_seconds,
-                            next_run_time=_soon())
-        self._sched.add_job(lambda: self.post(self.hub.watch_versions), "interval", seconds=2)
-        self._sched.add_job(lambda: self.post(self._keys_step), "interval", seconds=2)
+        lead = self._as_leader  # every singleton job: it runs only while this node leads
+        self._sync_job = self._sched.add_job(lambda: lead(self._leader_sync), "interval",
+                                             seconds=b.sync_interval_seconds)
+        self._sched.add_job(lambda: lead(self.hub.watch_versions), "interval", seconds=2)
+        self._sched.add_job(lambda: lead(self._keys_step), "interval", seconds=2)
         self._sched.add_job(lambda: self.post(self._watch_revoked), "interval", seconds=1)
-        self._sched.add_job(lambda: self.post(self._rebuild_all), "interval", minutes=15)
-        self._sched.add_job(lambda: self.post(self._retention), "interval", hours=6, next_run_time=_soon())
+        self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)
+        self._retention_job = self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
-            self._sched.add_job(lambda: self.post(self.release_no_shows), "interval", minutes=1)
+            self._sched.add_job(lambda: lead(self.release_no_shows), "interval", minutes=1)
         self._sched.start()
+        self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
+        self.link.start()
+        self.leadership.start()
         from .web import start_web
 
         self.web = start_web(self.hub)
         self.ready.set()
-        log.info("hub running: %d sites, HTTP on %s", len(cfg.sites), cfg.http.listen)
+        log.info("hub running: node %s, %d sites, HTTP on %s", self.node, len(cfg.sites), cfg.http.listen)
 
     def _start_alerts(self) -> None:
-        """With ``[alerts]``: the mailer thread (it sends what an earlier run left queued)
-        and the offline check on the schedule."""
+        """With ``[alerts]``: alert decisions on every node (each on the events it
+        ingests; the store opens an alert once); the offline check on the schedule and
+        the mailer thread (``_gained``) on the leader."""
         if self.cfg.alerts is None:
             return
-        self.mailer = Mailer(self.cfg)
-        self.webhooks = WebhookSender(self.cfg) if self.cfg.alerts.webhooks else None
         self.alerter = Alerter(self.cfg, self.store, self._wake_delivery, self.live.notify)
-        self.mailer.start()
-        if self.webhooks is not None:
-            self.webhooks.start()
         a = self.cfg.alerts
         shortest = min(a.offline_minutes, a.escalate_minutes, a.remind_minutes, a.clock_minutes, a.cache_minutes,
                        a.denials_minutes) * 60.0
         every = max(0.5, min(5.0, shortest / 4))
-        self._sched.add_job(lambda: self.post(self._check_alerts), "interval", seconds=every)
+        self._sched.add_job(lambda: self._as_leader(self._check_alerts), "interval", seconds=every)
 
     def _wake_delivery(self) -> None:
-        """Something was queued: every channel's worker looks (each takes its own rows)."""
+        """Something was queued: every channel's worker looks (each takes its own rows; the
+        leader's: on another node the leader's workers poll the queue)."""
         for worker in (self.mailer, self.webhooks):
             if worker is not None:
                 worker.wake()
@@ -164,13 +194,12 @@ class HubService:
         """Sites revoked by the command line (``torwart-hub site revoke``) get nothing more."""
         self.link.blocked = self.hub.blocked_sites()
 
-    def _check_alerts(self) -> None:
-        """Offline sites, slow conditions, the booking sync, reminders and escalations."""
-        if self.alerter is not None:
-            self.alerter.tick()
-
     def _shutdown(self) -> None:
-        self._sched.shutdown(wait=False)
+        if self._sched.running:
+            self._sched.shutdown(wait=False)
+        self.leadership.stop()  # releases the lease: another node takes over at its next try
+        if self.changes is not None:
+            self.changes.stop()
         self.live.close()  # ends the SSE streams, so that the HTTP server can stop
         if self.web is not None:
             self.web.stop()
@@ -193,7 +222,7 @@ class HubService:
     # --- MQTT (paho thread) ------------------------------------------------------------------------
 
     def link_up(self) -> None:
-        self.post(self.hub.converge_all)
+        self._as_leader(self.hub.converge_all)
         self.post(lambda: homeassistant.publish(self.cfg, self.link.publish_topic))
 
     def site_message(self, site: str, kind: Kind, door: str | None, payload: bytes) -> None:
@@ -229,6 +258,10 @@ class HubService:
         The counts reach the store, and the log, in bulk on the main loop."""
         if not self.limits.knows(site):
             log.debug("refused a message (%s) on the topics of unknown site %r: %s", kind, site, reason)
+            return
+        if not kind.startswith(f"{Kind.EVENT.value}:") and not self.leading:
+            # Every node hears the other topics (status, doors, ...): the leader counts them, once.
+            log.debug("site %s: refused a message (%s): %s (counted by the leader)", site, kind, reason)
             return
         if self._refusals.add(site, kind, reason):
             self.post(self._flush_refusals)
@@ -305,10 +338,6 @@ class HubService:
         elif isinstance(ev, m.EnrollRead):  # a card enrolled at a site (hub.core.enrolling)
             self.hub.on_enroll_read(site, ev)
 
-    def release_no_shows(self, now: int | None = None) -> list[str]:
-        """Queue the releases of no-shows as of ``now`` (default: the clock); the ids queued."""
-        return self.feedback.release_no_shows(int(time.time()) if now is None else now)
-
     def _status(self, site: str, payload: bytes) -> None:
         if not self._configured(site):
             return
@@ -317,6 +346,8 @@ class HubService:
             self.feedback.watch_status(site, st, time.time())
             self._status_alerts(site, st)
         self._notify(site, "status", st is not None)
+        if not self.leading:  # every node hears each status; the leader brings the site's caches out
+            return
         if st is not None and st.state == "online" and self._issued(site, Kind.STATUS, st.cache_version):
             self.hub.converge(site, st.cache_version)
 
@@ -337,6 +368,8 @@ class HubService:
         if ack is None:
             return
         self.live.notify(site, "cache")
+        if not self.leading:  # every node hears each ack; the leader answers it
+            return
         state = self.store.site_state(site)
         reported = state.cache_version if state is not None else None
         if not self._issued(site, Kind.CACHE_ACK, ack.version):
@@ -354,42 +387,11 @@ class HubService:
             self.refuse(site, f"{kind.value}:unissued_version", why)
         return why is None
 
-    def _keys_step(self) -> None:
-        """A signing-key rotation's next step, when there is one (``Hub.keys_step``)."""
-        done = self.hub.keys_step()
-        if done is not None:
-            log.info("signing keys: %s", done)
-
-    def _rebuild_all(self) -> None:
-        # Entries depend on now (the booking window) and versions need fresh expiry.
-        self.hub.changed({s.id for s in self.cfg.sites})
-
-    def sync_now(self) -> SyncReport:
-        """One booking sync now, and the changed sites' caches out (``Hub.sync_now``)."""
-        return self.hub.sync_now()
-
-    def _retention(self) -> None:
-        days = self.cfg.hub.retention_days
-        now = time.time()
-        n = self.store.purge_events(now - days * 86400)
-        b = self.store.purge_bookings(int(now) - days * 86400)
-        self.store.purge_enrollments(int(now) - days * 86400)
-        self.store.purge_feedback(now - days * 86400)
-        self.store.purge_alerts(now - days * 86400)
-        self.store.purge_audit(now - days * 86400)
-        if n or b:
-            log.info("retention (%d days): deleted %d events and %d ended bookings", days, n, b)
 
 
-def _soon() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-
-
-def run(cfg: HubConfig) -> int:
+def run(cfg: HubConfig, node: str | None = None) -> int:
     """``torwart-hub run``: serve until SIGTERM/SIGINT; return the exit status."""
-    service = HubService(cfg)
+    service = HubService(cfg, node)
     stop_on_signals(service.stop)
     service.run()
     return 0

@@ -112,11 +112,14 @@ def make_county(
 class HubThread:
     """The real hub service on a thread of this process."""
 
-    def __init__(self, county: County, cfg: Any = None) -> None:
+    def __init__(self, county: County, cfg: Any = None, node: str | None = None) -> None:
+        """``node``: the hub node's name (default: from its MQTT client id, so that the
+        workers of one test, each with its own client id, are nodes of their own)."""
         from hub import config as hub_config
         from hub.service import HubService
 
-        self.service = HubService(cfg if cfg is not None else hub_config.load(county.hub_config_path))
+        cfg = cfg if cfg is not None else hub_config.load(county.hub_config_path)
+        self.service = HubService(cfg, node or f"thread-{cfg.mqtt.client_id}")
         self.thread = threading.Thread(target=self.service.run, name="hub", daemon=True)
 
     def __enter__(self) -> HubThread:

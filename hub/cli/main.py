@@ -14,7 +14,8 @@
     torwart-hub audit       who did what (dashboard, API, command line), with refusals
     torwart-hub users ...   dashboard accounts (admins, caretakers)
     torwart-hub homeassistant init   Home Assistant's broker login and ACL
-    torwart-hub run         run the hub (systemd)
+    torwart-hub run         run the hub (systemd); several nodes: --node NAME
+    torwart-hub nodes       the hub's nodes and which one is the leader
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
 Every command takes ``--config PATH`` after its name. A bad config exits with status 2
@@ -58,6 +59,7 @@ from .fleet import code_options as _code_options
 from .homeassistant import add_homeassistant_commands
 from .keys import add_key_commands
 from .members import add_member_commands
+from .nodes import add_node_commands, node_options
 from .users import add_user_commands
 
 log = logging.getLogger("hub")
@@ -139,11 +141,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = load(args, check_files=True)
+    cfg, node = node_options(args, load(args, check_files=True))
     prepare_store(args, cfg)
     from .. import service
 
-    return service.run(cfg)
+    return service.run(cfg, node)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -287,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_csv_options(p)
     add_audit_command(sub, add)
 
-    add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
+    run = add(sub, "run", cmd_run, "run the hub: booking sync, caches, MQTT, dashboard")
+    add_node_commands(sub, add, run)
     p = add(sub, "push", cmd_push, "publish a site's full cache now and wait for its acknowledgement")
     p.add_argument("site")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the ack (default: 30)")

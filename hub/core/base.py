@@ -70,6 +70,10 @@ class Base:
         self._post = post
         self._caches: CacheManager | None = None
         self._publisher: Publisher | None = None
+        #: Whether this process brings new cache versions out itself (the running hub
+        #: with a link; with several nodes, only the leader: the others record versions
+        #: and the leader publishes them, as for the command line).
+        self.publishing: Callable[[], bool] = lambda: True
 
     # --- sites ------------------------------------------------------------------------------------
 

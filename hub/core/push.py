@@ -5,8 +5,9 @@ One act, "push", in the three places the hub needs it:
 - the running hub (``changed``, ``push``, ``converge``...): the new version goes out over
   its persistent link through its ``Publisher`` (a delta from what the site holds, or a
   full), and the dashboard's live view is told;
-- the command line without a link (``rebuild``): the version is recorded in the store and
-  the running hub, which watches the store's versions (``watch_versions``), publishes it;
+- the command line without a link (``rebuild``), and a node of several that is not the
+  leader: the version is recorded in the store and the running hub (the leader), which
+  watches the store's versions (``watch_versions``), publishes it;
 - the command line that waits for the site (``push_and_wait``): the full cache goes out
   over a short conversation of its own, and the site's acknowledgement is awaited.
 """
@@ -63,12 +64,15 @@ class Pushing(Auditing):
 
     def _send_out(self, site: str, version: int) -> None:
         """The running hub publishes new version ``version`` of ``site`` now (a delta from what
-        the site holds, or a full); elsewhere the running hub will."""
-        if self.link is not None:
-            self._known[site] = version
-            self._notify(site, "cache")
-            state = self._store.site_state(site)
-            self.publisher.converge(site, state.cache_version if state and state.online else None)
+        the site holds, or a full) when it leads; elsewhere the leading node will."""
+        if self.link is None:
+            return
+        self._notify(site, "cache")
+        if not self.publishing():  # another node leads: it publishes (watch_versions)
+            return
+        self._known[site] = version
+        state = self._store.site_state(site)
+        self.publisher.converge(site, state.cache_version if state and state.online else None)
 
     def changed(self, sites: Iterable[str]) -> dict[str, int]:
         """The caches of ``sites`` may have changed: rebuild them (unconfigured ones are

@@ -8,6 +8,7 @@ from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .api import Store
 from .audit import OUTCOMES, AuditEntry, AuditKey, AuditRow, EventKey
 from .keyring import KEY_STATES, KeyRingChanged, KeyRollout, SigningKeyRow
+from .nodes import Change, Lease, NodeInfo, NodeRow
 from .push import PushSubscriptionRow
 from .streams import (
     QUARANTINE_BYTES,
@@ -118,3 +119,4 @@ __all__ = [
     "stream_notes",
     "supersedes",
 ]
+__all__ += ["Change", "Lease", "NodeInfo", "NodeRow"]  # several hub nodes (nodes.py)

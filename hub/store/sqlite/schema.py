@@ -291,12 +291,34 @@ def _alerts(db: Database) -> None:
     db.table("alert_mails").create_index(["alert_id"])
 
 
+def _nodes(db: Database) -> None:
+    """Several hub nodes on one store: each node's heartbeat (``nodes``), the leader's
+    lease (``leader_lease``, one row named ``leader``: holder, term, expiry) and the change
+    feed (``changes``) through which a node learns what another one stored, for the
+    dashboards' live views it serves."""
+    db.table("nodes").create(
+        {"id": str, "host": str, "pid": int, "version": str, "started_at": float, "last_seen": float,
+         "role": str, "instance": str},
+        pk="id", not_null={"host", "pid", "version", "started_at", "last_seen", "role", "instance"},
+    )
+    db.table("leader_lease").create(
+        {"name": str, "holder": str, "term": int, "expires_at": float, "acquired_at": float, "renewed_at": float,
+         "vacant": float, "previous": str},
+        pk="name", not_null={"term", "expires_at", "acquired_at", "renewed_at", "vacant"},
+    )
+    db.table("changes").create(
+        {"id": int, "node": str, "site_id": str, "what": str, "at": float},
+        pk="id", not_null={"node", "site_id", "what", "at"},
+    )
+    db.table("changes").create_index(["at"])
+
+
 #: The migrations in order. Append; never edit, rename or reorder (a store knows what is
 #: applied by the functions' names, an older store by their positions in this list).
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
                                _alerts, _alert_acks_and_prefs, _audit_trail, _alert_channels,
-                               _push_subscriptions, _signing_keys, _fleet_lifecycle]
+                               _push_subscriptions, _signing_keys, _fleet_lifecycle, _nodes]
 
 
 def _migrations() -> Migrations:

@@ -4,7 +4,8 @@ Sites and rooms (synced from the config), bookings and the booking sync's state 
 (this module); members, credentials and standing grants in ``members``; events and what
 sites report in ``events`` and ``streams``; published cache versions in ``caches``; card
 enrollments in ``enroll``; the platform's queue in ``feedback``; refused messages in
-``refusals``; dashboard users and sessions in ``users``; the connection and transactions in
+``refusals``; dashboard users and sessions in ``users``; several hub nodes (heartbeats,
+the leader's lease, the change feed) in ``nodes``; the connection and transactions in
 ``base``, the schema and its migrations in ``schema``.
 
 Each method is one explicit transaction. A store object belongs to one thread: each
@@ -42,6 +43,7 @@ from .feedback import FeedbackMixin
 from .fleet import FleetMixin
 from .keyring import KeyRingMixin
 from .members import MembersMixin, chunks, marks
+from .nodes import NodesMixin
 from .privacy import PrivacyMixin
 from .push import PushMixin
 from .refusals import RefusalsMixin
@@ -69,7 +71,7 @@ def _supersedes(new: BookingRow, old: BookingRow) -> bool:
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
                   FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin, KeyRingMixin,
-                  FleetMixin):
+                  FleetMixin, NodesMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

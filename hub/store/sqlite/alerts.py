@@ -50,9 +50,9 @@ class AlertsMixin(SqliteBase):
             if c.execute("SELECT 1 FROM alerts WHERE site_id = ? AND kind = ? AND subject = ? "
                          "AND resolved_at IS NULL", (site_id, kind, subject)).fetchone():
                 return None
-            cur = c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail) VALUES (?, ?, ?, ?, ?)",
-                            (site_id, kind, subject, at, detail))
-            alert_id = int(cur.lastrowid or 0)
+            alert_id = int(c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail) "
+                                     "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                                     (site_id, kind, subject, at, detail)).fetchone()["id"])
             _queue(c, alert_id, "opened", mails, at)
             return alert_id
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
+from testkit.postgres import Postgres
 from testkit.serialpty import PtyPort
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
@@ -27,6 +28,15 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A plain (anonymous) Mosquitto on a free loopback port, with persistence."""
     with Mosquitto(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL (Debian's) for the session, in a temporary directory on a free port;
+    tests take fresh databases from it (``Postgres.fresh_db``). A test that stops or
+    restarts PostgreSQL starts its own ``Postgres`` instead."""
+    with Postgres() as pg:
+        yield pg
 
 
 @pytest.fixture

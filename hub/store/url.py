@@ -33,6 +33,7 @@ from .types import StoreError
 #: Scheme → ``module:function`` that opens a store of that scheme from its URL.
 SCHEMES: dict[str, str] = {
     "sqlite": "hub.store.sqlite:open_url",
+    "postgresql": "hub.store.postgres:open_url",
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -86,6 +87,26 @@ def resolve(url: str, base: Path) -> str:
     path = sqlite_path(url).expanduser()
     full = path if path.is_absolute() else base / path
     return str(full) if _SCHEME.match(url) is None else f"sqlite://{full}"
+
+
+def check(url: str, base: Path) -> None:
+    """StoreError if ``url`` (from hub.toml in ``base``) is not a store URL the hub can
+    use: an unknown scheme, a malformed SQLite or PostgreSQL URL. Connects to nothing."""
+    resolve(url, base)
+    if scheme_of(url) == "postgresql":
+        from .postgres.connect import split_url
+
+        split_url(url)
+
+
+def with_password_file(url: str, path: str | None) -> str:
+    """A ``postgresql:`` URL with the hub's ``password_file`` parameter (``path``, from
+    hub.toml's ``database_password_file``); any other URL, or None, unchanged."""
+    if path is None or scheme_of(url) != "postgresql":
+        return url
+    from .postgres.connect import add_password_file
+
+    return add_password_file(url, path)
 
 
 def open_store(url: StoreUrl) -> Store:

@@ -42,7 +42,7 @@ def test_plain_paths_and_sqlite_urls_open_the_same_file(tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize(("url", "named"), [
-    ("postgresql://torwart:s3cret@db.example/hub", "'postgresql'"),
+    ("oracle://torwart:s3cret@db.example/hub", "'oracle'"),
     ("mysql:///var/lib/hub.db", "'mysql'"),
 ])
 def test_an_unknown_scheme_is_refused_naming_it_and_the_supported_ones(
@@ -53,7 +53,7 @@ def test_an_unknown_scheme_is_refused_naming_it_and_the_supported_ones(
         open_store(url)
     assert isinstance(info.value, HubError)
     text = str(info.value)
-    assert named in text and "supported: sqlite" in text
+    assert named in text and "supported: postgresql, sqlite" in text
     assert "s3cret" not in text
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
@@ -76,7 +76,7 @@ def test_a_second_implementation_is_one_line_in_the_registry(tmp_path: Path, mon
         open_store(f"alias:{tmp_path / 'x.sqlite3'}")
     monkeypatch.setitem(SCHEMES, "alias", "tests.hub.test_store_url:open_alias")
     _roundtrip(f"alias:{tmp_path / 'x.sqlite3'}", tmp_path / "x.sqlite3")
-    with pytest.raises(StoreError, match=r"supported: alias, sqlite"):
+    with pytest.raises(StoreError, match=r"supported: alias, postgresql, sqlite"):
         open_store("nosuch:x")
 
 
@@ -115,7 +115,9 @@ def test_an_absolute_store_url_is_taken_as_it_is(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "why"), [
-    ('store = "postgresql://torwart:s3cret@db.example/hub"', "unknown scheme 'postgresql'; supported: sqlite"),
+    ('store = "oracle://torwart:s3cret@db.example/hub"', "unknown scheme 'oracle'; supported: postgresql, sqlite"),
+    ('store = "postgresql://torwart:s3cret@db.example/"', "names no database"),
+    ('store = "postgresql://torwart:s3cret@db.example:54x/hub"', "port must be a number"),
     ('store = "sqlite://dbhost/hub.db"', "names no host"),
     ('store = ""', "empty store URL"),
 ])

@@ -69,7 +69,7 @@ def translate(sql: str) -> str:
                 return "%%"
             if m.group(1) is not None:
                 return f"%({m.group(1)})s"
-            return tok
+            return tok.replace("%", "%%")  # a literal or quoted name: psycopg reads % everywhere
 
         out = _translated[sql] = _TOKEN.sub(repl, sql)
     return out
@@ -100,7 +100,9 @@ class PgConn:
 
     @property
     def in_transaction(self) -> bool:
-        return self.pg.info.transaction_status != pq.TransactionStatus.IDLE
+        # UNKNOWN (a closed or broken connection) is no transaction: the next BEGIN reconnects.
+        return self.pg.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR,
+                                                   pq.TransactionStatus.ACTIVE)
 
 
 def _connect(url: str) -> psycopg.Connection[dict[str, Any]]:

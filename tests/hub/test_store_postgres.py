@@ -231,7 +231,7 @@ def test_the_password_comes_from_an_owner_only_file(postgres_server: Postgres, t
     pw.write_text("wrong\n")
     with pytest.raises(StoreUnavailable, match="password authentication failed"):
         open_store(url)
-    with pytest.raises(StoreError, match="does not exist|No such file"):
+    with pytest.raises(StoreError, match=r"does not exist|No such file"):
         open_store(f"{postgres_server.url(db)}?password_file={tmp_path / 'missing'}")
 
 

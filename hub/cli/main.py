@@ -10,6 +10,7 @@
     torwart-hub events      the event log
     torwart-hub users ...   dashboard accounts (admins, caretakers)
     torwart-hub run         run the hub (systemd)
+    torwart-hub migrate-store --to URL   copy the SQLite store into PostgreSQL, verified
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
 Every command takes ``--config PATH`` after its name. A bad config exits with status 2
@@ -47,6 +48,7 @@ from .admin import (
 )
 from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
 from .members import add_member_commands
+from .migrate import add_migrate_command
 from .users import add_user_commands
 
 log = logging.getLogger("hub")
@@ -125,10 +127,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load(args, check_files=True)
-    prepare_store(args, cfg)
-    from .. import service
+    from .. import runlock, service
 
-    return service.run(cfg)
+    with runlock.running(cfg.hub.data_path):  # migrate-store refuses while it is held
+        prepare_store(args, cfg)
+        return service.run(cfg)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -258,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_user_commands(sub, add)
     add_member_commands(sub, add)
+    add_migrate_command(sub, add)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

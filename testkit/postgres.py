@@ -14,10 +14,18 @@ Fresh databases are cheap: ``template()`` names a database made once per server 
 the store's schema applied) and ``fresh_db()`` copies it (``CREATE DATABASE ... TEMPLATE``).
 ``stop()`` (fast shutdown: sessions are cut), ``kill()`` (immediate shutdown: recovery at the
 next start, like a crash) and ``start()`` again on the same port and data.
+
+``shared()`` is one server per test process (started on first use, removed at exit);
+``store_url(kind)`` gives a hub store URL for tests and the testkit's counties: ``sqlite``
+(None: the default SQLite file in the data directory) or ``postgres`` (a fresh database
+with the schema on the shared server); without ``kind`` the environment variable
+``TORWART_TEST_STORE`` picks (default ``sqlite``), so that ``TORWART_TEST_STORE=postgres``
+runs every county of the suite on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import pwd
@@ -212,3 +220,44 @@ class Postgres:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+#: Which store the testkit's counties use when a test does not say: ``sqlite`` or ``postgres``.
+TEST_STORE_ENV = "TORWART_TEST_STORE"
+STORE_KINDS = ("sqlite", "postgres")
+_shared: list[Postgres] = []
+_shared_lock = threading.Lock()
+
+
+def shared() -> Postgres:
+    """This process's PostgreSQL for tests: started on first use, removed when the process exits."""
+    with _shared_lock:
+        if not _shared or not _shared[-1].running:
+            pg = Postgres()
+            pg.start()
+            atexit.register(pg.remove)
+            _shared.append(pg)
+        return _shared[-1]
+
+
+def _migrate(url: str) -> None:
+    from hub.store import open_store
+
+    open_store(url).close()
+
+
+def fresh_store_url(pg: Postgres | None = None) -> str:
+    """A new database with the hub store's schema (copied from a template made once per
+    server) on ``pg`` (default: ``shared()``); its URL with the password."""
+    pg = pg or shared()
+    return pg.url(pg.fresh_db(pg.template("store_template", _migrate)), password=True)
+
+
+def store_url(kind: str | None = None) -> str | None:
+    """The store URL for a test hub of ``kind`` (None: ``$TORWART_TEST_STORE``, default
+    sqlite): None for SQLite (the default file in the data directory), a fresh database
+    for postgres. ValueError for another kind."""
+    kind = kind or os.environ.get(TEST_STORE_ENV) or "sqlite"
+    if kind not in STORE_KINDS:
+        raise ValueError(f"{TEST_STORE_ENV}: {kind!r} is not a store kind ({', '.join(STORE_KINDS)})")
+    return None if kind == "sqlite" else fresh_store_url()

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hub.store import Store, open_store
-from testkit.postgres import Postgres
+from testkit.postgres import fresh_store_url
 from tests.hub._bookings import NOW
 
 
@@ -33,15 +33,10 @@ def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'hub.sqlite3'}"
 
 
-def _migrate(url: str) -> None:
-    open_store(url).close()
-
-
 def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database with the store's schema on the session's PostgreSQL (the URL holds
     the generated password)."""
-    pg: Postgres = request.getfixturevalue("postgres_server")
-    return pg.url(pg.fresh_db(pg.template("store_template", _migrate)), password=True)
+    return fresh_store_url(request.getfixturevalue("postgres_server"))
 
 
 #: Implementation → the URL of a fresh, empty store of it (for SQLite: in the test's own

@@ -7,6 +7,7 @@ of the server, and the URL and password file are checked with clear errors."""
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -244,3 +245,16 @@ def test_libpq_means_give_the_password_too(postgres_server: Postgres, monkeypatc
     monkeypatch.setenv("PGPASSWORD", postgres_server.password)
     with open_store(url) as s:
         assert s.members() == []
+
+
+def test_text_sorts_bytewise_as_in_sqlite_whatever_the_databases_locale(postgres_server: Postgres) -> None:
+    name = f"icu_{secrets.token_hex(4)}"
+    postgres_server.admin(f'CREATE DATABASE "{name}" OWNER torwart TEMPLATE template0 LOCALE_PROVIDER icu '
+                          "ICU_LOCALE %s", ("en-US",))
+    url = postgres_server.url(name, password=True)
+    with psycopg.connect(url) as conn:  # the database's own order puts lower case first
+        assert conn.execute("SELECT 'B1' < 'a1'").fetchone() == (False,)
+    with open_store(url) as s:
+        for member in ("a1", "B1", "a-2"):
+            s.add_member(member, member)
+        assert [m.id for m in s.members()] == sorted(["a1", "B1", "a-2"])  # Python's order is bytewise too

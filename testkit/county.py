@@ -39,6 +39,13 @@ class County:
     sites: dict[str, SiteFiles] = field(default_factory=dict)
 
     @property
+    def store_url(self) -> str:
+        """The hub's store as hub.toml names it (SQLite in the data directory, or PostgreSQL)."""
+        from hub import config as hub_config
+
+        return hub_config.load(self.hub_config_path).hub.store_url
+
+    @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 

@@ -124,6 +124,7 @@ class PgBase(SqliteBase):
         self.path = Path(shown(self.url))  # for messages only: there is no file
         self._pg = _connect(self.url)
         self._conn = cast(sqlite3.Connection, PgConn(self._pg))
+        self._write_locked = False  # this transaction holds WRITE_LOCK
         try:
             migrate(self._pg, shown(self.url))
         except BaseException:
@@ -157,6 +158,9 @@ class PgBase(SqliteBase):
     def _tx(self, begin: bytes, lock: bool) -> Iterator[sqlite3.Connection]:
         conn = cast(PgConn, self._conn)
         if conn.in_transaction:
+            if lock and not self._write_locked:  # a write inside a read transaction
+                conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self._write_locked = True
             conn.pg.execute(b"SAVEPOINT nested")
             try:
                 yield self._conn
@@ -168,19 +172,26 @@ class PgBase(SqliteBase):
             conn.pg.execute(b"RELEASE SAVEPOINT nested")
             return
         conn = self._begin(begin)
+        committing = False
         try:
             if lock:
                 conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self._write_locked = True
             yield self._conn
+            committing = True
             conn.pg.execute(b"COMMIT")
         except psycopg.OperationalError as exc:
             conn.pg.close()
-            raise StoreUnavailable(f"store {shown(self.url)}: the connection broke, nothing of this operation "
-                                   f"is stored: {str(exc).strip()}") from None
+            what = ("it broke while committing: the operation may or may not be stored" if committing
+                    else "nothing of the operation under way is stored")
+            raise StoreUnavailable(f"store {shown(self.url)}: the connection broke, {what}: "
+                                   f"{str(exc).strip()}") from None
         except BaseException:
             if not conn.pg.broken and conn.in_transaction:
                 conn.pg.execute(b"ROLLBACK")
             raise
+        finally:
+            self._write_locked = False
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

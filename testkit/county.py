@@ -69,8 +69,8 @@ def make_county(
     room of a site's layout is bookable as resource ``res-{site}-{room}`` and opens the
     room's door and every door without a room (the entrance). ``mqtt_users`` (user →
     password, with ``hub`` and every site id) makes the hub and the sites log in to a
-    broker with passwords. ``store`` (``sqlite``, ``postgres``; None: ``$TORWART_TEST_STORE``)
-    is the hub's store kind (``testkit.postgres.store_url``)."""
+    broker with passwords. ``store`` (``sqlite``, ``postgres``, a ``postgresql://`` URL; None:
+    ``$TORWART_TEST_STORE``) is the hub's store (``testkit.postgres.store_url``)."""
     hub_dir = dir / "hub"
     hub_dir.mkdir(parents=True, exist_ok=True)
     seed = new_key()

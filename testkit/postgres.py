@@ -256,7 +256,9 @@ def fresh_store_url(pg: Postgres | None = None) -> str:
 def store_url(kind: str | None = None) -> str | None:
     """The store URL for a test hub of ``kind`` (None: ``$TORWART_TEST_STORE``, default
     sqlite): None for SQLite (the default file in the data directory), a fresh database
-    for postgres. ValueError for another kind."""
+    for postgres; a ``postgresql://`` URL is taken as it is. ValueError for another kind."""
+    if kind is not None and kind.startswith("postgresql://"):
+        return kind
     kind = kind or os.environ.get(TEST_STORE_ENV) or "sqlite"
     if kind not in STORE_KINDS:
         raise ValueError(f"{TEST_STORE_ENV}: {kind!r} is not a store kind ({', '.join(STORE_KINDS)})")

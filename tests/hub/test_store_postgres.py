@@ -21,8 +21,15 @@ from hub.store.postgres import StoreUnavailable
 from hub.store.postgres.base import translate
 from hub.store.postgres.schema import MIGRATIONS
 from hub.store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
-from testkit.postgres import Postgres
+from testkit.booking_fake import BookingPlatform
+from testkit.broker import Mosquitto
+from testkit.county import HubThread, make_county
+from testkit.mqttclient import TestClient
+from testkit.postgres import Postgres, fresh_store_url
+from testkit.util import wait_for
 from tests.hub.store_contract import SITES, events, postgres_url
+from wire import messages as m
+from wire.topics import Kind, topic
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -258,3 +265,41 @@ def test_text_sorts_bytewise_as_in_sqlite_whatever_the_databases_locale(postgres
         for member in ("a1", "B1", "a-2"):
             s.add_member(member, member)
         assert [m.id for m in s.members()] == sorted(["a1", "B1", "a-2"])  # Python's order is bytewise too
+
+
+def test_a_running_hub_rides_out_a_restart_of_postgresql_without_losing_events(
+    own_server: Postgres, tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
+    mqtt_client: type[TestClient], caplog: pytest.LogCaptureFixture,
+) -> None:
+    county = make_county(tmp_path, broker, booking_platform, ("minheim",), store=fresh_store_url(own_server))
+    with HubThread(county) as hub:
+        site = mqtt_client(broker)  # type: ignore[call-arg]
+        site.subscribe(topic("minheim", Kind.EVENT_ACK))
+
+        def acked(upto: int) -> bool:
+            return any(m.decode(msg.payload, m.EventAck).upto >= upto for msg in site.drain())
+
+        for seq in range(1, 51):
+            site.publish(topic("minheim", Kind.EVENT), _event(seq))
+        wait_for(lambda: acked(50), 20, what="ack up to 50")
+        own_server.stop()
+        for seq in range(51, 76):  # while the server is away: not stored, so not acked
+            site.publish(topic("minheim", Kind.EVENT), _event(seq))
+
+        def failed() -> bool:
+            return any(isinstance(r.exc_info[1] if r.exc_info else None, StoreUnavailable) for r in caplog.records)
+
+        wait_for(failed, 20, what="the hub failing to store a batch while PostgreSQL is down")
+        assert not acked(51)
+        own_server.start()
+        for seq in range(51, 101):  # the site resends what is not acked, then goes on
+            site.publish(topic("minheim", Kind.EVENT), _event(seq))
+        wait_for(lambda: acked(100), 30, what="ack up to 100 after the restart")
+        assert hub.thread.is_alive()
+    with open_store(county.store_url) as s:
+        assert sorted(e.seq for e in s.events(site_id="minheim", limit=1000)) == list(range(1, 101))
+
+
+def _event(seq: int) -> bytes:
+    return m.encode(m.DoorOpened(id=f"ev-{seq}", site="minheim", seq=seq, boot="b", ts=1_800_000_000.0 + seq,
+                                 clock_synced=True, door="eingang"))

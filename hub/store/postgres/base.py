@@ -142,6 +142,7 @@ class PgBase(SqliteBase):
         (a restarted server); StoreUnavailable when that fails."""
         for attempt in (1, 2):
             if self._pg.closed or self._pg.broken:
+                self._pg.close()  # a broken one holds its socket until closed
                 self._pg = _connect(self.url)
                 self._conn = cast(sqlite3.Connection, PgConn(self._pg))
                 log.info("store %s: connected again", shown(self.url))

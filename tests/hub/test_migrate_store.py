@@ -168,3 +168,17 @@ def test_a_store_that_is_not_sqlite_has_nothing_to_migrate(
     _use_database(cfg_path, target, password_file)
     code, _, err = run(capsys, "migrate-store", "--to", target, "--config", str(cfg_path))
     assert code == 1 and "not SQLite: nothing to migrate" in err
+
+
+def test_the_tables_checksum_sees_any_changed_value_but_not_the_row_order() -> None:
+    from hub.store.copy import _summary
+
+    rows = [[1, "a", 1.5, b"\x00", None], [2, "b", 2.5, b"\x01", "x"], [3, "c", 3.0, b"", None]]
+    base = _summary(iter(rows))
+    assert base[0] == 3
+    assert _summary(iter(rows[::-1])) == base
+    for i, j, other in ((0, 1, "A"), (1, 2, 2.5000001), (2, 0, 3.0), (0, 3, b"\x02"), (1, 4, None)):
+        changed = [list(r) for r in rows]
+        changed[i][j] = other
+        assert _summary(iter(changed))[1] != base[1], (i, j, other)  # 3.0 for the int 3: a type change too
+    assert _summary(iter(rows[:2]))[0] == 2

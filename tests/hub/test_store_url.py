@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -126,3 +127,29 @@ def test_a_store_the_hub_cannot_open_is_refused_naming_the_key(tmp_path: Path, l
     assert err.key == "hub.store"
     assert why in str(err) and "s3cret" not in str(err)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_postgresql_database_and_its_password_file_from_hub_toml(tmp_path: Path) -> None:
+    pw = tmp_path / "db.password"
+    pw.write_text("generated\n")
+    pw.chmod(0o600)
+    url = "postgresql://torwart@db.example:5432/torwart"
+    cfg = config.load(_with_store(tmp_path, f'database = "{url}"\ndatabase_password_file = "db.password"'))
+    assert cfg.hub.store_url == f"{url}?password_file={quote(str(pw), safe='')}"
+    assert scheme_of(cfg.hub.store_url) == "postgresql"
+    with pytest.raises(StoreError, match="not a SQLite store"):
+        _ = cfg.hub.store_path
+    pw.chmod(0o644)
+    err = refused(_with_store(tmp_path, f'database = "{url}"\ndatabase_password_file = "db.password"'))
+    assert err.key == "hub.database_password_file" and "chmod 600" in str(err)
+
+
+@pytest.mark.parametrize(("lines", "key", "why"), [
+    ('store = "sqlite:hub.sqlite3"\ndatabase = "postgresql://t@h/d"', "hub.database", "not both"),
+    ('database_password_file = "pw"', "hub.database_password_file", "needs a postgresql:// database"),
+    ('store = "sqlite:hub.sqlite3"\ndatabase_password_file = "pw"', "hub.database_password_file", "needs a postgresql"),
+    ('database = "postgresql://t@h/"', "hub.database", "names no database"),
+])
+def test_store_keys_that_do_not_go_together_are_refused(tmp_path: Path, lines: str, key: str, why: str) -> None:
+    err = refused(_with_store(tmp_path, lines), check_files=False)
+    assert err.key == key and why in str(err)

@@ -30,9 +30,9 @@ from .alerts.settings import AlertsSection
 from .errors import ConfigError
 from .secrets import check_files, read_secret
 from .store.types import StoreError
-from .store.url import check as check_store_url
+from .store.url import config_problem as store_config_problem
 from .store.url import resolve as resolve_store_url
-from .store.url import scheme_of, sqlite_path, with_password_file
+from .store.url import sqlite_path, with_password_file
 
 if TYPE_CHECKING:
     from .booking.base import AdapterType
@@ -49,11 +49,9 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: ``sqlite:relative/hub.sqlite3`` or a plain path (both relative to this file's
     #: directory); default: ``{data_dir}/hub.sqlite3``.
     store: str | None = None
-    #: The same as ``store`` under the name PostgreSQL deployments know it by
-    #: (``postgresql://USER@HOST:PORT/DBNAME``); give one of the two.
+    #: The same as ``store`` (e.g. ``postgresql://USER@HOST:PORT/DBNAME``); give one of the two.
     database: str | None = None
-    #: The PostgreSQL store's password, in a file readable by its owner only (else libpq's
-    #: usual means: PGPASSWORD, PGPASSFILE, ~/.pgpass).
+    #: The PostgreSQL store's password in an owner-only file (else libpq's PGPASSWORD, ~/.pgpass).
     database_password_file: str | None = None
     #: Standard base64 of the 32-byte Ed25519 seed that signs caches and commands.
     signing_key_file: str
@@ -341,14 +339,15 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     p = Path(path)
     f = str(p)
     cfg = load_toml(p, HubConfig, ConfigError)
-    cfg = _resolve_paths(cfg, p.resolve().parent)
+    cfg = _resolve_paths(cfg, base := p.resolve().parent)
     adapter = _booking_adapter(cfg, f)
 
     try:
         _split_listen(cfg.http.listen)
     except ValueError as exc:
         raise ConfigError(f, "http.listen", str(exc)) from None
-    _check_store(cfg, f, p.resolve().parent)
+    if problem := store_config_problem(cfg.hub.store, cfg.hub.database, cfg.hub.database_password_file, base):
+        raise ConfigError(f, *problem)
     adapter.check(cfg, f)  # its own keys (rest: base_url, token_file; ics: ics_url)
     if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
         raise ConfigError(f, "mqtt.cert_file", "cert_file and key_file go together")
@@ -365,22 +364,6 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     if check_files:
         _check_files(cfg, f)
     return cfg
-
-
-def _check_store(cfg: HubConfig, f: str, base: Path) -> None:
-    """ConfigError naming ``hub.store`` or ``hub.database`` for a store URL the hub cannot
-    use (both given, an unknown scheme, a malformed URL), or ``hub.database_password_file``
-    without a PostgreSQL store."""
-    if cfg.hub.store is not None and cfg.hub.database is not None:
-        raise ConfigError(f, "hub.database", "give the store's URL as store or as database, not both")
-    key, url = ("hub.store", cfg.hub.store) if cfg.hub.store is not None else ("hub.database", cfg.hub.database)
-    try:
-        if url is not None:
-            check_store_url(url, base)
-    except StoreError as exc:
-        raise ConfigError(f, key, str(exc)) from None
-    if cfg.hub.database_password_file is not None and (url is None or scheme_of(url) != "postgresql"):
-        raise ConfigError(f, "hub.database_password_file", "needs a postgresql:// database")
 
 
 def _check_files(cfg: HubConfig, f: str) -> None:

@@ -72,11 +72,3 @@ def connect_args(url: str) -> tuple[str, dict[str, Any]]:
         kwargs["password"] = read_password_file(password_file)
     kwargs.setdefault("application_name", "torwart-hub")
     return plain, kwargs
-
-
-def add_password_file(url: str, path: str) -> str:
-    """``url`` with ``password_file=path`` (in place of any given)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password_file"]
-    query.append(("password_file", path))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))

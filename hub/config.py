@@ -31,8 +31,9 @@ from .errors import ConfigError
 from .ha_settings import HomeAssistantSection
 from .secrets import check_files, read_secret
 from .store.types import StoreError
+from .store.url import config_problem as store_config_problem
 from .store.url import resolve as resolve_store_url
-from .store.url import sqlite_path
+from .store.url import sqlite_path, with_password_file
 
 if TYPE_CHECKING:
     from .booking.base import AdapterType
@@ -49,6 +50,10 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: ``sqlite:relative/hub.sqlite3`` or a plain path (both relative to this file's
     #: directory); default: ``{data_dir}/hub.sqlite3``.
     store: str | None = None
+    #: The same as ``store`` (e.g. ``postgresql://USER@HOST:PORT/DBNAME``); give one of the two.
+    database: str | None = None
+    #: The PostgreSQL store's password in an owner-only file (else libpq's PGPASSWORD, ~/.pgpass).
+    database_password_file: str | None = None
     #: Standard base64 of the 32-byte Ed25519 seed that signs caches and commands.
     signing_key_file: str
     #: Standard base64 of the 32-byte X25519 private key that opens sealed enrollment reads.
@@ -77,7 +82,10 @@ class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     @property
     def store_url(self) -> str:
         """The hub store's URL for ``hub.store.open_store``."""
-        return self.store if self.store is not None else str(Path(self.data_dir) / "hub.sqlite3")
+        url = self.store if self.store is not None else self.database
+        if url is None:
+            return str(Path(self.data_dir) / "hub.sqlite3")
+        return with_password_file(url, self.database_password_file)
 
     @property
     def store_path(self) -> Path:
@@ -231,6 +239,8 @@ def _resolve_paths(cfg: HubConfig, base: Path) -> HubConfig:
         cfg.hub,
         data_dir=r(base, cfg.hub.data_dir) or "",
         store=_resolve_store(base, cfg.hub.store),
+        database=_resolve_store(base, cfg.hub.database),
+        database_password_file=r(base, cfg.hub.database_password_file),
         signing_key_file=r(base, cfg.hub.signing_key_file) or "",
         enroll_key_file=r(base, cfg.hub.enroll_key_file),
         ca_cert_file=r(base, cfg.hub.ca_cert_file),
@@ -332,18 +342,15 @@ def load(path: str | Path, *, check_files: bool = True) -> HubConfig:
     p = Path(path)
     f = str(p)
     cfg = load_toml(p, HubConfig, ConfigError)
-    cfg = _resolve_paths(cfg, p.resolve().parent)
+    cfg = _resolve_paths(cfg, base := p.resolve().parent)
     adapter = _booking_adapter(cfg, f)
 
     try:
         _split_listen(cfg.http.listen)
     except ValueError as exc:
         raise ConfigError(f, "http.listen", str(exc)) from None
-    if cfg.hub.store is not None:
-        try:
-            resolve_store_url(cfg.hub.store, p.resolve().parent)
-        except StoreError as exc:
-            raise ConfigError(f, "hub.store", str(exc)) from None
+    if problem := store_config_problem(cfg.hub.store, cfg.hub.database, cfg.hub.database_password_file, base):
+        raise ConfigError(f, *problem)
     adapter.check(cfg, f)  # its own keys (rest: base_url, token_file; ics: ics_url)
     if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
         raise ConfigError(f, "mqtt.cert_file", "cert_file and key_file go together")
@@ -373,6 +380,7 @@ def _check_files(cfg: HubConfig, f: str) -> None:
         *((f"sites[{i}].cred_key_file", s.cred_key_file) for i, s in enumerate(cfg.sites)),
     ], secrets=[
         ("hub.ca_key_file", cfg.hub.ca_key_file),
+        ("hub.database_password_file", cfg.hub.database_password_file),
         ("mqtt.password_file", cfg.mqtt.password_file),
         ("mqtt.key_file", cfg.mqtt.key_file),
         ("booking.token_file", cfg.booking.token_file),

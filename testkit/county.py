@@ -17,6 +17,7 @@ from wire.keys import new_key, public_key_b64, write_key_file
 
 from .booking_fake import BookingPlatform
 from .broker import Mosquitto
+from .postgres import store_url
 from .site import SiteFiles, default_layout, write_site
 from .util import free_port
 
@@ -38,6 +39,13 @@ class County:
     sites: dict[str, SiteFiles] = field(default_factory=dict)
 
     @property
+    def store_url(self) -> str:
+        """The hub's store as hub.toml names it (SQLite in the data directory, or PostgreSQL)."""
+        from hub import config as hub_config
+
+        return hub_config.load(self.hub_config_path).hub.store_url
+
+    @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -55,12 +63,14 @@ def make_county(
     booking: dict[str, Any] | None = None,
     site_policy: dict[str, Any] | None = None,
     mqtt_users: dict[str, str] | None = None,
+    store: str | None = None,
 ) -> County:
     """Write ``dir/hub/hub.toml`` and ``dir/sites/{id}/site.toml`` for each site. Every
     room of a site's layout is bookable as resource ``res-{site}-{room}`` and opens the
     room's door and every door without a room (the entrance). ``mqtt_users`` (user →
     password, with ``hub`` and every site id) makes the hub and the sites log in to a
-    broker with passwords."""
+    broker with passwords. ``store`` (``sqlite``, ``postgres``, a ``postgresql://`` URL; None:
+    ``$TORWART_TEST_STORE``) is the hub's store (``testkit.postgres.store_url``)."""
     hub_dir = dir / "hub"
     hub_dir.mkdir(parents=True, exist_ok=True)
     seed = new_key()
@@ -94,7 +104,8 @@ def make_county(
     if mqtt_users:
         mqtt.update(username="hub", password_file=_secret_file(hub_dir / "mqtt.password", mqtt_users["hub"]))
     doc = {
-        "hub": {"data_dir": "data", "signing_key_file": "signing.key", "enroll_key_file": "enroll.key"},
+        "hub": {"data_dir": "data", "signing_key_file": "signing.key", "enroll_key_file": "enroll.key",
+                **({"database": url} if (url := store_url(store)) is not None else {})},
         "mqtt": mqtt,
         "http": {"listen": f"127.0.0.1:{port}",
                  "admin_token_file": _secret_file(hub_dir / "admin.token", admin_token)},

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto, TlsFiles
 from testkit.mqttclient import TestClient
+from testkit.postgres import STORE_KINDS, Postgres, shared
 from testkit.serialpty import PtyPort
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
@@ -27,6 +28,22 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A plain (anonymous) Mosquitto on a free loopback port, with persistence."""
     with Mosquitto(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL (Debian's) for the session (``testkit.postgres.shared``), in a
+    temporary directory on a free port; tests take fresh databases from it
+    (``Postgres.fresh_db``, ``testkit.postgres.fresh_store_url``). A test that stops or
+    restarts PostgreSQL starts its own ``Postgres`` instead."""
+    yield shared()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def hub_store(request: pytest.FixtureRequest) -> str:
+    """The store kind for ``testkit.county.make_county(..., store=hub_store)``: a test
+    taking it runs once on SQLite and once on PostgreSQL."""
+    return str(request.param)
 
 
 @pytest.fixture

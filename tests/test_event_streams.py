@@ -24,8 +24,8 @@ CARD = "em4100:0A00B1C2D3"
 
 
 @pytest.fixture
-def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
-    return make_county(tmp_path, broker, booking_platform, (SITE,))
+def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, hub_store: str) -> County:
+    return make_county(tmp_path, broker, booking_platform, (SITE,), store=hub_store)
 
 
 def outbox(site: SiteFiles) -> tuple[str, int, int]:
@@ -61,7 +61,8 @@ def test_a_reinstalled_sites_new_stream_is_stored_in_full_and_shown_as_a_reset(
 ) -> None:
     site = county.sites[SITE]
     with HubThread(county) as hub:
-        store = open_store(hub.service.cfg.hub.store_url)
+        store_url = hub.service.cfg.hub.store_url
+        store = open_store(store_url)
         try:
             first, first_acked, _ = run_and_badge(site, badges=4)
             shutil.rmtree(site.data_dir)  # reinstalled: a new outbox, the same site id
@@ -87,7 +88,7 @@ def test_a_reinstalled_sites_new_stream_is_stored_in_full_and_shown_as_a_reset(
     capsys.readouterr()
     assert main(["sites", "--config", str(county.hub_config_path)]) == 0
     out = capsys.readouterr().out
-    with open_store(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(store_url) as store:
         old = {s.stream: s for s in store.event_streams(SITE)}[first]
     assert f"{SITE}: site was reset at " in out
     assert f"(new stream {second[:8]}…); previous stream {first[:8]}… acked up to {old.acked_upto}" in out

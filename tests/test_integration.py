@@ -29,7 +29,8 @@ def pty_reader() -> Iterator[PtyPort]:
 
 
 @pytest.fixture
-def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, pty_reader: PtyPort) -> County:
+def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, pty_reader: PtyPort,
+           hub_store: str) -> County:
     layout = {
         "rooms": [{"id": "coworking", "name": "Coworking", "capacity": 8}],
         "doors": [{"id": "eingang", "lock_pin": 17, "unlock_seconds": 1},
@@ -37,7 +38,7 @@ def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
         "readers": [{"id": "eingang-rfid", "type": "rdm6300", "door": "eingang", "port": pty_reader.path,
                      "holdoff_seconds": 0.0}],
     }
-    return make_county(tmp_path, broker, booking_platform, ("minheim",), layouts={"minheim": layout})
+    return make_county(tmp_path, broker, booking_platform, ("minheim",), layouts={"minheim": layout}, store=hub_store)
 
 
 def access_events(store: Store) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@
     torwart-hub homeassistant init   Home Assistant's broker login and ACL
     torwart-hub run         run the hub (systemd); several nodes: --node NAME
     torwart-hub nodes       the hub's nodes and which one is the leader
+    torwart-hub migrate-store --to URL   copy the SQLite store into PostgreSQL, verified
     torwart-hub push / unlock / lockdown   act on a site now and wait for its ack
 
 Every command takes ``--config PATH`` after its name. A bad config exits with status 2
@@ -59,6 +60,7 @@ from .fleet import code_options as _code_options
 from .homeassistant import add_homeassistant_commands
 from .keys import add_key_commands
 from .members import add_member_commands
+from .migrate import add_migrate_command
 from .nodes import add_node_commands, node_options
 from .users import add_user_commands
 
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_homeassistant_commands(sub, add, broker)
     add_key_commands(sub, add)
     add_backup_commands(sub, add)
+    add_migrate_command(sub, add)
 
     p = add(sub, "events", cmd_events, "show events sites reported (newest last)")
     p.add_argument("--site")

@@ -1,6 +1,8 @@
 """The hub's persistent state: the ``Store`` interface (``api``), its records and errors
 (``types``, ``streams``), and ``open_store(url)``, the one way to get a store (``url``: the
-scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package).
+scheme picks the implementation; ``sqlite``: the ``hub.store.sqlite`` package, ``postgresql``:
+``hub.store.postgres``, which runs the same operations over psycopg 3), and ``copy`` (a SQLite
+store into PostgreSQL, verified: ``torwart-hub migrate-store``).
 
 Light on purpose: importing it loads no implementation."""
 

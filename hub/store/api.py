@@ -1,7 +1,7 @@
 """The hub store's interface: what the service, the CLI and the dashboard may ask of it.
 
-``hub.store.sqlite.SqliteStore`` implements it; a PostgreSQL store would implement the same
-protocol (ARCHITECTURE.md), and pass the same contract suite (tests/hub/store_contract.py).
+``hub.store.sqlite.SqliteStore`` implements it, and ``hub.store.postgres.PostgresStore`` with
+the same operations on PostgreSQL; both pass the same contract suite (tests/hub/store_contract.py).
 The types it speaks are in ``hub.store.types`` and ``hub.store.streams``.
 """
 

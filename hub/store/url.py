@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .api import Store
 from .types import StoreError
@@ -33,6 +34,7 @@ from .types import StoreError
 #: Scheme → ``module:function`` that opens a store of that scheme from its URL.
 SCHEMES: dict[str, str] = {
     "sqlite": "hub.store.sqlite:open_url",
+    "postgresql": "hub.store.postgres:open_url",
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -86,6 +88,51 @@ def resolve(url: str, base: Path) -> str:
     path = sqlite_path(url).expanduser()
     full = path if path.is_absolute() else base / path
     return str(full) if _SCHEME.match(url) is None else f"sqlite://{full}"
+
+
+#: Scheme → ``module:function`` that checks a URL of that scheme without connecting
+#: (StoreError); imported only when a URL names it, like ``SCHEMES``.
+CHECKS: dict[str, str] = {
+    "postgresql": "hub.store.postgres.connect:split_url",
+}
+
+
+def check(url: str, base: Path) -> None:
+    """StoreError if ``url`` (from hub.toml in ``base``) is not a store URL the hub can
+    use: an unknown scheme, a malformed SQLite or PostgreSQL URL. Connects to nothing."""
+    resolve(url, base)
+    if (checker := CHECKS.get(scheme_of(url))) is not None:
+        module, _, name = checker.partition(":")
+        getattr(importlib.import_module(module), name)(url)
+
+
+def config_problem(store: str | None, database: str | None, password_file: str | None,
+                   base: Path) -> tuple[str, str] | None:
+    """What is wrong with hub.toml's store keys (``[hub] store``, ``database``: the same URL
+    under two names, and ``database_password_file``), as (key, why); None when nothing is."""
+    if store is not None and database is not None:
+        return "hub.database", "give the store's URL as store or as database, not both"
+    key, url = ("hub.store", store) if store is not None else ("hub.database", database)
+    try:
+        if url is not None:
+            check(url, base)
+    except StoreError as exc:
+        return key, str(exc)
+    if password_file is not None and (url is None or scheme_of(url) != "postgresql"):
+        return "hub.database_password_file", "needs a postgresql:// database"
+    return None
+
+
+def with_password_file(url: str, path: str | None) -> str:
+    """A ``postgresql:`` URL with the hub's own ``password_file`` parameter (``path``, from
+    hub.toml's ``database_password_file``; ``hub.store.postgres.connect`` reads it); any
+    other URL, or None, unchanged."""
+    if path is None or scheme_of(url) != "postgresql":
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password_file"]
+    query.append(("password_file", path))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def open_store(url: StoreUrl) -> Store:

@@ -40,7 +40,7 @@ def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform)
     member whose card opens every door of minheim."""
     county = make_county(tmp_path, broker, booking_platform, ("minheim", "wittlich"))
     county.passwords = {"anna": add_user(county, "anna", "caretaker", "minheim")}  # type: ignore[attr-defined]
-    with open_store(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(county.store_url) as store:
         store.add_member("m-1", "Anna Beispiel")
         store.add_credential("m-1", CARD)
         store.add_grant("m-1", "minheim", label="Hausmeisterei")

@@ -70,8 +70,7 @@ def env_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         county = make_county(d, broker, platform, ("minheim", "wittlich"))
         show_names(county, "wittlich")
         passwords = {name: add_user(county, name, role, sites) for name, (role, sites) in USERS.items()}
-        hub_dir = county.hub_config_path.parent
-        with open_store(hub_dir / "data" / "hub.sqlite3") as store:
+        with open_store(county.store_url) as store:
             who = store.add_member("m-1", "Anna Beispiel", "anna@example.org").who
         with HubThread(county) as hub:
             site = TestClient(broker.host, broker.port)

@@ -5,11 +5,14 @@ per store implementation in ``STORE_URLS``.
   often as the test needs, e.g. to reopen it or to open one store per thread.
 - ``store``: a store opened on ``store_url`` with ``SITES`` synced, closed afterwards.
 
-Adding an implementation to the suite is one entry in ``STORE_URLS`` (for PostgreSQL: the
-URL of a fresh database on a test server). Test modules import the fixtures they use:
+Adding an implementation to the suite is one entry in ``STORE_URLS``. PostgreSQL's is a
+fresh database on the session's test server (``postgres_server`` in tests/conftest.py),
+copied from a template that has the schema applied, so each test costs one CREATE DATABASE.
+Test modules import the fixtures they use:
 ``from tests.hub.store_contract import store_fixture, store_url_fixture  # noqa: F401``.
 What only SQLite promises (its file, WAL, modes, schema migrations) is tested in
-tests/hub/test_store_sqlite.py instead.
+tests/hub/test_store_sqlite.py instead; what only PostgreSQL promises (concurrent writers
+on several connections, migrations racing, a server restart) in tests/hub/test_store_postgres.py.
 """
 
 from __future__ import annotations
@@ -22,16 +25,25 @@ from pathlib import Path
 import pytest
 
 from hub.store import Store, open_store
+from testkit.postgres import fresh_store_url
 from tests.hub._bookings import NOW
 
 
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'hub.sqlite3'}"
 
 
-#: Implementation → the URL of a fresh, empty store of it (in a test's own ``tmp_path``).
-STORE_URLS: dict[str, Callable[[Path], str]] = {
+def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database with the store's schema on the session's PostgreSQL (the URL holds
+    the generated password)."""
+    return fresh_store_url(request.getfixturevalue("postgres_server"))
+
+
+#: Implementation → the URL of a fresh, empty store of it (for SQLite: in the test's own
+#: ``tmp_path``; for PostgreSQL: a new database on the session's server).
+STORE_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     "sqlite": sqlite_url,
+    "postgres": postgres_url,
 }
 
 
@@ -60,7 +72,7 @@ SITES = [
 
 @pytest.fixture(name="store_url", params=sorted(STORE_URLS))
 def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return STORE_URLS[request.param](tmp_path)
+    return STORE_URLS[request.param](request, tmp_path)
 
 
 @pytest.fixture(name="store")

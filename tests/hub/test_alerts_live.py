@@ -99,7 +99,7 @@ def minheim(county: County) -> Iterator[SimSite]:
 
 @contextmanager
 def _store(county: County) -> Iterator[Store]:
-    store = open_store(str(county.hub_config_path.parent / "data" / "hub.sqlite3"))
+    store = open_store(county.store_url)
     try:
         yield store
     finally:

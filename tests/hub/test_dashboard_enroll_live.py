@@ -28,7 +28,7 @@ def test_an_admin_enrolls_a_card_at_a_live_site_from_the_dashboard(
 ) -> None:
     county = make_county(tmp_path, broker, booking_platform, ("minheim",))
     passwords = {"boss": add_user(county, "boss", "admin"), "anna": add_user(county, "anna", "caretaker", "minheim")}
-    with open_store(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(county.store_url) as store:
         store.add_member("ct-1", "Hausmeister")  # no card yet, a standing grant for the entrance
         store.add_grant("ct-1", "minheim", doors=["eingang"], label="Hausmeisterei")
     site = county.sites["minheim"]

@@ -33,7 +33,7 @@ def test_a_badge_and_the_dashboards_actions_at_a_live_site(
 ) -> None:
     county = make_county(tmp_path, broker, booking_platform, ("minheim",))
     passwords = {"boss": add_user(county, "boss", "admin"), "anna": add_user(county, "anna", "caretaker", "minheim")}
-    with open_store(county.hub_config_path.parent / "data" / "hub.sqlite3") as store:
+    with open_store(county.store_url) as store:
         store.add_member("m-1", "Anna Beispiel")
         store.add_credential("m-1", CARD)
         store.add_grant("m-1", "minheim", label="Hausmeisterei")

@@ -126,7 +126,7 @@ def test_on_a_terminal_the_admin_confirms_or_declines(county: County, rdm: FakeR
                            "--config", cfg)
         assert code == 1 and f"read: EM4100 card, printed number {EM_PRINTED}" in out
         assert "enroll this card to member m-1 (Anna)? [y/N]" in out and "not enrolled" in out
-        with open_store(county.dir / "hub" / "data" / "hub.sqlite3") as store:
+        with open_store(county.store_url) as store:
             assert store.get_member("m-1") is None  # declined: nothing was written
         tty.write(b"y\n")
         code, out, _ = run(capsys, "cards", "enroll", "m-1", "--name", "Anna", "--reader", f"rdm6300:{rdm.path}",

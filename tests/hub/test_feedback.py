@@ -163,7 +163,7 @@ def test_a_pending_check_in_survives_a_killed_hub_and_is_delivered_once(
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     try:
-        with open_store(tmp_path / "hub" / "data" / "hub.sqlite3") as store:
+        with open_store(county.store_url) as store:
             wait_for(lambda: store.get_booking("bk-1"), 30, what="the hub's first sync")
         site = mqtt_client(broker)  # type: ignore[call-arg]
         site.subscribe(topic("minheim", Kind.EVENT_ACK))

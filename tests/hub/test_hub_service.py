@@ -22,8 +22,8 @@ from wire.topics import Kind, topic
 
 
 @pytest.fixture
-def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
-    return make_county(tmp_path, broker, booking_platform, ("minheim", "wittlich"))
+def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, hub_store: str) -> County:
+    return make_county(tmp_path, broker, booking_platform, ("minheim", "wittlich"), store=hub_store)
 
 
 @pytest.fixture

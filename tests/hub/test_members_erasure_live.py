@@ -48,7 +48,8 @@ def _retained_caches(broker: Mosquitto, sites: tuple[str, ...], scanner: Credent
 def test_export_then_erase_leaves_no_trace_in_store_caches_or_retained_messages(
     tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    county = make_county(tmp_path, broker, booking_platform, ("minheim", "altdorf"))
+    # store="sqlite": the credential scan reads the store's file (whatever TORWART_TEST_STORE says).
+    county = make_county(tmp_path, broker, booking_platform, ("minheim", "altdorf"), store="sqlite")
     cfg = str(county.hub_config_path)
     hub_cfg = config_mod.load(cfg)
     site = county.sites["minheim"]

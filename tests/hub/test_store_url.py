@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_plain_paths_and_sqlite_urls_open_the_same_file(tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize(("url", "named"), [
-    ("postgresql://torwart:s3cret@db.example/hub", "'postgresql'"),
+    ("oracle://torwart:s3cret@db.example/hub", "'oracle'"),
     ("mysql:///var/lib/hub.db", "'mysql'"),
 ])
 def test_an_unknown_scheme_is_refused_naming_it_and_the_supported_ones(
@@ -53,7 +54,7 @@ def test_an_unknown_scheme_is_refused_naming_it_and_the_supported_ones(
         open_store(url)
     assert isinstance(info.value, HubError)
     text = str(info.value)
-    assert named in text and "supported: sqlite" in text
+    assert named in text and "supported: postgresql, sqlite" in text
     assert "s3cret" not in text
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
@@ -76,7 +77,7 @@ def test_a_second_implementation_is_one_line_in_the_registry(tmp_path: Path, mon
         open_store(f"alias:{tmp_path / 'x.sqlite3'}")
     monkeypatch.setitem(SCHEMES, "alias", "tests.hub.test_store_url:open_alias")
     _roundtrip(f"alias:{tmp_path / 'x.sqlite3'}", tmp_path / "x.sqlite3")
-    with pytest.raises(StoreError, match=r"supported: alias, sqlite"):
+    with pytest.raises(StoreError, match=r"supported: alias, postgresql, sqlite"):
         open_store("nosuch:x")
 
 
@@ -115,7 +116,9 @@ def test_an_absolute_store_url_is_taken_as_it_is(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "why"), [
-    ('store = "postgresql://torwart:s3cret@db.example/hub"', "unknown scheme 'postgresql'; supported: sqlite"),
+    ('store = "oracle://torwart:s3cret@db.example/hub"', "unknown scheme 'oracle'; supported: postgresql, sqlite"),
+    ('store = "postgresql://torwart:s3cret@db.example/"', "names no database"),
+    ('store = "postgresql://torwart:s3cret@db.example:54x/hub"', "port must be a number"),
     ('store = "sqlite://dbhost/hub.db"', "names no host"),
     ('store = ""', "empty store URL"),
 ])
@@ -124,3 +127,29 @@ def test_a_store_the_hub_cannot_open_is_refused_naming_the_key(tmp_path: Path, l
     assert err.key == "hub.store"
     assert why in str(err) and "s3cret" not in str(err)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_postgresql_database_and_its_password_file_from_hub_toml(tmp_path: Path) -> None:
+    pw = tmp_path / "db.password"
+    pw.write_text("generated\n")
+    pw.chmod(0o600)
+    url = "postgresql://torwart@db.example:5432/torwart"
+    cfg = config.load(_with_store(tmp_path, f'database = "{url}"\ndatabase_password_file = "db.password"'))
+    assert cfg.hub.store_url == f"{url}?password_file={quote(str(pw), safe='')}"
+    assert scheme_of(cfg.hub.store_url) == "postgresql"
+    with pytest.raises(StoreError, match="not a SQLite store"):
+        _ = cfg.hub.store_path
+    pw.chmod(0o644)
+    err = refused(_with_store(tmp_path, f'database = "{url}"\ndatabase_password_file = "db.password"'))
+    assert err.key == "hub.database_password_file" and "chmod 600" in str(err)
+
+
+@pytest.mark.parametrize(("lines", "key", "why"), [
+    ('store = "sqlite:hub.sqlite3"\ndatabase = "postgresql://t@h/d"', "hub.database", "not both"),
+    ('database_password_file = "pw"', "hub.database_password_file", "needs a postgresql:// database"),
+    ('store = "sqlite:hub.sqlite3"\ndatabase_password_file = "pw"', "hub.database_password_file", "needs a postgresql"),
+    ('database = "postgresql://t@h/"', "hub.database", "names no database"),
+])
+def test_store_keys_that_do_not_go_together_are_refused(tmp_path: Path, lines: str, key: str, why: str) -> None:
+    err = refused(_with_store(tmp_path, lines), check_files=False)
+    assert err.key == key and why in str(err)

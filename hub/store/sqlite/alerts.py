@@ -54,9 +54,9 @@ class AlertsMixin(SqliteBase):
                          "AND resolved_at IS NULL", (site_id, kind, subject)).fetchone():
                 return None
             raised = at if now is None else now
-            cur = c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail, raised_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (site_id, kind, subject, at, detail, raised))
-            alert_id = int(cur.lastrowid or 0)
+            alert_id = int(c.execute("INSERT INTO alerts (site_id, kind, subject, opened_at, detail, raised_at) "
+                                     "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                     (site_id, kind, subject, at, detail, raised)).fetchone()["id"])
             _queue(c, alert_id, "opened", mails, raised)
             return alert_id
 

@@ -56,6 +56,12 @@ class SqliteBase:
     thread): each thread opens its own store on the same file."""
 
     def __init__(self, path: str | Path) -> None:
+        self._open(path)
+
+    def _open(self, path: str | Path) -> None:
+        """Connect and migrate; the PostgreSQL store (``hub.store.postgres``) overrides this,
+        ``_write``, ``_read``, ``close`` and ``schema_version`` and shares every store
+        operation of the mixins built on this class."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _keep_private(self.path)

@@ -80,7 +80,8 @@ class CachesMixin(SqliteBase):
             c.executemany("DELETE FROM cache_entries WHERE site_id = ? AND id = ?",
                           [(site_id, i) for i in removed])
             c.executemany(
-                "INSERT OR REPLACE INTO cache_entries (site_id, id, entry) VALUES (?, ?, ?)",
+                "INSERT INTO cache_entries (site_id, id, entry) VALUES (?, ?, ?) "
+                "ON CONFLICT (site_id, id) DO UPDATE SET entry = excluded.entry",
                 [(site_id, i, e) for part in (added, changed) for i, e in part.items()],
             )
             c.execute(

@@ -67,7 +67,7 @@ class EventsMixin(StreamsMixin):
         cols = sorted(given)
         values = [int(given[k]) if k in _BOOL_COLS else given[k] for k in cols]
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO site_state (site_id) VALUES (?)", (site_id,))
+            c.execute("INSERT INTO site_state (site_id) VALUES (?) ON CONFLICT (site_id) DO NOTHING", (site_id,))
             if cols:
                 sql = f"UPDATE site_state SET {', '.join(f'{k} = ?' for k in cols)} WHERE site_id = ?"  # noqa: S608
                 c.execute(sql, (*values, site_id))

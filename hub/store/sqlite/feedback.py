@@ -45,8 +45,8 @@ class FeedbackMixin(SqliteBase):
             raise ValueError("empty booking id")
         with self._write() as c:
             cur = c.execute(
-                "INSERT OR IGNORE INTO feedback (booking_id, kind, site_id, at, state, attempts, next_try, "
-                "created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+                "INSERT INTO feedback (booking_id, kind, site_id, at, state, attempts, next_try, "
+                "created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (booking_id, kind) DO NOTHING",
                 (booking_id, kind, site_id, int(at), now, now),
             )
             return cur.rowcount > 0

@@ -47,6 +47,15 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+#: Column names that are reserved words in PostgreSQL: the shared SQL writes them quoted.
+RESERVED = frozenset({"end"})
+
+
+def quoted(column: str) -> str:
+    """``column`` as the shared SQL writes it (``"end"``: a reserved word in PostgreSQL)."""
+    return f'"{column}"' if column in RESERVED else column
+
+
 def _member(row: sqlite3.Row) -> Member:
     return Member(id=row["id"], who=row["who"], display_name=row["display_name"], email=row["email"],
                   created_at=row["created_at"])
@@ -79,7 +88,7 @@ class MembersMixin(SqliteBase):
             return self._secrets[name]
         key = f"secret:{name}"
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, os.urandom(32)))
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, os.urandom(32)))
             value = bytes(c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()["value"])
         self._secrets[name] = value
         return value
@@ -153,11 +162,12 @@ class MembersMixin(SqliteBase):
                     f"{where}credential {redact(credential)} is already enrolled to member {row['member_id']!r}"
                 )
             return int(row["id"]), False
-        cur = c.execute(
-            "INSERT INTO credentials (member_id, credential, type, label, created_at) VALUES (?, ?, ?, ?, ?)",
+        row = c.execute(
+            "INSERT INTO credentials (member_id, credential, type, label, created_at) VALUES (?, ?, ?, ?, ?) "
+            "RETURNING id",
             (member_id, credential, credential.partition(":")[0], label, int(time.time())),
-        )
-        return int(cur.lastrowid or 0), True
+        ).fetchone()
+        return int(row["id"]), True
 
     def add_credential(self, member_id: str, credential: str, *, label: str | None = None) -> Credential:
         """Enroll a credential string to a member. Enrolling it again to the same member is
@@ -231,11 +241,11 @@ class MembersMixin(SqliteBase):
                     raise UnknownSite(f"site {site_id!r} has no door {unknown[0]!r}")
             cur = c.execute(
                 "INSERT INTO grants (member_id, site_id, doors, valid_from, valid_until, label) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (member_id, site_id, None if doors is None else json.dumps(list(doors)), valid_from,
                  valid_until, label),
             )
-            grant_id = int(cur.lastrowid or 0)
+            grant_id = int(cur.fetchone()["id"])
         return Grant(id=grant_id, member_id=member_id, site_id=site_id,
                      doors=None if doors is None else tuple(doors), valid_from=valid_from,
                      valid_until=valid_until, label=label)

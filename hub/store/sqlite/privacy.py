@@ -16,6 +16,7 @@ from ..types import Enrollment, StoredBooking, StoredEvent
 from .base import SqliteBase
 from .enroll import _COLS as _ENROLL_COLS
 from .enroll import _row as _enrollment
+from .members import quoted
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class PrivacyMixin(SqliteBase):
     def member_bookings(self, member_id: str) -> list[StoredBooking]:
         """The bookings the hub keeps for ``member_id`` (any status), by start."""
         with self._read() as c:
-            rows = c.execute(f"SELECT {', '.join(_BOOKING_FIELDS)} FROM bookings "  # noqa: S608
+            rows = c.execute(f"SELECT {', '.join(map(quoted, _BOOKING_FIELDS))} FROM bookings "  # noqa: S608
                              "WHERE member_id = ? ORDER BY start, id", (member_id,)).fetchall()
         return [StoredBooking(**{f: r[f] for f in _BOOKING_FIELDS}) for r in rows]
 
@@ -48,7 +49,7 @@ class PrivacyMixin(SqliteBase):
         """The stored events whose ``who`` is the pseudonym ``who``, oldest first."""
         with self._read() as c:
             rows = c.execute("SELECT site_id, seq, id, type, ts, received_at, payload, stream FROM events "
-                             "WHERE instr(payload, ?) > 0 ORDER BY ts, site_id, seq", (who,)).fetchall()
+                             "WHERE payload LIKE ? ORDER BY ts, site_id, seq", (f"%{who}%",)).fetchall()
         out = []
         for r in rows:
             try:

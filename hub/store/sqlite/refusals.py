@@ -30,7 +30,7 @@ class RefusalsMixin(SqliteBase):
         with self._write() as c:
             c.executemany(
                 "INSERT INTO site_refusals (site_id, kind, count, last_at, last_reason) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (site_id, kind) DO UPDATE SET count = count + excluded.count, "
+                "ON CONFLICT (site_id, kind) DO UPDATE SET count = site_refusals.count + excluded.count, "
                 "last_at = excluded.last_at, last_reason = excluded.last_reason",
                 rows,
             )

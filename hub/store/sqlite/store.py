@@ -42,7 +42,7 @@ from .events import EventsMixin
 from .feedback import FeedbackMixin
 from .fleet import FleetMixin
 from .keyring import KeyRingMixin
-from .members import MembersMixin, chunks, marks
+from .members import MembersMixin, chunks, marks, quoted
 from .nodes import NodesMixin
 from .privacy import PrivacyMixin
 from .push import PushMixin
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 # value travels as a parameter (hence the noqa: S608 below).
 
 _BOOKING_FIELDS = ("id", "resource_id", "member_id", "start", "end", "status", "updated_at", "pin", "source")
-_BOOKING_COLS = ", ".join(_BOOKING_FIELDS)
+#: ``end`` is a reserved word in PostgreSQL: the shared SQL quotes it.
+_BOOKING_COLS = ", ".join(map(quoted, _BOOKING_FIELDS))
 _FIELDS_THAT_MATTER = ("resource_id", "member_id", "start", "end", "status", "pin")
 
 #: A booking's row as a dict of its columns (``_BOOKING_FIELDS``).
@@ -86,8 +87,8 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             for s in sites:
                 self.upsert_site(s.id, s.name, s.doors)
                 keep = [r.id for r in s.rooms]
-                c.execute(f"DELETE FROM rooms WHERE site_id = ? AND id NOT IN ({marks(len(keep))})",  # noqa: S608
-                          (s.id, *keep))
+                gone = f" AND id NOT IN ({marks(len(keep))})" if keep else ""  # PostgreSQL refuses "IN ()"
+                c.execute(f"DELETE FROM rooms WHERE site_id = ?{gone}", (s.id, *keep))  # noqa: S608
                 for r in s.rooms:
                     self.upsert_room(s.id, r.id, name=r.name, capacity=r.capacity, doors=r.doors, resources=r.resources)
             c.execute("DELETE FROM rooms WHERE site_id IN (SELECT id FROM sites WHERE active = 0)")
@@ -118,7 +119,8 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             )
             c.execute("DELETE FROM room_resources WHERE site_id = ? AND room_id = ?", (site_id, room_id))
             c.executemany(
-                "INSERT OR REPLACE INTO room_resources (resource_id, site_id, room_id) VALUES (?, ?, ?)",
+                "INSERT INTO room_resources (resource_id, site_id, room_id) VALUES (?, ?, ?) ON CONFLICT "
+                "(resource_id) DO UPDATE SET site_id = excluded.site_id, room_id = excluded.room_id",
                 [(res, site_id, room_id) for res in resources],
             )
 
@@ -194,7 +196,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             c.executemany(
                 f"INSERT INTO bookings ({_BOOKING_COLS}) VALUES ({values}) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET resource_id = excluded.resource_id, member_id = excluded.member_id, "
-                "start = excluded.start, end = excluded.end, status = excluded.status, "
+                "start = excluded.start, \"end\" = excluded.\"end\", status = excluded.status, "
                 "updated_at = excluded.updated_at, pin = excluded.pin, source = excluded.source",
                 writes,
             )
@@ -223,7 +225,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             sql += "WHERE b.source = ? AND b.status = 'confirmed'"
             params: list[Any] = [source]
             if window is not None:
-                sql += " AND b.end > ? AND b.start < ?"
+                sql += ' AND b."end" > ? AND b.start < ?'
                 params += list(window)
             rows = [r for r in c.execute(sql, params).fetchall() if r["id"] not in present]
             gone = [(r["id"], r["site_id"]) for r in rows]
@@ -247,7 +249,7 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         only those with ``status`` when given. ``room_id`` is filled in."""
         cols = ", ".join(f"b.{col.strip()}" for col in _BOOKING_COLS.split(","))
         sql = (f"SELECT {cols}, r.room_id FROM room_resources r "  # noqa: S608
-               "JOIN bookings b ON b.resource_id = r.resource_id WHERE r.site_id = ? AND b.end > ? AND b.start < ?")
+               'JOIN bookings b ON b.resource_id = r.resource_id WHERE r.site_id = ? AND b."end" > ? AND b.start < ?')
         params: list[Any] = [site_id, t0, t1]
         if status is not None:
             sql += " AND b.status = ?"
@@ -261,14 +263,14 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         with self._read() as c:
             rows = c.execute(
                 "SELECT r.site_id FROM bookings b JOIN room_resources r ON r.resource_id = b.resource_id "
-                "WHERE b.member_id = ? AND b.end > ? UNION SELECT site_id FROM grants WHERE member_id = ?",
+                'WHERE b.member_id = ? AND b."end" > ? UNION SELECT site_id FROM grants WHERE member_id = ?',
                 (member_id, since, member_id),
             ).fetchall()
         return {r["site_id"] for r in rows}
 
     def purge_bookings(self, ended_before: int) -> int:
         with self._write() as c:
-            return c.execute("DELETE FROM bookings WHERE end < ?", (ended_before,)).rowcount
+            return c.execute('DELETE FROM bookings WHERE "end" < ?', (ended_before,)).rowcount
 
     # --- booking webhooks -------------------------------------------------------------------------
 
@@ -278,8 +280,8 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         ``forget_before`` are forgotten first."""
         with self._write() as c:
             c.execute("DELETE FROM webhook_signatures WHERE ts < ?", (forget_before,))
-            return c.execute("INSERT OR IGNORE INTO webhook_signatures (signature, ts, seen_at) VALUES (?, ?, ?)",
-                             (signature, ts, at)).rowcount == 1
+            return c.execute("INSERT INTO webhook_signatures (signature, ts, seen_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT (signature) DO NOTHING", (signature, ts, at)).rowcount == 1
 
     def forget_webhook_signature(self, signature: str) -> None:
         """Forget a signature whose booking could not be applied, so the platform may retry."""
@@ -301,8 +303,10 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
     def set_sync_state(self, state: SyncState) -> None:
         with self._write() as c:
             c.execute(
-                "INSERT OR REPLACE INTO sync_state (source, cursor, last_ok_at, last_error, last_error_at, "
-                "failures) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sync_state (source, cursor, last_ok_at, last_error, last_error_at, failures) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, "
+                "last_ok_at = excluded.last_ok_at, last_error = excluded.last_error, "
+                "last_error_at = excluded.last_error_at, failures = excluded.failures",
                 (state.source, state.cursor, state.last_ok_at, state.last_error, state.last_error_at,
                  state.failures),
             )

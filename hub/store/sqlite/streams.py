@@ -126,7 +126,7 @@ class StreamsMixin(SqliteBase):
         new_keys: set[tuple[str, int]] = set()
         unknown = 0
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO site_state (site_id) VALUES (?)", (site_id,))
+            c.execute("INSERT INTO site_state (site_id) VALUES (?) ON CONFLICT (site_id) DO NOTHING", (site_id,))
             site = c.execute("SELECT stream, quarantined FROM site_state WHERE site_id = ?", (site_id,)).fetchone()
             current, kept_aside = site["stream"], site["quarantined"]
             rows = {r["stream"]: r for r in c.execute(
@@ -153,16 +153,15 @@ class StreamsMixin(SqliteBase):
                 ev_seqs = sorted(s for s in events if st.fresh(s))
                 seqs = sorted(set(ev_seqs) | {s for s in q_seqs.get(name, ()) if st.fresh(s)})
                 ev_seqs = sorted(ev_seqs + late)  # counted already, when they were kept aside
-                before = c.total_changes
-                c.executemany(
-                    "INSERT OR IGNORE INTO events (site_id, stream, seq, id, type, ts, received_at, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                stored = c.executemany(
+                    "INSERT INTO events (site_id, stream, seq, id, type, ts, received_at, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site_id, stream, seq) DO NOTHING",
                     [(site_id, name, s, events[s].id, events[s].type, events[s].ts, now, events[s].payload)
                      for s in ev_seqs],
                 )
-                if c.total_changes - before != len(ev_seqs):  # the table held some the bookkeeping did not
+                if ev_seqs and stored.rowcount != len(ev_seqs):  # the table held some the bookkeeping did not
                     log.warning("site %s stream %r: %d events were in the table already", site_id, name,
-                                len(ev_seqs) - (c.total_changes - before))
+                                len(ev_seqs) - stored.rowcount)
                 new_keys.update((name, s) for s in ev_seqs)
                 unknown += sum(1 for s in ev_seqs if not events[s].known)
                 st.gaps, st.max_seq = advance(st.gaps, st.max_seq, seqs)

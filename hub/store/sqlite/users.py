@@ -41,11 +41,10 @@ class UsersMixin(SqliteBase):
         now = int(time.time())
         doc = None if sites is None else json.dumps(sorted(set(sites)))
         with self._write() as c:
-            try:
-                c.execute(f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
-                          (name, role, doc, password_hash, now, email))
-            except sqlite3.IntegrityError:
-                raise UserExists(f"a user {name!r} exists already") from None
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None:
+                raise UserExists(f"a user {name!r} exists already")
+            c.execute(f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+                      (name, role, doc, password_hash, now, email))
         log.info("dashboard user added (role %s)", role)
         return User(name=name, role=role, sites=None if doc is None else tuple(json.loads(doc)),
                     password_hash=password_hash, created_at=now, email=email)
@@ -135,8 +134,8 @@ class UsersMixin(SqliteBase):
                     wait = max(wait, rows[limit - 1]["at"] + window - at, 1e-3)
             if wait > 0:
                 return LoginAttempt(wait=wait)
-            ids = tuple(int(c.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, at)).lastrowid or 0)
-                        for key, _ in limits)
+            ids = tuple(int(c.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING rowid",
+                                      (key, at)).fetchone()["rowid"]) for key, _ in limits)
         return LoginAttempt(wait=None, ids=ids)
 
     def release_login_attempt(self, ids: Sequence[int]) -> None:

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta, Struct, field
 
 from wire.configfile import BrokerSection, load_toml, resolve_path
-from wire.fields import Ident
 from wire.keys import read_key_file, signing_key_from_seed
 
 from .alerts.settings import AlertsSection
+from .config_sites import RoomConfig, SiteConfig, check_sites
 from .errors import ConfigError
 from .ha_settings import HomeAssistantSection
 from .secrets import check_files, read_secret
@@ -38,10 +38,7 @@ from .store.url import sqlite_path, with_password_file
 if TYPE_CHECKING:
     from .booking.base import AdapterType
 
-ResourceId = Annotated[str, Meta(min_length=1, max_length=256)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
-#: A calendar feed; ``file://`` serves demos and tests.
-FeedUrl = Annotated[str, Meta(pattern=r"^(https?|file)://\S+$")]
 
 
 class HubSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -148,34 +145,6 @@ class BookingSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     retry_max_seconds: Annotated[float, Meta(gt=0, le=86400)] = 900.0
 
 
-class RoomConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: Ident
-    name: str = ""
-    capacity: Annotated[int, Meta(ge=0)] | None = None
-    #: Platform resource ids whose bookings are bookings of this room.
-    resources: list[ResourceId] = field(default_factory=list)
-    #: The doors a booking of this room opens.
-    doors: Annotated[list[Ident], Meta(min_length=1)]
-    ics_url: FeedUrl | None = None
-
-
-class SiteConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: Ident
-    name: str = ""
-    cred_key_file: str
-    #: All doors of the site (what a standing grant without doors opens); default: the
-    #: union of its rooms' doors.
-    doors: list[Ident] = field(default_factory=list)
-    no_show_minutes: Annotated[int, Meta(ge=1, le=1440)] | None = None
-    #: Show caretakers the names of who is in (admins always see them); otherwise
-    #: caretakers see counts only.
-    show_names: bool = False
-    rooms: list[RoomConfig] = field(default_factory=list)
-
-    def room(self, room_id: str) -> RoomConfig:
-        return next(r for r in self.rooms if r.id == room_id)
-
-
 class HubConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     hub: HubSection
     mqtt: MqttSection
@@ -277,58 +246,8 @@ def _booking_adapter(cfg: HubConfig, f: str) -> AdapterType:
 
 def _check_sites(cfg: HubConfig, f: str) -> HubConfig:
     """Cross-references between sites, rooms, doors and resources; fills defaults."""
-    err = ConfigError
-    # A room without resources gets its adapter's synthetic one (ICS), if the adapter has one.
-    room_resource = _booking_adapter(cfg, f).room_resource
-    seen_sites: set[str] = set()
-    owner: dict[str, str] = {}
-    sites: list[SiteConfig] = []
-    for i, s in enumerate(cfg.sites):
-        key = f"sites[{i}]"
-        if s.id in seen_sites:
-            raise err(f, f"{key}.id", f"site {s.id!r} is configured twice")
-        if s.id == cfg.mqtt.broker_user:
-            raise err(f, f"{key}.id", f"site id {s.id!r} is the hub's own broker user name ([mqtt] username): "
-                      "the broker would give that site the hub's rights over every site")
-        cid = cfg.mqtt.client_id
-        if s.id == cid or s.id.startswith(cid + "-"):
-            raise err(f, f"{key}.id", f"site id {s.id!r} is a client id of the hub ([mqtt] client_id {cid!r}, "
-                      f"and {cid!r}-... for its command line): the broker gives each site its id as client id, "
-                      "so that site would throw the hub off")
-        seen_sites.add(s.id)
-        rooms: list[RoomConfig] = []
-        room_ids: set[str] = set()
-        for j, room in enumerate(s.rooms):
-            rkey = f"{key}.rooms[{j}]"
-            if room.id in room_ids:
-                raise err(f, f"{rkey}.id", f"room {room.id!r} appears twice in site {s.id!r}")
-            room_ids.add(room.id)
-            if len(set(room.doors)) != len(room.doors):
-                raise err(f, f"{rkey}.doors", "a door is listed twice")
-            if s.doors:
-                missing = [d for d in room.doors if d not in s.doors]
-                if missing:
-                    raise err(f, f"{rkey}.doors", f"door {missing[0]!r} is not in the site's doors")
-            resources = list(room.resources)
-            if not resources:
-                if room_resource is None:
-                    raise err(
-                        f, f"{rkey}.resources",
-                        "no platform resource is mapped to this room, so no booking can open its doors",
-                    )
-                resources = [room_resource(s.id, room.id)]
-            for k, res in enumerate(resources):
-                where = f"site {s.id!r} room {room.id!r}"
-                if res in owner:
-                    raise err(f, f"{rkey}.resources[{k}]", f"resource {res!r} is already mapped to {owner[res]}")
-                owner[res] = where
-            rooms.append(msgspec.structs.replace(room, resources=resources))
-        doors = list(s.doors)
-        if len(set(doors)) != len(doors):
-            raise err(f, f"{key}.doors", "a door is listed twice")
-        if not doors:
-            doors = list(dict.fromkeys(d for room in rooms for d in room.doors))
-        sites.append(msgspec.structs.replace(s, doors=doors, rooms=rooms))
+    sites = check_sites(cfg.sites, f, broker_user=cfg.mqtt.broker_user, client_id=cfg.mqtt.client_id,
+                        room_resource=_booking_adapter(cfg, f).room_resource)
     return msgspec.structs.replace(cfg, sites=sites)
 
 

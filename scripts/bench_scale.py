@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import logging
 import os
 import shutil
@@ -42,6 +43,7 @@ from testkit.report import report
 from testkit.scale_county import (
     ScaleCounty,
     expected_entries,
+    hub_views,
     latest_versions,
     make_bookings,
     make_scale_county,
@@ -88,19 +90,25 @@ def ingest_hub(fleet: Fleet, sc: ScaleCounty, events: int) -> dict[str, Any]:
 
 
 def sync_phase(fleet: Fleet, platform: BookingPlatform, url: str, sc: ScaleCounty, bookings: list[dict[str, Any]],
-               want: dict[str, int], timeout: float) -> dict[str, Any]:
-    """Load ``bookings`` at the platform; until every site holds ``want`` entries."""
+               want: dict[str, int], timeout: float, *, touch: bool) -> dict[str, Any]:
+    """Load ``bookings`` at the platform (``touch``: changed now, else at their
+    ``updated_at``); until every site holds ``want`` entries."""
     before = fleet.snapshot()
     t_load = time.time()
-    platform.load(bookings)
+    platform.load(bookings, touch=touch)
     reps = fleet.wait(lambda reps: all(r.entries == want[r.site] for r in reps), timeout,
                       what="every site holding its bookings", interval=0.5)
-    calls = [c.at for c in platform.listing_calls() if c.at >= t_load]
-    t0 = calls[0]
+    # Settled: the hub has taken every site's ack (the next round starts from what it knows).
+    wait_for(lambda: hub_views(url, sc.sites) == {r.site: r.version for r in reps}, timeout, interval=0.5,
+             what="the hub recording every site's version")
+    calls = [c for c in platform.listing_calls() if c.at >= t_load]
+    t0 = calls[0].at
+    # The sync's pages: up to the next listing that starts over (no page token).
+    pages = [calls[0], *itertools.takewhile(lambda c: "page_token" in c.query, calls[1:])]
     latest = latest_versions(url, sc.sites)
     return {
         "bookings": len(bookings), "seconds_to_first_page": t0 - t_load,
-        "seconds_paging": max(calls) - t0, "pages_read": len(calls),
+        "seconds_paging": pages[-1].at - t0, "pages_read": len(pages),
         "seconds_to_last_received": max(r.received_at for r in reps) - t0,
         "seconds_to_all_applied": max(r.applied_at for r in reps) - t0,
         "all_at_latest": all(r.version == latest[r.site] for r in reps),
@@ -169,7 +177,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             results["ingest"] = ingest_bare(sc, args.per_process, args.events)
             print(f"hub: {args.nodes} node(s) ...", flush=True)
             with HubNodes(sc.county.hub_config_path, args.nodes, store=args.store,
-                          log_level=args.hub_log_level) as nodes:
+                          log_level=args.hub_log_level, profile=args.profile_hub) as nodes:
                 wait_for(platform.listing_calls, 60, what="the hub's first sync")
                 rss0 = nodes.rss()
                 print("sites connecting ...", flush=True)
@@ -183,13 +191,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     print("ingest: hub ...", flush=True)
                     results["ingest"].update(ingest_hub(fleet, sc, args.events))
                     print(f"sync: {args.bookings:,} bookings ...", flush=True)
-                    results["sync"] = sync_phase(fleet, platform, url, sc, bookings, want, args.timeout)
+                    results["sync"] = sync_phase(fleet, platform, url, sc, bookings, want, args.timeout, touch=False)
                     results["memory"]["hub_rss_after_sync"] = nodes.rss()
                     changed = bookings[: min(100, args.sites, len(bookings))]
                     cancelled = [{**b, "status": "cancelled"} for b in changed]
                     want2 = expected_entries(sc, [b for b in bookings[len(changed):]] + cancelled)
                     print(f"delta: {len(changed)} bookings cancelled ...", flush=True)
-                    results["delta"] = sync_phase(fleet, platform, url, sc, cancelled, want2, args.timeout)
+                    results["delta"] = sync_phase(fleet, platform, url, sc, cancelled, want2, args.timeout, touch=True)
                     print("broker restart ...", flush=True)
                     results["storm"] = storm(fleet, nodes, url, sc, args.timeout)
                     results["memory"]["broker_rss_after"] = rss_bytes(sc.broker.proc.pid) if sc.broker.proc else None
@@ -239,7 +247,8 @@ def main() -> int:
     ap.add_argument("--page-size", type=int, default=2000, help="bookings per platform page")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each phase")
     ap.add_argument("--hub-log-level", default="info", choices=["debug", "info", "warning", "error"])
-    ap.add_argument("--keep", action="store_true", help="keep the working directory (logs, store)")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory (logs, store, profiles)")
+    ap.add_argument("--profile-hub", action="store_true", help="run the hub nodes under cProfile (use with --keep)")
     ap.add_argument("--out", default="bench-results/bench_scale.json")
     args = ap.parse_args()
     if args.sites < 1 or args.bookings < 1 or args.events < 1 or args.nodes < 1:

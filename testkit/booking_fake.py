@@ -125,11 +125,13 @@ class BookingPlatform:
             self._generation += 1
             return b
 
-    def load(self, bookings: list[dict[str, Any]]) -> int:
-        """Add or replace many bookings at once, each touched as ``put`` does: a listing
-        sees all of them or none. The number of bookings held after."""
+    def load(self, bookings: list[dict[str, Any]], *, touch: bool = True) -> int:
+        """Add or replace many bookings at once, each touched as ``put`` does (``touch``
+        False keeps an ``updated_at`` they have): a listing sees all of them or none. The
+        number of bookings held after."""
         with self.lock:
-            stamped = [{**b, "updated_at": iso(self.now())} for b in bookings]
+            stamped = [{**b, "updated_at": iso(self.now())} if touch or "updated_at" not in b else dict(b)
+                       for b in bookings]
             self.bookings.update((str(b.get("id")), b) for b in stamped)
             self._generation += 1
             return len(self.bookings)

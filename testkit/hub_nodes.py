@@ -72,6 +72,10 @@ class HubNode:
     def rss(self) -> int:
         return rss_bytes(self.pid)
 
+    @property
+    def profile_path(self) -> Path:
+        return self.config_path.with_suffix(".prof")
+
     def log_tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -82,12 +86,16 @@ class HubNode:
 class HubNodes:
     """``n`` hub processes on the configuration at ``config_path``."""
 
-    def __init__(self, config_path: Path, n: int = 1, *, store: str | None = None, log_level: str = "info") -> None:
+    def __init__(self, config_path: Path, n: int = 1, *, store: str | None = None, log_level: str = "info",
+                 profile: bool = False) -> None:
+        """``profile``: run each node under cProfile (its main thread, the hub's loop), the
+        statistics written beside its config as ``*.prof`` when it stops."""
         if n < 1:
             raise ValueError("at least one hub node")
         self.config_path = config_path
         self.store = store
         self.log_level = log_level
+        self.profile = profile
         base = tomllib.loads(config_path.read_text())
         self.nodes: list[HubNode] = []
         for i in range(n):
@@ -110,8 +118,10 @@ class HubNodes:
                                                         env.get("PYTHONPATH")) if p)
         for node in self.nodes:
             log = node.log_path.open("ab")
+            prof = ["-m", "cProfile", "-o", str(node.profile_path)] if self.profile else []
             node.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "run", "--config", str(node.config_path), "--log-level", self.log_level],
+                [sys.executable, *prof, "-m", "hub", "run", "--config", str(node.config_path),
+                 "--log-level", self.log_level],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
             log.close()
         for node in self.nodes:

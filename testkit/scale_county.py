@@ -78,15 +78,19 @@ def seed_members(store_url: str, members: int) -> None:
 def make_bookings(sc: ScaleCounty, n: int, members: int, *, prefix: str = "bk",
                   now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """``n`` confirmed two-hour bookings, round robin over the sites, starting between 12 h
-    ago and 5 days ahead (inside the cache window), by members ``m-{i % members}``."""
-    t = (now or dt.datetime.now(dt.UTC)).replace(minute=0, second=0, microsecond=0)
+    ago and 5 days ahead (inside the cache window), by members ``m-{i % members}``, last
+    changed at times spread over the past hour (as a platform's bookings are: a sync that
+    follows reads only the few changed in the newest second again)."""
+    real = now or dt.datetime.now(dt.UTC)
+    t = real.replace(minute=0, second=0, microsecond=0)
     out = []
     n_sites = len(sc.sites)
     for i in range(n):
         start = t + dt.timedelta(hours=(i // n_sites) % 132 - 12)
         out.append({"id": f"{prefix}-{i}", "resource_id": sc.county.resource(sc.sites[i % n_sites]),
                     "member_id": f"m-{i % members}", "start": iso(start),
-                    "end": iso(start + dt.timedelta(hours=2)), "status": "confirmed", "pin": None})
+                    "end": iso(start + dt.timedelta(hours=2)), "status": "confirmed", "pin": None,
+                    "updated_at": iso(real - dt.timedelta(seconds=3600 * (n - i) / n))})
     return out
 
 
@@ -114,3 +118,16 @@ def store_url(sc: ScaleCounty) -> str:
     from hub import config as hub_config
 
     return hub_config.load(sc.county.hub_config_path).hub.store_url
+
+
+def hub_views(store_url: str, sites: tuple[str, ...]) -> dict[str, int | None]:
+    """Site → the cache version the hub's store records the site holding (its acks and
+    statuses), None when it records none."""
+    from hub.store import open_store
+
+    store = open_store(store_url)
+    try:
+        states = {s: store.site_state(s) for s in sites}
+    finally:
+        store.close()
+    return {s: (st.cache_version if st is not None else None) for s, st in states.items()}

@@ -122,3 +122,38 @@ def test_simulated_sites_follow_the_real_hub_and_a_broker_restart_resends_no_ful
                 again = r.fulls_retained - before[r.site].fulls_retained
                 assert r.refused == ({"stale_version": again} if again else {})
                 assert r.version == latest[r.site]
+
+
+def test_the_booking_fakes_index_serves_what_a_plain_listing_serves() -> None:
+    import datetime as dt
+    import json
+    import urllib.request
+
+    def listing(p: BookingPlatform, since: str | None) -> list[str]:
+        ids, token = [], None
+        while True:
+            q = "&".join(f"{k}={v}" for k, v in (("updated_since", since), ("page_token", token)) if v)
+            req = urllib.request.Request(f"{p.base_url}/api/v1/bookings?{q}",
+                                         headers={"Authorization": f"Bearer {p.token}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                doc = json.loads(resp.read())
+            ids += [b["id"] for b in doc["items"]]
+            token = doc["next_page_token"]
+            if token is None:
+                return ids
+
+    t = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
+    rows = [{"id": f"b{i}", "resource_id": "r", "member_id": "m", "start": "2026-11-20T09:00:00Z",
+             "end": "2026-11-20T10:00:00Z", "status": "confirmed",
+             "updated_at": (t + dt.timedelta(seconds=i % 7)).isoformat().replace("+00:00", "Z")} for i in range(25)]
+    with BookingPlatform(page_size=4, indexed=True) as fast, BookingPlatform(page_size=4) as plain:
+        for p in (fast, plain):
+            p.load(rows, touch=False)
+        since = "2026-11-20T09:00:03Z"
+        assert listing(fast, None) == listing(plain, None) and len(listing(fast, None)) == 25
+        assert listing(fast, since) == listing(plain, since) and len(listing(fast, since)) == 13
+        for p in (fast, plain):
+            p.cancel("b1")  # changed now: the index follows
+            p.load([{**rows[2], "status": "cancelled"}])
+        assert listing(fast, since) == listing(plain, since)
+        assert listing(fast, since)[-2:] == ["b1", "b2"]

@@ -92,16 +92,14 @@ class SiteReport:
     connects: int = 0
     #: Connection attempts refused or failed (broker down, login refused).
     connect_failures: int = 0
-    #: When the last CONNACK arrived, and whether the broker had kept the session.
-    connected_at: float = 0.0
+    connected_at: float = 0.0  # the last CONNACK; session_present: the broker had kept the session
     session_present: bool = False
     version: int | None = None
     entries: int = 0
     #: When the held version was applied, and when the message that carried it arrived.
     applied_at: float = 0.0
     received_at: float = 0.0
-    #: Envelopes received on ``cache`` and ``cache/delta``; signatures verified.
-    fulls: int = 0
+    fulls: int = 0  # envelopes received on ``cache`` and ``cache/delta``; ``verified``: signatures that held
     deltas: int = 0
     #: Of ``fulls``: those the broker delivered as retained (a new subscription), not
     #: published by the hub to a subscription the site held.
@@ -115,8 +113,7 @@ class SiteReport:
     #: The last seq emitted on ``stream`` and the highest ``upto`` the hub acknowledged.
     seq: int = 0
     acked: int = 0
-    #: When ``acked`` first reached ``seq`` (0.0: events are outstanding).
-    all_acked_at: float = 0.0
+    all_acked_at: float = 0.0  # when ``acked`` reached ``seq`` (0.0: events are outstanding)
 
 
 def raise_fd_limit(want: int) -> int:
@@ -325,8 +322,7 @@ class SiteLoop:
     """A few hundred ``SimSite`` clients in one selector loop (one thread). ``poll`` does
     one round of network work; ``run_until`` repeats it."""
 
-    #: Connection attempts started per round: a loop of hundreds of sites does not stall
-    #: its reads while it dials.
+    #: Connection attempts per round: hundreds of sites dialling do not stall the reads.
     DIALS_PER_ROUND = 50
 
     def __init__(self, cfg: SimConfig, logins: list[SiteLogin]) -> None:

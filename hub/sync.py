@@ -121,7 +121,7 @@ class BookingSync:
                  policy: HttpPolicy | None = None) -> None:
         self.cfg = cfg
         self.store = store
-        self._emails: dict[str, str] = {}
+        self._emails: dict[str, str] | None = None
         self._owns = adapter is None
         self.adapter = adapter if adapter is not None else build_adapter(cfg, self._member_by_email, policy=policy)
         self.source: str = getattr(self.adapter, "source", cfg.booking.adapter)
@@ -130,10 +130,14 @@ class BookingSync:
         self.wording: Wording = getattr(self.adapter, "wording", Wording())
 
     def _member_by_email(self, email: str) -> str | None:
+        if self._emails is None:  # read once per sync, and only by an adapter that asks (ICS)
+            self._emails = {m.email.lower(): m.id for m in self.store.members() if m.email}
         return self._emails.get(email.lower())
 
     def _refresh_members(self) -> None:
-        self._emails = {m.email.lower(): m.id for m in self.store.members() if m.email}
+        """Forget the e-mail map: the next lookup reads the members as they are now. A
+        platform that never resolves addresses (REST) costs no read of every member."""
+        self._emails = None
 
     def run_once(self, now: float | None = None, progress: Progress | None = None) -> SyncReport:
         """Sync once; never raises SyncError (it is recorded and returned as ``ok=False``)."""

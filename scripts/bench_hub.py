@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime as dt
+import functools
 import logging
 import os
 import shutil
@@ -23,111 +23,27 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from testkit.booking_fake import BookingPlatform, iso
 from testkit.broker import Mosquitto
 from testkit.county import HubThread, make_county
+from testkit.ingest_bench import acked_seconds, bare_rate, client, make_events, publish_all
 from testkit.report import report
 from testkit.util import wait_for
-from wire import messages as m
-from wire.topics import Kind, topic
-
-
-def _client(broker: Mosquitto, name: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-                    protocol=MQTTProtocolVersion.MQTTv5)
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    return c
-
-
-def publish_all(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> None:
-    """One publisher for both measurements: QoS 1, as sites publish."""
-    c = _client(broker, "bench-pub")
-    try:
-        # Message ids are 16 bits: keep well under 65,535 unacknowledged publishes.
-        window: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
-        for t, p in payloads:
-            if len(window) >= 20_000:
-                window.popleft().wait_for_publish(60)
-            window.append(c.publish(t, p, qos=1))
-        for info in window:
-            info.wait_for_publish(60)
-    finally:
-        c.disconnect()
-        c.loop_stop()
-
-
-def make_events(prefix: str, sites: int, per_site: int) -> list[tuple[str, bytes]]:
-    out = []
-    for seq in range(1, per_site + 1):
-        for s in range(sites):
-            site = f"{prefix}{s:03d}"
-            ev = m.AccessDenied(id=uuid.uuid4().hex, site=site, seq=seq, boot="bench", ts=1_800_000_000.0 + seq,
-                                clock_synced=True, door="eingang", cred="0" * 32, reason="unknown_credential")
-            out.append((topic(site, Kind.EVENT), m.encode(ev)))
-    return out
-
-
-def bench_bare(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
-    done = threading.Event()
-    count = [0]
-
-    def on_message(c: Any, u: Any, msg: Any) -> None:
-        count[0] += 1
-        if count[0] == len(payloads):
-            done.set()
-
-    sub = _client(broker, "bench-bare")
-    sub.on_message = on_message
-    sub.subscribe("torwart/v1/site/+/event", qos=1)
-    time.sleep(0.3)  # benchmark warm-up: let SUBACK settle before the clock starts
-    t0 = time.perf_counter()
-    publish_all(broker, payloads)
-    done.wait(300)
-    elapsed = time.perf_counter() - t0
-    sub.disconnect()
-    sub.loop_stop()
-    return len(payloads) / elapsed
 
 
 def bench_hub_ingest(tmp: Path, broker: Mosquitto, platform: BookingPlatform, sites: int, per_site: int,
                      payloads: list[tuple[str, bytes]]) -> dict[str, Any]:
     ids = tuple(f"h{s:03d}" for s in range(sites))
     county = make_county(tmp / "ingest", broker, platform, ids)
-    acked: dict[str, int] = {}
-    done = threading.Event()
-
-    def on_ack(c: Any, u: Any, msg: Any) -> None:
-        site = msg.topic.split("/")[3]
-        acked[site] = max(acked.get(site, 0), m.decode(msg.payload, m.EventAck).upto)
-        if len(acked) == sites and min(acked.values()) == per_site:
-            done.set()
-
-    watcher = _client(broker, "bench-acks")
-    watcher.on_message = on_ack
-    watcher.subscribe("torwart/v1/site/+/event/ack", qos=1)
     with HubThread(county) as hub:
         wait_for(lambda: hub.service.link.connected, 20, what="hub connected")
-        time.sleep(0.3)  # benchmark warm-up, as for the bare subscriber
-        t0 = time.perf_counter()
-        publish_all(broker, payloads)
-        ok = done.wait(600)
-        elapsed = time.perf_counter() - t0
+        elapsed, ok = acked_seconds(broker, lambda: publish_all(broker, payloads), dict.fromkeys(ids, per_site))
         stats = hub.service.ingest.stats
-        result = {"events": len(payloads), "seconds": elapsed, "per_second": len(payloads) / elapsed,
-                  "complete": ok, "batches": stats.batches, "stored": stats.events_new}
-    watcher.disconnect()
-    watcher.loop_stop()
-    return result
+        return {"events": len(payloads), "seconds": elapsed, "per_second": len(payloads) / elapsed,
+                "complete": ok, "batches": stats.batches, "stored": stats.events_new}
 
 
 def bench_county(tmp: Path, broker: Mosquitto, n_sites: int, n_bookings: int) -> dict[str, Any]:
@@ -166,7 +82,7 @@ def bench_county(tmp: Path, broker: Mosquitto, n_sites: int, n_bookings: int) ->
         with HubThread(county) as hub:
             svc = hub.service
             wait_for(lambda: svc.link.connected, 20, what="hub connected")
-            watcher = _client(broker, "bench-cache")
+            watcher = client(broker, "bench-cache")
             watcher.on_message = on_cache
             fulls_before = svc.hub.publisher.fulls
             t0 = time.perf_counter()
@@ -247,7 +163,8 @@ def main() -> int:
             bare, hub = [], []
             for r in range(args.rounds):
                 print(f"ingest round {r + 1}: {args.sites} sites x {args.events} events ...", flush=True)
-                bare.append(bench_bare(broker, make_events(f"b{r}x", args.sites, args.events)))
+                events = make_events(f"b{r}x", args.sites, args.events)
+                bare.append(bare_rate(broker, functools.partial(publish_all, broker, events), len(events)))
                 res = bench_hub_ingest(tmp / f"r{r}", broker, platform, args.sites, args.events,
                                        make_events("h", args.sites, args.events))
                 hub.append(res["per_second"])

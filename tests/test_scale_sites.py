@@ -1,0 +1,159 @@
+"""The simulated sites of the scale benchmark (testkit.scale_sites): what one site does
+with signed caches, and, at tiny scale against the real hub on a real broker, that every
+site verifies and holds the latest version, follows deltas, gets its events acknowledged,
+and is sent no full cache again after a broker restart when it holds the latest."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from testkit.booking_fake import BookingPlatform
+from testkit.hub_nodes import HubNodes
+from testkit.scale_county import (
+    expected_entries,
+    latest_versions,
+    make_bookings,
+    make_scale_county,
+    seed_members,
+    store_url,
+)
+from testkit.scale_fleet import Fleet
+from testkit.scale_sites import SimConfig, SimSite, SiteLogin, SiteLoop
+from wire import envelope
+from wire import messages as m
+from wire.keys import public_key_b64
+from wire.topics import Kind
+
+
+def _entry(i: int) -> m.Entry:
+    return m.Entry(id=f"bk-{i}:{i:016x}", cred=f"{i:032x}", doors=["eingang"], from_=None, until=None,
+                   who="w", ref=f"bk-{i}", room=None)
+
+
+def _site(key: Ed25519PrivateKey) -> SimSite:
+    loop = SiteLoop(SimConfig("127.0.0.1", 1, public_key_b64(key)), [SiteLogin("alpha")])
+    return loop.sites[0]
+
+
+def _full(key: Ed25519PrivateKey, version: int, ids: range, site: str = "alpha") -> bytes:
+    return envelope.sign(m.CacheFull(site=site, version=version, issued_at=1, expires_at=2,
+                                     entries=[_entry(i) for i in ids]), key)
+
+
+def _delta(key: Ed25519PrivateKey, version: int, base: int, upsert: range, remove: list[int]) -> bytes:
+    return envelope.sign(m.CacheDelta(site="alpha", version=version, base_version=base, issued_at=1, expires_at=2,
+                                      upsert=[_entry(i) for i in upsert], remove=[_entry(i).id for i in remove]), key)
+
+
+def test_a_simulated_site_applies_only_what_it_verified_and_asks_for_a_full_on_a_foreign_base() -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    site = _site(key)
+    site._cache(Kind.CACHE, _full(other, 5, range(3)))  # signed by a key the site does not trust
+    site._cache(Kind.CACHE, _full(key, 5, range(3), site="beta"))  # another site's cache
+    forged = m.decode(_full(key, 5, range(3)), envelope.Envelope)
+    tampered = m.encode(envelope.Envelope(alg="Ed25519", kid=forged.kid, enc=forged.enc, sig=forged.sig,
+                                          body=base64.b64encode(b"x" + base64.b64decode(forged.body)).decode()))
+    site._cache(Kind.CACHE, tampered)
+    assert site.r.version is None and site.r.verified == 1
+    assert site.r.refused == {"unknown_key": 1, "wrong_site": 1, "bad_signature": 1}
+
+    site._cache(Kind.CACHE, _full(key, 5, range(3)))
+    assert (site.r.version, site.r.entries, site.r.applied_fulls) == (5, 3, 1)
+    site._cache(Kind.CACHE_DELTA, _delta(key, 7, 6, range(3, 5), []))  # based on a version it never held
+    assert site.r.refused["base_mismatch"] == 1 and site.r.version == 5
+    site._cache(Kind.CACHE_DELTA, _delta(key, 6, 5, range(2, 5), [2, 0]))  # a removal wins over its upsert
+    assert (site.r.version, site.ids) == (6, {_entry(1).id, _entry(3).id, _entry(4).id})
+    site._cache(Kind.CACHE, _full(key, 6, range(9)))  # a repeated version: stale, nothing changes
+    assert site.r.refused["stale_version"] == 1 and site.r.entries == 3
+    assert site.r.seq == 7 and len(site.pending) == 7  # one cache event per envelope, kept until acked
+
+
+def test_simulated_sites_follow_the_real_hub_and_a_broker_restart_resends_no_full(tmp_path: Path) -> None:
+    with BookingPlatform(page_size=500, indexed=True) as platform:
+        sc = make_scale_county(tmp_path, platform, 20)
+        url = store_url(sc)
+        seed_members(url, 400)
+        with sc.broker, HubNodes(sc.county.hub_config_path, log_level="warning") as nodes, \
+                Fleet(sc.sim_config(), sc.logins(), per_process=10) as fleet:
+            # The hub's first (empty) caches, verified and applied by every site.
+            first = fleet.wait(lambda reps: all(r.version is not None for r in reps), 60, what="first caches")
+            assert all(r.applied_fulls == 1 and r.refused == {} for r in first)
+
+            bookings = make_bookings(sc, 2000, 400)
+            platform.load(bookings, touch=False)
+            want = expected_entries(sc, bookings)
+            assert sum(want.values()) == 2000
+            reps = fleet.wait(lambda reps: all(r.entries == want[r.site] for r in reps), 90, what="bookings")
+            latest = latest_versions(url, sc.sites)
+            assert {r.site: r.version for r in reps} == latest
+
+            # One booking cancelled at each of 5 sites: a delta, applied on its base.
+            for b in bookings[:5]:
+                platform.cancel(b["id"])
+            want.update({s: want[s] - 1 for s in sc.sites[:5]})
+            reps = fleet.wait(lambda reps: all(r.entries == want[r.site] for r in reps), 60, what="deltas")
+            assert all(r.applied_deltas >= 1 for r in reps[:5])
+            assert {r.site: r.version for r in reps} == latest_versions(url, sc.sites)
+
+            # Events: stored and acknowledged by the hub, per site stream.
+            fleet.badge(3)
+            fleet.wait(lambda reps: all(r.seq and r.acked == r.seq for r in reps), 60, what="event acks")
+
+            before = {r.site: r for r in fleet.snapshot()}
+            latest = latest_versions(url, sc.sites)
+            assert all(before[s].version == latest[s] for s in sc.sites)
+            t0 = time.time()
+            sc.broker.restart()
+            after = fleet.wait(lambda reps: all(r.connected and r.connected_at > t0 for r in reps)
+                               and nodes.all_connected(), 90, what="every site and the hub back")
+            # Whatever a hub would send late has arrived once the sites' statuses were answered.
+            fleet.badge(1)
+            after = fleet.wait(lambda reps: all(r.acked == r.seq for r in reps), 60, what="event acks after")
+            # The hub re-sent no full cache; what the broker hands a site again as retained (it
+            # restores no session that started clean: Mosquitto 2.0.11) is refused as stale.
+            resent = {r.site: (r.fulls - r.fulls_retained) - (b.fulls - b.fulls_retained)
+                      for r in after for b in [before[r.site]]}
+            assert resent == dict.fromkeys(sc.sites, 0)
+            for r in after:
+                again = r.fulls_retained - before[r.site].fulls_retained
+                assert r.refused == ({"stale_version": again} if again else {})
+                assert r.version == latest[r.site]
+
+
+def test_the_booking_fakes_index_serves_what_a_plain_listing_serves() -> None:
+    import datetime as dt
+    import json
+    import urllib.request
+
+    def listing(p: BookingPlatform, since: str | None) -> list[str]:
+        ids, token = [], None
+        while True:
+            q = "&".join(f"{k}={v}" for k, v in (("updated_since", since), ("page_token", token)) if v)
+            req = urllib.request.Request(f"{p.base_url}/api/v1/bookings?{q}",
+                                         headers={"Authorization": f"Bearer {p.token}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                doc = json.loads(resp.read())
+            ids += [b["id"] for b in doc["items"]]
+            token = doc["next_page_token"]
+            if token is None:
+                return ids
+
+    t = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
+    rows = [{"id": f"b{i}", "resource_id": "r", "member_id": "m", "start": "2026-11-20T09:00:00Z",
+             "end": "2026-11-20T10:00:00Z", "status": "confirmed",
+             "updated_at": (t + dt.timedelta(seconds=i % 7)).isoformat().replace("+00:00", "Z")} for i in range(25)]
+    with BookingPlatform(page_size=4, indexed=True) as fast, BookingPlatform(page_size=4) as plain:
+        for p in (fast, plain):
+            p.load(rows, touch=False)
+        since = "2026-11-20T09:00:03Z"
+        assert listing(fast, None) == listing(plain, None) and len(listing(fast, None)) == 25
+        assert listing(fast, since) == listing(plain, since) and len(listing(fast, since)) == 13
+        for p in (fast, plain):
+            p.cancel("b1")  # changed now: the index follows
+            p.load([{**rows[2], "status": "cancelled"}])
+        assert listing(fast, since) == listing(plain, since)
+        assert listing(fast, since)[-2:] == ["b1", "b2"]

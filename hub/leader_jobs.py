@@ -6,7 +6,7 @@ The scheduled singleton jobs (booking sync, watching and publishing cache versio
 periodic rebuild, retention, no-show release, the alerts' offline check) go through
 ``_as_leader``: posted only while this node leads, and run only if it still does when
 their turn on the main loop comes. The worker threads (check-in delivery, the alert
-mailer and webhook sender) are started by ``_gained`` and stopped by ``_lost``, which the lease's threads
+mailer, webhook and Web Push senders) are started by ``_gained`` and stopped by ``_lost``, which the lease's threads
 call the moment the lease is taken or ends.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
+from .alerts.pusher import PushSender
 from .alerts.webhooks import WebhookSender
 from .changes import KEEP_SECONDS
 from .config import HubConfig
@@ -52,6 +53,7 @@ class LeaderJobs:
     alerter: Alerter | None
     mailer: Mailer | None
     webhooks: WebhookSender | None
+    pusher: PushSender | None
     _lead_lock: threading.Lock
     _sync_job: Any
     _retention_job: Any
@@ -97,6 +99,9 @@ class LeaderJobs:
             if self.webhooks is None and self.cfg.alerts is not None and self.cfg.alerts.webhooks:
                 self.webhooks = WebhookSender(self.cfg)
                 self.webhooks.start()
+            if self.pusher is None and self.alerter is not None:
+                self.pusher = PushSender(self.cfg)
+                self.pusher.start()
             self.feedback.start_delivery()
             resumed, self._led_term = self._led_term == term, term
         if resumed:  # a renewal came late, and nobody took the lease meanwhile
@@ -127,8 +132,8 @@ class LeaderJobs:
         log.warning("not the leader any more (term %d ended: %s): the leader's jobs stop on this node", term, why)
         with self._lead_lock:
             self.feedback.stop_delivery()
-            workers = (self.mailer, self.webhooks)
-            self.mailer = self.webhooks = None
+            workers = (self.mailer, self.webhooks, self.pusher)
+            self.mailer = self.webhooks = self.pusher = None
         for worker in workers:
             if worker is not None:
                 worker.stop()

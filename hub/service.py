@@ -48,6 +48,7 @@ from wire.topics import Kind
 from . import ha_control, homeassistant
 from .alerts.alerter import Alerter
 from .alerts.mailer import Mailer
+from .alerts.pusher import PushSender
 from .alerts.webhooks import WebhookSender
 from .changes import ChangeFeed
 from .config import HubConfig
@@ -95,6 +96,8 @@ class HubService(LeaderJobs):
         self.mailer: Mailer | None = None
         #: Alerts as signed webhooks, with ``[[alerts.webhooks]]`` only.
         self.webhooks: WebhookSender | None = None
+        #: Alerts as Web Push notifications, with ``[alerts]``.
+        self.pusher: PushSender | None = None
         #: This node's heartbeat and lease; the change feed to and from the other nodes.
         self.leadership = Leadership(cfg, self.node, on_gain=self._gained, on_loss=self._lost)
         self.changes: ChangeFeed | None = None
@@ -186,7 +189,7 @@ class HubService(LeaderJobs):
     def _wake_delivery(self) -> None:
         """Something was queued: every channel's worker looks (each takes its own rows; the
         leader's: on another node the leader's workers poll the queue)."""
-        for worker in (self.mailer, self.webhooks):
+        for worker in (self.mailer, self.webhooks, self.pusher):
             if worker is not None:
                 worker.wake()
 
@@ -207,10 +210,9 @@ class HubService(LeaderJobs):
             self.link.stop()
         if hasattr(self, "feedback"):
             self.feedback.close()
-        if self.mailer is not None:
-            self.mailer.stop()
-        if self.webhooks is not None:
-            self.webhooks.stop()
+        for worker in (self.mailer, self.webhooks, self.pusher):
+            if worker is not None:
+                worker.stop()
         if hasattr(self, "hub"):
             self.hub.close()
         if hasattr(self, "store"):

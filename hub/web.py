@@ -63,7 +63,7 @@ BIND_RETRY_MAX = 10.0
 #: The routes (by path) that anyone may call without a login: the health check, the
 #: platform's webhook (it has its own signature), the login page and the static files.
 #: Every other route answers 401 (``/api/…``) or redirects to the login page.
-PUBLIC_ROUTES = frozenset({"/healthz", WEBHOOK_PATH, "/login", "/static", JOIN_PATH, RENEW_PATH})
+PUBLIC_ROUTES = frozenset({"/healthz", WEBHOOK_PATH, "/login", "/static", JOIN_PATH, RENEW_PATH, "/sw.js"})
 
 
 class HubApp(Starlette):

@@ -25,7 +25,7 @@ from wire import messages as m
 
 from ..config import AlertsSection, HubConfig
 from ..store import AlertRow, OutMail, Store
-from . import audience, rules, webhooks
+from . import audience, rules, webhooks, webpush
 from .texts import compose
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,14 @@ class Alerter:
         """Everyone who hears about ``kind`` at ``site`` (quiet hours as of ``now``)."""
         t = time.time() if now is None else now
         return audience.hearers(self.store.users(), self.store.alert_prefs(), site, kind,
-                                urgent=kind in self.urgent, now=t)
+                                urgent=kind in self.urgent, now=t, endpoints=self.endpoints())
+
+    def endpoints(self) -> dict[str, list[str]]:
+        """Each user's Web Push endpoints."""
+        out: dict[str, list[str]] = {}
+        for sub in self.store.push_subscriptions():
+            out.setdefault(sub.user_name, []).append(sub.endpoint)
+        return out
 
     def link(self, site: str) -> str:
         base = self.cfg.dashboard_url()
@@ -76,6 +83,9 @@ class Alerter:
         mails = [compose(what=what, kind=kind, subject=subject, site_id=site, site_name=name, at=at,
                          link=link, recipient=r.address, detail=detail, lang=r.lang, not_before=r.not_before)
                  for r in to]
+        mails = [webpush.notification(mail, link=link, tag=f"torwart-{site}-{kind}-{subject}",
+                                      urgent=kind in self.urgent and what != "resolved")
+                 if r.channel == "push" else mail for r, mail in zip(to, mails, strict=True)]
         if what not in ("opened", "resolved"):  # reminders and escalations are for people
             return mails
         return mails + webhooks.outgoing(self.cfg, what=what, kind=kind, subject=subject, site_id=site,
@@ -193,7 +203,7 @@ class Alerter:
             self._escalate(a, t)
             n = a.reminders + 1
             if n <= self.a.max_reminders and t >= _raised(a) + n * self.a.remind_minutes * 60.0:
-                admins = {r.user for r in audience.admins(self.store.users(), self.store.alert_prefs())}
+                admins = {u.name for u in self.store.users() if u.role == "admin"}
                 to = [r for r in self.recipients(a.site_id, a.kind, t) if r.user not in admins]
                 mails = self._mails(a.site_id, a.kind, a.subject, at=a.opened_at, what="reminder",
                                     detail=a.detail, to=to)
@@ -205,7 +215,7 @@ class Alerter:
     def _escalate(self, a: AlertRow, now: float) -> None:
         if a.escalated_at is not None or now < _raised(a) + self.a.escalate_minutes * 60.0:
             return
-        to = audience.admins(self.store.users(), self.store.alert_prefs())
+        to = audience.admins(self.store.users(), self.store.alert_prefs(), self.endpoints())
         mails = self._mails(a.site_id, a.kind, a.subject, at=a.opened_at, what="escalated", detail=a.detail,
                             to=to)
         if self.store.escalate_alert(a.id, at=now, mails=mails):

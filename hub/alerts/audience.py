@@ -3,7 +3,8 @@ users and their settings from the store).
 
 - A user hears about a site it may see (admins and caretakers without a site list: every
   site, and the hub itself, site ""), of the kinds it chose (default: every kind), on the
-  channels it chose that it has an address for (today: ``email`` and an e-mail address).
+  channels it chose that it has an address for (``email``: an e-mail address; ``push``:
+  each browser it subscribed, hub/alerts/webpush.py).
 - A non-urgent message that falls into the user's quiet hours is queued to go out when
   they end (``not_before``); an urgent one never waits.
 - An escalation goes to every admin with an address, whatever kinds it chose: that is
@@ -13,7 +14,7 @@ users and their settings from the store).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..store import AlertPrefs, User
@@ -25,10 +26,26 @@ DAY_MINUTES = 24 * 60
 @dataclass(frozen=True, slots=True)
 class Recipient:
     user: str
+    #: An e-mail address (``email``) or a browser's push endpoint (``push``).
     address: str
     lang: str
     #: Held back until then (quiet hours); None: at once.
     not_before: float | None = None
+    channel: str = "email"
+
+
+#: Each user's Web Push endpoints (``Store.push_subscriptions``), by user name.
+Endpoints = Mapping[str, Sequence[str]]
+
+
+def _addresses(u: User, p: AlertPrefs, endpoints: Endpoints, hold: float | None) -> list[Recipient]:
+    """Where ``u`` hears, on each channel it chose that it has an address for."""
+    out = []
+    if "email" in p.channels and u.email:
+        out.append(Recipient(u.name, u.email, p.lang, hold))
+    if "push" in p.channels:
+        out += [Recipient(u.name, e, p.lang, hold, channel="push") for e in endpoints.get(u.name, ())]
+    return out
 
 
 def parse_quiet(text: str) -> tuple[int, int] | None:
@@ -74,26 +91,24 @@ def may_hear(u: User, site: str) -> bool:
 
 
 def hearers(users: Iterable[User], prefs: Mapping[str, AlertPrefs], site: str, kind: str, *, urgent: bool,
-            now: float, channel: str = "email") -> list[Recipient]:
-    """Everyone who hears about ``kind`` at ``site`` on ``channel``."""
+            now: float, endpoints: Endpoints | None = None) -> list[Recipient]:
+    """Everyone who hears about ``kind`` at ``site``, once per channel address."""
     out = []
     for u in users:
         p = prefs.get(u.name) or AlertPrefs(user=u.name)
-        if not u.email or channel not in p.channels or not may_hear(u, site):
+        if not may_hear(u, site) or (p.kinds is not None and kind not in p.kinds):
             continue
-        if p.kinds is not None and kind not in p.kinds:
-            continue
-        out.append(Recipient(u.name, u.email, p.lang, None if urgent else quiet_until(p, now)))
+        out += _addresses(u, p, endpoints or {}, None if urgent else quiet_until(p, now))
     return out
 
 
-def admins(users: Iterable[User], prefs: Mapping[str, AlertPrefs], channel: str = "email") -> list[Recipient]:
-    """Every admin with an address on ``channel`` (escalations: no kind filter, no quiet hours)."""
+def admins(users: Iterable[User], prefs: Mapping[str, AlertPrefs],
+           endpoints: Endpoints | None = None) -> list[Recipient]:
+    """Every admin, on its channels (escalations: no kind filter, no quiet hours)."""
     out = []
     for u in users:
-        p = prefs.get(u.name) or AlertPrefs(user=u.name)
-        if u.role == "admin" and u.email and channel in p.channels:
-            out.append(Recipient(u.name, u.email, p.lang))
+        if u.role == "admin":
+            out += _addresses(u, prefs.get(u.name) or AlertPrefs(user=u.name), endpoints or {}, None)
     return out
 
 

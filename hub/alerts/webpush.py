@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from wire.private import loose_mode
 
+from ..store import OutMail
+
 log = logging.getLogger(__name__)
 
 #: Record size announced in the header: the whole message is one record (payloads are small).
@@ -42,6 +44,21 @@ RECORD_SIZE = 4096
 MAX_PAYLOAD = RECORD_SIZE - 103
 #: VAPID tokens are valid for this long (RFC 8292: at most 24 h).
 TOKEN_SECONDS = 12 * 3600
+
+
+CHANNEL = "push"
+
+
+def notification(mail: OutMail, *, link: str, tag: str, urgent: bool) -> OutMail:
+    """``mail`` (an alert's message, hub/alerts/texts.py) as a push notification's queue
+    row: its subject as the title, its first lines as the text, the site's page to open,
+    a ``tag`` per (site, kind, subject) so that a phone shows one notification per alert
+    (a reminder or the all-clear replaces it); ``urgent`` ones stay until dismissed."""
+    title = mail.subject.removeprefix("[Torwart] ")
+    lines = [ln for ln in mail.body.split("\n\n", 1)[0].splitlines() if ln]
+    doc = {"title": title, "body": "\n".join(lines[1:]) or title, "url": link, "tag": tag, "urgent": urgent}
+    return OutMail(recipient=mail.recipient, subject=title, body=json.dumps(doc, ensure_ascii=False),
+                   not_before=mail.not_before, channel=CHANNEL)
 
 
 class WebPushError(ValueError):

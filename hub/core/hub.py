@@ -29,9 +29,10 @@ from .fleet import Fleet
 from .keys import Keys
 from .people import People
 from .privacy import Privacy
+from .pushing_alerts import WebPushing
 
 
-class Hub(Privacy, Keys, Exporting, Enrolling, Bookings, People, Alerting, Display, Fleet):
+class Hub(Privacy, Keys, Exporting, Enrolling, Bookings, People, Alerting, Display, Fleet, WebPushing):
     """The hub's acts on one store (see the package's docstring for the list).
 
     The running hub makes one with its broker ``link``, the dashboard's ``live`` notices

@@ -40,7 +40,8 @@ class AlertSettingsBody(Struct, kw_only=True, forbid_unknown_fields=True):
 
     lang: Annotated[Literal["de", "en"], Meta(description="the messages' language")] = "de"
     kinds: Annotated[list[AlertKind], Meta(description="the kinds to hear about (null: every kind)")] | None = None
-    channels: Annotated[list[Literal["email"]], Meta(description="where to hear it")] = \
+    channels: Annotated[list[Literal["email", "push"]], Meta(description="where to hear it (push: the "
+                                                                          "browsers subscribed)")] = \
         field(default_factory=lambda: ["email"])
     quiet: Quiet = ""
     email: Annotated[str, Meta(pattern=EMAIL, description="where e-mails go; empty: nowhere; absent: unchanged")] \
@@ -54,5 +55,42 @@ class AlertSettings(Struct, kw_only=True):
     email: str | None
     lang: Literal["de", "en"]
     kinds: list[AlertKind] | None
-    channels: list[Literal["email"]]
+    channels: list[Literal["email", "push"]]
     quiet: Quiet
+
+
+class PushKeys(Struct, kw_only=True, forbid_unknown_fields=True):
+    p256dh: Annotated[str, Meta(min_length=80, max_length=100, pattern=r"^[A-Za-z0-9_-]+=*$",
+                                description="the browser's P-256 public key, base64url")]
+    auth: Annotated[str, Meta(min_length=16, max_length=32, pattern=r"^[A-Za-z0-9_-]+=*$",
+                              description="the 16-byte auth secret, base64url")]
+
+
+class PushSubscribeBody(Struct, kw_only=True):
+    """``POST /api/v1/me/push``: a browser's ``PushSubscription.toJSON()``."""
+
+    endpoint: Annotated[str, Meta(pattern=r"^https?://\S+$", max_length=2048, description="the push service URL")]
+    keys: PushKeys
+    expirationTime: float | None = None
+
+
+class PushUnsubscribeBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``DELETE /api/v1/me/push``: the browser to forget."""
+
+    endpoint: Annotated[str, Meta(max_length=2048)]
+
+
+class PushBrowser(Struct, kw_only=True):
+    """One subscribed browser, as its user sees it (the endpoint's host only)."""
+
+    host: str
+    since: float
+    last_ok: float | None
+    last_error: str | None
+
+
+class PushState(Struct, kw_only=True):
+    """The hub's VAPID public key (null: Web Push not set up) and the caller's browsers."""
+
+    public_key: str | None
+    browsers: list[PushBrowser]

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -203,6 +203,8 @@ class Alerts:
             "settings": values or {"lang": doc.lang, "kinds": doc.kinds, "channels": doc.channels,
                                    "quiet": doc.quiet, "email": doc.email or ""},
             "email": doc.email, "kinds": KINDS, "message": message, "title_key": "alert_settings",
+            "browsers": [{"host": urlsplit(b.endpoint).netloc, "last_error": b.last_error}
+                         for b in await on_loop(self.hub, lambda: self.hub.push_browsers(p.name))],
         }, user=p, status=status)
 
     async def save_settings(self, request: Request) -> Response:

@@ -29,6 +29,7 @@ from .common import error
 from .exports import Exports
 from .middleware import principal
 from .model import BadRequest
+from .push import SERVICE_WORKER, PushApi, service_worker
 from .render import STATIC
 from .views import Views
 
@@ -71,6 +72,7 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/export/events.csv", x.events_csv, methods=["GET"]),
         Route("/export/audit.csv", x.audit_csv, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route(SERVICE_WORKER, service_worker, methods=["GET"]),
         Route("/api/v1/openapi.json", g(a.openapi), methods=["GET"]),
         Route("/api/v1/me", g(a.me), methods=["GET"]),
         Route("/api/v1/sites", g(a.sites), methods=["GET"]),
@@ -89,6 +91,7 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/api/v1/alerts", g(al.api_list), methods=["GET"]),
         Route("/api/v1/alerts/{alert}/ack", g(al.api_ack), methods=["POST"]),
         Route("/api/v1/me/alerts", g(al.api_me_alerts), methods=["GET", "POST"]),
+        Route("/api/v1/me/push", g(PushApi(service).me_push), methods=["GET", "POST", "DELETE"]),
     ]
     a.routes = table
     return auth, table

@@ -31,7 +31,7 @@ _ERRORS = {
     401: "not logged in: no valid session cookie or admin token",
     403: "missing or wrong CSRF token (POSTs with a session), or the role may not do this",
     404: "no such site (or not one of the caller's), enrollment, member or alert",
-    409: "unlock refused: the site is in lockdown",
+    409: "refused as things stand: an unlock at a site in lockdown; Web Push not set up, or an 11th browser",
     413: "the request body is over 16 KiB",
     503: "the hub is not connected to the broker (or has no enrollment key)",
 }
@@ -126,6 +126,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/v1/me/alerts"): Operation(
         "Change my alert settings", "Replaces them; answers them as stored (403 for the admin token).",
         al.AlertSettings, body=al.AlertSettingsBody, errors=(400, 401, 403, 413)),
+    ("GET", "/api/v1/me/push"): Operation(
+        "My browsers for Web Push", "The hub's VAPID public key (the applicationServerKey to subscribe with; "
+        "null: Web Push is not set up) and the browsers the caller subscribed (403 for the admin token).",
+        al.PushState, errors=(401, 403)),
+    ("POST", "/api/v1/me/push"): Operation(
+        "Subscribe this browser", "Keeps a browser's PushSubscription for the caller's alerts (channel push); "
+        "400 for one that cannot work, 409 beyond 10 browsers or without a VAPID key.",
+        al.PushState, status=201, body=al.PushSubscribeBody, errors=(400, 401, 403, 409, 413)),
+    ("DELETE", "/api/v1/me/push"): Operation(
+        "Forget a browser", "Removes one of the caller's browsers by its endpoint (404: not one of them).",
+        al.PushState, body=al.PushUnsubscribeBody, errors=(400, 401, 403, 404, 413)),
 }
 
 _DESCRIPTION = (

@@ -8,6 +8,7 @@ refuses a site that is already provisioned. Secret files are created 0600 from t
 Where things go when the hub config does not say (HubConfig has no keys for them yet):
 
 - the X25519 enrollment key: ``{data_dir}/keys/enroll.key`` (``hub.enroll_key_file``);
+- the Web Push (VAPID) key: ``{data_dir}/keys/vapid.pem`` (hub/alerts/pusher.py);
 - the CA: ``{data_dir}/ca/ca.crt`` and ``ca.key`` (``hub.ca_cert_file`` / ``ca_key_file``), its
   certificate revocation list ``crl.pem`` beside them (the broker's ``crlfile``);
 - Mosquitto's password file and ACL: ``{data_dir}/mosquitto/passwd`` and ``acl``
@@ -35,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from wire.errors import KeyFileError
 from wire.keys import new_key, read_key_file, write_key_file
 
+from ..alerts.pusher import vapid_key_path
+from ..alerts.webpush import Vapid
 from ..config import HubConfig
 from ..errors import HubError
 from . import pki
@@ -185,6 +188,10 @@ def init(cfg: HubConfig, *, passwd_file: str | Path | None = None, acl_file: str
     if not enroll.exists():
         write_key_file(enroll, X25519PrivateKey.generate().private_bytes_raw())
         created.append(f"enrollment key (X25519) {enroll}")
+    vapid = vapid_key_path(cfg)
+    if not vapid.exists():
+        Vapid.create(vapid)
+        created.append(f"Web Push (VAPID) key {vapid}")
     ca_cert, ca_key = ca_paths(cfg)
     if ca_cert.exists() != ca_key.exists():
         missing = ca_key if ca_cert.exists() else ca_cert

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 class OutMail:
     """One recipient's message, to be queued with the alert decision that makes it;
     ``not_before``: held back until then (a user's quiet hours), None: at once.
-    ``channel`` says how it goes out: ``mail`` (``recipient`` an address) or ``webhook``
-    (``recipient`` the URL, ``body`` the JSON document, ``subject`` its ``event``)."""
+    ``channel`` says how it goes out: ``mail`` (``recipient`` an address), ``webhook``
+    (``recipient`` the URL, ``body`` the JSON document, ``subject`` its ``event``) or
+    ``push`` (``recipient`` a browser's push endpoint, ``body`` the notification's JSON)."""
 
     recipient: str
     subject: str
@@ -60,12 +61,12 @@ class AlertMail:
     last_error: str | None
     created_at: float
     sent_at: float | None
-    #: How it goes out: ``mail`` or ``webhook`` (``OutMail.channel``).
+    #: How it goes out: ``mail``, ``webhook`` or ``push`` (``OutMail.channel``).
     channel: str = "mail"
 
 
-#: The channels an alert can go out on (Web Push and webhooks join this list).
-CHANNELS = ("email",)
+#: The channels a user can choose to hear alerts on (webhooks are the county's, not a user's).
+CHANNELS = ("email", "push")
 LANGUAGES = ("de", "en")
 
 

@@ -61,6 +61,12 @@ class PushService:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> PushService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass
 class Browser:

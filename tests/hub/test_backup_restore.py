@@ -69,7 +69,7 @@ def test_backup_while_running_then_restore_never_hands_a_site_a_version_it_passe
 
             # While the hub runs, a restore is refused.
             assert hub_main(["restore", str(backup), "--config", cfg_path, "--force"]) == 1
-            assert "the hub is running" in capsys.readouterr().err
+            assert "hub is running on" in capsys.readouterr().err
 
             # The hub moves on: versions issued faster than one a second run ahead of the clock.
             with open_hub(cfg) as hub:

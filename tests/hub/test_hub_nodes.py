@@ -1,8 +1,9 @@
 """Several hub nodes: real ``torwart-hub run`` processes on one config and one store (each
-multi-node test once on SQLite, once on PostgreSQL: ``hub_store``), a real Mosquitto, the HTTP fake of the booking platform. Exactly one node leads and syncs;
-events are stored once per (site, stream, seq) whichever node takes them; a browser on a
-follower sees what another node ingested; a SIGKILLed leader is replaced within
-``leader_lease_seconds`` and the booking sync goes on there, never twice at once."""
+multi-node test once on SQLite, once on PostgreSQL: ``hub_store``), a real Mosquitto, the
+HTTP fake of the booking platform. Exactly one node leads and syncs; events are stored
+once per (site, stream, seq) whichever node takes them; a browser on a follower sees what
+another node ingested; a SIGKILLed leader is replaced within ``leader_lease_seconds`` and
+the booking sync goes on there, never twice at once."""
 
 from __future__ import annotations
 

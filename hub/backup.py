@@ -170,14 +170,11 @@ def _copy_store(src: Path, dst: Path, say: Say) -> None:
 
 
 def _no_node_running(copy: sqlite3.Connection) -> None:
-    """In the copy, no hub node runs: each node's row says stopped and the leader's lease
-    is free. A restore runs under the exclusive run lock (no hub runs then), and a node
-    started after it, in the same process or under a reused pid, is not refused as a twin
-    of the node that was running when the backup was made (``hub.leader.claim``)."""
+    """In the copy no node runs (nodes stopped, the lease free), as after any restore: a node
+    started then (same process, a reused pid) is no twin of one running at the backup."""
     tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "nodes" in tables:
+    if {"nodes", "leader_lease"} <= tables:
         copy.execute("UPDATE nodes SET role = 'stopped' WHERE role <> 'stopped'")
-    if "leader_lease" in tables:
         copy.execute("UPDATE leader_lease SET previous = holder, holder = NULL WHERE holder IS NOT NULL")
 
 

@@ -55,6 +55,7 @@ from .errors import HubError
 from .runlock import LOCK_NAME, RunLock
 from .store import StoreError
 from .store.sqlite.schema import MIGRATIONS
+from .store.url import shown
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,21 @@ def _copy_store(src: Path, dst: Path, say: Say) -> None:
     try:
         with sqlite3.connect(dst) as target:
             source.backup(target, pages=1024, progress=progress)
+            _no_node_running(target)
         target.close()
     except sqlite3.Error as exc:
         raise BackupError(f"cannot copy the store {src}: {exc}") from None
     finally:
         source.close()
+
+
+def _no_node_running(copy: sqlite3.Connection) -> None:
+    """In the copy no node runs (nodes stopped, the lease free), as after any restore: a node
+    started then (same process, a reused pid) is no twin of one running at the backup."""
+    tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if {"nodes", "leader_lease"} <= tables:
+        copy.execute("UPDATE nodes SET role = 'stopped' WHERE role <> 'stopped'")
+        copy.execute("UPDATE leader_lease SET previous = holder, holder = NULL WHERE holder IS NOT NULL")
 
 
 def _sha256_file(path: Path) -> str:
@@ -188,7 +199,7 @@ def backup(cfg: HubConfig, config_path: Path, out: Path, say: Say) -> Manifest:
         store = cfg.hub.store_path.resolve()
     except StoreError:
         raise BackupError("the store is not a SQLite file: back up its database with the database's own "
-                          f"tools (e.g. pg_dump) ({cfg.hub.store_url})") from None
+                          f"tools (e.g. pg_dump) ({shown(cfg.hub.store_url)})") from None
     if not store.is_file():
         raise BackupError(f"there is no store at {store} (torwart-hub init makes one)")
     out = out.resolve()

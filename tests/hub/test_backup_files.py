@@ -20,6 +20,7 @@ import pytest
 
 from hub.__main__ import main
 from testkit.booking_fake import BookingPlatform
+from testkit.postgres import Postgres, fresh_store_url
 from testkit.util import free_port
 from tests.hub.test_provision import hub_config
 
@@ -106,6 +107,21 @@ def test_an_unsafe_path_or_a_foreign_format_is_refused(hub_dir: Path, tmp_path: 
         assert main(["restore", str(out), "--config", cfg, "--force"]) == 1
         err = capsys.readouterr().err
         assert "unsafe path" in err or "not a torwart hub backup" in err, err
+
+
+def test_a_hub_on_postgresql_is_not_backed_up_here_and_its_password_is_not_shown(
+    hub_dir: Path, tmp_path: Path, capsys: Capsys, postgres_server: Postgres,
+) -> None:
+    url = fresh_store_url(postgres_server)  # with the password in it
+    assert postgres_server.password in url
+    toml = hub_dir / "hub.toml"
+    toml.write_text(toml.read_text().replace('data_dir = "data"\n', f'data_dir = "data"\ndatabase = "{url}"\n', 1))
+    backup = tmp_path / "b.tar.gz"
+    assert main(["backup", str(backup), "--config", str(toml)]) == 1
+    out, err = capsys.readouterr()
+    assert "the store is not a SQLite file" in err and "pg_dump" in err and ":***@" in err
+    assert postgres_server.password not in out + err
+    assert not backup.exists() and list(tmp_path.glob(".b.tar.gz.*")) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")

@@ -41,7 +41,9 @@ def _latest(cfg: config_mod.HubConfig) -> int | None:
 def test_backup_while_running_then_restore_never_hands_a_site_a_version_it_passed(
         tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
         capsys: pytest.CaptureFixture[str]) -> None:
-    county = make_county(tmp_path, broker, booking_platform, (SITE,))
+    # A SQLite store (whatever TORWART_TEST_STORE says): a hub on PostgreSQL is backed up
+    # with pg_dump (tests/hub/test_backup_files.py).
+    county = make_county(tmp_path, broker, booking_platform, (SITE,), store="sqlite")
     cfg_path = str(county.hub_config_path)
     cfg = config_mod.load(cfg_path)
     assert hub_main(["cards", "add", "--config", cfg_path, "anna", "em4100:0A1B2C3D4E"]) == 0
@@ -69,7 +71,7 @@ def test_backup_while_running_then_restore_never_hands_a_site_a_version_it_passe
 
             # While the hub runs, a restore is refused.
             assert hub_main(["restore", str(backup), "--config", cfg_path, "--force"]) == 1
-            assert "hub is running on" in capsys.readouterr().err
+            assert "a hub is running" in capsys.readouterr().err  # the run lock's message (hub.runlock)
 
             # The hub moves on: versions issued faster than one a second run ahead of the clock.
             with open_hub(cfg) as hub:
@@ -102,6 +104,10 @@ def test_backup_while_running_then_restore_never_hands_a_site_a_version_it_passe
         assert "restored the hub as of" in capsys.readouterr().out
         assert _latest(cfg) == v1
         assert stat.S_IMODE(Path(cfg.hub.signing_key_file).stat().st_mode) == 0o600
+        with open_store(cfg.hub.store_url) as store:  # the node running at the backup is not running now
+            lease = store.lease()
+            assert store.nodes() and {n.role for n in store.nodes()} == {"stopped"}
+            assert lease is not None and lease.holder is None and lease.previous is not None
 
         # The restored hub meets the site that passed it: the site gets a version above its own.
         with HubThread(county):

@@ -40,7 +40,7 @@ class Env:
         return login(self.url, name, self.passwords[name])
 
     def store(self) -> Store:
-        return open_store(str(self.county.hub_config_path.parent / "data" / "hub.sqlite3"))
+        return open_store(self.county.store_url)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""Several hub nodes: real ``torwart-hub run`` processes on one config and one SQLite store,
-a real Mosquitto, the HTTP fake of the booking platform. Exactly one node leads and syncs;
-events are stored once per (site, stream, seq) whichever node takes them; a browser on a
-follower sees what another node ingested; a SIGKILLed leader is replaced within
-``leader_lease_seconds`` and the booking sync goes on there, never twice at once."""
+"""Several hub nodes: real ``torwart-hub run`` processes on one config and one store (each
+multi-node test once on SQLite, once on PostgreSQL: ``hub_store``), a real Mosquitto, the
+HTTP fake of the booking platform. Exactly one node leads and syncs; events are stored
+once per (site, stream, seq) whichever node takes them; a browser on a follower sees what
+another node ingested; a SIGKILLed leader is replaced within ``leader_lease_seconds`` and
+the booking sync goes on there, never twice at once."""
 
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ class Node:
         return self.child.log_path.read_text(errors="replace")
 
 
-def several_nodes_county(tmp_path: Path, broker: Mosquitto, platform: BookingPlatform) -> County:
-    county = make_county(tmp_path, broker, platform)
+def several_nodes_county(tmp_path: Path, broker: Mosquitto, platform: BookingPlatform,
+                         store: str | None = None) -> County:
+    """A county whose nodes share one store of kind ``store`` (``make_county``'s)."""
+    county = make_county(tmp_path, broker, platform, store=store)
     doc = tomllib.loads(county.hub_config_path.read_text())
     doc["mqtt"]["shared_subscription"] = True
     doc["hub"]["leader_lease_seconds"] = LEASE
@@ -131,8 +134,9 @@ def no_two_syncs_at_once(platform: BookingPlatform) -> list[float]:
 @pytest.mark.slow
 def test_three_nodes_one_leader_events_once_live_on_a_follower_and_a_killed_leader_replaced(
     tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, mqtt_client: type[TestClient],
+    hub_store: str,
 ) -> None:
-    county = several_nodes_county(tmp_path, broker, booking_platform)
+    county = several_nodes_county(tmp_path, broker, booking_platform, hub_store)
     url = hub_config.load(county.hub_config_path).hub.store_url
     now = dt.datetime.now(dt.UTC)
     booking_platform.add("bk-before", county.resource("minheim"), "m-1", now, now + dt.timedelta(hours=1))
@@ -228,9 +232,9 @@ def test_three_nodes_one_leader_events_once_live_on_a_follower_and_a_killed_lead
 
 
 def test_two_nodes_a_clean_stop_hands_over_at_once_and_a_name_in_use_is_refused(
-    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
+    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, hub_store: str,
 ) -> None:
-    county = several_nodes_county(tmp_path, broker, booking_platform)
+    county = several_nodes_county(tmp_path, broker, booking_platform, hub_store)
     url = hub_config.load(county.hub_config_path).hub.store_url
     out = hub(county, "nodes")
     assert out.returncode == 0 and "no hub node has run on this store yet" in out.stdout
@@ -286,7 +290,7 @@ def test_run_refuses_a_bad_node_name_or_listen_address_before_it_starts(
 
 
 def test_the_leaders_threads_run_on_the_leader_only_and_move_with_the_lease(
-    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform,
+    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, hub_store: str,
 ) -> None:
     """In one process (two services as two nodes): the check-in delivery worker runs on the
     leader alone, and starts on the other node when the leader stops; a follower's
@@ -295,7 +299,7 @@ def test_the_leaders_threads_run_on_the_leader_only_and_move_with_the_lease(
 
     from testkit.county import HubThread
 
-    county = several_nodes_county(tmp_path, broker, booking_platform)
+    county = several_nodes_county(tmp_path, broker, booking_platform, hub_store)
     base = hub_config.load(county.hub_config_path)
 
     def node(n: int) -> hub_config.HubConfig:

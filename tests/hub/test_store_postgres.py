@@ -2,7 +2,8 @@
 tests/hub/test_store_contract*.py on both stores): writers on several connections (several
 hub nodes) lose and double nothing, nodes starting at once migrate once, a server restart
 gives a clear error and the next operation connects again, committed data survives a crash
-of the server, and the URL and password file are checked with clear errors."""
+of the server, and the URL and password file are checked with clear errors; and the schema
+mirrors SQLite's (migration names, tables, columns, types, keys, indexes)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,50 @@ def _in_threads(n: int, work: Callable[[int], None]) -> None:
 
 def test_the_schema_mirrors_the_sqlite_migrations_by_name() -> None:
     assert [name for name, _ in MIGRATIONS] == [fn.__name__ for fn in SQLITE_MIGRATIONS]
+
+
+#: SQLite's declared column types and their PostgreSQL twins (postgres/schema.py's rules).
+_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea", "FLOAT": "double precision"}
+
+
+def test_the_schema_mirrors_the_sqlite_tables_columns_types_and_keys(tmp_path: Path, store_url: str) -> None:
+    """Each SQLite table has its twin with the same columns (PostgreSQL adds ``rowid``
+    where the shared SQL needs it), of the twin type, NOT NULL alike, the same primary key,
+    and the same index names (sqlite-utils' ``idx_`` names and the named ones)."""
+    import sqlite3
+
+    from hub.store.copy import SKIP
+
+    open_store(str(tmp_path / "hub.sqlite3")).close()
+    lite = sqlite3.connect(tmp_path / "hub.sqlite3")
+    tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name NOT LIKE 'sqlite_%'") if r[0] not in SKIP]
+    want: dict[str, dict[str, tuple[str, bool, bool]]] = {}
+    for t in tables:
+        want[t] = {}
+        for _, name, decl, notnull, _, pk in lite.execute(f'PRAGMA table_info("{t}")'):
+            # A primary key column is NOT NULL in PostgreSQL (SQLite's INTEGER one is the rowid).
+            want[t][name] = (_TYPES[decl.upper()], bool(notnull) or pk > 0, pk > 0)
+    lite_indexes = {r[0] for r in lite.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
+                                               "AND name NOT LIKE 'sqlite_%'") if r[1] not in SKIP}
+    lite.close()
+    with psycopg.connect(store_url) as conn:
+        have: dict[str, dict[str, tuple[str, bool, bool]]] = {}
+        pks = {(t, c) for t, c in conn.execute(
+            "SELECT tc.table_name, kcu.column_name FROM information_schema.table_constraints tc "
+            "JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name "
+            "AND tc.table_schema = kcu.table_schema WHERE tc.constraint_type = 'PRIMARY KEY' "
+            "AND tc.table_schema = current_schema()")}
+        for t, c, typ, nullable in conn.execute(
+                "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"):
+            if t in SKIP or c == "rowid":
+                continue
+            have.setdefault(t, {})[c] = (typ, nullable == "NO", (t, c) in pks)
+        pg_indexes = {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+    assert have == want
+    assert lite_indexes <= pg_indexes
 
 
 def test_the_shared_sql_is_translated_without_touching_literals_or_quoted_names() -> None:

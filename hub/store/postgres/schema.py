@@ -159,6 +159,54 @@ CREATE TABLE alert_mails ({ID}, alert_id BIGINT NOT NULL REFERENCES alerts (id),
 CREATE INDEX idx_alert_mails_state_next_try ON alert_mails (state, next_try);
 CREATE INDEX idx_alert_mails_alert_id ON alert_mails (alert_id);
 """),
+    ("_alert_acks_and_prefs", f"""
+ALTER TABLE alerts ADD COLUMN acked_at {D}, ADD COLUMN acked_by TEXT, ADD COLUMN reminders BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN escalated_at {D}, ADD COLUMN raised_at {D};
+CREATE TABLE alert_prefs (user_name TEXT PRIMARY KEY, lang TEXT NOT NULL, kinds TEXT, channels TEXT NOT NULL,
+  quiet_start BIGINT, quiet_end BIGINT, updated_at {D} NOT NULL);
+"""),
+    ("_audit_trail", f"""
+CREATE TABLE audit ({ID}, at {D} NOT NULL, who TEXT NOT NULL, via TEXT NOT NULL, act TEXT NOT NULL,
+  outcome TEXT NOT NULL, site_id TEXT, door TEXT, member_id TEXT, detail TEXT, reason TEXT);
+CREATE INDEX idx_audit_at_id ON audit (at, id);
+CREATE INDEX idx_audit_site_id_at ON audit (site_id, at);
+"""),
+    ("_alert_channels", """
+ALTER TABLE alert_mails ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+CREATE INDEX idx_alert_mails_channel_state_next_try ON alert_mails (channel, state, next_try);
+"""),
+    ("_push_subscriptions", f"""
+CREATE TABLE push_subscriptions ({ID}, user_name TEXT NOT NULL REFERENCES users (name), endpoint TEXT NOT NULL,
+  p256dh TEXT NOT NULL, auth TEXT NOT NULL, created_at {D} NOT NULL, last_ok {D}, last_error TEXT);
+CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint);
+CREATE INDEX idx_push_subscriptions_user_name ON push_subscriptions (user_name);
+"""),
+    ("_signing_keys", f"""
+CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, state TEXT NOT NULL,
+  created_at {D} NOT NULL, changed_at {D} NOT NULL);
+CREATE TABLE key_rollouts (site_id TEXT PRIMARY KEY, keys TEXT NOT NULL, version BIGINT NOT NULL,
+  previous TEXT NOT NULL, at {D} NOT NULL);
+"""),
+    ("_fleet_lifecycle", f"""
+CREATE TABLE join_codes (id TEXT PRIMARY KEY, site_id TEXT NOT NULL, secret_hash TEXT NOT NULL,
+  created_at {D} NOT NULL, expires_at {D} NOT NULL, broker_host TEXT NOT NULL, broker_port BIGINT NOT NULL,
+  tls BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, state TEXT NOT NULL, used_at {D});
+CREATE INDEX idx_join_codes_site_id_state ON join_codes (site_id, state);
+CREATE TABLE site_certs (serial TEXT PRIMARY KEY, site_id TEXT NOT NULL, issued_at {D} NOT NULL,
+  not_after {D} NOT NULL, how TEXT NOT NULL, revoked_at {D});
+CREATE INDEX idx_site_certs_site_id ON site_certs (site_id);
+CREATE TABLE site_lifecycle (site_id TEXT PRIMARY KEY, state TEXT NOT NULL, changed_at {D} NOT NULL);
+"""),
+    # changes.id: an identity, so ids only ever go up (the change feed's readers keep the last
+    # one they saw); writers hold WRITE_LOCK, so ids are also committed in order.
+    ("_nodes", f"""
+CREATE TABLE nodes (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL, version TEXT NOT NULL,
+  started_at {D} NOT NULL, last_seen {D} NOT NULL, role TEXT NOT NULL, instance TEXT NOT NULL);
+CREATE TABLE leader_lease (name TEXT PRIMARY KEY, holder TEXT, term BIGINT NOT NULL, expires_at {D} NOT NULL,
+  acquired_at {D} NOT NULL, renewed_at {D} NOT NULL, vacant {D} NOT NULL, previous TEXT);
+CREATE TABLE changes ({ID}, node TEXT NOT NULL, site_id TEXT NOT NULL, what TEXT NOT NULL, at {D} NOT NULL);
+CREATE INDEX idx_changes_at ON changes (at);
+"""),
 ]
 
 

@@ -46,6 +46,18 @@ from .push import ACKS, Pushing
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class MemberLine:
+    """One member as the dashboard's member list shows it: id, name, e-mail, how many
+    credentials (PINs not counted) and whether a PIN is set."""
+
+    id: str
+    name: str
+    email: str | None
+    credentials: int
+    pin: bool
+
+
 @dataclass(frozen=True)
 class SiteAck:
     """What one site did with the cache that no longer holds an erased member: ``acked``
@@ -95,6 +107,18 @@ class Privacy(Pushing, People):
             if n:
                 out[s.id] = n
         return out
+
+    def member_list(self, query: str = "", *, limit: int = 500) -> tuple[list[MemberLine], int]:
+        """Members whose id or name contains ``query`` (case-insensitive; all for ""), by id,
+        at most ``limit`` of them, and how many matched in all. Two reads, whatever the count."""
+        q = query.strip().casefold()
+        found = [mb for mb in self._store.members()
+                 if not q or q in mb.id.casefold() or q in mb.display_name.casefold()]
+        shown = found[:limit]
+        creds = self._store.credentials_for_members(mb.id for mb in shown)
+        return [MemberLine(mb.id, mb.display_name, mb.email,
+                           sum(not c.startswith("pin:") for c in creds.get(mb.id, ())),
+                           any(c.startswith("pin:") for c in creds.get(mb.id, ()))) for mb in shown], len(found)
 
     def export_member(self, member_id: str) -> dict[str, Any]:
         """Everything the hub holds about ``member_id`` as a JSON-ready dict (see the

@@ -174,7 +174,10 @@ class Privacy(Pushing, People):
         mb = self._store.get_member(member_id)
         if mb is None:
             raise HubError(f"no member {member_id!r}")
-        sites = set(self.member_sites([member_id])) | set(self._cache_sites_of(mb.who))
+        # A revoked or removed site's cache is rebuilt only when it holds the member (the
+        # store's copy must not keep them); nothing is published for it.
+        blocked = self.blocked_sites()
+        sites = (set(self.member_sites([member_id])) - blocked) | set(self._cache_sites_of(mb.who))
         deleted = self._store.erase_member(member_id)
         if deleted is None:  # erased in between by another process
             raise HubError(f"no member {member_id!r}")
@@ -185,7 +188,8 @@ class Privacy(Pushing, People):
             # The change log's older rows hold the member's entries: keep only the newest
             # (its removals name entry ids only). A site further behind gets a full.
             self._store.prune_cache_log(site, keep_last=1, hard_max=1)
-            versions[site] = self.push(site) if self.link is not None else self.caches.latest_version(site)
+            versions[site] = (self.push(site) if self.link is not None and site not in blocked
+                              else self.caches.latest_version(site))
         return Erasure(member_id, deleted, versions)
 
     def erase_and_wait(self, member_id: str, *, timeout: float = 30.0) -> Erasure:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -260,11 +260,14 @@ class CacheManager:
             return version
         raise CacheError(f"site {site_id}: other writers kept recording cache versions; try again")
 
-    def rebuild_all(self, now: int) -> dict[str, int]:
-        """Rebuild every configured site; site → new version, for those that got one. A
-        site whose rebuild fails is logged and left out; the other sites are rebuilt."""
+    def rebuild_all(self, now: int, *, skip: Collection[str] = ()) -> dict[str, int]:
+        """Rebuild every configured site but those of ``skip`` (revoked and removed ones);
+        site → new version, for those that got one. A site whose rebuild fails is logged
+        and left out; the other sites are rebuilt."""
         out: dict[str, int] = {}
         for s in self.cfg.sites:
+            if s.id in skip:
+                continue
             try:
                 v = self.rebuild(s.id, now)
             except Exception:

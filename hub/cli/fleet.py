@@ -111,8 +111,8 @@ def add_fleet_commands(site: argparse._SubParsersAction[argparse.ArgumentParser]
     p = add(site, "reinstate", cmd_reinstate, "let a revoked site join again: prints a new join code")
     p.add_argument("site")
     code_options(p)
-    p = add(site, "remove", cmd_remove, "decommission a site: revoked, its retained cache cleared; its events "
-            "stay until retention")
+    p = add(site, "remove", cmd_remove, "decommission a site: revoked, its retained cache cleared and its caches "
+            "dropped from the store; its events stay until retention")
     p.add_argument("site")
 
 

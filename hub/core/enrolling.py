@@ -135,7 +135,7 @@ class Enrolling(Pushing, Commanding):
         the CLI waits a moment for it (a cache publication or acknowledgement of that version)
         rather than racing it with a full cache the site would refuse as stale."""
         now = int(time.time())
-        configured = {s.id for s in self.cfg.sites}
+        configured = {s.id for s in self.cfg.sites} - self.blocked_sites()  # nothing for revoked sites
         sites = sorted(self._store.sites_for_member(member_id, now - LOOK_BACK) & configured)
         if site not in sites:
             say(f"site {site}: member {member_id} has no booking or standing grant here, so the card opens "

@@ -80,12 +80,16 @@ class Fleet(Base):
                                     now=now)
 
     def remove_site(self, site_id: str) -> list[str]:
-        """Decommission: revoked, its retained cache at the broker cleared (its events stay
-        until retention purges them)."""
+        """Decommission: revoked, its retained cache at the broker cleared, its published
+        caches dropped from the store (``Store.drop_site_caches``; the running hub builds
+        none for a removed site). Its events stay until retention purges them."""
         done = self.revoke_site(site_id, state="removed")
         cleared = self._clear_retained(site_id)
         done.append("its retained cache at the broker was cleared" if cleared
                     else "could not clear its retained cache at the broker (the running hub does not publish it)")
+        dropped = self._store.drop_site_caches(site_id)
+        done.append(f"its caches were dropped from the store (latest version {dropped.version}, "
+                    f"{dropped.n_entries} entries)" if dropped is not None else "it had no cache in the store")
         return done
 
     def _clear_retained(self, site_id: str) -> bool:

@@ -95,7 +95,9 @@ class Keys(Pushing):
         if not kids:
             return {}
         rollouts = {r.site_id: r for r in self._store.key_rollouts()}
-        due = [s for s in self.cfg.sites if (r := rollouts.get(s.id)) is None or r.keys != kids]
+        blocked = self.blocked_sites()  # revoked or removed: told when reinstated (a new join)
+        due = [s for s in self.cfg.sites
+               if s.id not in blocked and ((r := rollouts.get(s.id)) is None or r.keys != kids)]
         if not due:
             return {}
         holds = self._holds()

@@ -46,6 +46,18 @@ from .push import ACKS, Pushing
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class MemberLine:
+    """One member as the dashboard's member list shows it: id, name, e-mail, how many
+    credentials (PINs not counted) and whether a PIN is set."""
+
+    id: str
+    name: str
+    email: str | None
+    credentials: int
+    pin: bool
+
+
 @dataclass(frozen=True)
 class SiteAck:
     """What one site did with the cache that no longer holds an erased member: ``acked``
@@ -95,6 +107,18 @@ class Privacy(Pushing, People):
             if n:
                 out[s.id] = n
         return out
+
+    def member_list(self, query: str = "", *, limit: int = 500) -> tuple[list[MemberLine], int]:
+        """Members whose id or name contains ``query`` (case-insensitive; all for ""), by id,
+        at most ``limit`` of them, and how many matched in all. Two reads, whatever the count."""
+        q = query.strip().casefold()
+        found = [mb for mb in self._store.members()
+                 if not q or q in mb.id.casefold() or q in mb.display_name.casefold()]
+        shown = found[:limit]
+        creds = self._store.credentials_for_members(mb.id for mb in shown)
+        return [MemberLine(mb.id, mb.display_name, mb.email,
+                           sum(not c.startswith("pin:") for c in creds.get(mb.id, ())),
+                           any(c.startswith("pin:") for c in creds.get(mb.id, ()))) for mb in shown], len(found)
 
     def export_member(self, member_id: str) -> dict[str, Any]:
         """Everything the hub holds about ``member_id`` as a JSON-ready dict (see the
@@ -150,7 +174,10 @@ class Privacy(Pushing, People):
         mb = self._store.get_member(member_id)
         if mb is None:
             raise HubError(f"no member {member_id!r}")
-        sites = set(self.member_sites([member_id])) | set(self._cache_sites_of(mb.who))
+        # A revoked or removed site's cache is rebuilt only when it holds the member (the
+        # store's copy must not keep them); nothing is published for it.
+        blocked = self.blocked_sites()
+        sites = (set(self.member_sites([member_id])) - blocked) | set(self._cache_sites_of(mb.who))
         deleted = self._store.erase_member(member_id)
         if deleted is None:  # erased in between by another process
             raise HubError(f"no member {member_id!r}")
@@ -161,7 +188,8 @@ class Privacy(Pushing, People):
             # The change log's older rows hold the member's entries: keep only the newest
             # (its removals name entry ids only). A site further behind gets a full.
             self._store.prune_cache_log(site, keep_last=1, hard_max=1)
-            versions[site] = self.push(site) if self.link is not None else self.caches.latest_version(site)
+            versions[site] = (self.push(site) if self.link is not None and site not in blocked
+                              else self.caches.latest_version(site))
         return Erasure(member_id, deleted, versions)
 
     def erase_and_wait(self, member_id: str, *, timeout: float = 30.0) -> Erasure:

@@ -86,15 +86,17 @@ class Pushing(Auditing):
             if v is not None:
                 out[site] = v
 
-        each_site(sorted(s for s in set(sites) if self.knows(s)), "cache rebuild", rebuild)
+        blocked = self.blocked_sites()  # revoked or removed: no cache is built for them
+        each_site(sorted(s for s in set(sites) if self.knows(s) and s not in blocked), "cache rebuild", rebuild)
         return out
 
     def rebuild(self, sites: Iterable[str], now: int | None = None) -> Iterator[tuple[str, int | None]]:
         """``changed`` for the command line: each configured site of ``sites``, in the
         configuration's order, with its new version or None (unchanged), as it is rebuilt
-        (lazily, while the caller iterates). A failure ends the iteration with its error
-        (a HubError when there is no signing key)."""
-        wanted = set(sites)
+        (lazily, while the caller iterates). Revoked and removed sites are left out (no
+        cache is built for them). A failure ends the iteration with its error (a HubError
+        when there is no signing key)."""
+        wanted = set(sites) - self.blocked_sites()
         configured = [s.id for s in self.cfg.sites if s.id in wanted]
         if not configured:
             return
@@ -104,18 +106,20 @@ class Pushing(Auditing):
             yield site, self._bring_out(site, t)
 
     def rebuild_all(self) -> dict[str, int]:
-        """Rebuild every configured site's cache (the running hub at start); site → new
-        version. A failing site is logged and left out."""
-        built = self.caches.rebuild_all(int(time.time()))
+        """Rebuild every configured site's cache (the running hub at start) but those of
+        revoked and removed sites; site → new version. A failing site is logged and left out."""
+        built = self.caches.rebuild_all(int(time.time()), skip=self.blocked_sites())
         if built:
             log.info("built caches: %s", ", ".join(f"{s} v{v}" for s, v in built.items()))
         return built
 
     def push(self, site: str) -> int:
         """Rebuild ``site``'s cache and publish its latest version as the retained full now
-        (the running hub); the version published. Recorded in the audit trail."""
+        (the running hub); the version published. SiteRevoked for a revoked or removed
+        site (nothing is built or sent for it). Recorded in the audit trail."""
         with self.audited("push", site=site) as note:
             self.site(site)
+            self._refuse_revoked(site)
             self.caches.rebuild(site, int(time.time()))
             full = self.publisher.publish_full(site)
             self._notify(site, "cache")
@@ -138,7 +142,8 @@ class Pushing(Auditing):
             self.publisher.converge(site, state.cache_version if online and state else None)
             self._known[site] = self.caches.latest_version(site)
 
-        each_site([s.id for s in self.cfg.sites], "cache convergence", converge)
+        blocked = self.blocked_sites()
+        each_site([s.id for s in self.cfg.sites if s.id not in blocked], "cache convergence", converge)
 
     def watch_versions(self) -> None:
         """Publish versions another process (the command line) recorded in the same store."""
@@ -150,7 +155,8 @@ class Pushing(Auditing):
                 state = self._store.site_state(site)
                 self.publisher.converge(site, state.cache_version if state and state.online else None)
 
-        each_site([s.id for s in self.cfg.sites], "publishing a new cache version", watch)
+        blocked = self.blocked_sites()
+        each_site([s.id for s in self.cfg.sites if s.id not in blocked], "publishing a new cache version", watch)
 
     def cache_refused(self, site: str, error: str | None, reported: int | None, version: int | None) -> None:
         """``site`` refused cache ``version`` (``Publisher.refused``)."""

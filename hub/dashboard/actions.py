@@ -52,7 +52,10 @@ async def perform(hub: Hub, p: Principal, site: str, action: str, params: dict[s
 
         return await enroll.start(hub, p, site, params)
     if action == "push":
-        version = await on_loop(hub, as_(hub, p, lambda: hub.push(site)))
+        try:
+            version = await on_loop(hub, as_(hub, p, lambda: hub.push(site)))
+        except SiteRevoked as exc:
+            return Outcome(409, {"error": str(exc)})
         log.info("dashboard: push of version %d to site %s by %s", version, site, p.name)
         return Outcome(202, {"site": site, "action": action, "published_version": version})
     try:

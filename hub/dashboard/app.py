@@ -3,7 +3,8 @@
 Pages: ``/`` (county), ``/sites/{site}``, ``/login``, ``/logout``, ``/sites/{site}/actions``
 (the no-JavaScript confirm step), ``/alerts``, ``/alerts/{alert}/ack`` and
 ``/settings/alerts`` (``hub.dashboard.alerts``); ``/audit`` and the CSV downloads
-``/export/events.csv``, ``/export/audit.csv`` (``hub.dashboard.exports``); ``/static/…``
+``/export/events.csv``, ``/export/audit.csv`` (``hub.dashboard.exports``); ``/members``,
+``/members/{member}/export.json``, ``/members/{member}/erase`` (``hub.dashboard.member_pages``); ``/static/…``
 (CSS, JS); the JSON API and its live stream
 under ``/api/v1`` (``hub.dashboard.api``; the document, generated from this table and the
 types of ``hub.dashboard.model``, is ``/api/v1/openapi.json``).
@@ -27,6 +28,7 @@ from .api import Api, Handler
 from .auth import Auth
 from .common import error
 from .exports import Exports
+from .member_pages import MemberPages
 from .middleware import principal
 from .model import BadRequest
 from .push import SERVICE_WORKER, PushApi, service_worker
@@ -56,6 +58,7 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
     auth = Auth(service, token=token, session_seconds=service.cfg.http.session_hours * 3600)
     v, a = Views(service, auth), Api(service, auth)
     al, x = Alerts(service, auth), Exports(service)
+    mp = MemberPages(service)
     g = _as_endpoint
     table: list[BaseRoute] = [
         Route("/", v.county, methods=["GET"]),
@@ -71,6 +74,9 @@ def routes(service: Hub, token: str | None) -> tuple[Auth, list[BaseRoute]]:
         Route("/audit", x.audit, methods=["GET"]),
         Route("/export/events.csv", x.events_csv, methods=["GET"]),
         Route("/export/audit.csv", x.audit_csv, methods=["GET"]),
+        Route("/members", mp.list, methods=["GET"]),
+        Route("/members/{member}/export.json", mp.export, methods=["GET"]),
+        Route("/members/{member}/erase", mp.erase, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route(SERVICE_WORKER, service_worker, methods=["GET"]),
         Route("/api/v1/openapi.json", g(a.openapi), methods=["GET"]),

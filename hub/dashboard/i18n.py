@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .i18n_alerts import STRINGS as ALERT_STRINGS
+from .i18n_members import STRINGS as MEMBER_STRINGS
 
 LANGS = ("de", "en")
 DEFAULT = "de"
@@ -215,6 +216,7 @@ STRINGS: dict[str, tuple[str, str]] = {
 }
 
 STRINGS.update(ALERT_STRINGS)
+STRINGS.update(MEMBER_STRINGS)
 
 _WEEKDAYS = {"de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"), "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+async def refused(hub: Hub, p: Principal, member: str, act: str) -> Outcome | None:
+    """``_refused`` on the hub's loop (the dashboard's confirm step checks before it asks)."""
+    return await on_loop(hub, lambda: _refused(hub, p, member, act))
+
+
 def _refused(hub: Hub, p: Principal, member: str, act: str) -> Outcome | None:
     """403 (not an admin) or 404 (no such member), recorded in the audit trail; None to go ahead."""
     out = None

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 
 from hub.store import open_store
 from testkit.booking_fake import BookingPlatform
@@ -25,7 +26,7 @@ def test_a_reimaged_pi_joins_again_after_revoke_and_reinstate_and_a_removed_site
     fh = fleet_hub(tmp_path, booking_platform, ("minheim",), joining=("minheim",))
     site = fh.county.sites["minheim"]
     code = add_site(fh, capsys, "minheim", tls=False)
-    with HubThread(fh.county, fh.cfg):
+    with HubThread(fh.county, fh.cfg) as ht:
         join_site(fh, capsys, "minheim", code, fh.county.http_url)
         site.start()
         try:
@@ -63,13 +64,31 @@ def test_a_reimaged_pi_joins_again_after_revoke_and_reinstate_and_a_removed_site
         finally:
             site.stop()
 
+        with open_store(fh.cfg.hub.store_url) as store:
+            assert store.cache_state("minheim") is not None and store.cache_log("minheim", 0)
         rc, out, _ = fh.hub(capsys, "site", "remove", "minheim")
         assert rc == 0 and "retained cache at the broker was cleared" in out and "REMOVED" in fh.hub(
             capsys, "sites")[1]
+        assert "its caches were dropped from the store" in out
+        # The running hub builds nothing for the removed site, whatever asks it to.
+        svc = ht.service
+        svc.call(lambda: svc.hub.changed({"minheim"}))
+        svc.call(svc.hub.rebuild_all)
+        svc.call(svc.hub.watch_versions)
+        svc.call(svc.hub.converge_all)
+        assert list(svc.call(lambda: list(svc.hub.rebuild({"minheim"})))) == []  # the command line's rebuild
+        r = requests.post(fh.county.http_url + "/api/v1/sites/minheim/push", timeout=10,
+                          headers={"Authorization": f"Bearer {fh.county.admin_token}"})
+        assert r.status_code == 409 and "removed" in r.json()["error"]
+        with open_store(fh.cfg.hub.store_url) as store:
+            assert store.cache_state("minheim") is None and store.cache_snapshot("minheim") is None
+            assert store.cache_log("minheim", 0) == []
     with TestClient(fh.broker.host, fh.broker.hub_port, username="hub", password=fh.passwords["hub"]) as c:
         c.subscribe(topic("minheim", Kind.CACHE))
         with pytest.raises(TimeoutError):
             c.expect(topic("minheim", Kind.CACHE), timeout=2)
     with open_store(fh.cfg.hub.store_url) as store:
         assert len(store.events(site_id="minheim", limit=1000)) >= old_events
+        assert len([e for e in store.events(site_id="minheim", limit=1000) if e.stream == first]) == old_events
         assert store.site_lifecycle()["minheim"][0] == "removed"
+        assert store.cache_state("minheim") is None and store.cache_log("minheim", 0) == []

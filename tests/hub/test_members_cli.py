@@ -78,3 +78,28 @@ def test_an_erasure_with_the_broker_unreachable_stands_and_says_so(
         assert store.get_member("anna") is None
         snap = store.cache_snapshot("minheim")
         assert snap is not None and snap[1] == {}  # the new version, recorded for the running hub
+
+
+def test_an_erasure_cleans_a_revoked_sites_cache_without_sending_it_and_builds_none_for_a_removed_site(
+    tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    county = make_county(tmp_path, broker, booking_platform, ("minheim", "wittlich"))
+    cfg = str(county.hub_config_path)
+    assert hub_main(["cards", "add", "anna", "em4100:0A1B2C3D4E", "--name", "Anna", "--config", cfg]) == 0
+    for site in ("minheim", "wittlich"):
+        assert hub_main(["grants", "add", "anna", site, "--config", cfg]) == 0
+    url = config_mod.load(cfg).hub.store_url
+    with open_store(url) as store:
+        assert all(store.cache_snapshot(s) is not None for s in ("minheim", "wittlich"))
+        store.set_site_state("minheim", "revoked", at=1.0)
+        store.set_site_state("wittlich", "removed", at=1.0)
+        assert store.drop_site_caches("wittlich") is not None
+    capsys.readouterr()
+    assert hub_main(["members", "remove", "anna", "--config", cfg, "--timeout", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "member anna erased" in out and "site minheim: NOT acknowledged" in out
+    assert "site is revoked: nothing is sent to it" in out and "wittlich" not in out
+    with open_store(url) as store:
+        snap = store.cache_snapshot("minheim")
+        assert snap is not None and snap[1] == {}  # rebuilt without anna, recorded, not sent
+        assert store.cache_snapshot("wittlich") is None and store.cache_log("wittlich", 0) == []

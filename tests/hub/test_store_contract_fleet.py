@@ -9,7 +9,7 @@ import threading
 from hub.store import Store, open_store
 from hub.store.fleet import JoinCode, SiteCert
 from tests.hub._bookings import NOW
-from tests.hub.store_contract import store_fixture, store_url_fixture  # noqa: F401
+from tests.hub.store_contract import events, store_fixture, store_url_fixture  # noqa: F401
 
 
 def code(id_: str = "AB12", site: str = "minheim", expires: float = NOW + 3600) -> JoinCode:
@@ -91,3 +91,34 @@ def test_a_sites_state_is_recorded_and_replaced(store: Store) -> None:
     else:
         raise AssertionError("an unknown state was stored")
     assert store.site_lifecycle()["minheim"] == ("active", NOW + 1)
+
+
+def _version(store: Store, site: str, version: int, base: int, entries: dict[str, str],
+             removed: tuple[str, ...] = ()) -> None:
+    store.record_cache_version(site, version=version, base_version=base, built_at=version, added=entries,
+                               changed={}, removed=list(removed), n_entries=len(entries), size=10)
+
+
+def test_a_removed_sites_caches_are_dropped_whole_and_its_events_and_other_sites_stay(store: Store) -> None:
+    _version(store, "minheim", NOW, 0, {"e1": '{"id":"e1"}', "e2": '{"id":"e2"}'})
+    _version(store, "minheim", NOW + 1, NOW, {"e3": '{"id":"e3"}'}, removed=("e1",))
+    store.set_retained_full("minheim", NOW + 1)
+    _version(store, "altdorf", NOW, 0, {"a1": '{"id":"a1"}'})
+    store.store_events("minheim", events([1, 2, 3]))
+    dropped = store.drop_site_caches("minheim")
+    assert dropped is not None and (dropped.version, dropped.n_entries, dropped.retained_version) == (NOW + 1, 1,
+                                                                                                      NOW + 1)
+    assert store.cache_state("minheim") is None and store.cache_snapshot("minheim") is None
+    assert store.cache_log("minheim", 0) == []
+    assert store.drop_site_caches("minheim") is None  # nothing left to drop
+    assert store.drop_site_caches("nowhere") is None
+    # The events and the other site stay.
+    assert sorted(e.seq for e in store.events(site_id="minheim")) == [1, 2, 3]
+    snap = store.cache_snapshot("altdorf")
+    assert snap is not None and snap[0].version == NOW and snap[1] == {"a1": '{"id":"a1"}'}
+    assert [r.version for r in store.cache_log("altdorf", 0)] == [NOW]
+    # A reinstated site starts again from base 0, above the versions it had.
+    _version(store, "minheim", NOW + 5, 0, {"e9": '{"id":"e9"}'})
+    again = store.cache_snapshot("minheim")
+    assert again is not None and again[0].version == NOW + 5 and again[1] == {"e9": '{"id":"e9"}'}
+    assert again[0].retained_version is None

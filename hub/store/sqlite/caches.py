@@ -118,6 +118,24 @@ class CachesMixin(SqliteBase):
             c.execute("UPDATE cache_sites SET retained_version = ?, retained_entries = ? WHERE site_id = ?",
                       (version, n_entries, site_id))
 
+    def drop_site_caches(self, site_id: str) -> CacheState | None:
+        """Forget everything published for ``site_id`` (a removed site): its latest version,
+        its entries and its change log, in one transaction; the state dropped, or None when
+        there was none. Its events and its lifecycle state stay. A later version (the site
+        reinstated) starts from base 0 again, above every earlier one (versions follow the
+        clock, ``hub.caches``)."""
+        with self._write() as c:
+            row = c.execute(
+                "DELETE FROM cache_sites WHERE site_id = ? RETURNING version, built_at, n_entries, size, "
+                "retained_version, retained_entries", (site_id,)).fetchone()
+            c.execute("DELETE FROM cache_entries WHERE site_id = ?", (site_id,))
+            c.execute("DELETE FROM cache_versions WHERE site_id = ?", (site_id,))
+        if row is None:
+            return None
+        return CacheState(site_id=site_id, version=row["version"], built_at=row["built_at"],
+                          n_entries=row["n_entries"], size=row["size"], retained_version=row["retained_version"],
+                          retained_entries=row["retained_entries"])
+
     def prune_cache_log(self, site_id: str, *, keep_last: int, hard_max: int) -> int:
         """Drop old log rows, keeping deltas possible from each of the last ``keep_last``
         versions' bases and from the retained full, whichever reaches further back, but

@@ -22,7 +22,7 @@ from testkit.demo_county import hub_cli
 from testkit.smtpsink import SmtpSink
 from testkit.util import wait_for
 from tests.browser.test_dashboard_browser import ARGS, CHROMIUM, OUT, PHONE, expect, log_in, playwright_sync
-from tests.hub.test_alerts_live import SimSite, _with_alerts
+from tests.hub.test_alerts_live import _with_alerts
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(scripts/setup --dev installs it)")
@@ -60,11 +60,11 @@ def test_acknowledging_in_the_browser_stops_the_reminders(county: County, smtp: 
     _with_alerts(county, smtp, remind_minutes=0.05, max_reminders=100, escalate_minutes=60)
     password = add_user(county, "anna", "caretaker", "minheim")
     hub_cli(county, "users", "alerts", "anna", "--email", ANNA)
-    site = SimSite(county.sites["minheim"])
+    site = county.sites["minheim"]
     url = county.http_url
     with HubThread(county) as hub:
         svc = hub.service
-        site.start()
+        site.start(doors=True)
         try:
             wait_for(lambda: (st := svc.call(lambda: svc.store.site_state("minheim"))) is not None and st.online,
                      30, what="minheim online")

@@ -22,16 +22,15 @@ from hub import config
 from hub.__main__ import main as hub_main
 from hub.alerts.webhooks import DELIVERY_HEADER, EVENT_HEADER
 from hub.store import AlertMail
-from testkit.booking_fake import BookingPlatform
-from testkit.broker import Mosquitto
-from testkit.county import County, HubThread, make_county
+from testkit.county import County, HubThread
 from testkit.demo_county import hub_command
+from testkit.site import SiteFiles
 from testkit.smtpsink import SmtpSink
 from testkit.util import stop_process, wait_for
 from testkit.webhook_sink import WebhookSink
 
 from .test_alerts import ALERTS
-from .test_alerts_live import SimSite, _online, _store, _users, _with_alerts
+from .test_alerts_live import _online, _store, _users, _with_alerts, county_fixture, minheim_fixture, smtp_fixture  # noqa: F401
 from .test_hub_config import refused, write_hub_config
 
 
@@ -39,24 +38,6 @@ def _secret_file(path: Path, secret: bytes) -> str:
     path.write_bytes(secret + b"\n")
     path.chmod(0o600)
     return str(path)
-
-
-@pytest.fixture(name="county")
-def county_fixture(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
-    return make_county(tmp_path, broker, booking_platform, ("minheim", "wehlen"))
-
-
-@pytest.fixture(name="smtp")
-def smtp_fixture() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
-
-
-@pytest.fixture(name="minheim")
-def minheim_fixture(county: County) -> Iterator[SimSite]:
-    site = SimSite(county.sites["minheim"])
-    yield site
-    site.stop()
 
 
 @pytest.fixture(name="hook")
@@ -85,7 +66,7 @@ def _hooks(county: County) -> list[AlertMail]:
 
 
 def test_a_forced_door_is_posted_signed_once_when_it_opens_and_once_when_it_closes(
-        county: County, smtp: SmtpSink, minheim: SimSite, hook: WebhookSink) -> None:
+        county: County, smtp: SmtpSink, minheim: SiteFiles, hook: WebhookSink) -> None:
     # A second receiver knows another secret: it refuses every request, which stays failing.
     wrong = WebhookSink(secrets.token_hex(24).encode())
     _configure(county, smtp, hook, wrong=wrong)
@@ -94,7 +75,7 @@ def test_a_forced_door_is_posted_signed_once_when_it_opens_and_once_when_it_clos
     smtp.start()
     try:
         with HubThread(county):
-            minheim.start()
+            minheim.start(doors=True)
             wait_for(lambda: _online(county, "minheim"), 30, what="minheim online at the hub")
             minheim.act("open eingang")  # nobody badged: forced open
             wait_for(lambda: len(hook.deliveries()) >= 1, 5, what="the alert's webhook")
@@ -126,10 +107,10 @@ def test_a_forced_door_is_posted_signed_once_when_it_opens_and_once_when_it_clos
 
 
 def test_a_receiver_that_is_down_gets_the_alert_when_it_returns(
-        county: County, smtp: SmtpSink, minheim: SimSite, hook: WebhookSink) -> None:
+        county: County, smtp: SmtpSink, minheim: SiteFiles, hook: WebhookSink) -> None:
     _configure(county, smtp, hook)
     with HubThread(county):
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online at the hub")
         minheim.act("open eingang")
         wait_for(lambda: (hs := _hooks(county)) and all(x.attempts >= 2 for x in hs), 20,
@@ -142,13 +123,13 @@ def test_a_receiver_that_is_down_gets_the_alert_when_it_returns(
 
 
 def test_a_hub_killed_before_delivery_posts_the_alert_once_after_its_restart(
-        county: County, smtp: SmtpSink, minheim: SimSite, hook: WebhookSink) -> None:
+        county: County, smtp: SmtpSink, minheim: SiteFiles, hook: WebhookSink) -> None:
     _configure(county, smtp, hook, timeout_seconds=2.0)  # a short lease (2 x timeout + 10 s)
     log = (county.hub_config_path.parent / "hub.log").open("ab")
     run = [*hub_command(), "run", "--config", str(county.hub_config_path)]
     hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        minheim.start()
+        minheim.start(doors=True)
         minheim.act("open eingang")
         wait_for(lambda: (hs := _hooks(county)) and all(x.attempts >= 1 and x.state == "pending" for x in hs), 30,
                  what="the webhook queued and tried once")

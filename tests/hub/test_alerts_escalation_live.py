@@ -7,54 +7,36 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from hub.alerts.texts import LOCAL
-from testkit.booking_fake import BookingPlatform
-from testkit.broker import Mosquitto
-from testkit.county import County, HubThread, make_county
+from testkit.county import County, HubThread
 from testkit.demo_county import hub_cli
+from testkit.site import SiteFiles
 from testkit.smtpsink import SmtpSink
 from testkit.util import wait_for
 from tests.hub.test_alerts_live import (
     ADMIN,
     CARE_M,
     CARE_W,
-    SimSite,
     _mails,
     _online,
     _store,
     _to,
     _users,
     _with_alerts,
+    county_fixture,  # noqa: F401 (fixtures)
+    minheim_fixture,  # noqa: F401
+    smtp_fixture,  # noqa: F401
 )
 
 UNKNOWN_CARD = "em4100:0AFFFFFFFF"
 
 
 @pytest.fixture
-def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
-    return make_county(tmp_path, broker, booking_platform, ("minheim", "wehlen"))
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
-
-
-@pytest.fixture
-def minheim(county: County) -> Iterator[SimSite]:
-    site = SimSite(county.sites["minheim"])
-    yield site
-    site.stop()
-
-
-@pytest.fixture
-def wehlen(county: County) -> Iterator[SimSite]:
-    site = SimSite(county.sites["wehlen"])
+def wehlen(county: County) -> Iterator[SiteFiles]:
+    site = county.sites["wehlen"]
     yield site
     site.stop()
 
@@ -66,13 +48,13 @@ def _got(smtp: SmtpSink) -> list[tuple[str, str]]:
 
 
 def test_a_site_offline_is_alerted_escalated_when_nobody_acknowledges_and_cleared_when_it_returns(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     _with_alerts(county, smtp, offline_minutes=0.02, escalate_minutes=0.05, remind_minutes=0.05, max_reminders=1)
     _users(county)
     smtp.start()
     with HubThread(county):
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online")
         minheim.stop()  # its Last Will: offline
         wait_for(lambda: len(smtp.messages()) >= 2, 10, what="the offline alert's e-mails")
@@ -87,7 +69,7 @@ def test_a_site_offline_is_alerted_escalated_when_nobody_acknowledges_and_cleare
         with _store(county) as store:
             [alert] = store.open_alerts("minheim")
             assert alert.escalated_at is not None and alert.reminders == 1 and alert.acked_at is None
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: len(smtp.messages()) >= 6, 30, what="the clear messages")
         cleared = _got(smtp)[4:]
         assert sorted(r for r, _ in cleared) == [ADMIN, CARE_M]
@@ -99,14 +81,14 @@ def test_a_site_offline_is_alerted_escalated_when_nobody_acknowledges_and_cleare
 
 
 def test_two_caretakers_of_two_sites_each_hear_only_their_own_site(
-    county: County, smtp: SmtpSink, minheim: SimSite, wehlen: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles, wehlen: SiteFiles
 ) -> None:
     _with_alerts(county, smtp)
     _users(county)
     smtp.start()
     with HubThread(county):
-        minheim.start()
-        wehlen.start()
+        minheim.start(doors=True)
+        wehlen.start(doors=True)
         wait_for(lambda: _online(county, "minheim") and _online(county, "wehlen"), 30, what="both sites online")
         minheim.act("open eingang")
         wehlen.act("open coworking")
@@ -119,7 +101,7 @@ def test_two_caretakers_of_two_sites_each_hear_only_their_own_site(
 
 
 def test_quiet_hours_hold_back_a_non_urgent_alert_but_never_an_urgent_one(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     # Repeated refused cards are not urgent here, a forced door is.
     _with_alerts(county, smtp, urgent=["door_forced"], denials=3, denials_minutes=5)
@@ -129,7 +111,7 @@ def test_quiet_hours_hold_back_a_non_urgent_alert_but_never_an_urgent_one(
     hub_cli(county, "users", "alerts", "care-m", "--quiet", f"{start:%H:%M}-{end:%H:%M}", "--lang", "en")
     smtp.start()
     with HubThread(county):
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online")
         for _ in range(3):
             county.sites["minheim"].badge("eingang-sim", UNKNOWN_CARD)
@@ -148,14 +130,14 @@ def test_quiet_hours_hold_back_a_non_urgent_alert_but_never_an_urgent_one(
 
 
 def test_a_lockdown_is_reported_when_it_starts_and_when_it_ends(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     _with_alerts(county, smtp)
     _users(county)
     smtp.start()
     with HubThread(county) as hub:
         svc = hub.service
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online")
         svc.call(lambda: svc.hub.send_command("minheim", "lockdown"))
         wait_for(lambda: len(smtp.messages()) >= 2, 15, what="the lockdown's e-mails")

@@ -1,15 +1,13 @@
 """Alerts by e-mail over the real parts: the edge agent on mock pins (``testkit.simsite``,
-its door contact moved through the control FIFO), Mosquitto, the hub (on a thread, or as
-``torwart-hub run`` in a subprocess where it is SIGKILLed) and a real SMTP server
-(aiosmtpd, ``testkit.smtpsink``)."""
+its door contact moved through the control FIFO: ``SiteFiles.start(doors=True)``,
+``act``), Mosquitto, the hub (on a thread, or as ``torwart-hub run`` in a subprocess where
+it is SIGKILLed) and a real SMTP server (aiosmtpd, ``testkit.smtpsink``)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,37 +22,12 @@ from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import County, HubThread, make_county
 from testkit.demo_county import hub_cli, hub_command
-from testkit.demo_procs import fifo_write
 from testkit.site import SiteFiles
 from testkit.smtpsink import SmtpSink
 from testkit.util import stop_process, wait_for
 from wire import messages as m
 
 ADMIN, CARE_M, CARE_W = "admin@example.org", "hausmeister.minheim@example.org", "hausmeister.wehlen@example.org"
-
-
-class SimSite:
-    """``python -m testkit.simsite`` for one site: start, act on its doors, stop."""
-
-    def __init__(self, files: SiteFiles) -> None:
-        self.files = files
-        self.control = files.dir / "control"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.files.dir / "agent.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "testkit.simsite", "--config", str(self.files.config_path),
-                                      "--control", str(self.control)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
-        log.close()
-
-    def act(self, line: str) -> None:
-        fifo_write(self.control, line)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 15)
-            self.proc = None
 
 
 def _with_alerts(county: County, smtp: SmtpSink, **extra: object) -> None:
@@ -79,20 +52,21 @@ def _users(county: County) -> None:
         hub_cli(county, *args)
 
 
-@pytest.fixture
-def county(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
+@pytest.fixture(name="county")
+def county_fixture(tmp_path: Path, broker: Mosquitto, booking_platform: BookingPlatform) -> County:
     return make_county(tmp_path, broker, booking_platform, ("minheim", "wehlen"))
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
+@pytest.fixture(name="smtp")
+def smtp_fixture() -> Iterator[SmtpSink]:
     with SmtpSink() as s:
         yield s
 
 
-@pytest.fixture
-def minheim(county: County) -> Iterator[SimSite]:
-    site = SimSite(county.sites["minheim"])
+@pytest.fixture(name="minheim")
+def minheim_fixture(county: County) -> Iterator[SiteFiles]:
+    """The minheim agent as ``testkit.simsite`` (``start(doors=True)``; ``act`` moves its doors)."""
+    site = county.sites["minheim"]
     yield site
     site.stop()
 
@@ -128,13 +102,13 @@ def _to(smtp: SmtpSink) -> list[str]:
 
 
 def test_a_forced_door_mails_its_caretaker_and_the_admins_once_and_once_more_when_it_closes(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     _with_alerts(county, smtp)
     _users(county)
     smtp.start()
     with HubThread(county) as hub:
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online at the hub")
         minheim.act("open eingang")  # nobody badged: forced open
         wait_for(lambda: len(smtp.messages()) >= 2, 5, what="the alert's two e-mails")
@@ -161,7 +135,7 @@ def test_a_forced_door_mails_its_caretaker_and_the_admins_once_and_once_more_whe
 
 
 def test_a_hub_killed_before_delivery_sends_each_message_once_after_its_restart(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     # The SMTP server is not started yet: nothing can be delivered. A short timeout keeps the
     # lease short (2 x timeout + 10 s): a kill between claiming and recording a try leaves the
@@ -172,7 +146,7 @@ def test_a_hub_killed_before_delivery_sends_each_message_once_after_its_restart(
     run = [*hub_command(), "run", "--config", str(county.hub_config_path)]
     hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        minheim.start()
+        minheim.start(doors=True)
         minheim.act("open eingang")
         wait_for(lambda: (ms := _mails(county)) and all(x.attempts >= 1 and x.state == "pending" for x in ms), 30,
                  what="the alert queued and tried once")
@@ -189,12 +163,12 @@ def test_a_hub_killed_before_delivery_sends_each_message_once_after_its_restart(
 
 
 def test_a_site_offline_too_long_is_an_alert_delivered_when_the_mail_server_returns_and_resolved_online(
-    county: County, smtp: SmtpSink, minheim: SimSite
+    county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
     _with_alerts(county, smtp, offline_minutes=0.02)  # 1.2 s
     _users(county)
     with HubThread(county):
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: _online(county, "minheim"), 30, what="minheim online")
         minheim.stop()
         wait_for(lambda: (ms := _mails(county)) and all(x.attempts >= 1 for x in ms), 30,
@@ -206,7 +180,7 @@ def test_a_site_offline_too_long_is_an_alert_delivered_when_the_mail_server_retu
         wait_for(lambda: len(smtp.messages()) >= 2, 10, what="the offline alert's e-mails")
         assert _to(smtp) == [ADMIN, CARE_M]
         assert all("Standort offline" in msg["Subject"] for _, msg in smtp.messages())
-        minheim.start()
+        minheim.start(doors=True)
         wait_for(lambda: len(smtp.messages()) >= 4 and _all_sent(county), 30, what="the resolved e-mails sent")
         with _store(county) as store:
             assert store.open_alerts("minheim") == []

@@ -16,7 +16,7 @@ from pathlib import Path
 from hub.provision import pki
 from hub.provision.mosquitto import acl_text, password_line
 
-from .util import free_port, port_open, stop_process, wait_for
+from .util import free_port, log_tail, port_open, stop_process, wait_for
 
 
 def mosquitto_binary() -> str:
@@ -203,10 +203,7 @@ class Mosquitto:
         return self.start()
 
     def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, n)
 
     def __enter__(self) -> Mosquitto:
         return self.start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .broker import Mosquitto, mosquitto_binary
-from .util import port_open, wait_for
+from .util import log_tail, port_open, wait_for
 
 PR_SET_PDEATHSIG = 1
 
@@ -106,10 +106,7 @@ class Child:
         return self.proc.returncode
 
     def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, n)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from .util import free_port, stop_process, wait_for
+from .util import free_port, log_tail, stop_process, wait_for
 
 
 def store_setting(url: str) -> dict[str, str]:
@@ -77,10 +77,7 @@ class HubNode:
         return self.config_path.with_suffix(".prof")
 
     def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, n)
 
 
 class HubNodes:

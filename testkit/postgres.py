@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .util import free_port, stop_process, wait_for
+from .util import free_port, log_tail, stop_process, wait_for
 
 ROLE = "torwart"
 
@@ -179,18 +179,15 @@ class Postgres:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT): open sessions are cut, a checkpoint is written."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                stop_process(self.proc, 1.0)
-        self.proc = None
+        self._shut_down(signal.SIGINT, timeout)
 
     def kill(self, timeout: float = 30.0) -> None:
         """Immediate shutdown (SIGQUIT), as after a crash: the next start recovers from the WAL."""
+        self._shut_down(signal.SIGQUIT, timeout)
+
+    def _shut_down(self, sig: signal.Signals, timeout: float) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -202,10 +199,7 @@ class Postgres:
         return self.start()
 
     def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, n)
 
     def remove(self) -> None:
         self.stop()

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wire.keys import new_key, public_key_b64, write_key_file
 
-from .util import stop_process, wait_for
+from .util import log_tail, stop_process, wait_for
 
 
 class Endpoint(Protocol):
@@ -121,10 +121,7 @@ class SiteFiles:
         return None if self.proc is None else stop_process(self.proc, timeout)
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join((self.dir / "agent.log").read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.dir / "agent.log", n)
 
 
 def write_site(

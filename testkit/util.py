@@ -129,3 +129,11 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def log_tail(path: Path, n: int = 30) -> str:
+    """The last ``n`` lines of a server's log file (``(no log)`` when there is none)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except FileNotFoundError:
+        return "(no log)"

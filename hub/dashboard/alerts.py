@@ -31,7 +31,7 @@ from .alertmodel import EMAIL, AckForm, AlertSettings, AlertSettingsBody, Alerts
 from .auth import Auth, Principal
 from .common import error, json, on_loop
 from .middleware import principal
-from .model import BadRequest, parse, parse_json
+from .model import BadRequest, parse, parse_json, parse_time
 from .render import page
 
 if TYPE_CHECKING:
@@ -70,14 +70,12 @@ class Alerts:
 
     def _list(self, p: Principal, q: AlertsQuery) -> tuple[list[str] | None, float | None] | str:
         """The sites and time to list for ``q`` (None: every site), or why not (404)."""
-        from .api import _time
-
         visible = self._visible(p)
         if q.site and q.site not in visible:
             return f"no site {q.site!r}"
         try:
-            since = _time(q.since, "since")
-        except ValueError as exc:
+            since = parse_time(q.since, "since")
+        except BadRequest as exc:
             raise BadRequest(str(exc)) from None
         return ([q.site] if q.site else (None if p.sites is None else visible)), since
 

@@ -10,10 +10,8 @@ document (``openapi.json``) is generated from those types (``hub.dashboard.opena
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -27,7 +25,19 @@ from ..core.pages import SiteSnapshot
 from . import actions, enroll, members
 from .auth import PERMISSIONS, Auth, Principal
 from .common import error, json, on_loop
-from .model import CommandBody, EnrollBody, EventsQuery, LiveFragment, LiveQuery, Me, NoshowsQuery, parse, parse_json
+from .model import (
+    BadRequest,
+    CommandBody,
+    EnrollBody,
+    EventsQuery,
+    LiveFragment,
+    LiveQuery,
+    Me,
+    NoshowsQuery,
+    parse,
+    parse_json,
+    parse_time,
+)
 from .openapi import document
 from .render import fragment, lang_of
 
@@ -39,25 +49,6 @@ log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
-
-
-def _time(text: str | None, what: str) -> float | None:
-    """Unix seconds or ISO 8601 (local time without an offset); ValueError otherwise."""
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise ValueError(f"{what}: not a time: {text!r}")
-        return value
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{what}: not Unix seconds or ISO 8601: {text!r}") from None
-    return (t if t.tzinfo is not None else t.astimezone()).timestamp()
 
 
 class Api:
@@ -135,8 +126,8 @@ class Api:
         if site is not None and site not in visible:
             return error(404, f"no site {site!r}")
         try:
-            since, until = _time(q.since, "since"), _time(q.until, "until")
-        except ValueError as exc:
+            since, until = parse_time(q.since, "since"), parse_time(q.until, "until")
+        except BadRequest as exc:
             return error(400, str(exc))
         limit = q.limit
         sites: list[str] | None = [site] if site else (None if p.sites is None else visible)

@@ -20,10 +20,8 @@ recorded in the audit trail (``export.events``, ``export.audit``).
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -38,7 +36,7 @@ from .auth import Principal
 from .checks import as_
 from .common import on_loop
 from .middleware import principal
-from .model import BadRequest, parse
+from .model import BadRequest, parse, parse_time
 from .render import page
 
 if TYPE_CHECKING:
@@ -62,32 +60,6 @@ class ExportQuery(Struct, kw_only=True, forbid_unknown_fields=True):
     lang: Literal["de", "en"] | None = None
 
 
-def _time(text: str | None, what: str, *, end: bool = False) -> float | None:
-    """Unix seconds or ISO 8601 (local without an offset); a bare date as ``end`` is the
-    next midnight. BadRequest otherwise."""
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise BadRequest(f"{what}: not a time: {text!r}")
-        return value
-    try:
-        return _iso(text, end)
-    except ValueError:
-        raise BadRequest(f"{what}: not Unix seconds or ISO 8601: {text!r}") from None
-
-
-def _iso(text: str, end: bool) -> float:
-    t = dt.datetime.fromisoformat(text)
-    if end and len(text) == 10:  # a date: through the end of that day
-        t += dt.timedelta(days=1)
-    return (t if t.tzinfo is not None else t.astimezone()).timestamp()
-
-
 class Exports:
     """The handlers (see the module's docstring)."""
 
@@ -99,7 +71,7 @@ class Exports:
         """The filters, checked: BadRequest (400) or LookupError (404: a site the caller may not see)."""
         # A form's empty fields ("all doors", no date) filter nothing.
         q = parse({k: v for k, v in request.query_params.items() if v != ""}, ExportQuery, what="the query")
-        since, until = _time(q.since, "since"), _time(q.until, "until", end=True)
+        since, until = parse_time(q.since, "since"), parse_time(q.until, "until", end=True)
         if since is not None and until is not None and until <= since:
             raise BadRequest("until must be after since")
         if q.site is not None and (not p.may_see(q.site) or not self.hub.knows(q.site)):

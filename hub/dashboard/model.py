@@ -11,6 +11,8 @@ for a bounded number or a choice, the allowed values.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -241,3 +243,26 @@ class LiveFragment(Struct, kw_only=True):
 
     site: str
     html: str
+
+
+def parse_time(text: str | None, what: str, *, end: bool = False) -> float | None:
+    """A time in a query: Unix seconds or ISO 8601 (local time without an offset); None
+    when empty. A bare date as the ``end`` of a range means the next midnight (through
+    that day). BadRequest otherwise."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise BadRequest(f"{what}: not a time: {text!r}")
+        return value
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{what}: not Unix seconds or ISO 8601: {text!r}") from None
+    if end and len(text) == 10:
+        t += dt.timedelta(days=1)
+    return (t if t.tzinfo is not None else t.astimezone()).timestamp()

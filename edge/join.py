@@ -77,7 +77,7 @@ def join(hub_url: str, code: str, config: str | Path, *, timeout: float = 30.0) 
     write_private(files[0], key_pem(key))
     files[1].write_text(grant.cert)
     files[2].write_text(grant.ca)
-    write_key_file(files[3], cred_key)
+    write_key_file(files[3], cred_key, overwrite=True)  # a re-join replaces the old install's
     if grant.password is not None:
         files.append(d / "mqtt.password")
         write_private(files[-1], (grant.password + "\n").encode())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from wire.topics import IDENT_RE
 
 from .config import HubConfig
 from .core import Hub
+from .core.audit import Actor
 from .core.errors import BadCommand, InLockdown, NotSent
 from .dashboard.auth import PERMISSIONS
 from .ha_settings import HA_ROOT
@@ -107,6 +109,12 @@ def parse(name: str, payload: bytes, *, retained: bool, now: float, max_age: flo
     ts = doc.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, int | float):
         raise Refused("bad_payload", "ts (Home Assistant's time, seconds since 1970) is missing")
+    try:
+        ts = float(ts)
+    except OverflowError:
+        ts = math.inf
+    if not math.isfinite(ts):
+        raise Refused("bad_payload", "ts is not a time")
     if abs(now - ts) > max_age:
         raise Refused("stale", f"the request's time is {now - ts:+.0f} s from the hub's (allowed: ±{max_age:.0f} s)")
     word = doc["action"].upper()
@@ -130,15 +138,21 @@ class HaControl:
         self.clock = clock
 
     def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
-        """Check and carry out one request; the answer (also published when the topic
-        names a site)."""
+        """Check and carry out one request as the configured dashboard user (the audit
+        trail's who, via ``homeassistant``); the answer (also published when the topic
+        names a site). A refusal before the act is recorded too."""
+        actor = Actor(self.cfg.homeassistant.user or "homeassistant", "homeassistant")
         try:
             req = parse(name, payload, retained=retained, now=self.clock(),
                         max_age=self.cfg.homeassistant.max_age_seconds)
-            answer = self._carry_out(req)
+            answer = self.hub.run_as(actor, lambda: self._carry_out(req))
         except Refused as exc:
             log.warning("Home Assistant request on %s refused: %s", name[:120], exc)
-            answer = {"ok": False, "error": exc.code, "detail": str(exc)}
+            why = str(exc)
+            answer = {"ok": False, "error": exc.code, "detail": why}
+            if exc.code not in ("lockdown", "not_sent", "bad_command"):  # the act itself recorded those
+                self.hub.run_as(actor, lambda: self.hub.record_act("homeassistant.request", outcome="refused",
+                                                                   detail=name[:120], reason=why))
         try:
             site, _ = _where(name)
         except Refused:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..config import HubConfig
 from ..store import AlertMail, Store
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 def vapid_key_path(cfg: HubConfig) -> Path:
     """Where the hub's VAPID key lives: ``{data_dir}/keys/vapid.pem``."""
     return cfg.hub.data_path / "keys" / "vapid.pem"
+
+
+def push_service_allowed(cfg: HubConfig, endpoint: str) -> bool:
+    """Whether ``endpoint`` lies at one of ``[alerts] push_services`` (the host, or a
+    subdomain of it); nothing else is ever sent to."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    services = cfg.alerts.push_services if cfg.alerts is not None else []
+    return bool(host) and any(host == s or host.endswith("." + s) for s in services)
 
 
 def load_vapid(cfg: HubConfig) -> Vapid | None:
@@ -64,6 +73,9 @@ class PushSender(QueueWorker):
             sub = subs.get(row.recipient)
             if sub is None:  # unsubscribed since it was queued
                 self._done(store, row)
+                continue
+            if not push_service_allowed(self.cfg, sub.endpoint):
+                self._failed(store, row, "its push service is not in [alerts] push_services")
                 continue
             try:
                 delivery = send(self._identity(), Subscription(sub.endpoint, sub.p256dh, sub.auth),

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from msgspec import Meta, Struct, field
 
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://\S+$")]
+#: Where browsers' push subscriptions point (``[alerts] push_services``).
+PUSH_SERVICES = ("fcm.googleapis.com", "push.services.mozilla.com", "push.apple.com", "notify.windows.com")
 
 #: Every alert kind (hub/alerts/rules.py says what opens and clears each).
 AlertKind = Literal["door_forced", "door_held", "reader_tamper", "reader_offline", "reader_error", "site_offline",
@@ -69,6 +71,12 @@ class AlertsSection(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: cleared when that door has had none for ``denials_minutes``.
     denials: Annotated[int, Meta(ge=2, le=10000)] = 5
     denials_minutes: Minutes = 5.0
+    #: The push services browsers may name for Web Push (a host, or a domain and its
+    #: subdomains): the hub POSTs to no other address, so no subscription can aim it at
+    #: the hub's own network. Default: the browsers' own services (Google, Mozilla, Apple,
+    #: Microsoft).
+    push_services: list[Annotated[str, Meta(pattern=r"^[a-z0-9.-]+$", max_length=253)]] = field(
+        default_factory=lambda: list(PUSH_SERVICES))
     #: The booking platform sync failing this many times in a row (``sync_failing``).
     sync_failures: Annotated[int, Meta(ge=1, le=10000)] = 3
     #: Signed webhooks that hear every alert (each URL once).

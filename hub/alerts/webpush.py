@@ -207,7 +207,8 @@ def send(vapid: Vapid, sub: Subscription, payload: bytes, *, ttl: int = 3600, ur
                "Urgency": urgency, "Authorization": vapid.authorization(sub.endpoint, time.time() if now is None
                                                                          else now)}
     try:
-        r = (session or requests).post(sub.endpoint, data=body, headers=headers, timeout=timeout)
+        r = (session or requests).post(sub.endpoint, data=body, headers=headers, timeout=timeout,
+                                       allow_redirects=False)
     except requests.RequestException as exc:
         return Delivery("retry", None, f"{type(exc).__name__}: {exc}"[:300])
     if r.status_code in (200, 201, 202):
@@ -215,4 +216,4 @@ def send(vapid: Vapid, sub: Subscription, payload: bytes, *, ttl: int = 3600, ur
     if r.status_code in (404, 410):
         return Delivery("gone", r.status_code, "the subscription has ended")
     outcome: Outcome = "retry" if r.status_code == 429 or r.status_code >= 500 else "failed"
-    return Delivery(outcome, r.status_code, f"push service answered {r.status_code}: {r.text[:200]}")
+    return Delivery(outcome, r.status_code, f"push service answered {r.status_code} {r.reason}"[:120])

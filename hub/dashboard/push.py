@@ -6,8 +6,9 @@ browser for permission, subscribes with the hub's key and POSTs the subscription
 
 Only logged-in users (not the admin token) have browsers; each sees and removes only its
 own. A subscription that cannot work (not an http(s) endpoint, not a P-256 key, not a
-16-byte secret) is refused with 400, more than ``MAX_PER_USER`` with 409, and every one
-with 409 while the hub has no VAPID key.
+16-byte secret) or at a push service not in ``[alerts] push_services`` is refused with 400;
+one more than ``MAX_PER_USER``, another user's browser, or any while the hub has no VAPID
+key with 409.
 """
 
 from __future__ import annotations
@@ -68,9 +69,7 @@ class PushApi:
             try:
                 await on_loop(self.hub, lambda: self.hub.subscribe_push(p.name, sub))
             except PushRefused as exc:
-                text = str(exc)
-                status = 409 if "not set up" in text or "at most" in text else 400
-                return error(status, text)
+                return error(409 if exc.conflict else 400, str(exc))
             return json(await on_loop(self.hub, lambda: self._state(p.name)), 201)
         if request.method == "DELETE":
             gone = parse_json(await request.body(), PushUnsubscribeBody)

@@ -52,6 +52,8 @@ from .site import edge_config_text
 log = logging.getLogger(__name__)
 
 #: Wrong tries before a code is locked (it is 128 bits; this bounds a typo's cost, not a search).
+#: How long after a renewal the certificate it replaced may still renew (a lost answer).
+RENEW_RETRY_SECONDS = 3600.0
 MAX_ATTEMPTS = 5
 DEFAULT_CODE_HOURS = 24
 #: ``torwart-hub sites`` warns this long before a certificate's end.
@@ -162,14 +164,23 @@ def answer_join(cfg: HubConfig, store: Store, req: wj.JoinRequest, now: float,
     if not store.use_join_code(code.id, now=now):
         raise JoinRefused(410, "this join code was used already; ask for a new one (torwart-hub site join-code)")
     _record(store, site.id, cert, "join", now)
+    # A join is a (re)installation: whatever the site held before (an old Pi's, a copied
+    # image's key or password) stops working at once.
+    replaced = store.revoke_site_certs(site.id, at=now, keep=str(cert.serial_number))
+    if replaced:
+        write_crl(cfg, store, now)
+        log.warning("site %s joined again: its %d earlier certificate(s) revoked", site.id, replaced)
     password = None
     if not code.tls:
         password = secrets.token_urlsafe(24)
         set_broker_password(broker_files(cfg).passwd, site.id, password)
+    elif remove_broker_password(cfg, site.id):
+        replaced += 1
+    if password is not None or replaced:
         try:
             log.info("site %s: %s", site.id, reload(cfg))
-        except ProvisionError as exc:  # the join stands; the site logs in once the broker reloads
-            log.error("site %s joined, but its broker login needs a reload: %s", site.id, exc)
+        except ProvisionError as exc:  # the join stands; the broker applies it when it reloads
+            log.error("site %s joined, but the broker needs a reload for its login: %s", site.id, exc)
     grant = wj.JoinGrant(
         site=site.id, name=site.name or site.id, cert=_pem(cert), ca=_pem(ca.cert),
         signing_public_key=public_key_b64(signing), enroll_public_key=public_key_b64(enroll),
@@ -210,6 +221,15 @@ def answer_renew(cfg: HubConfig, store: Store, req: wj.RenewRequest, now: float)
     mine = known.get(str(cert.serial_number))
     if mine is None or mine.revoked_at is not None:
         raise JoinRefused(403, "the certificate is revoked or was never issued by this hub")
+    newer = sorted((c for c in known.values()
+                    if c.serial != mine.serial and c.issued_at >= mine.issued_at and c.revoked_at is None),
+                   key=lambda c: c.issued_at)
+    # Only the newest certificate renews, so that a copy of an older key cannot keep a
+    # second site alive beside the real one; the one before it may within an hour (the
+    # answer to its renewal was lost on the way).
+    if len(newer) > 1 or (newer and newer[0].issued_at < now - RENEW_RETRY_SECONDS):
+        raise JoinRefused(403, "a newer certificate was issued to this site: only the newest one renews "
+                               "(a site that lost it joins again with a new code)")
     if store.site_lifecycle().get(req.site, ("active", now))[0] != "active":
         raise JoinRefused(403, f"site {req.site!r} is revoked")
     key = cert.public_key()

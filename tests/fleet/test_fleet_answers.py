@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -236,3 +237,50 @@ def test_sites_shows_the_certificates_end_warns_within_30_days_and_says_when_it_
     wait_for(lambda: time.time() > end, 15, interval=0.2, what="the certificate's end")
     rc, out, _ = run(capsys, "sites", "--config", p)
     assert rc == 0 and "minheim: its certificate EXPIRED" in out and "site join-code minheim" in out
+
+
+def test_a_second_join_revokes_what_the_site_held_and_only_the_newest_certificate_renews(
+        hub: tuple[Path, str], capsys: Capsys) -> None:
+    """An attacker with a copy of the old install (its key and certificate): after the site
+    joins again, the copy's certificate is in the CRL and cannot renew; after a renewal, the
+    certificate it replaced may renew only within the hour (a lost answer), never later."""
+    path, code = hub
+    cfg = config_mod.load(path, check_files=False)
+    old_key, old_csr = new_key_and_csr()
+    code_id, secret = wj.parse_code(code)
+    req, nonce = wj.make_request(code_id, secret, old_csr)
+    with open_hub(cfg) as h:
+        old = wj.open_grant(h.answer_join(req, time.time()), code_id, secret, nonce)
+    rc, out, err = run(capsys, "site", "join-code", "minheim", "--config", str(path))
+    assert rc == 0, err
+    m = CODE.search(out)
+    assert m is not None
+    new_key, new_csr = new_key_and_csr()
+    code_id, secret = wj.parse_code(m.group(1))
+    req, nonce = wj.make_request(code_id, secret, new_csr)
+    now = time.time()
+
+    def renew(h: Any, cert_pem: str, key: ec.EllipticCurvePrivateKey, at: float) -> tuple[str, Any]:
+        """Renew as the site does at ``at``: the new certificate and its new key."""
+        nkey, ncsr = new_key_and_csr()
+        sig = key.sign(wj.renew_bytes("minheim", int(at), cert_pem, ncsr), ec.ECDSA(hashes.SHA256()))
+        ans = h.answer_renew(wj.RenewRequest(site="minheim", ts=int(at), cert=cert_pem, csr=ncsr,
+                                             sig=base64.b64encode(sig).decode()), at)
+        return ans.cert, nkey
+
+    with open_hub(cfg) as h:
+        new = wj.open_grant(h.answer_join(req, now), code_id, secret, nonce)
+        with pytest.raises(fleet.JoinRefused, match="revoked"):
+            renew(h, old.cert, old_key, now)
+        c1, k1 = renew(h, new.cert, new_key, now)
+        c2, k2 = renew(h, new.cert, new_key, now + 60)  # the answer to the first was lost: once more
+        with pytest.raises(fleet.JoinRefused, match="only the newest one renews"):
+            renew(h, new.cert, new_key, now + 120)  # two newer ones now
+        with pytest.raises(fleet.JoinRefused, match="only the newest one renews"):
+            renew(h, c1, k1, now + 7200)  # c2 is newer, and older than an hour
+        assert renew(h, c2, k2, now + 7200)[0]
+    crl = x509.load_pem_x509_crl(fleet.crl_path(cfg).read_bytes())
+    old_serial = x509.load_pem_x509_certificate(old.cert.encode()).serial_number
+    assert old_serial in {r.serial_number for r in crl}
+    new_serial = x509.load_pem_x509_certificate(new.cert.encode()).serial_number
+    assert new_serial not in {r.serial_number for r in crl}

@@ -62,6 +62,9 @@ def request(action: str, ts: float | None = None) -> bytes:
     (DOOR, b'["UNLOCK", 1764770000]', False, "bad_payload"),
     (DOOR, b'{"action": "UNLOCK", "ts": 1764770000, "pad": "' + b"x" * 300 + b'"}', False, "bad_payload"),
     (DOOR, b'{"action": "LOCK", "ts": 1764770000}', False, "unsupported"),
+    (DOOR, b'{"action": "UNLOCK", "ts": NaN}', False, "bad_payload"),  # Python's json reads NaN: never fresh
+    (DOOR, b'{"action": "UNLOCK", "ts": Infinity}', False, "bad_payload"),
+    (DOOR, b'{"action": "UNLOCK", "ts": 1' + b"0" * 400 + b'}', False, "bad_payload"),  # too large for a float
     (DOOR, b'{"action": "ON", "ts": 1764770000}', False, "bad_payload"),
     (ha_control.lockdown_topic("minheim"), b'{"action": "UNLOCK", "ts": 1764770000}', False, "bad_payload"),
     ("torwart-ha/v1/Minheim/door/eingang/set", b'{"action": "UNLOCK", "ts": 1764770000}', False, "bad_topic"),
@@ -197,13 +200,18 @@ def test_an_unlock_from_home_assistant_is_signed_and_sent_by_the_hub(rig: Rig) -
     assert answer["ok"] is True and answer["action"] == "unlock" and answer["door"] == "eingang"
     [cmd] = rig.commands()
     assert (cmd.site, cmd.action, cmd.door, cmd.id) == ("minheim", "unlock", "eingang", answer["command"])
+    # The audit trail names the dashboard user Home Assistant acts as, and how.
+    svc = rig.hub.service
+    rows = svc.call(lambda: svc.hub.audit_log(site="minheim", since=None, until=None, limit=50))
+    assert any((r.act, r.who, r.via, r.outcome, r.door) == ("unlock", "ha", "homeassistant", "ok", "eingang")
+               for r in rows)
 
 
 def test_home_assistant_gets_no_more_than_its_dashboard_user_may(rig: Rig) -> None:
     """The user is a caretaker of minheim: no door of wittlich, no lockdown; and nothing
     stale, retained, unknown or malformed is carried out. Each refusal is answered; the
     one good request at the end is the only command the sites see."""
-    refused = [
+    refusals = [
         (ha_control.door_topic("wittlich", "eingang"), request("UNLOCK"), False, "forbidden"),
         (ha_control.lockdown_topic("minheim"), request("ON"), False, "forbidden"),
         (DOOR, request("UNLOCK", time.time() - 3600), False, "stale"),
@@ -211,12 +219,16 @@ def test_home_assistant_gets_no_more_than_its_dashboard_user_may(rig: Rig) -> No
         (ha_control.door_topic("nirgendwo", "eingang"), request("UNLOCK"), False, "unknown_site"),
         (DOOR, b"UNLOCK", False, "bad_payload"),
     ]
-    for name, payload, retain, code in refused:
+    for name, payload, retain, code in refusals:
         answer = rig.ask(name, payload, retain=retain)
         assert answer == {"ok": False, "error": code, "detail": answer["detail"]}, name
     last = rig.ask(DOOR, request("OPEN"))
     assert last["ok"] is True
     assert [c.id for c in rig.commands()] == [last["command"]]
+    svc = rig.hub.service
+    refused = [r for r in svc.call(lambda: svc.hub.audit_log(site=None, since=None, until=None, limit=200))
+               if r.act == "homeassistant.request"]
+    assert len(refused) >= len(refusals) - 1 and all((r.who, r.outcome) == ("ha", "refused") for r in refused)
 
 
 def test_a_retained_request_reaches_the_hub_marked_retained_when_it_reconnects(tmp_path: Path,

@@ -70,7 +70,9 @@ def test_certificates_are_recorded_revoked_and_listed_for_the_crl(store: Store) 
     assert [c.serial for c in store.site_certs("minheim")] == ["1001", "1002"]
     assert [c.site_id for c in store.site_certs()] == ["altdorf", "minheim", "minheim"]
     assert store.revoked_certs(valid_at=NOW) == []
-    assert store.revoke_site_certs("minheim", at=NOW + 5) == 2
+    assert store.revoke_site_certs("minheim", at=NOW + 5, keep="1002") == 1  # a second join keeps its own
+    assert [c.serial for c in store.site_certs("minheim") if c.revoked_at is None] == ["1002"]
+    assert store.revoke_site_certs("minheim", at=NOW + 5) == 1
     assert store.revoke_site_certs("minheim", at=NOW + 6) == 0
     assert [c.serial for c in store.revoked_certs(valid_at=NOW)] == ["1001", "1002"]
     assert [c.serial for c in store.revoked_certs(valid_at=NOW + 150)] == ["1002"]  # 1001 expired: off the CRL

@@ -43,6 +43,8 @@ class PushService:
                 service.got.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 status = service.answers.pop(0) if service.answers else 201
                 self.send_response(status)
+                if 300 <= status < 400:  # somewhere a hub that followed would POST again
+                    self.send_header("Location", "/redirected")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -152,13 +154,15 @@ def test_every_message_is_encrypted_afresh(vapid: Vapid) -> None:
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(404, "gone"), (410, "gone"), (429, "retry"), (500, "retry"),
-                                                 (503, "retry"), (400, "failed"), (413, "failed")])
+                                                 (503, "retry"), (400, "failed"), (413, "failed"),
+                                                 (307, "failed")])  # a redirect is not followed
 def test_the_push_services_answer_says_what_to_do_next(push: PushService, vapid: Vapid, status: int,
                                                         outcome: str) -> None:
     push.answers.append(status)
     delivery = send(vapid, Browser.subscribe(push.origin + "/p").subscription, b"hello")
     assert (delivery.outcome, delivery.status) == (outcome, status)
     assert delivery.error
+    assert [path for path, _, _ in push.got] == ["/p"]  # one request, never a redirect followed
 
 
 def test_a_push_service_that_cannot_be_reached_is_tried_again(vapid: Vapid) -> None:

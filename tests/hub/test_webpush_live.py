@@ -33,7 +33,8 @@ def _county(tmp_path: Path, broker: Mosquitto, platform: BookingPlatform, smtp: 
     doc = tomllib.loads(county.hub_config_path.read_text())
     doc["alerts"] = {"smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_starttls": False,
                      "from": "torwart@example.org", "dashboard_url": "https://torwart.example.org/",
-                     "retry_first_seconds": 0.2, "retry_max_seconds": 1.0}
+                     "retry_first_seconds": 0.2, "retry_max_seconds": 1.0,
+                     "push_services": ["127.0.0.1", "push.example"]}
     county.hub_config_path.write_text(tomli_w.dumps(doc))
     Vapid.create(vapid_key_path(hub_config.load(county.hub_config_path)))
     return county
@@ -117,6 +118,11 @@ def test_the_push_api_refuses_what_cannot_work_and_serves_the_service_worker(
             keys = {"p256dh": good.p256dh, "auth": good.auth}
             r = s.post(url + "/api/v1/me/push", json={"endpoint": "ftp://x/y", "keys": keys}, timeout=10)
             assert r.status_code == 400
+            # Only the configured push services: nothing aims the hub at its own network.
+            for inside in ("http://169.254.169.254/latest/meta-data", "https://localhost:9/x",
+                           "https://push.example.evil.org/x"):
+                r = _subscribe(s, url, Browser.subscribe(inside))
+                assert r.status_code == 400 and "push_services" in r.json()["error"], inside
             token = {"Authorization": f"Bearer {county.admin_token}"}
             assert requests.get(url + "/api/v1/me/push", headers=token, timeout=10).status_code == 403
             for i in range(10):
@@ -124,7 +130,9 @@ def test_the_push_api_refuses_what_cannot_work_and_serves_the_service_worker(
             r = _subscribe(s, url, Browser.subscribe("https://push.example/send/eleven"))
             assert r.status_code == 409 and "at most 10" in r.json()["error"]
             assert _subscribe(s, url, Browser.subscribe("https://push.example/send/3")).status_code == 201  # again
-            # Ben may not remove Anna's browser; Anna may.
+            # Ben may neither take over nor remove Anna's browser; Anna may remove it.
+            r = _subscribe(b, url, Browser.subscribe("https://push.example/send/3"))
+            assert r.status_code == 409 and "another user" in r.json()["error"]
             gone = {"endpoint": "https://push.example/send/3"}
             assert b.delete(url + "/api/v1/me/push", json=gone, timeout=10).status_code == 404
             r = s.delete(url + "/api/v1/me/push", json=gone, timeout=10)

@@ -77,11 +77,12 @@ class FleetMixin(SqliteBase):
                     else c.execute(sql + " ORDER BY site_id, issued_at, serial")).fetchall()
         return [_cert(r) for r in rows]
 
-    def revoke_site_certs(self, site_id: str, *, at: float) -> int:
-        """Revoke every certificate of ``site_id`` not revoked yet; how many."""
+    def revoke_site_certs(self, site_id: str, *, at: float, keep: str | None = None) -> int:
+        """Revoke every certificate of ``site_id`` not revoked yet (but ``keep``, a serial);
+        how many."""
         with self._write() as c:
             rows = c.execute("UPDATE site_certs SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL "
-                             "RETURNING serial", (at, site_id)).fetchall()
+                             "AND serial <> ? RETURNING serial", (at, site_id, keep or "")).fetchall()
         return len(rows)
 
     def revoked_certs(self, *, valid_at: float) -> list[SiteCert]:

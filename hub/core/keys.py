@@ -125,7 +125,9 @@ class Keys(Pushing):
             if rollout is None or not kids:
                 sites.append(SiteKeys(s.id, self._trusts(rollout, held), kids, None, held, not kids, reports))
                 continue
-            acked = rollout.keys == kids and held is not None and held >= rollout.version and reports
+            # Acknowledged: it holds a version that named the keys, and says it trusts them all.
+            acked = (rollout.keys == kids and held is not None and held >= rollout.version and reports
+                     and set(kids) <= reporting[s.id])
             trusts = self._trusts(rollout, held)
             sites.append(SiteKeys(s.id, trusts, rollout.keys, rollout.version, held, acked, reports))
         return KeyStatus(self._store.signing_keys(), self.keyring.phase(), sites)
@@ -181,16 +183,16 @@ class Keys(Pushing):
                 out[st.site_id] = v
         return out
 
-    def _reporting(self) -> set[str]:
-        """The sites whose last Status (or Last Will) names the keys they trust."""
-        out = set()
+    def _reporting(self) -> dict[str, frozenset[str]]:
+        """The sites whose last Status (or Last Will) names the keys they trust: those kids."""
+        out: dict[str, frozenset[str]] = {}
         for st in self._store.site_states():
             try:
                 doc = json.loads(st.status or "{}")
             except ValueError:
                 continue
             if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
-                out.add(st.site_id)
+                out[st.site_id] = frozenset(k for k in doc["keys"] if isinstance(k, str))
         return out
 
     def _trusts(self, rollout: KeyRollout | None, holds: int | None) -> tuple[str, ...]:

@@ -45,12 +45,13 @@ def _opened(hub: Hub, site: str = SITE) -> tuple[str, m.CacheFull]:
     return kid, body
 
 
-def _acknowledge(hub: Hub, *, old_software: bool = False) -> None:
-    """The site reports the version announced to it, in its Status (with the keys it trusts,
-    unless it runs software from before key rotation)."""
+def _acknowledge(hub: Hub, *, old_software: bool = False, trusts: list[str] | None = None) -> None:
+    """The site reports the version announced to it, in its Status (with the keys it trusts:
+    those announced unless ``trusts`` says otherwise; none when it runs software from before
+    key rotation)."""
     rollout = hub._store.key_rollout(SITE)
     assert rollout is not None
-    keys = m.UNSET if old_software else list(rollout.keys)
+    keys = m.UNSET if old_software else list(rollout.keys) if trusts is None else trusts
     hub._store.record_status(SITE, m.Status(state="online", ts=1.0, cache_version=rollout.version, keys=keys), 1.0)
 
 
@@ -121,6 +122,22 @@ def test_a_site_too_old_to_report_its_keys_holds_the_switch_back(cfg: config_mod
     assert main(["keys", "status", "--config", str(cfg.hub.data_path.parent / "hub.toml")]) == 0
     assert "NO (software too old or never seen)" in capsys.readouterr().out
     with open_hub(cfg) as hub:
+        _acknowledge(hub)
+        assert "it signs from now on" in (hub.keys_step() or "")
+
+
+def test_a_site_at_the_version_that_does_not_trust_the_new_key_holds_the_switch_back(
+        cfg: config_mod.HubConfig) -> None:
+    """Holding the announcing version is not enough: e.g. a full cache built by another node
+    just before the ring changed reached that version without naming the keys, or the site
+    fell back to its configured key. It must say it trusts every announced key."""
+    with open_hub(cfg) as hub:
+        hub.caches.rebuild(SITE, 1_800_000_000)
+        hub.rotate_key()
+        rollout = hub._store.key_rollout(SITE)
+        assert rollout is not None and len(rollout.keys) == 2
+        _acknowledge(hub, trusts=[rollout.keys[0]])  # the old key only
+        assert hub.keys_step() is None and hub.key_status().waiting == [SITE]
         _acknowledge(hub)
         assert "it signs from now on" in (hub.keys_step() or "")
 

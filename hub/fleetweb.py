@@ -51,6 +51,9 @@ class _Rate:
 
     def allow(self, key: str, now: float) -> bool:
         with self._lock:
+            if len(self._seen) > 10_000:  # forget addresses quiet for a minute (a flood of them)
+                for k in [k for k, q in self._seen.items() if not q or q[-1] <= now - 60]:
+                    del self._seen[k]
             q = self._seen[key]
             while q and q[0] <= now - 60:
                 q.popleft()

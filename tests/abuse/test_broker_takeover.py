@@ -112,8 +112,21 @@ def test_a_site_cannot_take_client_ids_while_hub_processes_and_the_command_line_
             sender.subscribe(topic(SENDER, Kind.EVENT_ACK))
             for seq in range(1, 201):
                 sender.publish(topic(SENDER, Kind.EVENT), event(SENDER, seq))
-            wait_for(lambda: any(m.decode(x.payload, m.EventAck).upto == 200 for x in sender.drain()), 30,
-                     what="ack up to 200")
+            acks: list[int] = []
+
+            def acked_all() -> bool:
+                acks.extend(m.decode(x.payload, m.EventAck).upto for x in sender.drain())
+                return 200 in acks
+
+            try:
+                wait_for(acked_all, 60, what="ack up to 200")
+            except TimeoutError:
+                with open_store(county.store_url) as store:
+                    st = store.site_state(SENDER)
+                raise AssertionError(f"acks seen: {acks[-10:]}; the store: acked_upto "
+                                     f"{st and st.acked_upto}, max_seq {st and st.max_seq}, gaps {st and st.gaps}; "
+                                     f"stored by the workers: {one.service.ingest.stats.events_new}, "
+                                     f"{two.service.ingest.stats.events_new}") from None
             a, b = one.service.ingest.stats, two.service.ingest.stats
             assert a.events_new > 0 and b.events_new > 0
             assert one.service.link.connected and two.service.link.connected

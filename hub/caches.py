@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -48,6 +49,8 @@ DAY = 86400
 LOOK_BACK = DAY
 KEEP_VERSIONS = 200
 MAX_VERSIONS = 5000
+#: Sites whose versions are recorded in one transaction (``CacheManager.rebuild_batch``).
+BATCH_SITES = 50
 _MAX_ID = 256  # Entry.id and Entry.ref are at most 256 characters (wire.messages)
 
 _encode = msgspec.json.Encoder().encode
@@ -194,6 +197,8 @@ class CacheManager:
         self.ring = ring
         self._valid = cfg.hub.cache_valid_hours * 3600
         self._site_keys: dict[str, bytes] = {}
+        #: Site → (version, built_at, entries) rebuilt within ``keeping_built`` (None outside).
+        self._built: dict[str, tuple[int, int, list[m.Entry]]] | None = None
         store.sync_sites(cfg.sites)
 
     def _site(self, site_id: str) -> SiteConfig:
@@ -229,7 +234,8 @@ class CacheManager:
         (the store was restored from an older backup); a new version above it is issued
         even without a change, since the site would refuse anything lower as stale."""
         now = int(now)
-        encoded = {e.id: _encode(e) for e in self.entries(site_id, now)}
+        entries = self.entries(site_id, now)
+        encoded = {e.id: _encode(e) for e in entries}
         new = {i: raw.decode("utf-8") for i, raw in encoded.items()}
         size = sum(len(raw) + 1 for raw in encoded.values())
         for attempt in range(3):
@@ -255,6 +261,8 @@ class CacheManager:
                 log.info("site %s: cache version raced (attempt %d), diffing again", site_id, attempt + 1)
                 continue
             self.store.prune_cache_log(site_id, keep_last=KEEP_VERSIONS, hard_max=MAX_VERSIONS)
+            if self._built is not None:
+                self._built[site_id] = (version, now, entries)
             log.info("site %s: cache version %d, %d entries (+%d ~%d -%d)", site_id, version, len(new),
                      len(added), len(changed), len(removed))
             return version
@@ -262,20 +270,55 @@ class CacheManager:
 
     def rebuild_all(self, now: int, *, skip: Collection[str] = ()) -> dict[str, int]:
         """Rebuild every configured site but those of ``skip`` (revoked and removed ones);
-        site → new version, for those that got one. A site whose rebuild fails is logged
-        and left out; the other sites are rebuilt."""
+        site → new version, for those that got one (``rebuild_batch``, BATCH_SITES at a time)."""
+        sites = [s.id for s in self.cfg.sites if s.id not in skip]
         out: dict[str, int] = {}
-        for s in self.cfg.sites:
-            if s.id in skip:
-                continue
-            try:
-                v = self.rebuild(s.id, now)
-            except Exception:
-                log.exception("site %s: cache rebuild failed; the other sites carry on", s.id)
-                continue
-            if v is not None:
-                out[s.id] = v
+        for i in range(0, len(sites), BATCH_SITES):
+            out.update(self.rebuild_batch(sites[i : i + BATCH_SITES], now))
         return out
+
+    def rebuild_batch(self, site_ids: Iterable[str], now: int) -> dict[str, int]:
+        """``rebuild`` each of ``site_ids`` within one store transaction (``Store.batch``:
+        one commit for the batch instead of one per site); site → new version, for those
+        that got one, once that transaction has committed. A site whose rebuild fails is
+        logged and left out (its part is undone, the others' stay); when the commit fails,
+        it is logged and nothing of the batch is recorded: {} (the next rebuild of those
+        sites, after the next change or the periodic one, makes their versions)."""
+        out: dict[str, int] = {}
+        try:
+            with self.store.batch():
+                for site in site_ids:
+                    try:
+                        with self.store.batch():  # a savepoint: a failing site undoes only its part
+                            v = self.rebuild(site, now)
+                    except Exception:
+                        log.exception("site %s: cache rebuild failed; the other sites carry on", site)
+                        continue
+                    if v is not None:
+                        out[site] = v
+        except Exception:
+            if self._built is not None:
+                for site in out:
+                    self._built.pop(site, None)
+            log.exception("recording the cache versions of %d sites failed: none of them is published",
+                          len(out))
+            return {}
+        return out
+
+    @contextmanager
+    def keeping_built(self) -> Iterator[None]:
+        """Within the block, ``full_body`` serves a version that ``rebuild`` made within it
+        from the entries just computed, instead of reading them back from the store and
+        decoding them again (a batch of sites is rebuilt, then published). Only the latest
+        version of a site is served so: ``full_body`` checks the store's latest first."""
+        outer = self._built is not None
+        if not outer:
+            self._built = {}
+        try:
+            yield
+        finally:
+            if not outer:
+                self._built = None
 
     def latest_version(self, site_id: str) -> int | None:
         state = self.store.cache_state(site_id)
@@ -283,14 +326,20 @@ class CacheManager:
 
     def full_body(self, site_id: str) -> m.CacheFull:
         """The latest version as a cache.full (issued_at = its build time)."""
-        snap = self.store.cache_snapshot(site_id)
-        if snap is None:
-            raise CacheError(f"site {site_id}: no cache built yet")
-        state, texts = snap
-        entries = _entries.decode("[" + ",".join(texts[k] for k in sorted(texts)) + "]")
+        built = None if self._built is None else self._built.get(site_id)
+        state = None if built is None else self.store.cache_state(site_id)
+        if built is not None and state is not None and state.version == built[0]:
+            version, built_at, entries = built
+        else:
+            snap = self.store.cache_snapshot(site_id)
+            if snap is None:
+                raise CacheError(f"site {site_id}: no cache built yet")
+            st, texts = snap
+            version, built_at = st.version, st.built_at
+            entries = _entries.decode("[" + ",".join(texts[k] for k in sorted(texts)) + "]")
         keys = None if self.ring is None else self.ring.announced()
-        return m.CacheFull(site=site_id, version=state.version, issued_at=state.built_at,
-                           expires_at=state.built_at + self._valid, entries=entries,
+        return m.CacheFull(site=site_id, version=version, issued_at=built_at,
+                           expires_at=built_at + self._valid, entries=entries,
                            keys=m.UNSET if keys is None else keys)
 
     def keys_since(self, site_id: str) -> int:

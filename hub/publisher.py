@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from wire.topics import Kind
@@ -63,6 +65,38 @@ class Publisher:
         self.fulls = 0
         self.deltas = 0
         self.held_off = 0
+        self._marks: list[tuple[str, int]] | None = None  # retained fulls to record (``batched``)
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Within the block, the retained cache.fulls that ``publish_full`` puts out are
+        recorded as retained at its end, in one store transaction, instead of one
+        transaction each. A record that fails (or is lost in a crash before the end) only
+        makes the hub publish that site's full once more later (the store still names the
+        older retained version), as when a publish is not recorded today."""
+        if self._marks is not None:
+            yield
+            return
+        self._marks = []
+        try:
+            yield
+        finally:
+            marks, self._marks = self._marks, None
+            self._record_marks(marks)
+
+    def _record_marks(self, marks: list[tuple[str, int]]) -> None:
+        if not marks:
+            return
+        try:
+            with self.caches.store.batch():
+                for site, version in marks:
+                    try:
+                        with self.caches.store.batch():
+                            self.caches.mark_retained_full(site, version)
+                    except Exception:
+                        log.exception("site %s: recording retained cache.full %d failed", site, version)
+        except Exception:
+            log.exception("recording %d retained cache.fulls failed; they are published again later", len(marks))
 
     def publish_full(self, site: str) -> Published:
         """Publish the latest version as the retained cache.full, and record it as such
@@ -70,7 +104,10 @@ class Publisher:
         body = self.caches.full_body(site)
         sent = self.link.publish(site, Kind.CACHE, self.caches.signed(body), retain=True)
         if sent:
-            self.caches.mark_retained_full(site, body.version)
+            if self._marks is None:
+                self.caches.mark_retained_full(site, body.version)
+            else:
+                self._marks.append((site, body.version))
             self._sent[site] = _Sent(None, body.version, time.monotonic())
             self.fulls += 1
             log.info("site %s: published cache.full version %d (%d entries, retained)", site, body.version,

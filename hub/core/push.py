@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from wire import messages as m
 from wire.topics import Kind
 
+from ..caches import BATCH_SITES
 from ..conversation import Conversation
 from ..publisher import Published, Publisher
 from .audit import Auditing
@@ -77,18 +78,31 @@ class Pushing(Auditing):
     def changed(self, sites: Iterable[str]) -> dict[str, int]:
         """The caches of ``sites`` may have changed: rebuild them (unconfigured ones are
         skipped) and bring out the new versions; site → new version. A site whose rebuild
-        fails is logged and the others are done."""
+        fails is logged and the others are done.
+
+        Sites go BATCH_SITES at a time: their versions are recorded in one transaction
+        (``CacheManager.rebuild_batch``), and only once it has committed are they
+        published, each from the entries just built (``CacheManager.keeping_built``), the
+        retained fulls recorded together at the end (``Publisher.batched``). A batch whose
+        transaction fails publishes nothing (logged); its sites get versions at their
+        next rebuild."""
         now = int(time.time())
         out: dict[str, int] = {}
-
-        def rebuild(site: str) -> None:
-            v = self._bring_out(site, now)
-            if v is not None:
-                out[site] = v
-
         blocked = self.blocked_sites()  # revoked or removed: no cache is built for them
-        each_site(sorted(s for s in set(sites) if self.knows(s) and s not in blocked), "cache rebuild", rebuild)
+        todo = sorted(s for s in set(sites) if self.knows(s) and s not in blocked)
+        for i in range(0, len(todo), BATCH_SITES):
+            out.update(self._bring_out_batch(todo[i : i + BATCH_SITES], now))
         return out
+
+    def _bring_out_batch(self, sites: list[str], now: int) -> dict[str, int]:
+        caches = self.caches
+        with caches.keeping_built():
+            built = caches.rebuild_batch(sites, now)
+            if self.link is None or not built:
+                return built
+            with self.publisher.batched():
+                each_site(list(built), "publishing a new cache version", lambda s: self._send_out(s, built[s]))
+        return built
 
     def rebuild(self, sites: Iterable[str], now: int | None = None) -> Iterator[tuple[str, int | None]]:
         """``changed`` for the command line: each configured site of ``sites``, in the
@@ -143,7 +157,10 @@ class Pushing(Auditing):
             self._known[site] = self.caches.latest_version(site)
 
         blocked = self.blocked_sites()
-        each_site([s.id for s in self.cfg.sites if s.id not in blocked], "cache convergence", converge)
+        todo = [s.id for s in self.cfg.sites if s.id not in blocked]
+        for i in range(0, len(todo), BATCH_SITES):
+            with self.publisher.batched():  # the retained fulls recorded a batch at a time
+                each_site(todo[i : i + BATCH_SITES], "cache convergence", converge)
 
     def watch_versions(self) -> None:
         """Publish versions another process (the command line) recorded in the same store."""

@@ -202,6 +202,11 @@ class PgBase(SqliteBase):
             yield c
 
     @contextmanager
+    def _bulk(self, rows: int) -> Iterator[None]:
+        """Nothing to tune per write here (SQLite's page cache: ``SqliteBase._bulk``)."""
+        yield
+
+    @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several queries see one snapshot."""
         conn = cast(PgConn, self._conn)

@@ -26,6 +26,10 @@ from .schema import applied, migrate
 
 log = logging.getLogger(__name__)
 
+#: A write of at least this many rows gets a page cache of BULK_CACHE_KIB (``_bulk``).
+BULK_ROWS = 10_000
+BULK_CACHE_KIB = -64 * 1024  # negative: KiB, as PRAGMA cache_size takes it
+
 
 def _keep_private(path: Path) -> None:
     """The store holds enrolled credentials and booking PINs: create it 0600 (SQLite would
@@ -112,6 +116,31 @@ class SqliteBase:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One write transaction around several store operations (a batch of sites' cache
+        versions, say): each operation inside runs as a savepoint of it, so one that fails
+        undoes only itself; nothing is durable until the block ends and the transaction
+        commits, and an exception leaving the block (or a failing commit) undoes all of
+        it. Within a batch this store holds the write lock (other writers wait)."""
+        with self._write():
+            yield
+
+    @contextmanager
+    def _bulk(self, rows: int) -> Iterator[None]:
+        """Around a write of ``rows`` rows in the open transaction: with many, a larger page
+        cache for its duration (a million bookings' index pages would otherwise be evicted
+        and read back again and again), then the usual one again (SQLite frees the rest)."""
+        if rows < BULK_ROWS:
+            yield
+            return
+        before = self._conn.execute("PRAGMA cache_size").fetchone()[0]
+        self._conn.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._conn.execute(f"PRAGMA cache_size = {int(before)}")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -20,7 +20,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..types import (
     BookingChanges,
@@ -57,17 +57,16 @@ _BOOKING_FIELDS = ("id", "resource_id", "member_id", "start", "end", "status", "
 #: ``end`` is a reserved word in PostgreSQL: the shared SQL quotes it.
 _BOOKING_COLS = ", ".join(map(quoted, _BOOKING_FIELDS))
 _FIELDS_THAT_MATTER = ("resource_id", "member_id", "start", "end", "status", "pin")
-
-#: A booking's row as a dict of its columns (``_BOOKING_FIELDS``).
-BookingRow = dict[str, Any]
+#: A booking's row as a tuple of its columns, in ``_BOOKING_FIELDS``' order.
+BookingTuple = tuple[str, str, str, int, int, str, float, str | None, str]
+_RESOURCE: Final = 1  # positions in _BOOKING_FIELDS
+_STATUS: Final = 5
+_UPDATED: Final = 6
+_MATTERS = tuple(_BOOKING_FIELDS.index(f) for f in _FIELDS_THAT_MATTER)
 
 
 def _booking(row: sqlite3.Row, room_id: str | None = None) -> StoredBooking:
     return StoredBooking(**{f: row[f] for f in _BOOKING_FIELDS}, room_id=room_id)
-
-
-def _supersedes(new: BookingRow, old: BookingRow) -> bool:
-    return supersedes(new["updated_at"], new["status"], old["updated_at"], old["status"])
 
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
@@ -161,38 +160,38 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         (``hub.store.supersedes``: an earlier ``updated_at`` at full precision, e.g. a late
         webhook after a newer sync, or an equal one that would undo a cancellation) is
         ignored; so is such a version within ``bookings``."""
-        latest: dict[str, BookingRow] = {}
+        latest: dict[str, BookingTuple] = {}
         for b in bookings:
-            row: BookingRow = {"id": b.id, "resource_id": b.resource_id, "member_id": b.member_id,
-                               "start": int(b.start), "end": int(b.end), "status": b.status,
-                               "updated_at": float(b.updated_at), "pin": b.pin, "source": b.source}
+            row: BookingTuple = (b.id, b.resource_id, b.member_id, int(b.start), int(b.end), b.status,
+                                 float(b.updated_at), b.pin, b.source)
             held = latest.get(b.id)
-            if held is None or _supersedes(row, held):
+            if held is None or supersedes(row[_UPDATED], row[_STATUS], held[_UPDATED], held[_STATUS]):
                 latest[b.id] = row
         changed: list[str] = []
         sites: set[str] = set()
-        writes: list[BookingRow] = []
-        with self._write() as c:
+        writes: list[BookingTuple] = []
+        with self._write() as c, self._bulk(len(latest)):
             site_of = {r["resource_id"]: r["site_id"]
                        for r in c.execute("SELECT resource_id, site_id FROM room_resources")}
-            stored: dict[str, BookingRow] = {}
-            for part in chunks(list(latest)):
-                sql = f"SELECT {_BOOKING_COLS} FROM bookings WHERE id IN ({marks(len(part))})"  # noqa: S608
-                for r in c.execute(sql, tuple(part)):
-                    stored[r["id"]] = {f: r[f] for f in _BOOKING_FIELDS}
+            stored: dict[str, BookingTuple] = {}
+            if latest and c.execute("SELECT 1 FROM bookings LIMIT 1").fetchone() is not None:  # else: none stored
+                for part in chunks(list(latest)):
+                    sql = f"SELECT {_BOOKING_COLS} FROM bookings WHERE id IN ({marks(len(part))})"  # noqa: S608
+                    for r in c.execute(sql, tuple(part)):
+                        stored[r["id"]] = tuple(r[f] for f in _BOOKING_FIELDS)
             for bid, row in latest.items():
                 old = stored.get(bid)
-                if old is not None and not _supersedes(row, old):
+                if old is not None and not supersedes(row[_UPDATED], row[_STATUS], old[_UPDATED], old[_STATUS]):
                     continue
-                if old is None or any(row[k] != old[k] for k in _FIELDS_THAT_MATTER):
+                if old is None or any(row[k] != old[k] for k in _MATTERS):
                     changed.append(bid)
-                    for res in (row["resource_id"], None if old is None else old["resource_id"]):
+                    for res in (row[_RESOURCE], None if old is None else old[_RESOURCE]):
                         if res in site_of:
                             sites.add(site_of[res])
                 elif row == old:
                     continue
                 writes.append(row)
-            values = ", ".join(f":{f}" for f in _BOOKING_FIELDS)
+            values = ", ".join("?" for _ in _BOOKING_FIELDS)
             c.executemany(
                 f"INSERT INTO bookings ({_BOOKING_COLS}) VALUES ({values}) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET resource_id = excluded.resource_id, member_id = excluded.member_id, "
@@ -220,14 +219,18 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         with self._write() as c:
             up = self.upsert_bookings(given)
             present = {b.id for b in given} | set(keep)
-            sql = "SELECT b.id, r.site_id, b.updated_at FROM bookings b "
-            sql += "LEFT JOIN room_resources r ON r.resource_id = b.resource_id "
-            sql += "WHERE b.source = ? AND b.status = 'confirmed'"
+            sql = "SELECT id FROM bookings WHERE source = ? AND status = 'confirmed'"
             params: list[Any] = [source]
             if window is not None:
-                sql += ' AND b."end" > ? AND b.start < ?'
+                sql += ' AND "end" > ? AND start < ?'
                 params += list(window)
-            rows = [r for r in c.execute(sql, params).fetchall() if r["id"] not in present]
+            # Ids only (a complete sync lists them all again); the few that vanished in full.
+            vanished = [r["id"] for r in c.execute(sql, params) if r["id"] not in present]
+            rows = []
+            for part in chunks(vanished):
+                sql = ("SELECT b.id, r.site_id, b.updated_at FROM bookings b LEFT JOIN room_resources r "  # noqa: S608
+                       f"ON r.resource_id = b.resource_id WHERE b.id IN ({marks(len(part))})")
+                rows += c.execute(sql, tuple(part)).fetchall()
             gone = [(r["id"], r["site_id"]) for r in rows]
             c.executemany("UPDATE bookings SET status = 'cancelled', updated_at = ? WHERE id = ?",
                           [(math.nextafter(float(r["updated_at"]), -math.inf), r["id"]) for r in rows])

@@ -78,15 +78,22 @@ class LeaderJobs:
     def _leader_sync(self) -> None:
         """The scheduled booking sync, with the term it ran in (fencing, in the log): a
         sync that ran past the end of its term is said so (its results stand: a sync only
-        writes what the platform says, and the next leader's sync writes the same)."""
+        writes what the platform says, and the next leader's sync writes the same). The
+        platform is read on a thread (``Hub.sync_in_background``): the loop goes on with
+        the sites' messages meanwhile; a turn that finds the previous sync still reading
+        starts none."""
         term = self.leadership.term
-        report = self.hub.sync_now()
-        (log.info if report.changed else log.debug)(
-            "term %s: booking sync %s, %d seen, %d changed, %.1f s", term, "ok" if report.ok else "failed",
-            report.seen, len(report.changed), report.seconds)
-        if self.leadership.term != term:
-            log.warning("the booking sync of term %s ended after that term did (now: %s)", term,
-                        self.leadership.term)
+
+        def done(report: SyncReport) -> None:
+            (log.info if report.changed else log.debug)(
+                "term %s: booking sync %s, %d seen, %d changed, %.1f s", term, "ok" if report.ok else "failed",
+                report.seen, len(report.changed), report.seconds)
+            if self.leadership.term != term:
+                log.warning("the booking sync of term %s ended after that term did (now: %s)", term,
+                            self.leadership.term)
+
+        if not self.hub.sync_in_background(done):
+            log.debug("term %s: the previous booking sync is still reading; this turn is skipped", term)
 
     def _gained(self, lease: Lease) -> None:
         """This node took the lease (a lease thread, or ``first_round`` at start): the

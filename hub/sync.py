@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .booking import BookingAdapter, HttpPolicy, PlatformBooking, Skipped, SyncResult
 from .booking.base import Wording
@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 #: Receives one human-readable line per step (a page read, the result stored).
 Progress = Callable[[str], None]
+
+
+class SyncStart(NamedTuple):
+    """A sync begun (``BookingSync.begin``): when (Unix seconds), the cursor it reads
+    from, and ``time.monotonic()`` at its start."""
+
+    at: int
+    since: int | None
+    t0: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +140,11 @@ class BookingSync:
 
     def _member_by_email(self, email: str) -> str | None:
         if self._emails is None:  # read once per sync, and only by an adapter that asks (ICS)
-            self._emails = {m.email.lower(): m.id for m in self.store.members() if m.email}
+            self._emails = self._read_emails()
         return self._emails.get(email.lower())
+
+    def _read_emails(self) -> dict[str, str]:
+        return {m.email.lower(): m.id for m in self.store.members() if m.email}
 
     def _refresh_members(self) -> None:
         """Forget the e-mail map: the next lookup reads the members as they are now. A
@@ -141,31 +153,55 @@ class BookingSync:
 
     def run_once(self, now: float | None = None, progress: Progress | None = None) -> SyncReport:
         """Sync once; never raises SyncError (it is recorded and returned as ``ok=False``)."""
+        start = self.begin(now, progress)
+        return self.finish(start, self.fetch(start, progress))
+
+    def begin(self, now: float | None = None, progress: Progress | None = None, *,
+              elsewhere: bool = False) -> SyncStart:
+        """The first step of a sync, on the thread that owns the store: the cursor to read
+        from. ``elsewhere``: ``fetch`` will run on another thread, so what the adapter may
+        ask of the store during it (the members' e-mail addresses, unless the adapter says
+        it never resolves any: ``resolves_members = False``) is read now."""
         at = int(time.time() if now is None else now)
-        say = progress or (lambda _line: None)
-        t0 = time.monotonic()
         since = _parse_cursor(self.source, self.store.get_sync_state(self.source).cursor)
-        say(self.wording.reading(self.source, since))
+        (progress or (lambda _line: None))(self.wording.reading(self.source, since))
         self._refresh_members()
-        undo = _watch_pages(self.adapter, say, self.wording.document)
+        if elsewhere and getattr(self.adapter, "resolves_members", True):
+            self._emails = self._read_emails()  # read here: the store is this thread's
+        return SyncStart(at, since, time.monotonic())
+
+    def fetch(self, start: SyncStart, progress: Progress | None = None) -> SyncResult | SyncError:
+        """Read from the platform what changed since ``start``: the adapter's result, or
+        the SyncError it failed with. Touches no store (it may run on any thread, one
+        fetch at a time)."""
+        undo = _watch_pages(self.adapter, progress or (lambda _line: None), self.wording.document)
         try:
-            result = self.adapter.fetch(since)
+            return self.adapter.fetch(start.since)
         except SyncError as exc:
-            state = self.store.record_sync_error(self.source, str(exc), at)
-            seconds = time.monotonic() - t0
-            log.warning("booking sync %s failed (%d in a row, %.1f s): %s", self.source, state.failures,
-                        seconds, exc)
-            return SyncReport(source=self.source, ok=False, error=str(exc), failures=state.failures,
-                              seconds=seconds, cursor=since)
+            return exc
         finally:
             undo()
+
+    def finish(self, start: SyncStart, fetched: SyncResult | SyncError) -> SyncReport:
+        """Store what ``fetch`` read (or record its failure: nothing else changes), on the
+        thread that owns the store; the report."""
+        at, since, t0 = start
+        if isinstance(fetched, SyncError):
+            state = self.store.record_sync_error(self.source, str(fetched), at)
+            seconds = time.monotonic() - t0
+            log.warning("booking sync %s failed (%d in a row, %.1f s): %s", self.source, state.failures,
+                        seconds, fetched)
+            return SyncReport(source=self.source, ok=False, error=str(fetched), failures=state.failures,
+                              seconds=seconds, cursor=since)
+        result = fetched
         changes = self._store(result)
         cursor = result.cursor if result.cursor is not None else since
         self.store.record_sync_ok(self.source, None if cursor is None else str(cursor), at)
         seconds = time.monotonic() - t0
-        log.info("booking sync %s: %d bookings in %d pages, %d changed, sites %s, %d skipped, %.1f s",
-                 self.source, len(result.bookings), result.pages, len(changes.changed),
-                 ",".join(sorted(changes.sites)) or "-", len(result.skipped), seconds)
+        log.info("booking sync %s: %d bookings in %d pages, %d changed, %d sites, %d skipped, %.1f s",
+                 self.source, len(result.bookings), result.pages, len(changes.changed), len(changes.sites),
+                 len(result.skipped), seconds)
+        log.debug("booking sync %s: sites changed: %s", self.source, ",".join(sorted(changes.sites)) or "-")
         return SyncReport(source=self.source, ok=True, seen=len(result.bookings), changed=tuple(changes.changed),
                           sites=changes.sites, pages=result.pages, skipped=result.skipped,
                           complete=result.complete, seconds=seconds, cursor=cursor)

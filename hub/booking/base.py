@@ -109,7 +109,9 @@ class BookingAdapter(Protocol):
     ``fetch`` raises :class:`hub.errors.SyncError` when the platform cannot be read; the
     caller then keeps its last good bookings and cursor. ``check_in`` and ``release``
     raise :class:`WriteFailed` (a SyncError) when the platform does not accept them, and
-    :class:`UnsupportedOperation` when ``supports_write`` is False.
+    :class:`UnsupportedOperation` when ``supports_write`` is False. An adapter that never
+    calls the member resolver it was built with may say so with a class attribute
+    ``resolves_members = False`` (the hub then reads no members before a sync).
     """
 
     @property

@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
+import msgspec
 import requests
 from requests.auth import AuthBase
 
@@ -102,6 +103,25 @@ def _item_id(raw: bytes) -> str | None:
     return None
 
 
+class _ValidPage(msgspec.Struct, frozen=True):
+    """A page whose every item is a valid Booking (``_all_valid``)."""
+
+    items: list[Booking]
+
+
+_valid_page = msgspec.json.Decoder(_ValidPage)
+
+
+def _all_valid(body: bytes) -> list[Booking] | None:
+    """Every item of a page (already decoded as a BookingPage, so JSON and UTF-8) as
+    Bookings in one pass, or None when any item is not one (then each is decoded on its
+    own, to skip only the bad ones): the same Bookings, a fraction of the work."""
+    try:
+        return _valid_page.decode(body).items
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
 #: ``page 1: HTTP 200``, ``12 bookings in 3 pages``.
 WORDING = Wording()
 
@@ -117,6 +137,8 @@ class RestAdapter:
 
     supports_write = True
     wording = WORDING
+    #: Members come with the bookings: the hub's resolver is never asked (hub.sync).
+    resolves_members = False
 
     def __init__(
         self,
@@ -179,8 +201,13 @@ class RestAdapter:
                 page: BookingPage = decode(reply.body, BookingPage)
             except WireError as exc:
                 raise SyncError(f"{what} is not a bookings page ({exc})") from None
-            for raw in page.items:
-                self._take(bytes(raw), found, skipped)
+            bookings = _all_valid(reply.body)
+            if bookings is not None:
+                for booking in bookings:
+                    newest(found, from_wire(booking, self.source))
+            else:  # one by one: the bad ones are skipped and named
+                for raw in page.items:
+                    self._take(bytes(raw), found, skipped)
             token = page.next_page_token
             if not token:
                 break  # null ends the listing; "" cannot continue it either

@@ -4,17 +4,25 @@ the sites it touches."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable
 
+from ..booking import SyncResult
 from ..booking.webhook import MAX_SKEW_SECONDS, SignedPush
+from ..errors import SyncError
 from ..sync import BookingSync, Progress, SyncReport
 from .push import Pushing
+
+log = logging.getLogger(__name__)
 
 
 class Bookings(Pushing):
     """The booking acts (see the module's docstring)."""
 
     _sync: BookingSync | None
+    _sync_thread: threading.Thread | None = None
 
     @property
     def booking_sync(self) -> BookingSync:
@@ -40,6 +48,37 @@ class Bookings(Pushing):
         if report.ok and report.sites:
             self.changed(set(report.sites))
         return report
+
+    def sync_in_background(self, done: Callable[[SyncReport], object] | None = None) -> bool:
+        """``sync_now`` with the platform read on a thread of its own, so that this hub's
+        loop goes on with the sites' messages meanwhile (the running hub's schedule). The
+        cursor is read now; when the pages are in, storing them (or recording the
+        failure: nothing else changes), bringing out the changed sites' caches and
+        ``done(report)`` are posted to the loop. False (and nothing starts) while the
+        previous one is still reading."""
+        if self._sync_thread is not None and self._sync_thread.is_alive():
+            return False
+        sync = self.booking_sync
+        start = sync.begin(elsewhere=True)
+
+        def finish(fetched: SyncResult | SyncError) -> None:
+            report = sync.finish(start, fetched)
+            if report.ok and report.sites:
+                self.changed(set(report.sites))
+            if done is not None:
+                done(report)
+
+        def read() -> None:
+            try:
+                fetched: SyncResult | SyncError = sync.fetch(start)
+            except Exception as exc:  # a bug or a closed adapter: recorded as a failed sync
+                log.exception("booking sync %s: reading the platform failed", sync.source)
+                fetched = SyncError(f"{sync.source}: reading the platform failed: {type(exc).__name__}")
+            self.post(lambda: finish(fetched))
+
+        self._sync_thread = threading.Thread(target=read, name="booking-sync", daemon=True)
+        self._sync_thread.start()
+        return True
 
     def apply_push(self, push: SignedPush) -> dict[str, int] | None:
         """Apply a verified webhook push once: remember its signature and store its booking,

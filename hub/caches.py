@@ -88,7 +88,7 @@ def entries_for_site(
     t0, t1 = now - LOOK_BACK, now + horizon_days * DAY
     room_doors = {r.id: list(r.doors) for r in site_cfg.rooms}
     site_doors = set(site_cfg.doors)
-    bookings = store.bookings_for_site_window(site_cfg.id, t0, t1, status="confirmed")
+    bookings = store.cache_bookings(site_cfg.id, t0, t1)
     grants = [g for g in store.grants_for_site(site_cfg.id)
               if (g.valid_until is None or g.valid_until > t0) and (g.valid_from is None or g.valid_from < t1)]
     creds = store.credentials_for_members({b.member_id for b in bookings} | {g.member_id for g in grants})
@@ -383,12 +383,14 @@ class CacheManager:
             return False
         if retained < self.keys_since(site_id):
             return True  # the retained full names older keys than the ones announced since
+        limit = self.cfg.hub.full_refresh_fraction * (state.retained_entries or 0)
+        if abs(state.n_entries - (state.retained_entries or 0)) > limit:
+            return True  # at least that many entries came or went since: no need to read the log
         rows = self.store.cache_log(site_id, retained)
         if not _chain(rows, retained):
             return True
         folded = _fold(rows)
-        changes = len(folded.upsert) + len(folded.remove)
-        return changes > self.cfg.hub.full_refresh_fraction * (state.retained_entries or 0)
+        return len(folded.upsert) + len(folded.remove) > limit
 
     def mark_retained_full(self, site_id: str, version: int) -> None:
         """Record that ``version`` is now published as the site's retained cache.full."""

@@ -9,6 +9,7 @@ Light on purpose: importing it loads no implementation."""
 from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .api import Store
 from .audit import OUTCOMES, AuditEntry, AuditKey, AuditRow, EventKey
+from .cache_rows import CacheBooking
 from .keyring import KEY_STATES, KeyRingChanged, KeyRollout, SigningKeyRow
 from .nodes import Change, Lease, NodeInfo, NodeRow
 from .push import PushSubscriptionRow
@@ -122,3 +123,4 @@ __all__ = [
     "supersedes",
 ]
 __all__ += ["Change", "Lease", "NodeInfo", "NodeRow"]  # several hub nodes (nodes.py)
+__all__ += ["CacheBooking"]  # what a cache is built from (cache_rows.py)

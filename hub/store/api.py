@@ -15,6 +15,7 @@ from wire import messages as m
 
 from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .audit import AuditEntry, AuditKey, AuditRow, EventKey
+from .cache_rows import CacheBooking
 from .fleet import JoinCode, SiteCert
 from .keyring import KeyRollout, SigningKeyRow
 from .nodes import Change, Lease, NodeInfo, NodeRow
@@ -104,6 +105,7 @@ class Store(Protocol):
         keep: Iterable[str] = (),
     ) -> BookingChanges: ...
     def get_booking(self, booking_id: str) -> StoredBooking | None: ...
+    def cache_bookings(self, site_id: str, t0: int, t1: int) -> list[CacheBooking]: ...
     def bookings_for_site_window(
         self, site_id: str, t0: int, t1: int, *, status: str | None = None
     ) -> list[StoredBooking]: ...

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+from ..cache_rows import CacheBooking
 from ..types import (
     BookingChanges,
     BookingLike,
@@ -260,6 +261,17 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY b.start, b.id", params).fetchall()
         return [_booking(r, r["room_id"]) for r in rows]
+
+    def cache_bookings(self, site_id: str, t0: int, t1: int) -> list[CacheBooking]:
+        """The confirmed bookings of the site's rooms whose [start, end) overlaps [t0, t1),
+        by start and id, with the columns a cache entry needs (``bookings_for_site_window``
+        with status ``confirmed``, lean)."""
+        sql = ('SELECT b.id, r.room_id, b.member_id, b.start, b."end", b.pin FROM room_resources r '
+               'JOIN bookings b ON b.resource_id = r.resource_id WHERE r.site_id = ? AND b."end" > ? '
+               "AND b.start < ? AND b.status = 'confirmed' ORDER BY b.start, b.id")
+        with self._read() as c:
+            return [CacheBooking(r["id"], r["room_id"], r["member_id"], r["start"], r["end"], r["pin"])
+                    for r in c.execute(sql, (site_id, t0, t1))]
 
     def sites_for_member(self, member_id: str, since: int) -> set[str]:
         """Sites whose caches may hold this member: bookings ending after ``since``, grants."""

@@ -27,21 +27,23 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper
-from psycopg.rows import dict_row
+from psycopg.rows import args_row, dict_row
 
 from ..sqlite.base import SqliteBase
 from ..types import StoreError
 from ..url import shown
 from .connect import connect_args
 from .schema import applied, migrate
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,11 @@ class PgBase(SqliteBase):
         a savepoint when nested."""
         with self._tx(b"BEGIN", True) as c:
             yield c
+
+    def _tuples(self, sql: str, params: Sequence[Any], make: Callable[..., T]) -> list[T]:
+        """``SqliteBase._tuples`` on this connection (psycopg's ``args_row``)."""
+        with self._pg.cursor(row_factory=args_row(make)) as cur:
+            return cur.execute(translate(sql).encode(), params).fetchall()
 
     @contextmanager
     def _bulk(self, rows: int) -> Iterator[None]:

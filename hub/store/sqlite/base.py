@@ -13,10 +13,10 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from sqlite_utils import Database
 
@@ -25,6 +25,8 @@ from wire.private import loose_mode
 from .schema import applied, migrate
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: A write of at least this many rows gets a page cache of BULK_CACHE_KIB (``_bulk``).
 BULK_ROWS = 10_000
@@ -126,6 +128,14 @@ class SqliteBase:
         it. Within a batch this store holds the write lock (other writers wait)."""
         with self._write():
             yield
+
+    def _tuples(self, sql: str, params: Sequence[Any], make: Callable[..., T]) -> list[T]:
+        """The rows of ``sql`` as ``make(*columns)``, the columns in the SELECT's order: for
+        a query of many small rows (a site's bookings for its cache), where reading each
+        column by name costs more than the query. Within ``_read`` or ``_write``."""
+        cur = self._conn.cursor()
+        cur.row_factory = lambda _cur, row: make(*row)
+        return cur.execute(sql, params).fetchall()
 
     @contextmanager
     def _bulk(self, rows: int) -> Iterator[None]:

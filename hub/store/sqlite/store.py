@@ -269,9 +269,8 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
         sql = ('SELECT b.id, r.room_id, b.member_id, b.start, b."end", b.pin FROM room_resources r '
                'JOIN bookings b ON b.resource_id = r.resource_id WHERE r.site_id = ? AND b."end" > ? '
                "AND b.start < ? AND b.status = 'confirmed' ORDER BY b.start, b.id")
-        with self._read() as c:
-            return [CacheBooking(r["id"], r["room_id"], r["member_id"], r["start"], r["end"], r["pin"])
-                    for r in c.execute(sql, (site_id, t0, t1))]
+        with self._read():
+            return self._tuples(sql, (site_id, t0, t1), CacheBooking)
 
     def sites_for_member(self, member_id: str, since: int) -> set[str]:
         """Sites whose caches may hold this member: bookings ending after ``since``, grants."""

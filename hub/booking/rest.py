@@ -21,11 +21,14 @@ import email.utils
 import json
 import logging
 import math
+import queue
 import re
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
+from typing import Any, TypeVar
 
 import msgspec
 import requests
@@ -122,6 +125,49 @@ def _all_valid(body: bytes) -> list[Booking] | None:
         return None
 
 
+T = TypeVar("T")
+
+
+def _read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced on a thread of their own up to ``depth`` ahead of the caller; an
+    exception of ``items`` is raised to the caller in its place. When the caller stops
+    early, the thread stops at its next item."""
+    q: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(done: bool, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((done, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(False, item):
+                    return
+            put(True, None)
+        except BaseException as exc:  # the caller's to raise, in order
+            put(True, exc)
+
+    thread = threading.Thread(target=produce, name="booking-pages", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, item = q.get()
+            if done:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 #: ``page 1: HTTP 200``, ``12 bookings in 3 pages``.
 WORDING = Wording()
 
@@ -186,6 +232,27 @@ class RestAdapter:
             params["updated_since"] = iso_z(max(0, since - self.overlap))
         found: dict[str, PlatformBooking] = {}
         skipped: list[Skipped] = []
+        pages = 0
+        # The next page is requested while this one's bookings are read (the platform builds
+        # it meanwhile); errors still come in page order.
+        for body, page in _read_ahead(self._pages(params)):
+            pages += 1
+            bookings = _all_valid(body)
+            if bookings is not None:
+                for booking in bookings:
+                    newest(found, from_wire(booking, self.source))
+            else:  # one by one: the bad ones are skipped and named
+                for raw in page.items:
+                    self._take(bytes(raw), found, skipped)
+        cursor = self._cursor(since, found)
+        log.info("%s: %d bookings in %d pages, %d skipped, cursor %s", self.source, len(found), pages,
+                 len(skipped), cursor)
+        return SyncResult(ordered(found), cursor, pages, tuple(skipped), complete=since is None)
+
+    def _pages(self, params: dict[str, str]) -> Iterator[tuple[bytes, BookingPage]]:
+        """The listing's pages in order, each a PROTOCOL.md page (its items still raw), until
+        ``next_page_token`` is null; SyncError for a failed request, a broken page, a page
+        loop or more than ``max_pages`` pages."""
         tokens_seen: set[str] = set()
         token: str | None = None
         pages = 0
@@ -201,23 +268,13 @@ class RestAdapter:
                 page: BookingPage = decode(reply.body, BookingPage)
             except WireError as exc:
                 raise SyncError(f"{what} is not a bookings page ({exc})") from None
-            bookings = _all_valid(reply.body)
-            if bookings is not None:
-                for booking in bookings:
-                    newest(found, from_wire(booking, self.source))
-            else:  # one by one: the bad ones are skipped and named
-                for raw in page.items:
-                    self._take(bytes(raw), found, skipped)
+            yield reply.body, page
             token = page.next_page_token
             if not token:
-                break  # null ends the listing; "" cannot continue it either
+                return  # null ends the listing; "" cannot continue it either
             if token in tokens_seen:
                 raise SyncError(f"{what}: next_page_token repeats an earlier one (page loop); giving up")
             tokens_seen.add(token)
-        cursor = self._cursor(since, found)
-        log.info("%s: %d bookings in %d pages, %d skipped, cursor %s", self.source, len(found), pages,
-                 len(skipped), cursor)
-        return SyncResult(ordered(found), cursor, pages, tuple(skipped), complete=since is None)
 
     def _take(self, raw: bytes, found: dict[str, PlatformBooking], skipped: list[Skipped]) -> None:
         try:

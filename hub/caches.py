@@ -307,10 +307,8 @@ class CacheManager:
 
     @contextmanager
     def keeping_built(self) -> Iterator[None]:
-        """Within the block, ``full_body`` serves a version that ``rebuild`` made within it
-        from the entries just computed, instead of reading them back from the store and
-        decoding them again (a batch of sites is rebuilt, then published). Only the latest
-        version of a site is served so: ``full_body`` checks the store's latest first."""
+        """Within the block, ``full_body`` serves a site's latest version, if ``rebuild``
+        made it within, from the entries just computed (not read back from the store)."""
         outer = self._built is not None
         if not outer:
             self._built = {}

@@ -278,12 +278,10 @@ class CacheManager:
         return out
 
     def rebuild_batch(self, site_ids: Iterable[str], now: int) -> dict[str, int]:
-        """``rebuild`` each of ``site_ids`` within one store transaction (``Store.batch``:
-        one commit for the batch instead of one per site); site → new version, for those
-        that got one, once that transaction has committed. A site whose rebuild fails is
-        logged and left out (its part is undone, the others' stay); when the commit fails,
-        it is logged and nothing of the batch is recorded: {} (the next rebuild of those
-        sites, after the next change or the periodic one, makes their versions)."""
+        """``rebuild`` each of ``site_ids`` in one store transaction (``Store.batch``: one
+        commit, not one per site); site → new version, once it has committed. A site whose
+        rebuild fails is logged and left out (its part undone); when the commit fails, it
+        is logged and nothing of the batch is recorded: {} (their next rebuild makes them)."""
         out: dict[str, int] = {}
         try:
             with self.store.batch():

@@ -23,7 +23,7 @@ from testkit.broker import Mosquitto, TlsFiles
 from testkit.county import County, make_county
 from testkit.util import free_port
 
-CODE = re.compile(r"^\s+([0-9A-Z]{4}(?:-[0-9A-Z]{5}){4}-[0-9A-Z]{6})\s*$", re.M)
+CODE = re.compile(r"^\s+([0-9A-Z]{8}(?:-[0-9A-Z]{5}){4}-[0-9A-Z]{6})\s*$", re.M)
 
 
 @dataclass

@@ -162,7 +162,7 @@ class HubService(LeaderJobs):
         self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)
         self._retention_job = self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
-            self._sched.add_job(lambda: lead(self.release_no_shows), "interval", minutes=1)
+            self._sched.add_job(lambda: lead(self._leader_release), "interval", minutes=1)
         self._sched.start()
         self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
         self.link.start()

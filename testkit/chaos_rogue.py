@@ -58,7 +58,7 @@ class RogueSite:
     victim: str
     victim_client_id: str
     foreign_refs: list[str]
-    hub_db: Path
+    hub_db: Path | str  # the hub's SQLite file, or its PostgreSQL URL (testkit.chaos_db)
     rng: random.Random
     site: str = ROGUE_SITE
     counts: Counter[str] = field(default_factory=Counter)

@@ -21,6 +21,7 @@ default run's checks read the store through testkit.chaos_db.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import random
 import re
@@ -100,6 +101,7 @@ class Cluster:
 def start_store(say: Any) -> tuple[Postgres, str]:
     """A fresh PostgreSQL server and database for the run; (server, URL without password)."""
     pg = Postgres().start()
+    atexit.register(pg.remove)  # also when the run fails before its own cleanup
     url = pg.url(pg.create_db("torwart_chaos"))
     say(f"postgresql {pg.bindir.parent.name} on port {pg.port} ({pg.workdir})")
     return pg, url
@@ -133,10 +135,8 @@ def node_procs(config_path: Path, port: int, ns: NodesSize) -> tuple[dict[str, P
 
 
 def adapt_rogue(rogue: RogueSite, cfg: HubConfig, node: str) -> None:
-    """The rogue site against a node: it tries to take over node ``node``'s MQTT client id
-    and polls the PostgreSQL store."""
+    """The rogue site against a node: it tries to take over node ``node``'s MQTT client id."""
     rogue.hub_client_id = node_client_id(cfg.mqtt, node)
-    rogue.hub_db = cfg.hub.store_url
 
 
 def node_of(label: str) -> str:

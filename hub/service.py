@@ -61,6 +61,7 @@ from .leader_jobs import LeaderJobs
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, node_client_id, share_group
 from .live import Live
+from .outage import log_failure
 from .runlock import RunLock
 from .store import open_store
 
@@ -118,7 +119,7 @@ class HubService(LeaderJobs):
     def run(self) -> None:
         try:
             self._startup()
-            self._work.run(self._stopping, lambda exc: log.error("work item failed; the hub carries on", exc_info=exc))
+            self._work.run(self._stopping, lambda exc: log_failure(log, exc, "work item failed; the hub carries on"))
         finally:
             self._shutdown()
 

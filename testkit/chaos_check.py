@@ -349,13 +349,17 @@ class ProcSampler:
             self.sample()
 
     def verdict(self, label: str, *, min_span: float, rss_tol_kib: int, rss_tol_frac: float,
-                fd_tol: int) -> dict[str, Any] | None:
-        """The first checkpoint of the process's last life against the last checkpoint."""
+                fd_tol: int, since: str | None = None) -> dict[str, Any] | None:
+        """The first checkpoint of the process's last life (``since``: from the checkpoint
+        of that name on) against the last checkpoint."""
         lives = self.series.get(label)
         if not lives:
             return None
         life = lives[-1]
-        points = [(name, got[label]) for name, got in self.checkpoints if label in got and got[label][0] == life.pid]
+        names = [name for name, _ in self.checkpoints]
+        skip = names.index(since) if since in names else 0
+        points = [(name, got[label]) for name, got in self.checkpoints[skip:]
+                  if label in got and got[label][0] == life.pid]
         if len(points) < 2 or points[-1][1][1] - points[0][1][1] < min_span:
             return {"label": label, "lives": len(lives), "judged": False,
                     "why": "its last life spans too few checkpoints to judge"}

@@ -71,12 +71,12 @@ class NodesSize:
 
 
 NODE_SIZES = {
-    "full": NodesSize(3, 15.0, leader_kills=6, other_kills=6, publish_kills=6, pg_restarts=1, down_seconds=(2, 25),
+    "full": NodesSize(3, 15.0, leader_kills=4, other_kills=4, publish_kills=4, pg_restarts=1, down_seconds=(2, 15),
                       pg_down_seconds=(4, 10), no_show_minutes=5,
-                      base={"hub_kills": 0, "fault_seconds": 420, "steady_seconds": 90}),
+                      base={"hub_kills": 0, "fault_seconds": 330, "steady_seconds": 60}),
     "short": NodesSize(3, 5.0, leader_kills=1, other_kills=1, publish_kills=1, pg_restarts=1, down_seconds=(2, 6),
                        pg_down_seconds=(3, 5), no_show_minutes=5,
-                       base={"hub_kills": 0, "sites": 8, "big_bookings": 1500, "fault_seconds": 80}),
+                       base={"hub_kills": 0, "big_bookings": 1500, "fault_seconds": 80}),
 }
 
 

@@ -211,8 +211,11 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
     judged = [*world.hubs, "mosquitto", "proxies", *[f"agent {s}" for s in world.control]]
     res = {}
     for label in judged:
+        # A hub node's role (leader or follower) changes with the faults, and its memory with
+        # it: in the multi-node variant the nodes are judged over the steady phase.
+        since = "steady" if world.cluster is not None and label in world.hubs else None
         v = sampler.verdict(label, min_span=size.min_span, rss_tol_kib=RSS_TOL_KIB,
-                            rss_tol_frac=RSS_TOL_FRAC, fd_tol=FD_TOL)
+                            rss_tol_frac=RSS_TOL_FRAC, fd_tol=FD_TOL, since=since)
         if v is not None:
             res[label] = v
     out["resources"] = res

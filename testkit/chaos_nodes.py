@@ -96,6 +96,8 @@ class Cluster:
     kills: dict[str, list[float]] = field(default_factory=dict)  # node → wall times of its SIGKILLs
     records: list[dict[str, Any]] = field(default_factory=list)
     stopped_at: float = 0.0
+    #: When the last killed node was started again (wall time).
+    last_start: float = 0.0
 
 
 def start_store(say: Any) -> tuple[Postgres, str]:
@@ -143,14 +145,17 @@ def node_of(label: str) -> str:
     return label.removeprefix("hub ")
 
 
-def leader(world: World) -> str | None:
-    """The node that holds the lease now (the store's), or None (none, or the store is down)."""
+def leader(world: World, renewed_after: float = 0.0) -> str | None:
+    """The node that holds the lease now (the store's), or None (none, or the store is
+    down); with ``renewed_after``, only if its holder renewed it after that wall time (a
+    node restarted since then is not the leader while the lease still names its dead
+    predecessor)."""
     try:
         with open_store(world.hub_config.hub.store_url) as store:
             lease = store.lease()
     except Exception:
         return None
-    if lease is None or lease.holder is None or lease.expires_at <= time.time():
+    if lease is None or lease.holder is None or lease.expires_at <= time.time() or lease.renewed_at <= renewed_after:
         return None
     return lease.holder
 
@@ -200,6 +205,7 @@ def faults(f: Faults) -> None:
             f.sleep(down)
             with done.lock:
                 done.start()
+                cl.last_start = time.time()
             w.say(f"fault: {done.name} started again after {down:.1f} s")
 
 
@@ -208,7 +214,7 @@ def _wait_leader(f: Faults, timeout: float = 60.0) -> str | None:
     w = f.world
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        head = leader(w)
+        head = leader(w, renewed_after=w.cluster.last_start)
         if head is not None and all(p.pid is not None for p in w.hubs.values()):
             return head
         if not f.sleep(0.2):

@@ -106,8 +106,8 @@ def overlaps(runs: Sequence[JobRun]) -> list[dict[str, Any]]:
 
 def leader_changes(logs: Mapping[str, str], kills: Mapping[str, Sequence[float]]) -> list[LeaderChange]:
     """Every takeover the nodes logged, in order, with the seconds since the previous
-    leader's death when it was SIGKILLed (its last kill before the takeover, after it
-    took the lease)."""
+    leader's death when it was SIGKILLed (its first kill after it took the lease: a
+    restarted process of that name is not the leader, even while the lease still names it)."""
     gains: list[LeaderChange] = []
     for text in logs.values():
         for line in text.splitlines():
@@ -122,6 +122,6 @@ def leader_changes(logs: Mapping[str, str], kills: Mapping[str, Sequence[float]]
     for i, g in enumerate(gains):
         prev_at = gains[i - 1].at if i else 0.0
         deaths = [k for k in kills.get(g.previous or "", ()) if prev_at <= k <= g.at]
-        after = round(g.at - deaths[-1], 3) if deaths and g.previous != g.node else None
+        after = round(g.at - deaths[0], 3) if deaths and g.previous != g.node else None
         out.append(LeaderChange(g.node, g.term, g.at, g.previous, g.vacant, after))
     return out

@@ -57,8 +57,9 @@ def test_takeovers_are_timed_from_the_killed_leaders_death() -> None:
     logs = {"n1": gain("n1", 1, t0, 0.0, None),
             "n2": gain("n2", 2, t0 + 20.0, 0.1, "n1"),
             "n3": gain("n3", 3, t0 + 40.0, 1.2, "n2")}
-    changes = leader_changes(logs, {"n1": [t0 + 15.0], "n3": [t0 + 30.0]})
+    # n1 died at +15; its name's next process (not the leader) was killed again at +18
+    changes = leader_changes(logs, {"n1": [t0 + 15.0, t0 + 18.0], "n3": [t0 + 30.0]})
     assert [(c.node, c.term, c.previous) for c in changes] == [("n1", 1, None), ("n2", 2, "n1"), ("n3", 3, "n2")]
-    assert changes[1].after_death == 5.0  # n1 died at +15, n2 took over at +20
+    assert changes[1].after_death == 5.0  # from n1's death at +15 to n2's takeover at +20
     assert changes[2].after_death is None  # n2 was not killed (its lease lapsed)
     assert changes[2].vacant == 1.2

@@ -73,7 +73,10 @@ class NodesSize:
 NODE_SIZES = {
     "full": NodesSize(3, 15.0, leader_kills=4, other_kills=4, publish_kills=4, pg_restarts=1, down_seconds=(2, 15),
                       pg_down_seconds=(4, 10), no_show_minutes=5,
-                      base={"hub_kills": 0, "fault_seconds": 330, "steady_seconds": 60}),
+                      # a shorter fault phase than the default run's: fewer kills of an agent
+                      # mid-apply fit (each waits for a sync and a build); the steady phase as
+                      # long as the default's, so that the nodes' memory spans enough to judge
+                      base={"hub_kills": 0, "fault_seconds": 360, "steady_seconds": 120, "apply_kills": 12}),
     "short": NodesSize(3, 5.0, leader_kills=1, other_kills=1, publish_kills=1, pg_restarts=1, down_seconds=(2, 6),
                        pg_down_seconds=(3, 5), no_show_minutes=5,
                        base={"hub_kills": 0, "big_bookings": 1500, "fault_seconds": 80}),
@@ -238,7 +241,7 @@ def _kill(f: Faults, label: str, kind: str, extra: dict[str, Any]) -> Proc | Non
     return p
 
 
-def _publish_kill(f: Faults, head: str, rng: random.Random, tries: int = 3) -> Proc | None:
+def _publish_kill(f: Faults, head: str, rng: random.Random, tries: int = 5) -> Proc | None:
     """Change bookings, SIGKILL the leader at its first new cache version of them."""
     w = f.world
     label = f"hub {head}"
@@ -251,8 +254,8 @@ def _publish_kill(f: Faults, head: str, rng: random.Random, tries: int = 3) -> P
         for s in sites[:2]:
             chaos_data.small_change(w.pop, w.platform, s, rng)
         chaos_data.big_change(w.pop, w.platform, sites[2], rng, share=0.25)
-        f.counts["publish_kill_attempt"] += 1
-        seen = _watch(f, log, pos, set(sites), timeout=3 * w.hub_config.booking.sync_interval_seconds + 20)
+        f.counts["publish_kill_attempt"] += 1  # the wait below allows for a failing platform
+        seen = _watch(f, log, pos, set(sites), timeout=3 * w.hub_config.booking.sync_interval_seconds + 45)
         if seen is None or leader(w) not in (head, None):
             f.counts["publish_not_seen"] += 1
             continue

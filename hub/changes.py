@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .config import HubConfig
 from .live import Live
+from .outage import log_failure
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ class ChangeFeed:
                     if store is None:
                         store = open_store(self.cfg.hub.store_url)
                     after = self._read(store, after)
-                except Exception:
-                    log.exception("change feed: reading the other nodes' notices failed; trying again")
+                except Exception as exc:
+                    log_failure(log, exc, "change feed: reading the other nodes' notices failed; trying again")
                     if store is not None:
                         store.close()
                         store = None

@@ -34,6 +34,7 @@ from wire import software_version
 
 from .config import HubConfig
 from .errors import HubError
+from .outage import log_failure
 from .store import Lease, NodeInfo, NodeRow, Store, open_store
 
 log = logging.getLogger(__name__)
@@ -192,8 +193,8 @@ class Leadership:
                     if store is None:
                         store = open_store(self.cfg.hub.store_url)
                     wait = self._round(store)
-                except Exception:
-                    log.exception("node %s: heartbeat or lease failed; trying again", self.node)
+                except Exception as exc:
+                    log_failure(log, exc, "node %s: heartbeat or lease failed; trying again", self.node)
                     wait = self.every
                     if store is not None:
                         store.close()

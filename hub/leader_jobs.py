@@ -8,15 +8,22 @@ periodic rebuild, retention, no-show release, the alerts' offline check) go thro
 their turn on the main loop comes. The worker threads (check-in delivery, the alert
 mailer, webhook and Web Push senders) are started by ``_gained`` and stopped by ``_lost``, which the lease's threads
 call the moment the lease is taken or ends.
+
+Each run of the booking sync and of the no-show release is logged where it starts and
+where it ends (``job_run``), with the node's name, the lease's term and wall-clock times:
+which node ran what when, and that no two nodes ran one of them at once, can be read
+from the nodes' logs (``JOB_LINE`` parses them; the chaos run's multi-node variant does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .alerts.alerter import Alerter
@@ -36,6 +43,10 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[], object]
 
+#: A ``job_run`` line: job, started/ended/failed, node, term, wall time (and the seconds it ran).
+JOB_LINE = re.compile(r"job (?P<job>[\w-]+) (?P<what>started|ended|failed) on node (?P<node>\S+) "
+                      r"\(term (?P<term>\d+|None)\) at (?P<at>\d+\.\d+)")
+
 
 def _soon() -> Any:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
@@ -45,6 +56,7 @@ class LeaderJobs:
     """Mixed into ``HubService``: the leader's jobs (see the module's docstring)."""
 
     cfg: HubConfig
+    node: str
     leadership: Leadership
     hub: Hub
     link: HubLink
@@ -75,18 +87,40 @@ class LeaderJobs:
         if self.leadership.leading:
             self.post(run)
 
+    @contextlib.contextmanager
+    def job_run(self, job: str) -> Iterator[int | None]:
+        """Log the start and the end (``ended``, or ``failed`` when it raised) of one run of
+        the singleton job ``job`` on this node, each with the node's name, the lease's term
+        and the wall-clock time (``JOB_LINE``); yields the term."""
+        term = self.leadership.term
+        started = time.time()
+        log.info("job %s started on node %s (term %s) at %.3f", job, self.node, term, started)
+        outcome = "failed"
+        try:
+            yield term
+            outcome = "ended"
+        finally:
+            now = time.time()
+            log.info("job %s %s on node %s (term %s) at %.3f, %.3f s", job, outcome, self.node, term, now,
+                     now - started)
+
     def _leader_sync(self) -> None:
         """The scheduled booking sync, with the term it ran in (fencing, in the log): a
         sync that ran past the end of its term is said so (its results stand: a sync only
         writes what the platform says, and the next leader's sync writes the same)."""
-        term = self.leadership.term
-        report = self.hub.sync_now()
+        with self.job_run("booking-sync") as term:
+            report = self.hub.sync_now()
         (log.info if report.changed else log.debug)(
             "term %s: booking sync %s, %d seen, %d changed, %.1f s", term, "ok" if report.ok else "failed",
             report.seen, len(report.changed), report.seconds)
         if self.leadership.term != term:
             log.warning("the booking sync of term %s ended after that term did (now: %s)", term,
                         self.leadership.term)
+
+    def _leader_release(self) -> None:
+        """The scheduled no-show release (``release_no_shows``), its run logged (``job_run``)."""
+        with self.job_run("no-show-release"):
+            self.release_no_shows()
 
     def _gained(self, lease: Lease) -> None:
         """This node took the lease (a lease thread, or ``first_round`` at start): the

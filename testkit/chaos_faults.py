@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import chaos_attacks, chaos_data, chaos_nodes
+from . import chaos_attacks, chaos_data, chaos_nodes_faults
 from .chaos import World, monitor
 from .chaos_attacks import WebhookCycle
 from .chaos_check import log_lines, site_cache_version
@@ -134,7 +134,7 @@ class Faults:
                          ("rogue-site", lambda: chaos_attacks.rogue(self)),
                          ("webhooks", lambda: chaos_attacks.webhooks(self)),
                          ("reinstall", lambda: chaos_attacks.reinstall(self)), ("monitor", self._monitor),
-                         *([("nodes", lambda: chaos_nodes.faults(self))] if self.world.cluster else [])):
+                         *([("nodes", lambda: chaos_nodes_faults.faults(self))] if self.world.cluster else [])):
             self._thread(name, fn)
 
     def join(self, grace: float) -> None:

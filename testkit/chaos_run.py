@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import chaos_nodes, chaos_rogue_check
+from . import chaos_nodes_faults, chaos_rogue_check
 from .chaos import (
     LAYOUT_ROOMS,
     Size,
@@ -94,7 +94,7 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True, nodes:
     say = Say(workdir / "chaos.log", echo)
     ns = None
     if nodes > 1:
-        size, ns = chaos_nodes.variant(size, nodes)
+        size, ns = chaos_nodes_faults.variant(size, nodes)
     say(f"chaos run: size {size.name}, seed {seed}, workdir {workdir}")
     t_start = time.monotonic()
     world = setup(workdir, size, seed, say, ns)
@@ -150,8 +150,8 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True, nodes:
         report["exit_codes"] = exit_codes
         report.update(_after_stop(world, exit_codes))
         if world.cluster is not None:
-            report["nodes"] = chaos_nodes.report(world, dict(faults.counts) if faults else {})
-            chaos_nodes.stop_store(world)
+            report["nodes"] = chaos_nodes_faults.report(world, dict(faults.counts) if faults else {})
+            chaos_nodes_faults.stop_store(world)
         keep_copy(world)
         if world.disk_site is not None:
             unmount(world.data_dir(world.disk_site))
@@ -160,7 +160,7 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True, nodes:
         world.recorder.close()
     report["verdicts"] = _verdicts(report, size)
     if world.cluster is not None:
-        report["verdicts"].update(chaos_nodes.verdicts(report))
+        report["verdicts"].update(chaos_nodes_faults.verdicts(report))
     report["ok"] = all(report["verdicts"].values())
     say(f"chaos run {'PASSED' if report['ok'] else 'FAILED'} in {phases['total_s']} s")
     say.close()
@@ -350,7 +350,7 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("credential strings found in logs, DBs, MQTT", str(r.get("privacy", {}).get("findings", "?")),
          ok("no_credentials_leaked")),
         *chaos_rogue_check.table_rows(r, ok),
-        *chaos_nodes.table_rows(r, ok),
+        *chaos_nodes_faults.table_rows(r, ok),
     ]
     for group in ("resources", "resources_info"):
         for label, v in r.get(group, {}).items():

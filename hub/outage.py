@@ -16,6 +16,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
+
+from .store import Store, open_store
 
 #: While the store stays unavailable, one WARNING line per logger and message this often.
 NOTE_SECONDS = 30.0
@@ -49,3 +52,27 @@ def log_failure(logger: logging.Logger, exc: BaseException, msg: str, *args: obj
     else:
         logger.warning(msg + " (the store is unavailable: %s; said once every %.0f s while it lasts)", *args, exc,
                        NOTE_SECONDS)
+
+
+def store_rounds(url: str, stopping: threading.Event, round_: Callable[[Store], float], *args: object,
+                 retry: float, logger: logging.Logger, msg: str) -> None:
+    """A thread's loop over a store of its own: ``round_(store)`` until ``stopping`` is set,
+    waiting the seconds each round returns. A failed round is logged (``log_failure``, ``msg
+    % args``), its store closed and opened anew for the next round, ``retry`` seconds later."""
+    store: Store | None = None
+    try:
+        while not stopping.is_set():
+            try:
+                if store is None:
+                    store = open_store(url)
+                wait = round_(store)
+            except Exception as exc:
+                log_failure(logger, exc, msg, *args)
+                wait = retry
+                if store is not None:
+                    store.close()
+                    store = None
+            stopping.wait(wait)
+    finally:
+        if store is not None:
+            store.close()

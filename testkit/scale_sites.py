@@ -4,10 +4,8 @@ or outbox on disk; only what the hub sees of a site on the wire, done as the age
 
 Each ``SimSite`` is one paho client with the site's own client id and login
 (``torwart-site-{id}``, user = site id), MQTT 5, the retained offline status as its Last
-Will, a session that is never started clean (``clean_start`` 0) and is kept
-(``session_expiry``) across reconnects and broker restarts, and the site's subscriptions
-taken with retain handling 1 on every connect; a site that holds no cache when its session
-resumes takes the ``cache`` subscription anew, for the retained full (edge/link.py). It
+Will, a session never started clean and kept (``session_expiry``), retain handling 1 on
+every connect, ``cache`` taken anew when a resumed session finds no cache (edge/link.py). It
 
 - publishes its retained ``status`` (online, the version it holds) on every connect and
   after every cache it handled (edge/agent.py);

@@ -164,7 +164,9 @@ def timed(kind: str, key: tuple[str, str], since: Since, *, is_open: bool, now: 
 
 
 class Denials:
-    """Refused badges per (site, door) within a sliding window (``window`` seconds)."""
+    """Refused badges per (site, door) within a sliding window (``window`` seconds), in the
+    memory of this process: a restart forgets at most one window; with several hub nodes
+    each counts only the refusals it takes in (docs/alerts.md, "Durations")."""
 
     def __init__(self, count: int, window: float) -> None:
         self.count = count

@@ -5,12 +5,20 @@ MQTT 5, username/password and/or a client certificate over TLS, the Last Will
 reconnection with backoff (paho's own loop). Everything received is handed to a
 ``LinkSink`` (the agent's queue); nothing is decided here.
 
-The session: clean when the process starts (so a fresh or wiped site always gets the
-retained ``cache.full``), then kept across reconnects for ``session_expiry`` seconds. The
-subscriptions ask for retained messages only when they are new (MQTT 5 retain handling 1),
-so a site whose uplink drops for a minute does not download its full cache again on every
-reconnect; what the hub published meanwhile (a new full, deltas, commands) waits in the
-session and arrives on reconnect.
+The session: never started clean (``clean_start`` 0), kept for ``session_expiry`` seconds
+across reconnects, process restarts and broker restarts (Mosquitto restores after a restart
+only the sessions that were not started clean). The subscriptions ask for retained
+messages only when they are new (MQTT 5 retain handling 1), so a site that holds a cache
+does not download its full cache again after a dropped uplink, an agent restart or a
+broker restart; what the hub published meanwhile (a new full, deltas, commands) waits in
+the session and arrives on reconnect. A site that holds no cache (a fresh or wiped
+install that finds an old session, or one that could not store its cache) takes the
+``cache`` subscription anew on every connect, which brings the retained ``cache.full``;
+whatever else the old session queued is judged as always (a delta on a base the site does
+not hold is refused ``base_mismatch``, which the hub answers with a full; commands are
+verified and expire). A cache message paho acknowledged but the process did not apply
+(killed in between) is not lost for good: the site's status keeps reporting the version
+it holds, and the hub sends what that version lacks (hub/publisher.py ``converge``).
 
 The link does not queue while offline: ``publish`` says whether the message went out,
 and the agent's outbox resends what the hub has not acknowledged after a reconnect.
@@ -90,7 +98,7 @@ class Link:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._cfg.session_expiry
         self._client.connect_async(self._cfg.host, self._cfg.effective_port, keepalive=self._cfg.keepalive,
-                                   clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+                                   clean_start=False, properties=props)
         self._client.loop_start()
 
     def stop(self, goodbye: bytes | None = None, timeout: float = 3.0) -> None:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from .config import HubConfig
 from .live import Live
-from .store import Store, open_store
+from .outage import store_rounds
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +106,13 @@ class ChangeFeed:
             self._thread.join(5)
 
     def _run(self, after: int) -> None:
-        store: Store | None = None
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if store is None:
-                        store = open_store(self.cfg.hub.store_url)
-                    after = self._read(store, after)
-                except Exception:
-                    log.exception("change feed: reading the other nodes' notices failed; trying again")
-                    if store is not None:
-                        store.close()
-                        store = None
-                self._stopping.wait(POLL_SECONDS)
-        finally:
-            if store is not None:
-                store.close()
+        def read(store: Store) -> float:
+            nonlocal after
+            after = self._read(store, after)
+            return POLL_SECONDS
+
+        store_rounds(self.cfg.hub.store_url, self._stopping, read, retry=POLL_SECONDS, logger=log,
+                     msg="change feed: reading the other nodes' notices failed; trying again")
 
     def _read(self, store: Store, after: int) -> int:
         while True:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .booking import BookingAdapter, HttpPolicy, UnsupportedOperation, WriteFailed
 from .config import HubConfig
 from .errors import HubError
+from .outage import log_failure
 from .store import FeedbackItem, Store
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,9 @@ class Delivery:
             while not stopping.is_set():
                 try:
                     wait = self._round(store, adapter)
-                except Exception:  # a store error, a bug: the rows stay queued; look again later
-                    log.exception("booking feedback: delivery round failed; trying again in %.0f s", POLL_SECONDS)
+                except Exception as exc:  # a store error, a bug: the rows stay queued; look again later
+                    log_failure(log, exc, "booking feedback: delivery round failed; trying again in %.0f s",
+                                POLL_SECONDS)
                     wait = POLL_SECONDS
                 self._wake.wait(wait)
         except HubError as exc:

@@ -34,6 +34,7 @@ from wire import software_version
 
 from .config import HubConfig
 from .errors import HubError
+from .outage import store_rounds
 from .store import Lease, NodeInfo, NodeRow, Store, open_store
 
 log = logging.getLogger(__name__)
@@ -185,23 +186,8 @@ class Leadership:
     # --- the threads ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        store: Store | None = None
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if store is None:
-                        store = open_store(self.cfg.hub.store_url)
-                    wait = self._round(store)
-                except Exception:
-                    log.exception("node %s: heartbeat or lease failed; trying again", self.node)
-                    wait = self.every
-                    if store is not None:
-                        store.close()
-                        store = None
-                self._stopping.wait(wait)
-        finally:
-            if store is not None:
-                store.close()
+        store_rounds(self.cfg.hub.store_url, self._stopping, self._round, self.node, retry=self.every,
+                     logger=log, msg="node %s: heartbeat or lease failed; trying again")
 
     def _round(self, store: Store) -> float:
         """Heartbeat and try for the lease; the seconds until the next try: a third of the

@@ -8,15 +8,22 @@ periodic rebuild, retention, no-show release, the alerts' offline check) go thro
 their turn on the main loop comes. The worker threads (check-in delivery, the alert
 mailer, webhook and Web Push senders) are started by ``_gained`` and stopped by ``_lost``, which the lease's threads
 call the moment the lease is taken or ends.
+
+Each run of the booking sync and of the no-show release is logged where it starts and
+where it ends (``job_run``), with the node's name, the lease's term and wall-clock times:
+which node ran what when, and that no two nodes ran one of them at once, can be read
+from the nodes' logs (``JOB_LINE`` parses them; the chaos run's multi-node variant does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .alerts.alerter import Alerter
@@ -26,6 +33,7 @@ from .alerts.webhooks import WebhookSender
 from .changes import KEEP_SECONDS
 from .config import HubConfig
 from .core import Hub
+from .errors import HubError
 from .feedback import Feedback
 from .leader import Leadership
 from .link import HubLink
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[], object]
 
+#: A ``job_run`` line: job, started/ended/failed, node, term, wall time (and the seconds it ran).
+JOB_LINE = re.compile(r"job (?P<job>[\w-]+) (?P<what>started|ended|failed) on node (?P<node>\S+) "
+                      r"\(term (?P<term>\d+|None)\) at (?P<at>\d+\.\d+)")
+
 
 def _soon() -> Any:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
@@ -45,6 +57,7 @@ class LeaderJobs:
     """Mixed into ``HubService``: the leader's jobs (see the module's docstring)."""
 
     cfg: HubConfig
+    node: str
     leadership: Leadership
     hub: Hub
     link: HubLink
@@ -75,16 +88,42 @@ class LeaderJobs:
         if self.leadership.leading:
             self.post(run)
 
+    @contextlib.contextmanager
+    def job_run(self, job: str) -> Iterator[int | None]:
+        """Log the start and the end (``ended``, or ``failed`` when it raised) of one run of
+        the singleton job ``job`` on this node, each with the node's name, the lease's term
+        and the wall-clock time (``JOB_LINE``); yields the term."""
+        term = self.leadership.term
+        started = time.time()
+        log.info("job %s started on node %s (term %s) at %.3f", job, self.node, term, started)
+        outcome = "failed"
+        try:
+            yield term
+            outcome = "ended"
+        finally:
+            now = time.time()
+            log.info("job %s %s on node %s (term %s) at %.3f, %.3f s", job, outcome, self.node, term, now,
+                     now - started)
+
     def _leader_sync(self) -> None:
         """The scheduled booking sync, with the term it ran in (fencing, in the log): a
         sync that ran past the end of its term is said so (its results stand: a sync only
         writes what the platform says, and the next leader's sync writes the same). The
         platform is read on a thread (``Hub.sync_in_background``): the loop goes on with
         the sites' messages meanwhile; a turn that finds the previous sync still reading
-        starts none."""
-        term = self.leadership.term
+        starts none. Its run is logged (``job_run``) from the start of the reading to the
+        end of the storing and publishing."""
+        if self.hub.sync_reading:
+            log.debug("the previous booking sync is still reading; this turn is skipped")
+            return
+        run = self.job_run("booking-sync")
+        term = run.__enter__()
 
-        def done(report: SyncReport) -> None:
+        def done(report: SyncReport | None) -> None:
+            if report is None:  # storing it failed (the loop logged why)
+                run.__exit__(HubError, HubError("the booking sync failed"), None)
+                return
+            run.__exit__(None, None, None)
             (log.info if report.changed else log.debug)(
                 "term %s: booking sync %s, %d seen, %d changed, %.1f s", term, "ok" if report.ok else "failed",
                 report.seen, len(report.changed), report.seconds)
@@ -92,8 +131,16 @@ class LeaderJobs:
                 log.warning("the booking sync of term %s ended after that term did (now: %s)", term,
                             self.leadership.term)
 
-        if not self.hub.sync_in_background(done):
-            log.debug("term %s: the previous booking sync is still reading; this turn is skipped", term)
+        try:
+            self.hub.sync_in_background(done)
+        except BaseException as exc:
+            run.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _leader_release(self) -> None:
+        """The scheduled no-show release (``release_no_shows``), its run logged (``job_run``)."""
+        with self.job_run("no-show-release"):
+            self.release_no_shows()
 
     def _gained(self, lease: Lease) -> None:
         """This node took the lease (a lease thread, or ``first_round`` at start): the

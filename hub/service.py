@@ -61,6 +61,7 @@ from .leader_jobs import LeaderJobs
 from .limits import RefusalTally, SiteLimits
 from .link import HubLink, node_client_id, share_group
 from .live import Live
+from .outage import log_failure
 from .runlock import RunLock
 from .store import open_store
 
@@ -118,7 +119,7 @@ class HubService(LeaderJobs):
     def run(self) -> None:
         try:
             self._startup()
-            self._work.run(self._stopping, lambda exc: log.error("work item failed; the hub carries on", exc_info=exc))
+            self._work.run(self._stopping, lambda exc: log_failure(log, exc, "work item failed; the hub carries on"))
         finally:
             self._shutdown()
 
@@ -162,7 +163,7 @@ class HubService(LeaderJobs):
         self._sched.add_job(lambda: lead(self._rebuild_all), "interval", minutes=15)
         self._retention_job = self._sched.add_job(lambda: lead(self._retention), "interval", hours=6)
         if any(cfg.no_show_minutes(s.id) is not None for s in cfg.sites):
-            self._sched.add_job(lambda: lead(self.release_no_shows), "interval", minutes=1)
+            self._sched.add_job(lambda: lead(self._leader_release), "interval", minutes=1)
         self._sched.start()
         self.leadership.first_round(self.store)  # a node alone leads from the start (before the link)
         self.link.start()

@@ -48,6 +48,7 @@ from .dashboard.common import error, json, on_loop
 from .dashboard.middleware import LoginGuard, SecurityHeaders
 from .errors import WebhookError
 from .fleetweb import JOIN_PATH, RENEW_PATH, fleet_routes
+from .outage import log_failure, store_outage
 from .web_limits import WEBHOOK_PATH, BodyLimit
 
 if TYPE_CHECKING:
@@ -93,7 +94,16 @@ def create_app(service: Hub) -> Starlette:
             log.warning("webhook refused: %s", exc)
             return error(401 if isinstance(exc, WebhookUnauthorized) else 400, str(exc))
         # Awaited, not blocking: the live dashboard streams share this event loop.
-        versions = await on_loop(service, lambda: service.apply_push(push), timeout=30)
+        try:
+            versions = await on_loop(service, lambda: service.apply_push(push), timeout=30)
+        except Exception as exc:
+            if not store_outage(exc):
+                raise
+            # The push is not applied; the platform's retry applies it (apply_push forgets a
+            # signature it remembered before the store went away, if the store lets it by then).
+            log_failure(log, exc, "webhook for booking %s not applied; answered 503", push.booking.id)
+            return error(503, "the hub's store is unavailable for a moment; send it again",
+                         {"Retry-After": "5"})
         if versions is None:
             log.warning("webhook refused: signature accepted before (replay of booking %s)", push.booking.id)
             return error(401, "this signature was accepted before (a replay)")

@@ -1,31 +1,36 @@
 """Scale benchmark (issue #15): a state's worth of sites as lightweight simulated clients
 (testkit.scale_sites, not agents) against the real hub, on one broker.
 
-    scripts/bench_scale [--sites 2000 --bookings 1000000] [--events 10] [--nodes 1] [--store URL]
+    scripts/bench_scale [--sites 2000 --bookings 1000000] [--events 10] [--nodes 1,2,3]
+                        [--store sqlite|postgres|postgresql://...]
+
+One round per node count in ``--nodes``, each from scratch (its own broker, store, booking
+platform fake and simulated sites), the rounds' figures side by side:
 
 1. Ingest: every site publishes --events events on its own connection; a bare paho
-   subscriber counts them (before any hub runs), then the hub stores and acknowledges the
-   same number (testkit.ingest_bench, as scripts/bench_hub).
-2. Memory: the hub's RSS with no site connected and with every site connected and holding
-   its first cache; the difference per site.
-3. Sync: --bookings bookings appear at the booking platform; from the hub's first page
-   request of the next sync until every site verified and applied the version holding its
-   bookings (checked against the hub's store). Then one booking cancelled at up to 100
-   sites: the same, by deltas.
+   subscriber counts them (before any hub runs), then the hub's N nodes store and
+   acknowledge the same number (testkit.ingest_bench, as scripts/bench_hub).
+2. Memory: each node's RSS with no site connected and with every site connected and
+   holding its first cache; the difference per site.
+3. Sync (the leader's job): --bookings bookings appear at the booking platform; from the
+   hub's first page request of the next sync until every site verified and applied the
+   version holding its bookings (checked against the hub's store). Then one booking
+   cancelled at up to 100 sites: the same, by deltas.
 4. Reconnect storm: the broker restarted (clean stop, persistence kept) with every site
    connected; until every site and hub node is connected again and the hub acknowledges
-   events again; full caches re-sent to sites that held the latest version, split into
-   those the hub published and those the broker handed out again as retained.
+   events again; the full caches the sites received meanwhile, split into those the hub
+   published and those the broker handed out again as retained (a new subscription).
 
-``--nodes N`` starts N ``python -m hub run`` processes on one configuration (shared event
-subscription); ``--store URL`` puts them on that store (``[hub] database`` for
-postgresql://, see testkit.hub_nodes). Until the PostgreSQL store and the leader lease are
-merged, use one node on SQLite (the default).
+The nodes are ``python -m hub run --node nK --listen ...`` on one configuration with the
+shared event subscription (testkit.hub_nodes). ``--store postgres`` starts a temporary
+PostgreSQL (Debian's packages, testkit.postgres, a free port) with a fresh database per
+round; ``--store URL`` uses an empty store of your own (one node count only).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import logging
@@ -39,6 +44,7 @@ from typing import Any
 from testkit.booking_fake import BookingPlatform
 from testkit.hub_nodes import HubNodes, rss_bytes
 from testkit.ingest_bench import acked_seconds, bare_rate
+from testkit.postgres import Postgres, fresh_store_url
 from testkit.report import report
 from testkit.scale_county import (
     ScaleCounty,
@@ -51,10 +57,9 @@ from testkit.scale_county import (
     store_url,
 )
 from testkit.scale_fleet import Fleet
+from testkit.scale_report import parse_nodes, rows, store_choice
 from testkit.scale_sites import SiteReport, raise_fd_limit
 from testkit.util import wait_for
-
-MiB = 1024 * 1024
 
 
 def loadavg() -> str:
@@ -145,6 +150,7 @@ def storm(fleet: Fleet, nodes: HubNodes, url: str, sc: ScaleCounty, timeout: flo
                  for r in after}
     retained = {r.site: r.fulls_retained - before[r.site].fulls_retained for r in after}
     return {
+        "fulls_from_hub": sum(hub_fulls.values()), "fulls_retained_again": sum(retained.values()),
         "sites": len(reps), "at_latest_before": len(at_latest), "seconds_broker_restart": t_broker,
         "seconds_hub_connected": hub_back[0], "seconds_all_sites_connected": t_sites,
         "seconds_settled": (t1 - t0) + ack_s, "events_acked_again": ok,
@@ -159,81 +165,65 @@ def storm(fleet: Fleet, nodes: HubNodes, url: str, sc: ScaleCounty, timeout: flo
     }
 
 
-def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
-                               "sites": args.sites, "bookings": args.bookings, "nodes": args.nodes,
-                               "store": "sqlite" if args.store is None else args.store.split(":", 1)[0]}
-    raise_fd_limit(4 * args.sites + 1024)  # Mosquitto inherits it: one descriptor per connection
+def run_round(args: argparse.Namespace, tmp: Path, n: int, pg: Postgres | None) -> dict[str, Any]:
+    """One round with ``n`` hub nodes, from scratch in ``tmp``."""
+    results: dict[str, Any] = {"nodes": n}
     with BookingPlatform(page_size=args.page_size, indexed=True) as platform:
         sc = make_scale_county(tmp, platform, args.sites)
-        url = args.store or store_url(sc)
+        store = fresh_store_url(pg) if pg is not None else None if args.store == "sqlite" else args.store
+        url = store or store_url(sc)
         members = max(1, args.bookings // 5)
-        print(f"{args.sites} sites, {members:,} members; bookings ...", flush=True)
+        print(f"[{n} node(s)] {args.sites} sites, {members:,} members; bookings ...", flush=True)
         seed_members(url, members)
         bookings = make_bookings(sc, args.bookings, members)
         want = expected_entries(sc, bookings)
         with sc.broker:
-            print("ingest: bare subscriber ...", flush=True)
+            print(f"[{n} node(s)] ingest: bare subscriber ...", flush=True)
             results["ingest"] = ingest_bare(sc, args.per_process, args.events)
-            print(f"hub: {args.nodes} node(s) ...", flush=True)
-            with HubNodes(sc.county.hub_config_path, args.nodes, store=args.store,
+            print(f"[{n} node(s)] hub ...", flush=True)
+            with HubNodes(sc.county.hub_config_path, n, store=store,
                           log_level=args.hub_log_level, profile=args.profile_hub) as nodes:
                 wait_for(platform.listing_calls, 60, what="the hub's first sync")
                 rss0 = nodes.rss()
-                print("sites connecting ...", flush=True)
+                print(f"[{n} node(s)] sites connecting ...", flush=True)
                 with Fleet(sc.sim_config(), sc.logins(), per_process=args.per_process) as fleet:
                     first = first_caches(fleet, url, sc, args.timeout)
                     rss1 = nodes.rss()
+                    results["leader"] = nodes.leader(url)
                     results["memory"] = {"hub_rss_no_sites": rss0, "hub_rss_sites": rss1,
                                          "per_site_bytes": (sum(rss1) - sum(rss0)) / args.sites,
                                          "broker_rss": rss_bytes(sc.broker.proc.pid) if sc.broker.proc else None,
                                          "seconds_first_caches": first}
-                    print("ingest: hub ...", flush=True)
+                    print(f"[{n} node(s)] ingest: hub ...", flush=True)
                     results["ingest"].update(ingest_hub(fleet, sc, args.events))
-                    print(f"sync: {args.bookings:,} bookings ...", flush=True)
+                    print(f"[{n} node(s)] sync: {args.bookings:,} bookings ...", flush=True)
                     results["sync"] = sync_phase(fleet, platform, url, sc, bookings, want, args.timeout, touch=False)
                     results["memory"]["hub_rss_after_sync"] = nodes.rss()
                     changed = bookings[: min(100, args.sites, len(bookings))]
                     cancelled = [{**b, "status": "cancelled"} for b in changed]
                     want2 = expected_entries(sc, [b for b in bookings[len(changed):]] + cancelled)
-                    print(f"delta: {len(changed)} bookings cancelled ...", flush=True)
+                    print(f"[{n} node(s)] delta: {len(changed)} bookings cancelled ...", flush=True)
                     results["delta"] = sync_phase(fleet, platform, url, sc, cancelled, want2, args.timeout, touch=True)
-                    print("broker restart ...", flush=True)
+                    print(f"[{n} node(s)] broker restart ...", flush=True)
                     results["storm"] = storm(fleet, nodes, url, sc, args.timeout)
                     results["memory"]["broker_rss_after"] = rss_bytes(sc.broker.proc.pid) if sc.broker.proc else None
-    results["machine"]["loadavg_end"] = loadavg()
+                    results["leader_after"] = nodes.leader(url)
     return results
 
 
-def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    ing, mem, syn, dl, st = r["ingest"], r["memory"], r["sync"], r["delta"], r["storm"]
-    where = f"{r['nodes']} node(s), {r['store']}"
-    return [
-        (f"bare paho subscriber, events/s ({r['sites']:,} sites publishing)", f"{ing['bare_per_s']:,.0f}",
-         "same sites, broker and run"),
-        (f"hub: stored durably + acked, events/s ({where})", f"{ing['hub_per_s']:,.0f}",
-         f"ratio {ing['hub_per_s'] / ing['bare_per_s']:.2f}"),
-        (f"{r['bookings']:,} bookings: first page → every site holds its latest",
-         f"{syn['seconds_to_all_applied']:.1f} s",
-         f"goal < 60 s; paging {syn['seconds_paging']:.1f} s ({syn['pages_read']} pages), last cache arrived at "
-         f"{syn['seconds_to_last_received']:.1f} s, {syn['fulls']} fulls + {syn['deltas']} deltas, "
-         f"all at the store's latest: {syn['all_at_latest']}"),
-        (f"{dl['bookings']} bookings cancelled: first page → every site holds its latest",
-         f"{dl['seconds_to_all_applied']:.1f} s", f"{dl['deltas']} deltas, {dl['fulls']} fulls"),
-        ("broker restart: every site and hub node back, events acked again", f"{st['seconds_settled']:.1f} s",
-         f"goal < 60 s; sites connected at {st['seconds_all_sites_connected']:.1f} s, hub at "
-         f"{st['seconds_hub_connected']:.1f} s, sessions resumed {st['sessions_resumed']}/{st['sites']}"),
-        ("  full caches the hub re-sent to sites at the latest version", f"{st['fulls_from_hub_to_sites_at_latest']}",
-         "goal 0"),
-        ("  full caches the broker re-sent (retained, new subscription)",
-         f"{st['fulls_retained_again_to_sites_at_latest']}",
-         f"goal 0; each refused stale_version ({st['stale_refusals']} in all)"),
-        ("hub memory per connected site", f"{mem['per_site_bytes'] / 1024:,.1f} KiB",
-         f"RSS {sum(mem['hub_rss_no_sites']) / MiB:,.0f} MiB with none, {sum(mem['hub_rss_sites']) / MiB:,.0f} MiB "
-         f"with {r['sites']:,}, {sum(mem['hub_rss_after_sync']) / MiB:,.0f} MiB after the sync"),
-        ("machine load average (1, 5, 15 min)", "", f"start {r['machine']['loadavg_start']}, "
-         f"end {r['machine']['loadavg_end']}, {r['machine']['cpus']} CPUs"),
-    ]
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
+                               "sites": args.sites, "bookings": args.bookings, "events": args.events,
+                               "nodes": args.node_counts,
+                               "store": args.store if args.store in ("sqlite", "postgres") else "postgresql (URL)",
+                               "rounds": []}
+    raise_fd_limit(4 * args.sites + 1024)  # Mosquitto inherits it: one descriptor per connection
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(Postgres()) if args.store == "postgres" else None
+        for n in args.node_counts:
+            results["rounds"].append(run_round(args, tmp / f"nodes-{n}", n, pg))
+    results["machine"]["loadavg_end"] = loadavg()
+    return results
 
 
 def main() -> int:
@@ -241,8 +231,10 @@ def main() -> int:
     ap.add_argument("--sites", type=int, default=2000)
     ap.add_argument("--bookings", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=10, help="events per site for the ingest measurement")
-    ap.add_argument("--nodes", type=int, default=1, help="hub processes on one configuration")
-    ap.add_argument("--store", default=None, help="store URL for every node (default: SQLite in data_dir)")
+    ap.add_argument("--nodes", default="1", help="hub processes on one configuration; several counts, e.g. 1,2,3: "
+                    "one round each, side by side")
+    ap.add_argument("--store", default="sqlite", help="sqlite (default), postgres (a temporary server) or a "
+                    "postgresql:// URL of an empty store (one node count only)")
     ap.add_argument("--per-process", type=int, default=500, help="simulated sites per worker process")
     ap.add_argument("--page-size", type=int, default=2000, help="bookings per platform page")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each phase")
@@ -251,8 +243,13 @@ def main() -> int:
     ap.add_argument("--profile-hub", action="store_true", help="run the hub nodes under cProfile (use with --keep)")
     ap.add_argument("--out", default="bench-results/bench_scale.json")
     args = ap.parse_args()
-    if args.sites < 1 or args.bookings < 1 or args.events < 1 or args.nodes < 1:
-        ap.error("--sites, --bookings, --events and --nodes must be at least 1")
+    if args.sites < 1 or args.bookings < 1 or args.events < 1:
+        ap.error("--sites, --bookings and --events must be at least 1")
+    try:
+        args.node_counts = parse_nodes(args.nodes)
+        args.store = store_choice(args.store, len(args.node_counts))
+    except ValueError as exc:
+        ap.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:

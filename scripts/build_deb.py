@@ -43,7 +43,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,8 +155,9 @@ def pins(path: Path) -> Path:
     return path
 
 
-def install_for(arch: str, wheel: Path, dest: Path, constraints: Path | None) -> None:
-    """Install ``wheel`` and its dependencies for ``arch`` into ``dest`` (binary wheels only)."""
+def install_for(arch: str, wheel: Path, dest: Path, constraints: Path | None, extras: list[str]) -> None:
+    """Install ``wheel`` with its dependencies and those of ``extras`` (pyproject's optional
+    dependency groups) for ``arch`` into ``dest`` (binary wheels only)."""
     a = ARCHES[arch]
     platforms = [f"manylinux_2_{v}_{a.machine}" for v in range(17, GLIBC_MINOR + 1)] + [f"manylinux2014_{a.machine}"]
     if a.machine == "x86_64":
@@ -167,7 +168,8 @@ def install_for(arch: str, wheel: Path, dest: Path, constraints: Path | None) ->
         cmd += ["--platform", p]
     if constraints is not None:
         cmd += ["--constraint", str(constraints)]
-    run([*cmd, str(wheel)], f"installing the dependencies for {arch}")
+    target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
+    run([*cmd, target], f"installing the dependencies for {arch}{' with ' + ', '.join(extras) if extras else ''}")
     shutil.rmtree(dest / "bin", ignore_errors=True)  # console scripts for this machine's Python
     check_elf(dest, arch)
 
@@ -249,6 +251,7 @@ class RoleSpec:
     recommends: list[str]
     system_site_packages: bool
     files: dict[str, str]
+    extras: list[str] = field(default_factory=list)
 
 
 def role_spec(role: str, arch: str) -> RoleSpec:
@@ -370,9 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             constraints = None if args.no_pin else pins(work / "constraints.txt")
             args.out.mkdir(parents=True, exist_ok=True)
             for arch in dict.fromkeys(arches):
-                tree = work / f"site-{arch}"
-                install_for(arch, wheel, tree, constraints)
+                trees: dict[tuple[str, ...], Path] = {}  # one install per set of extras
                 for role in dict.fromkeys(roles):
+                    extras = tuple(sorted(role_spec(role, arch).extras))
+                    if extras not in trees:
+                        trees[extras] = work / f"site-{arch}-{'-'.join(extras) or 'base'}"
+                        install_for(arch, wheel, trees[extras], constraints, list(extras))
+                    tree = trees[extras]
                     dest = work / f"{role}-{arch}"
                     stage(role, arch, version, scripts, tree, dest)
                     out = args.out / f"torwart-{role}_{debian_version(version)}_{arch}.deb"

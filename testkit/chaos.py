@@ -37,10 +37,11 @@ import tomli_w
 from hub import config as hub_config
 from hub.store import open_store
 
-from . import chaos_data
+from . import chaos_data, chaos_nodes
 from .booking_fake import BookingPlatform
 from .broker import Mosquitto
 from .chaos_check import CacheLogRecorder, ProcSampler, site_cache_version
+from .chaos_db import HubDb, is_pg
 from .chaos_load import BadgeLoad, Capture, Rogue
 from .chaos_procs import Proc, Say
 from .chaos_rogue import ROGUE_SITE, RogueSite
@@ -127,21 +128,33 @@ class World:
     offsets: dict[str, Path]
     stopping: threading.Event = field(default_factory=threading.Event)
     crashes: list[dict[str, Any]] = field(default_factory=list)
+    #: The hub's processes by label: {"hub": hub}, or one per node ("hub n1", ...; ``hub`` is n1).
+    hubs: dict[str, Proc] = field(default_factory=dict)
+    #: The multi-node variant's parts (testkit.chaos_nodes.Cluster), or None.
+    cluster: Any = None
+
+    def __post_init__(self) -> None:
+        self.hubs = self.hubs or {"hub": self.hub}
 
     @property
-    def hub_db(self) -> Path:
-        return self.hub_config.hub.store_path
+    def hub_db(self) -> HubDb:
+        """The hub's store: its SQLite file, or its PostgreSQL URL (testkit.chaos_db)."""
+        url = self.hub_config.hub.store_url
+        return url if isinstance(url, str) and is_pg(url) else self.hub_config.hub.store_path
 
     def data_dir(self, site: str) -> Path:
         return self.sites[site].data_dir
 
     def wait_hub_healthy(self, timeout: float = 60.0) -> None:
-        url = f"{self.county.http_url}/healthz"
+        urls = [f"{u}/healthz" for u in (self.cluster.urls.values() if self.cluster else [self.county.http_url])]
 
         def healthy() -> bool:
             try:
-                with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (our own hub on loopback)
-                    return bool(r.status == 200)
+                for url in urls:
+                    with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (our own hub on loopback)
+                        if r.status != 200:
+                            return False
+                return True
             except OSError:
                 return False
 
@@ -154,7 +167,9 @@ class World:
         os.replace(tmp, path)
 
 
-def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
+def setup(workdir: Path, size: Size, seed: int, say: Say, nodes: chaos_nodes.NodesSize | None = None) -> World:
+    """``nodes``: the multi-node variant (testkit.chaos_nodes): the hub as several nodes on
+    a temporary PostgreSQL."""
     rng = random.Random(f"{seed}:setup")
     site_ids = [f"site-{i:02d}" for i in range(size.sites)]
     big = site_ids[: size.big_sites]
@@ -166,11 +181,15 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
     users = {u: secrets.token_urlsafe(18) for u in ["hub", *site_ids, ROGUE_SITE]}
     broker = Mosquitto(workdir / "broker", users=users).start()
     platform = BookingPlatform(page_size=500).start()
+    pg, pg_url = chaos_nodes.start_store(say) if nodes is not None else (None, None)
     county = make_county(workdir / "county", broker, platform, (*site_ids, ROGUE_SITE), mqtt_users=users,
                          booking={"sync_interval_seconds": 5, "overlap_seconds": 10, "timeout_seconds": 5,
                                   "grace_before_minutes": 15, "grace_after_minutes": 15},
                          site_policy={"deny_burst": 1000, "deny_refill_seconds": 0.05, "resend_seconds": 2,
-                                      "status_interval_seconds": 5, "max_envelope_bytes": MAX_ENVELOPE})
+                                      "status_interval_seconds": 5, "max_envelope_bytes": MAX_ENVELOPE},
+                         store=pg_url)
+    if nodes is not None and pg is not None:
+        chaos_nodes.configure(county.hub_config_path, pg, nodes)
     cfg = hub_config.load(county.hub_config_path)
     pop = chaos_data.populate(rng, site_ids, big, resource={s: county.resource(s) for s in site_ids},
                               big_bookings=size.big_bookings)
@@ -205,9 +224,17 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
                                         "--log-level", "info"], files.dir / "agent.log", env=env)
     hub = Proc("hub", [sys.executable, "-m", "hub", "run", "--config", str(county.hub_config_path),
                        "--log-level", "info"], county.hub_config_path.parent / "hub.log")
+    hubs: dict[str, Proc] = {}
+    cluster = None
+    if nodes is not None and pg is not None:
+        hubs, urls = chaos_nodes.node_procs(county.hub_config_path, county.http_port, nodes)
+        hub, cluster = hubs["hub n1"], chaos_nodes.Cluster(nodes, pg, urls)
     sites = {s: county.sites[s] for s in site_ids}
     rogue_site = RogueSite.for_county(broker, users[ROGUE_SITE], cfg, pop, victim=clock_sites[0], among=rest,
                                       seed=seed)
+    if cluster is not None:
+        chaos_nodes.adapt_rogue(rogue_site, cfg, "n1")
+    hub_db: HubDb = cfg.hub.store_url if pg_url else cfg.hub.store_path
     scanner = CredentialScanner(pop.all_credentials())
     capture = Capture(broker.host, broker.hub_port, "hub", users["hub"], scanner)
     world = World(
@@ -217,12 +244,13 @@ def setup(workdir: Path, size: Size, seed: int, say: Say) -> World:
         capture=capture,
         rogue=Rogue(broker.host, broker.port, users, capture, random.Random(f"{seed}:rogue"), sites=site_ids,
                     oversize=MAX_ENVELOPE + 1024 * 1024, oversize_sites=[s for s in site_ids if s not in control]),
-        recorder=CacheLogRecorder(cfg.hub.store_path, workdir / "chaos-cachelog.db"), rogue_site=rogue_site,
+        recorder=CacheLogRecorder(hub_db, workdir / "chaos-cachelog.db"), rogue_site=rogue_site,
         control=control, clock_sites=clock_sites, disk_site=None if disk_skip else disk_site, disk_skip=disk_skip,
-        offsets=offsets,
+        offsets=offsets, hubs=hubs, cluster=cluster,
     )
     capture.start()
-    hub.start()
+    for h in world.hubs.values():
+        h.start()
     world.wait_hub_healthy(120)
     for p in agents.values():
         p.start()
@@ -276,7 +304,7 @@ def all_connected(world: World) -> bool:
 
 def monitor(world: World, restart: bool = True) -> None:
     """Record processes that ended on their own (crashes) and start them again."""
-    for name, p in [("hub", world.hub), *[(f"agent {s}", a) for s, a in world.agents.items()]]:
+    for name, p in [*world.hubs.items(), *[(f"agent {s}", a) for s, a in world.agents.items()]]:
         rc = p.crashed()
         if rc is not None:
             world.crashes.append({"process": name, "returncode": rc, "at": round(time.monotonic() - world.say.t0, 1)})
@@ -296,8 +324,8 @@ def monitor(world: World, restart: bool = True) -> None:
 
 def sampler_for(world: World) -> ProcSampler:
     def pids() -> dict[str, int | None]:
-        out: dict[str, int | None] = {"driver (load, capture, booking fake)": os.getpid(), "hub": world.hub.pid,
-                                      "proxies": world.proxies.pid}
+        out: dict[str, int | None] = {"driver (load, capture, booking fake)": os.getpid(),
+                                      **{label: h.pid for label, h in world.hubs.items()}, "proxies": world.proxies.pid}
         bp = world.broker.proc
         out["mosquitto"] = bp.pid if bp is not None and bp.poll() is None else None
         for s, a in world.agents.items():
@@ -313,7 +341,10 @@ def shutdown(world: World) -> dict[str, int | None]:
     codes: dict[str, int | None] = {}
     for s, a in world.agents.items():
         codes[f"agent {s}"] = a.stop()
-    codes["hub"] = world.hub.stop()
+    for label, h in world.hubs.items():
+        codes[label] = h.stop()
+    if world.cluster is not None:
+        world.cluster.stopped_at = time.time()
     world.capture.stop()
     world.recorder.stop()
     codes["proxies"] = world.proxies.stop()

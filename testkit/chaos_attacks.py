@@ -126,14 +126,15 @@ def post_once(url: str, req: Pushed) -> int | None:
 
 
 def post_webhook(url: str, make: Callable[[], Pushed], *, retry_for: float = 30.0) -> Pushed:
-    """POST what ``make()`` returns; while the hub is down (killed by a fault) again, for
+    """POST what ``make()`` returns; while the hub is down (killed by a fault) or answers
+    503 (its store is unavailable: the multi-node variant restarts PostgreSQL) again, for
     up to ``retry_for`` s, with what ``make()`` returns then (a platform signs its retry
     anew; a replayer sends the same bytes). The request last sent, with its status."""
     deadline = time.monotonic() + retry_for
     while True:
         req = make()
         req.status = post_once(url, req)
-        if req.status is not None or time.monotonic() > deadline:
+        if req.status not in (None, 503) or time.monotonic() > deadline:
             return req
         time.sleep(0.5)  # pacing: the hub is restarting
 

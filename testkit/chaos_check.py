@@ -33,13 +33,17 @@ from edge.cache import CacheStore
 from edge.decide import decide
 from wire import messages as m
 
+from . import chaos_db
+from .chaos_db import DB_ERRORS, HubDb
+
 _entries = msgspec.json.Decoder(list[m.Entry])
 _ids = msgspec.json.Decoder(list[str])
 
 
-def ro(path: Path) -> sqlite3.Connection:
-    """A read-only connection (through the WAL) that waits for writers."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+def ro(path: HubDb) -> Any:
+    """A read-only connection (a SQLite file through the WAL, waiting for writers; or the
+    hub's PostgreSQL store: testkit.chaos_db)."""
+    return chaos_db.ro(path)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class CacheLogRecorder:
     """Copies new rows of the hub's ``cache_versions`` into ``out`` (the run's own SQLite
     file) every ``interval`` seconds and on ``poll()``."""
 
-    def __init__(self, hub_db: Path, out: Path, interval: float = 2.0) -> None:
+    def __init__(self, hub_db: HubDb, out: Path, interval: float = 2.0) -> None:
         self.hub_db = hub_db
         self.interval = interval
         self.errors = 0
@@ -83,7 +87,7 @@ class CacheLogRecorder:
             self.poll()
 
     def poll(self) -> int:
-        if not self.hub_db.exists():
+        if not chaos_db.exists(self.hub_db):
             return 0
         with self._lock:
             known = dict(self._out.execute("SELECT site, max(version) FROM versions GROUP BY site").fetchall())
@@ -94,7 +98,7 @@ class CacheLogRecorder:
                                         "removed FROM cache_versions ORDER BY site_id, version").fetchall()
                 finally:
                     conn.close()
-            except sqlite3.Error:
+            except DB_ERRORS:
                 self.errors += 1  # the hub is being killed or created right now: next time
                 return 0
             new = [r for r in rows if r[1] > known.get(r[0], 0)]
@@ -239,7 +243,7 @@ def check_decisions(events: dict[str, list[dict[str, Any]]], log: Callable[[str]
     return res
 
 
-def access_events(hub_db: Path) -> dict[str, list[dict[str, Any]]]:
+def access_events(hub_db: HubDb) -> dict[str, list[dict[str, Any]]]:
     conn = ro(hub_db)
     try:
         rows = conn.execute("SELECT site_id, payload FROM events WHERE type IN ('access.granted', 'access.denied') "
@@ -252,7 +256,7 @@ def access_events(hub_db: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def event_types(hub_db: Path) -> dict[str, Counter[str]]:
+def event_types(hub_db: HubDb) -> dict[str, Counter[str]]:
     conn = ro(hub_db)
     try:
         rows = conn.execute("SELECT site_id, type, count(*) FROM events GROUP BY site_id, type").fetchall()
@@ -264,7 +268,7 @@ def event_types(hub_db: Path) -> dict[str, Counter[str]]:
     return out
 
 
-def applied_versions(hub_db: Path) -> dict[str, list[int]]:
+def applied_versions(hub_db: HubDb) -> dict[str, list[int]]:
     """Per site, the versions its cache.applied events report."""
     conn = ro(hub_db)
     try:
@@ -345,13 +349,17 @@ class ProcSampler:
             self.sample()
 
     def verdict(self, label: str, *, min_span: float, rss_tol_kib: int, rss_tol_frac: float,
-                fd_tol: int) -> dict[str, Any] | None:
-        """The first checkpoint of the process's last life against the last checkpoint."""
+                fd_tol: int, since: str | None = None) -> dict[str, Any] | None:
+        """The first checkpoint of the process's last life (``since``: from the checkpoint
+        of that name on) against the last checkpoint."""
         lives = self.series.get(label)
         if not lives:
             return None
         life = lives[-1]
-        points = [(name, got[label]) for name, got in self.checkpoints if label in got and got[label][0] == life.pid]
+        names = [name for name, _ in self.checkpoints]
+        skip = names.index(since) if since in names else 0
+        points = [(name, got[label]) for name, got in self.checkpoints[skip:]
+                  if label in got and got[label][0] == life.pid]
         if len(points) < 2 or points[-1][1][1] - points[0][1][1] < min_span:
             return {"label": label, "lives": len(lives), "judged": False,
                     "why": "its last life spans too few checkpoints to judge"}

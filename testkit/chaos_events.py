@@ -9,7 +9,8 @@ hubs: no such field, one stream per site). ``check_sequences`` compares, per sit
 - the current stream: stored exactly once each, 1..last, acknowledged at the site up to
   its last (and, without streams, the hub's own ``site_state`` agreeing).
 
-Reads only (SQLite read-only connections beside the running parts).
+Reads only (read-only connections beside the running parts; the hub's store on SQLite
+or PostgreSQL: testkit.chaos_db).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 
 from edge.outbox import Outbox
 
+from .chaos_db import HubDb, ro
 
-def _ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+
+def _ro(path: HubDb) -> Any:
+    return ro(path)
 
 
 def outbox_state(data_dir: Path, site: str) -> tuple[int, int]:
@@ -54,7 +57,7 @@ def outbox_events(path: Path) -> tuple[dict[int, str], str | None]:
     return {int(s): str(i) for s, i in rows}, stream
 
 
-def hub_site_state(hub_db: Path, site: str) -> dict[str, Any]:
+def hub_site_state(hub_db: HubDb, site: str) -> dict[str, Any]:
     with closing(_ro(hub_db)) as conn:
         st = conn.execute("SELECT acked_upto, max_seq, gaps FROM site_state WHERE site_id = ?", (site,)).fetchone()
         ev = conn.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events WHERE site_id = ?",
@@ -65,7 +68,7 @@ def hub_site_state(hub_db: Path, site: str) -> dict[str, Any]:
             "distinct": ev[1], "min_seq": ev[2], "max_stored": ev[3], "hub_cache_version": cv[0] if cv else None}
 
 
-def hub_streams(hub_db: Path, site: str) -> tuple[dict[str | None, dict[str, Any]], set[str]]:
+def hub_streams(hub_db: HubDb, site: str) -> tuple[dict[str | None, dict[str, Any]], set[str]]:
     """Per stream (None: events without the field) what the hub stored of ``site``, and
     the ids of all its stored events."""
     with closing(_ro(hub_db)) as conn:
@@ -76,7 +79,7 @@ def hub_streams(hub_db: Path, site: str) -> tuple[dict[str | None, dict[str, Any
     return streams, ids
 
 
-def check_sequences(hub_db: Path, data_dirs: dict[str, Path],
+def check_sequences(hub_db: HubDb, data_dirs: dict[str, Path],
                     before: Mapping[str, Iterable[tuple[Path, int]]] | None = None) -> dict[str, dict[str, Any]]:
     """Per site: emitted (the outbox's last seq) against stored at the hub; ``ok`` when
     every event of the current stream, 1..last, is stored exactly once and acknowledged,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import chaos_attacks, chaos_data
+from . import chaos_attacks, chaos_data, chaos_nodes_faults
 from .chaos import World, monitor
 from .chaos_attacks import WebhookCycle
 from .chaos_check import log_lines, site_cache_version
@@ -133,7 +133,8 @@ class Faults:
                          ("disk", self._disk), ("clock", self._clock), ("rogue", self._rogue),
                          ("rogue-site", lambda: chaos_attacks.rogue(self)),
                          ("webhooks", lambda: chaos_attacks.webhooks(self)),
-                         ("reinstall", lambda: chaos_attacks.reinstall(self)), ("monitor", self._monitor)):
+                         ("reinstall", lambda: chaos_attacks.reinstall(self)), ("monitor", self._monitor),
+                         *([("nodes", lambda: chaos_nodes_faults.faults(self))] if self.world.cluster else [])):
             self._thread(name, fn)
 
     def join(self, grace: float) -> None:
@@ -163,9 +164,10 @@ class Faults:
         with w.broker_lock:
             if not w.broker.running:
                 w.broker.start()
-        with w.hub.lock:
-            if w.hub.pid is None:
-                w.hub.start()
+        for h in w.hubs.values():
+            with h.lock:
+                if h.pid is None:
+                    h.start()
         for a in w.agents.values():
             with a.lock:
                 if a.pid is None:

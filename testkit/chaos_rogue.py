@@ -36,6 +36,7 @@ from wire.topics import Kind, shared, site_filter, topic
 from .broker import Mosquitto
 from .chaos_check import ro
 from .chaos_data import Population, iso
+from .chaos_db import is_pg
 from .mqttclient import ConnectRefused, TestClient
 
 ROGUE_SITE = "site-rogue"
@@ -58,7 +59,7 @@ class RogueSite:
     victim: str
     victim_client_id: str
     foreign_refs: list[str]
-    hub_db: Path
+    hub_db: Path | str  # the hub's SQLite file, or its PostgreSQL URL (testkit.chaos_db)
     rng: random.Random
     site: str = ROGUE_SITE
     counts: Counter[str] = field(default_factory=Counter)
@@ -88,7 +89,8 @@ class RogueSite:
         later = iso(dt.datetime.now(dt.UTC) + dt.timedelta(hours=24))
         refs = [b["id"] for s in among for b in pop.bookings[s] if b["start"] > later]
         return cls(broker.host, broker.port, password, hub_client_id=cfg.mqtt.client_id, victim=victim,
-                   victim_client_id=f"torwart-site-{victim}", foreign_refs=refs, hub_db=cfg.hub.store_path,
+                   victim_client_id=f"torwart-site-{victim}", foreign_refs=refs,
+                   hub_db=cfg.hub.store_url if is_pg(cfg.hub.store_url) else cfg.hub.store_path,
                    rng=random.Random(f"{seed}:rogue-site"))
 
     # --- plumbing ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chaos_check import log_lines, ro
+from .chaos_db import HubDb, is_pg, store_bytes, tables_and_columns
 
 if TYPE_CHECKING:
     from .chaos import World
@@ -56,22 +57,22 @@ def logins_as(broker_log: Path, user: str, client_ids: set[str]) -> int:
     return n
 
 
-def largest_value(db: Path) -> dict[str, Any]:
+def largest_value(db: HubDb) -> dict[str, Any]:
     """The longest value in any column of any table of ``db`` (wherever a hub keeps what
-    it received), where it is, and the file's size with its WAL."""
+    it received), where it is, and the store's size (the file with its WAL, or the
+    PostgreSQL database)."""
     best, where = 0, ""
+    as_text = "::text" if is_pg(db) else ""
     with contextlib.closing(ro(db)) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for t in tables:
-            for col in [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')]:
-                n = conn.execute(f'SELECT max(length("{col}")) FROM "{t}"').fetchone()[0] or 0  # noqa: S608 (the file's own names)
+        for t, cols in tables_and_columns(conn, db).items():
+            for col in cols:
+                n = conn.execute(f'SELECT max(length("{col}"{as_text})) FROM "{t}"').fetchone()[0] or 0  # noqa: S608 (the store's own names)
                 if n > best:
                     best, where = int(n), f"{t}.{col}"
-    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
-    return {"largest_value": best, "where": where, "store_bytes": size}
+    return {"largest_value": best, "where": where, "store_bytes": store_bytes(db)}
 
 
-def _booking_status(hub_db: Path, booking: str) -> str | None:
+def _booking_status(hub_db: HubDb, booking: str) -> str | None:
     with contextlib.closing(ro(hub_db)) as conn:
         row = conn.execute("SELECT status FROM bookings WHERE id = ?", (booking,)).fetchone()
     return None if row is None else str(row[0])

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import chaos_rogue_check
+from . import chaos_nodes_faults, chaos_rogue_check
 from .chaos import (
     LAYOUT_ROOMS,
     Size,
@@ -36,6 +36,7 @@ from .chaos_check import (
     ro,
     tracebacks,
 )
+from .chaos_db import scan_store
 from .chaos_events import check_sequences
 from .chaos_faults import Faults, make_plan
 from .chaos_procs import Say
@@ -86,12 +87,17 @@ def _settled_sequences(world: World, faults: Faults, timeout: float = 20.0) -> d
     return seqs
 
 
-def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dict[str, Any]:
+def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True, nodes: int = 1) -> dict[str, Any]:
+    """``nodes`` > 1: the multi-node variant (testkit.chaos_nodes: that many hub nodes on
+    PostgreSQL, the size adapted to it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     say = Say(workdir / "chaos.log", echo)
+    ns = None
+    if nodes > 1:
+        size, ns = chaos_nodes_faults.variant(size, nodes)
     say(f"chaos run: size {size.name}, seed {seed}, workdir {workdir}")
     t_start = time.monotonic()
-    world = setup(workdir, size, seed, say)
+    world = setup(workdir, size, seed, say, ns)
     report: dict[str, Any] = {"size": size.name, "seed": seed, "workdir": str(workdir), "sites": len(world.sites)}
     sampler: ProcSampler | None = None
     faults: Faults | None = None
@@ -143,6 +149,9 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dic
         exit_codes = shutdown(world)
         report["exit_codes"] = exit_codes
         report.update(_after_stop(world, exit_codes))
+        if world.cluster is not None:
+            report["nodes"] = chaos_nodes_faults.report(world, dict(faults.counts) if faults else {})
+            chaos_nodes_faults.stop_store(world)
         keep_copy(world)
         if world.disk_site is not None:
             unmount(world.data_dir(world.disk_site))
@@ -150,6 +159,8 @@ def run_chaos(workdir: Path, size: Size, seed: int, *, echo: bool = True) -> dic
         report["phases"] = phases
         world.recorder.close()
     report["verdicts"] = _verdicts(report, size)
+    if world.cluster is not None:
+        report["verdicts"].update(chaos_nodes_faults.verdicts(report))
     report["ok"] = all(report["verdicts"].values())
     say(f"chaos run {'PASSED' if report['ok'] else 'FAILED'} in {phases['total_s']} s")
     say.close()
@@ -197,11 +208,14 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
                          "reader_garbage_lines": load.categories["garbage"],
                          "cache_refusals_seen": dict(world.capture.cache_refusals),
                          "command_refusals_seen": dict(world.capture.command_refusals)}
-    judged = ["hub", "mosquitto", "proxies", *[f"agent {s}" for s in world.control]]
+    judged = [*world.hubs, "mosquitto", "proxies", *[f"agent {s}" for s in world.control]]
     res = {}
     for label in judged:
+        # A hub node's role (leader or follower) changes with the faults, and its memory with
+        # it: in the multi-node variant the nodes are judged over the steady phase.
+        since = "steady" if world.cluster is not None and label in world.hubs else None
         v = sampler.verdict(label, min_span=size.min_span, rss_tol_kib=RSS_TOL_KIB,
-                            rss_tol_frac=RSS_TOL_FRAC, fd_tol=FD_TOL)
+                            rss_tol_frac=RSS_TOL_FRAC, fd_tol=FD_TOL, since=since)
         if v is not None:
             res[label] = v
     out["resources"] = res
@@ -219,6 +233,8 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
 
 def _after_stop(world: World, exit_codes: dict[str, int | None]) -> dict[str, Any]:
     logs = list(files_under(world.workdir, (".log",)))
+    if world.cluster is not None:
+        logs.append(world.cluster.pg.log_path)  # what PostgreSQL logged (failed statements, their keys)
     tb = tracebacks(logs)
     scanner = world.capture.scanner
     for p in logs:
@@ -236,6 +252,12 @@ def _after_stop(world: World, exit_codes: dict[str, int | None]) -> dict[str, An
             scanner.scan_sqlite(p, skip=skip)
         except Exception as exc:  # a file the scan cannot read is a finding of its own
             scanner.findings.append(Finding(str(p), f"unreadable: {exc}"))
+    if world.cluster is not None:  # the store is a PostgreSQL database, not a file: its rows
+        exceptions = [f"PostgreSQL store: table {t}, column {c}" for t, c in PRIVACY_EXCEPTIONS]
+        try:
+            scan_store(scanner, world.hub_db, skip=PRIVACY_EXCEPTIONS)
+        except Exception as exc:
+            scanner.findings.append(Finding(str(world.hub_db), f"unreadable: {exc}"))
     with contextlib.closing(ro(world.hub_db)) as conn:
         must_hold = conn.execute("SELECT count(*) FROM credentials").fetchone()[0]
     unclean = {k: v for k, v in exit_codes.items() if v not in (0, None)}
@@ -328,6 +350,7 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("credential strings found in logs, DBs, MQTT", str(r.get("privacy", {}).get("findings", "?")),
          ok("no_credentials_leaked")),
         *chaos_rogue_check.table_rows(r, ok),
+        *chaos_nodes_faults.table_rows(r, ok),
     ]
     for group in ("resources", "resources_info"):
         for label, v in r.get(group, {}).items():

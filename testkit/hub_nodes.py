@@ -1,11 +1,14 @@
 """Hub nodes as processes: ``python -m hub run`` N times with one configuration, as the
 benchmarks and tests need the real hub (its memory, its CPU, its own process).
 
-Each node gets a copy of the configuration beside the original (so relative paths mean
-the same), differing only in what two processes on one machine cannot share: the HTTP
-port and the MQTT client id. With more than one node the event subscription is shared
-(``[mqtt] shared_subscription``). ``store`` puts every node on the store at that URL
-(``store_setting``); otherwise they share the configuration's (SQLite in ``data_dir``).
+The nodes share one configuration, written beside the original (so relative paths mean
+the same): a copy with the event subscription shared (``[mqtt] shared_subscription``) when
+there is more than one node, and, with ``store``, every node on the store at that URL
+(``store_setting``; otherwise the configuration's, SQLite in ``data_dir``). Each node is
+``python -m hub run --config THAT --node n{i} --listen 127.0.0.1:PORT``, as an operator
+starts several nodes from one configuration (tests/hub/test_hub_nodes.py): the node's name
+sets it apart (its MQTT client id, its row in ``torwart-hub nodes``), ``--listen`` its HTTP
+port.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def rss_bytes(pid: int) -> int:
 @dataclass
 class HubNode:
     index: int
+    name: str
     config_path: Path
     http_port: int
     log_path: Path
@@ -74,7 +78,7 @@ class HubNode:
 
     @property
     def profile_path(self) -> Path:
-        return self.config_path.with_suffix(".prof")
+        return self.log_path.with_suffix(".prof")
 
     def log_tail(self, n: int = 30) -> str:
         return log_tail(self.log_path, n)
@@ -86,27 +90,24 @@ class HubNodes:
     def __init__(self, config_path: Path, n: int = 1, *, store: str | None = None, log_level: str = "info",
                  profile: bool = False) -> None:
         """``profile``: run each node under cProfile (its main thread, the hub's loop), the
-        statistics written beside its config as ``*.prof`` when it stops."""
+        statistics written beside its log as ``*.prof`` when it stops."""
         if n < 1:
             raise ValueError("at least one hub node")
         self.config_path = config_path
         self.store = store
         self.log_level = log_level
         self.profile = profile
-        base = tomllib.loads(config_path.read_text())
-        self.nodes: list[HubNode] = []
-        for i in range(n):
-            doc = json.loads(json.dumps(base))  # a deep copy of plain TOML data
-            port = free_port()
-            doc.setdefault("http", {})["listen"] = f"127.0.0.1:{port}"
-            doc["mqtt"]["client_id"] = f"{base['mqtt'].get('client_id', 'torwart-hub')}-n{i + 1}"
-            if n > 1:
-                doc["mqtt"]["shared_subscription"] = True
-            if store is not None:
-                doc["hub"].update(store_setting(store))
-            path = config_path.with_name(f"{config_path.stem}-node{i + 1}.toml")
-            path.write_text(tomli_w.dumps(doc))
-            self.nodes.append(HubNode(i + 1, path, port, path.with_suffix(".log")))
+        doc = tomllib.loads(config_path.read_text())
+        if n > 1:
+            doc["mqtt"]["shared_subscription"] = True
+        if store is not None:
+            for key in ("store", "database"):
+                doc["hub"].pop(key, None)
+            doc["hub"].update(store_setting(store))
+        self.node_config = config_path.with_name(f"{config_path.stem}-nodes.toml")
+        self.node_config.write_text(tomli_w.dumps(doc))
+        self.nodes = [HubNode(i + 1, f"n{i + 1}", self.node_config, free_port(),
+                              config_path.with_name(f"{config_path.stem}-n{i + 1}.log")) for i in range(n)]
 
     def start(self, timeout: float = 120.0) -> HubNodes:
         """Start every node and wait until each answers ``/healthz`` connected to the broker."""
@@ -117,8 +118,8 @@ class HubNodes:
             log = node.log_path.open("ab")
             prof = ["-m", "cProfile", "-o", str(node.profile_path)] if self.profile else []
             node.proc = subprocess.Popen(
-                [sys.executable, *prof, "-m", "hub", "run", "--config", str(node.config_path),
-                 "--log-level", self.log_level],
+                [sys.executable, *prof, "-m", "hub", "run", "--config", str(node.config_path), "--node", node.name,
+                 "--listen", f"127.0.0.1:{node.http_port}", "--log-level", self.log_level],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
             log.close()
         for node in self.nodes:
@@ -135,6 +136,19 @@ class HubNodes:
 
     def rss(self) -> list[int]:
         return [n.rss() for n in self.nodes]
+
+    def leader(self, store_url: str) -> str | None:
+        """The name of the node that holds the leader lease on ``store_url`` now (None: none)."""
+        import time
+
+        from hub.store import open_store
+
+        with open_store(store_url) as store:
+            lease = store.lease()
+        names = {n.name for n in self.nodes}
+        if lease is None or lease.holder not in names or lease.expires_at <= time.time():
+            return None
+        return lease.holder
 
     def stop(self, timeout: float = 30.0) -> None:
         for node in self.nodes:

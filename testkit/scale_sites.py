@@ -4,8 +4,8 @@ or outbox on disk; only what the hub sees of a site on the wire, done as the age
 
 Each ``SimSite`` is one paho client with the site's own client id and login
 (``torwart-site-{id}``, user = site id), MQTT 5, the retained offline status as its Last
-Will, a session that starts clean once and is then kept (``session_expiry``), and the
-site's subscriptions taken with retain handling 1 on every connect (edge/link.py). It
+Will, a session never started clean and kept (``session_expiry``), retain handling 1 on
+every connect, ``cache`` taken anew when a resumed session finds no cache (edge/link.py). It
 
 - publishes its retained ``status`` (online, the version it holds) on every connect and
   after every cache it handled (edge/agent.py);
@@ -161,14 +161,14 @@ class SimSite:
     # --- connection ------------------------------------------------------------------------
 
     def connect(self, now: float) -> None:
-        """One connection attempt (the first starts clean, later ones resume the session)."""
+        """One connection attempt (never clean: the broker's session is resumed when it has one)."""
         try:
             if not self.started:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self.cfg.session_expiry
                 self.started = True
                 self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
-                                    clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+                                    clean_start=False, properties=props)
             else:
                 self.client.reconnect()
         except (TimeoutError, OSError):

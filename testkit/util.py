@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 import queue
 import random
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +49,18 @@ def port_candidates(ephemeral: tuple[int, int]) -> range:
     return best if len(best) else range(1024, 65536)
 
 
+def worker_share(ports: range, env: Mapping[str, str] = os.environ) -> range:
+    """The part of ``ports`` this test worker picks from: with pytest-xdist's N workers
+    (``PYTEST_XDIST_WORKER`` = gwK, ``PYTEST_XDIST_WORKER_COUNT`` = N; the processes a test
+    starts inherit them) every N-th port from the K-th, so that two workers never pick the
+    same port, even one a server is being restarted on; all of ``ports`` otherwise."""
+    worker, count = env.get("PYTEST_XDIST_WORKER", ""), env.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return ports
+    k, n = int(worker[2:]), int(count)
+    return range(ports.start + k % n, ports.stop, n)
+
+
 def _bindable(host: str, port: int) -> bool:
     """Nothing (listener, connection, TIME_WAIT) holds ``host:port``: a bind without
     SO_REUSEADDR succeeds."""
@@ -70,7 +83,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     already in use". The port is picked at random (so that test processes running side by
     side rarely try the same one), checked bindable, and never handed out twice by one
     process."""
-    candidates = port_candidates(ephemeral_range())
+    candidates = worker_share(port_candidates(ephemeral_range()))
     for _ in range(200):
         port = _rng.choice(candidates)
         with _handed_lock:

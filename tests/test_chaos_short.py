@@ -44,3 +44,33 @@ def test_a_short_chaos_run_loses_nothing_and_lets_no_one_in_wrongly(tmp_path: Pa
                  "rogue_foreign_checkins", "rogue_unknown_event", "webhook_pushed", "webhook_replayed",
                  "site_reinstall"):
         assert counts[kind] >= 1, kind
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_short_chaos_run_on_three_hub_nodes_and_postgresql_loses_nothing_and_runs_no_job_twice(
+    tmp_path: Path,
+) -> None:
+    """The multi-node variant (scripts/chaos --short --nodes 3 --store postgres; testkit.
+    chaos_nodes): three hub nodes on a temporary PostgreSQL under the same load and
+    faults, a leader SIGKILLed, another node SIGKILLed, the leader SIGKILLed as it
+    publishes new caches, PostgreSQL restarted; every verdict of the default run (where
+    it applies) and of the variant asserted."""
+    report = run_chaos(tmp_path / "chaos", SIZES["short"], SEED, echo=False, nodes=3)
+    (tmp_path / "chaos.json").write_text(json.dumps(report, indent=2, default=str))
+    for name, figure, note in table(report):
+        print(f"{name:<55} {figure:>24}  {note}")
+    failed = [k for k, ok in report["verdicts"].items() if not ok]
+    assert not failed, f"failed verdicts {failed}; report in {tmp_path / 'chaos.json'}"
+    assert report["events"]["lost"] == 0 and report["events"]["duplicates"] == 0
+    assert report["events"]["emitted"] == report["events"]["stored"] > 0
+    assert report["caches"]["not_converged"] == {}
+    assert report["crashes"] == [] and report["tracebacks"] == {}
+    nodes = report["nodes"]
+    kills = nodes["kills"]
+    assert kills["leader_kill"] >= 1 and kills["other_kill"] >= 1 and kills["publish_kill"] >= 1
+    assert kills["pg_restart"] >= 1
+    assert nodes["overlaps"] == []
+    assert len(nodes["jobs"]["booking-sync"]["nodes"]) >= 2  # the sync moved with the lease
+    assert nodes["takeover_max_s"] is not None and nodes["takeover_max_s"] <= nodes["lease_seconds"] + 1.5
+    assert len(nodes["leader_changes"]) >= 3  # the first leader, and one per leader killed

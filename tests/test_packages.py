@@ -34,6 +34,7 @@ import pytest
 
 from hub.provision import pki
 from testkit.broker import Mosquitto
+from testkit.postgres import Postgres
 from wire import messages as m
 from wire import software_version
 from wire.keys import new_key, public_key_b64, signing_key_from_seed, write_key_file
@@ -205,7 +206,7 @@ adapter = "ics"
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
-        debs: dict[tuple[str, str], Path], debian: debroot.DebianRoot) -> None:
+        debs: dict[tuple[str, str], Path], debian: debroot.DebianRoot, postgres_server: Postgres) -> None:
     root = debian
     deb = {role: debs[role, host_arch()] for role in ("edge", "hub")}
     for path in deb.values():
@@ -258,6 +259,7 @@ def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
                    user="torwart")
     assert "site minheim (Minheim)" in res.stdout and "auth=client certificate" in res.stdout
     assert mode_owner(root, "/var/lib/torwart-hub/keys/signing.key") == ("0600", torwart)
+    packaged_hub_on_postgresql(root, torwart, postgres_server)
 
     # an upgrade (here: the same version again) keeps the admin's enabling and the data
     root.run("systemctl", "enable", "torwart-hub.service")
@@ -294,6 +296,32 @@ def test_both_packages_install_work_and_remove_and_purge_cleanly_on_debian_12(
     assert root.status("mosquitto") == "installed"
 
 
+def packaged_hub_on_postgresql(root: debroot.DebianRoot, torwart: tuple[int, int], pg: Postgres) -> None:
+    """The hub package carries psycopg with its own libpq (the edge's does not): its
+    ``init`` sets up a store in a real PostgreSQL, and ``sites`` reads it back."""
+    data = "/var/lib/torwart-hub-pg"
+    root.file(data).mkdir(mode=0o700)
+    os.chown(root.file(data), *torwart)
+    (root.file("/etc/torwart") / "pg.password").write_text(pg.password + "\n")
+    toml = HUB_TOML.replace("/var/lib/torwart-hub", data).replace(
+        "[hub]\n", f'[hub]\ndatabase = "{pg.url(pg.fresh_db(prefix="deb"))}"\n'
+        'database_password_file = "/etc/torwart/pg.password"\n')
+    root.file("/etc/torwart/hub-pg.toml").write_text(toml)
+    for name in ("hub-pg.toml", "pg.password"):
+        os.chown(root.file("/etc/torwart") / name, *torwart)
+        (root.file("/etc/torwart") / name).chmod(0o600)
+    root.run("torwart-hub", "init", "--config", "/etc/torwart/hub-pg.toml", user="torwart")
+    root.run("torwart-hub", "site", "add", "wintrich", "--bundle", "--name", "Wintrich", "--broker-host",
+             "hub.example", "--tls", "--config", "/etc/torwart/hub-pg.toml", user="torwart")
+    assert not root.file(f"{data}/hub.sqlite3").exists()
+    assert "wintrich" in root.run("torwart-hub", "sites", "--config", "/etc/torwart/hub-pg.toml",
+                                  user="torwart").stdout
+    assert "postgresql" in pg.admin("SELECT version()")[0][0].lower()
+    packages = {role: root.file(f"/usr/share/doc/torwart-{role}/python-packages.txt").read_text().split()
+                for role in ("edge", "hub")}
+    assert "psycopg" in packages["hub"] and "psycopg" not in packages["edge"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_the_arm64_packages_run_on_an_arm64_debian_12_under_emulation(
@@ -323,6 +351,9 @@ def run_arm64_packages(root: debroot.DebianRoot, debs: dict[tuple[str, str], Pat
     res = root.venv_run(edge, "python3", "-c", "import platform, msgspec, osdp, cryptography.hazmat.bindings._rust; "
                         "print(platform.machine())")
     assert res.stdout.strip() == "aarch64"
+    res = root.venv_run(hub, "python3", "-c",
+                        "import platform, psycopg; print(platform.machine(), psycopg.pq.__impl__)")
+    assert res.stdout.split() == ["aarch64", "binary"]
 
     root.file("/etc/torwart").mkdir(parents=True)
     res = root.venv_run(edge, "torwart-edge", "check", "--config", write_example_site(root, (0, 0)))

@@ -11,7 +11,7 @@ from testkit.booking_fake import BookingPlatform
 from testkit.broker import Mosquitto
 from testkit.county import make_county
 from testkit.tcpproxy import TcpProxy
-from testkit.util import ephemeral_range, free_port, port_candidates
+from testkit.util import ephemeral_range, free_port, port_candidates, worker_share
 
 
 def kernel_range() -> tuple[int, int]:
@@ -69,3 +69,14 @@ def test_servers_the_tests_restart_on_their_port_listen_outside_the_ephemeral_ra
         assert outside(proxy.port)
         county = make_county(tmp_path / "county", broker, platform, ("minheim",))
         assert outside(county.http_port)
+
+
+def test_test_workers_pick_ports_from_disjoint_shares_that_cover_the_range() -> None:
+    ports = range(20000, 32768)
+    assert worker_share(ports, {}) == ports
+    assert worker_share(ports, {"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "1"}) == ports
+    shares = [worker_share(ports, {"PYTEST_XDIST_WORKER": f"gw{k}", "PYTEST_XDIST_WORKER_COUNT": "3"})
+              for k in range(3)]
+    assert sorted(p for share in shares for p in share) == list(ports)
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(shares) for b in shares[i + 1:])
+    assert worker_share(ports, {"PYTEST_XDIST_WORKER": "master", "PYTEST_XDIST_WORKER_COUNT": "2"}) == ports

@@ -1,14 +1,17 @@
 """The simulated sites of the scale benchmark (testkit.scale_sites): what one site does
 with signed caches, and, at tiny scale against the real hub on a real broker, that every
 site verifies and holds the latest version, follows deltas, gets its events acknowledged,
-and is sent no full cache again after a broker restart when it holds the latest."""
+and is sent no full cache again (by the hub or, as retained, by the broker) after a broker
+restart when it holds the latest."""
 
 from __future__ import annotations
 
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from testkit.booking_fake import BookingPlatform
@@ -22,6 +25,8 @@ from testkit.scale_county import (
     store_url,
 )
 from testkit.scale_fleet import Fleet
+from testkit.scale_report import parse_nodes, store_choice
+from testkit.scale_report import rows as scale_rows
 from testkit.scale_sites import SimConfig, SimSite, SiteLogin, SiteLoop
 from wire import envelope
 from wire import messages as m
@@ -113,8 +118,9 @@ def test_simulated_sites_follow_the_real_hub_and_a_broker_restart_resends_no_ful
             # Whatever a hub would send late has arrived once the sites' statuses were answered.
             fleet.badge(1)
             after = fleet.wait(lambda reps: all(r.acked == r.seq for r in reps), 60, what="event acks after")
-            # The hub re-sent no full cache; what the broker hands a site again as retained (it
-            # restores no session that started clean: Mosquitto 2.0.11) is refused as stale.
+            # The hub re-sent no full cache; what the broker hands a site again as retained
+            # would be refused as stale. The sites' sessions were never started clean, so
+            # Mosquitto restored them: nothing is handed out again.
             resent = {r.site: (r.fulls - r.fulls_retained) - (b.fulls - b.fulls_retained)
                       for r in after for b in [before[r.site]]}
             assert resent == dict.fromkeys(sc.sites, 0)
@@ -122,6 +128,9 @@ def test_simulated_sites_follow_the_real_hub_and_a_broker_restart_resends_no_ful
                 again = r.fulls_retained - before[r.site].fulls_retained
                 assert r.refused == ({"stale_version": again} if again else {})
                 assert r.version == latest[r.site]
+            assert all(r.session_present for r in after)
+            assert {r.site: r.fulls_retained - before[r.site].fulls_retained for r in after} \
+                == dict.fromkeys(sc.sites, 0)
 
 
 def test_the_booking_fakes_index_serves_what_a_plain_listing_serves() -> None:
@@ -157,3 +166,46 @@ def test_the_booking_fakes_index_serves_what_a_plain_listing_serves() -> None:
             p.load([{**rows[2], "status": "cancelled"}])
         assert listing(fast, since) == listing(plain, since)
         assert listing(fast, since)[-2:] == ["b1", "b2"]
+
+
+def test_the_benchmarks_node_counts_and_store_are_read_strictly() -> None:
+    assert parse_nodes("1") == [1]
+    assert parse_nodes("1, 2,3") == [1, 2, 3]
+    for bad, why in (("0", "'0' is not a node count"), ("1,,2", "'' is not a node count"), ("x", "'x' is not"),
+                     ("9", "from 1 to 8"), ("2,2", "given twice"), ("-1", "'-1' is not")):
+        with pytest.raises(ValueError, match=why):
+            parse_nodes(bad)
+    assert store_choice(None, 3) == store_choice("sqlite", 3) == "sqlite"
+    assert store_choice("postgres", 3) == "postgres"
+    assert store_choice("postgresql://u@h:5/db", 1) == "postgresql://u@h:5/db"
+    with pytest.raises(ValueError, match="one node count only"):
+        store_choice("postgresql://u@h:5/db", 2)
+    with pytest.raises(ValueError, match="sqlite, postgres or a postgresql:// URL"):
+        store_choice("mysql://x", 1)
+
+
+def test_the_benchmarks_table_puts_the_rounds_side_by_side() -> None:
+    def round_(n: int, hub: float, per_node: list[tuple[int, int]]) -> dict[str, Any]:
+        return {"nodes": n, "leader": "n1",
+                "ingest": {"bare_per_s": 4000.0, "hub_per_s": hub},
+                "memory": {"hub_rss_no_sites": [a for a, _ in per_node], "hub_rss_sites": [b for _, b in per_node],
+                           "per_site_bytes": sum(b - a for a, b in per_node) / 1000},
+                "sync": {"seconds_to_all_applied": 10.0 * n, "seconds_paging": 1.0, "all_at_latest": True},
+                "delta": {"bookings": 100, "seconds_to_all_applied": 1.5, "deltas": 100, "fulls": 0},
+                "storm": {"seconds_settled": 20.0, "seconds_all_sites_connected": 9.0, "sessions_resumed": 1000,
+                          "sites": 1000, "fulls_from_hub": 3, "fulls_retained_again": 0,
+                          "fulls_from_hub_to_sites_at_latest": 0, "fulls_retained_again_to_sites_at_latest": 0}}
+
+    mib = 1024 * 1024
+    r = {"sites": 1000, "bookings": 5000, "store": "postgres",
+         "machine": {"loadavg_start": "1 1 1", "loadavg_end": "2 2 2", "cpus": 2},
+         "rounds": [round_(1, 2000.0, [(60 * mib, 61 * mib)]),
+                    round_(3, 3000.0, [(60 * mib, 62 * mib), (50 * mib, 51 * mib), (50 * mib, 51 * mib)])]}
+    table = {what: (value, note) for what, value, note in scale_rows(r)}
+    assert table["store; hub nodes (each round: fresh broker, store, sites)"] == ("postgres", "1 node | 3 nodes")
+    assert table["hub: stored durably + acked, events/s"] == ("2,000 | 3,000", "ratio to bare 0.50 | 0.75")
+    assert table["5,000 bookings: first page → every site holds its latest (leader's job)"][0] == "10.0 s | 30.0 s"
+    assert table["hub memory per connected site, all nodes"] == ("1.0 KiB | 4.1 KiB",
+                                                                 "per node (KiB): 1.0 | 2.0/1.0/1.0")
+    assert table["hub RSS per node with every site connected (MiB)"] == ("61 | 62/51/51", "leader: n1 | n1")
+    assert table["  full caches received by sites: sent by the hub / retained re-sent by the broker"][0] == "3/0 | 3/0"

@@ -40,7 +40,11 @@ from .errors import WireError
 
 #: Crockford's base32 alphabet: no I, L, O, U (typed as 1, 1, 0, V).
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-ID_CHARS = 4
+#: The code's id: 40 bits, so that nobody can find open codes by guessing ids (the join
+#: endpoint is rate-limited per address, and wrong secrets for an id lock that code).
+ID_CHARS = 8
+#: Codes issued before ids grew from 4 characters (an upgraded hub's open codes) still parse.
+LEGACY_ID_CHARS = 4
 SECRET_CHARS = 26
 _TYPO = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
 _INFO = b"torwart join v1"
@@ -127,10 +131,11 @@ def parse_code(text: str) -> tuple[str, str]:
     """(id, secret) from a typed code: case, dashes and spaces do not matter, and I, L, O, U
     read as 1, 1, 0, V. JoinError for anything else."""
     clean = "".join(ch for ch in text.upper() if ch not in "- \t").translate(_TYPO)
-    if len(clean) != ID_CHARS + SECRET_CHARS or any(ch not in ALPHABET for ch in clean):
+    id_chars = len(clean) - SECRET_CHARS
+    if id_chars not in (ID_CHARS, LEGACY_ID_CHARS) or any(ch not in ALPHABET for ch in clean):
         raise JoinError(f"not a join code: it has {ID_CHARS + SECRET_CHARS} letters and digits, "
-                        "like 4F7Q-ABCDE-FGHJK-MNPQR-STVWX-YZ0123")
-    return clean[:ID_CHARS], clean[ID_CHARS:]
+                        "like 4F7QK2MZ-ABCDE-FGHJK-MNPQR-STVWX-YZ0123")
+    return clean[:id_chars], clean[id_chars:]
 
 
 def code_hash(secret: str) -> str:

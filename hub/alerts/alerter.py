@@ -26,6 +26,7 @@ from wire import messages as m
 from ..config import AlertsSection, HubConfig
 from ..store import AlertRow, OutMail, Store
 from . import audience, rules, webhooks, webpush
+from .conditions import StoredSince
 from .texts import compose
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Alerter:
         self.offline_seconds = self.a.offline_minutes * 60.0
         self.enabled = frozenset(self.a.kinds)
         self.urgent = frozenset(self.a.urgent)
-        self.since = rules.Since()
+        self.since = StoredSince(store)
         self.denials = rules.Denials(self.a.denials, self.a.denials_minutes * 60.0)
 
     # --- who hears, and the messages ---------------------------------------------------------------
@@ -160,18 +161,22 @@ class Alerter:
         self.remind(t)
 
     def _check_slow(self, now: float) -> None:
-        """``clock_untrusted`` and ``cache_stale`` of the configured sites online."""
+        """``clock_untrusted`` and ``cache_stale`` of the configured sites online, from the
+        conditions' starts in the store (hub/alerts/conditions.py: the same on every node
+        and after a restart)."""
         configured = {s.id for s in self.cfg.sites}
         open_ = {(a.site_id, a.kind) for a in self.store.open_alerts()}
+        self.since.load()
+        self.since.forget_other_sites(configured)
         for st in self.store.site_states():
             if st.site_id not in configured:
                 continue
             site = st.site_id
             cache = self.store.cache_state(site)
             behind = st.online and cache is not None and st.cache_version != cache.version
-            self.since.see((site, rules.CACHE_STALE), behind, now)
+            self.since.settle((site, rules.CACHE_STALE), behind, now)
             if not st.online:
-                self.since.see((site, rules.CLOCK_UNTRUSTED), False, now)
+                self.since.settle((site, rules.CLOCK_UNTRUSTED), False, now)
             for kind, minutes in ((rules.CLOCK_UNTRUSTED, self.a.clock_minutes),
                                   (rules.CACHE_STALE, self.a.cache_minutes)):
                 d = rules.timed(kind, (site, kind), self.since, is_open=(site, kind) in open_, now=now,

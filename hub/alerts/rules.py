@@ -24,8 +24,10 @@ clears them:
 - ``sync_failing``: the booking platform sync failed ``sync_failures`` times in a row;
   cleared by a successful sync.
 
-The durations are counted by the running hub (``Since``): after a restart they start
-again at the first state seen, so a slow condition is reported up to one duration later.
+The durations are counted from the condition's first sighting (``Since``). The running
+hub keeps those starts in its store (hub/alerts/conditions.py: ``StoredSince``), so a
+restart or another hub node counts from the same start. The denials' window (``Denials``)
+is kept in memory: see its docstring.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def offline(states: Iterable[SiteSeen], open_offline: set[str], now: float,
 
 
 class Since:
-    """Since when a condition holds, per key, as far as this process has seen it."""
+    """Since when a condition holds, per key, in memory (the hub's alerter keeps the starts
+    in its store: ``hub.alerts.conditions.StoredSince`` records each ``see`` there)."""
 
     def __init__(self) -> None:
         self._since: dict[tuple[str, str], float] = {}
@@ -161,7 +164,9 @@ def timed(kind: str, key: tuple[str, str], since: Since, *, is_open: bool, now: 
 
 
 class Denials:
-    """Refused badges per (site, door) within a sliding window (``window`` seconds)."""
+    """Refused badges per (site, door) within a sliding window (``window`` seconds), in the
+    memory of this process: a restart forgets at most one window; with several hub nodes
+    each counts only the refusals it takes in (docs/alerts.md, "Durations")."""
 
     def __init__(self, count: int, window: float) -> None:
         self.count = count

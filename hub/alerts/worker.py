@@ -16,6 +16,7 @@ import threading
 import time
 
 from ..config import AlertsSection, HubConfig
+from ..outage import log_failure
 from ..store import AlertMail, Store
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ class QueueWorker:
             while not self._stopping.is_set():
                 try:
                     wait = self.round(store)
-                except Exception:  # a store error, a bug: the rows stay queued
-                    log.exception("alert %s: delivery round failed; trying again in %.0f s", self.channel,
-                                  POLL_SECONDS)
+                except Exception as exc:  # a store error, a bug: the rows stay queued
+                    log_failure(log, exc, "alert %s: delivery round failed; trying again in %.0f s", self.channel,
+                                POLL_SECONDS)
                     wait = POLL_SECONDS
                 self._wake.wait(wait)
         finally:

@@ -39,7 +39,8 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
     print()
     table(["SITE", "TRUSTS", "ANNOUNCED", "FROM VERSION", "SITE HOLDS", "ACKNOWLEDGED"],
           [[s.site, " ".join(s.trusts) or "?", " ".join(s.announced) or None, s.since, s.holds,
-            "yes" if s.acked else "NO" if s.reports_keys else "NO (software too old or never seen)"]
+            "no (revoked: holds nothing back)" if s.blocked else "yes" if s.acked
+            else "NO" if s.reports_keys else "NO (software too old or never seen)"]
            for s in status.sites])
     phase = status.phase
     if phase.next is not None:

@@ -126,6 +126,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     now = int(time.time())
     with open_cli_hub(args, cfg) as hub:
         report = hub.sync(now, progress=lambda line: print(f"  {line}", flush=True))
+        if report.ok:
+            hub.record_act("bookings.sync", detail=f"{report.seen} bookings, {len(report.changed)} changed, "
+                           f"{len(report.skipped)} skipped")
+        else:
+            hub.record_act("bookings.sync", outcome="failed", reason=report.error)
         if not report.ok:
             print(f"sync failed ({report.failures} in a row): {report.error}", file=sys.stderr)
             print("the last good bookings stay in force", file=sys.stderr)

@@ -21,6 +21,7 @@ from ..errors import HubError
 from ..keyring import KeyRing
 from ..link import HubLink
 from ..live import Live, Subscription
+from ..outage import log_failure
 from ..publisher import Publisher
 from ..store import LoginAttempt, SessionRow, Store, User
 from .errors import SiteRevoked, UnknownSite
@@ -49,8 +50,8 @@ def each_site(sites: Iterable[str], what: str, fn: Callable[[str], object]) -> N
     for site in sites:
         try:
             fn(site)
-        except Exception:
-            log.exception("site %s: %s failed; the other sites carry on", site, what)
+        except Exception as exc:
+            log_failure(log, exc, "site %s: %s failed; the other sites carry on", site, what)
 
 
 class Base:

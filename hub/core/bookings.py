@@ -49,24 +49,32 @@ class Bookings(Pushing):
             self.changed(set(report.sites))
         return report
 
-    def sync_in_background(self, done: Callable[[SyncReport], object] | None = None) -> bool:
+    @property
+    def sync_reading(self) -> bool:
+        """Whether a ``sync_in_background`` is still reading the platform."""
+        return self._sync_thread is not None and self._sync_thread.is_alive()
+
+    def sync_in_background(self, done: Callable[[SyncReport | None], object] | None = None) -> bool:
         """``sync_now`` with the platform read on a thread of its own, so that this hub's
         loop goes on with the sites' messages meanwhile (the running hub's schedule). The
         cursor is read now; when the pages are in, storing them (or recording the
         failure: nothing else changes), bringing out the changed sites' caches and
-        ``done(report)`` are posted to the loop. False (and nothing starts) while the
-        previous one is still reading."""
-        if self._sync_thread is not None and self._sync_thread.is_alive():
+        ``done(report)`` are posted to the loop (``done(None)`` when that raised). False
+        (and nothing starts) while the previous one is still reading."""
+        if self.sync_reading:
             return False
         sync = self.booking_sync
         start = sync.begin(elsewhere=True)
 
         def finish(fetched: SyncResult | SyncError) -> None:
-            report = sync.finish(start, fetched)
-            if report.ok and report.sites:
-                self.changed(set(report.sites))
-            if done is not None:
-                done(report)
+            report: SyncReport | None = None
+            try:
+                report = sync.finish(start, fetched)
+                if report.ok and report.sites:
+                    self.changed(set(report.sites))
+            finally:
+                if done is not None:
+                    done(report)  # None: storing it raised (the loop logs it)
 
         def read() -> None:
             try:

@@ -47,6 +47,9 @@ class SiteKeys:
     #: Whether the site's last Status names the keys it trusts (Status ``keys``): a site
     #: too old to know ``keys`` in caches never does, and never counts as acknowledged.
     reports_keys: bool = True
+    #: Revoked or removed (hub/core/fleet.py): it gets nothing and holds no step back; a
+    #: reinstated site joins anew and receives the keys of that moment.
+    blocked: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ class KeyStatus:
 
     @property
     def waiting(self) -> list[str]:
-        """The sites that have not acknowledged what was announced to them."""
-        return [s.site for s in self.sites if not s.acked]
+        """The sites (not revoked or removed) that have not acknowledged what was announced
+        to them."""
+        return [s.site for s in self.sites if not s.acked and not s.blocked]
 
 
 class Keys(Pushing):
@@ -119,9 +123,13 @@ class Keys(Pushing):
         rollouts = {r.site_id: r for r in self._store.key_rollouts()}
         holds = self._holds()
         reporting = self._reporting()
+        blocked = self.blocked_sites()
         sites = []
         for s in self.cfg.sites:
             rollout, held, reports = rollouts.get(s.id), holds.get(s.id), s.id in reporting
+            if s.id in blocked:
+                sites.append(SiteKeys(s.id, self._trusts(rollout, held), (), None, held, False, reports, True))
+                continue
             if rollout is None or not kids:
                 sites.append(SiteKeys(s.id, self._trusts(rollout, held), kids, None, held, not kids, reports))
                 continue

@@ -42,6 +42,7 @@ from .hub_init import (
     broker_files,
     ca_paths,
     crl_path,
+    edit_broker_password,
     enroll_key_path,
     require_key,
     set_broker_password,
@@ -253,14 +254,7 @@ def answer_renew(cfg: HubConfig, store: Store, req: wj.RenewRequest, now: float)
 def remove_broker_password(cfg: HubConfig, site_id: str) -> bool:
     """Drop ``site_id``'s line from the broker password file; whether there was one."""
     passwd = broker_files(cfg).passwd
-    if not passwd.exists():
-        return False
-    lines = passwd.read_text(encoding="utf-8").splitlines()
-    kept = [ln for ln in lines if ln.strip() and not ln.startswith(f"{site_id}:")]
-    if len(kept) == len([ln for ln in lines if ln.strip()]):
-        return False
-    write_file_atomic(passwd, "".join(ln + "\n" for ln in kept).encode())
-    return True
+    return passwd.exists() and edit_broker_password(passwd, site_id, None)
 
 
 def revoke(cfg: HubConfig, store: Store, site_id: str, now: float, *, state: str = "revoked") -> list[str]:

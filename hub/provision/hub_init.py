@@ -21,6 +21,7 @@ Where things go when the hub config does not say (HubConfig has no keys for them
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import logging
 import os
@@ -127,12 +128,31 @@ def write_file_atomic(path: Path, data: bytes, *, mode: int = 0o600, like_existi
         raise
 
 
+def edit_broker_password(passwd_file: Path, user: str, line: str | None) -> bool:
+    """Replace ``user``'s line in a Mosquitto password file with ``line`` (None: drop it;
+    the file is created 0600 when missing); whether the file changed. The read-modify-write
+    holds an exclusive lock on ``passwd_file.lock``, so that two writers (a running hub
+    answering a join, the command line revoking a site) never lose each other's change."""
+    passwd_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(passwd_file.with_name(passwd_file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        lines = passwd_file.read_text(encoding="utf-8").splitlines() if passwd_file.exists() else []
+        old = [ln for ln in lines if ln.strip()]
+        kept = [ln for ln in old if not ln.startswith(f"{user}:")]
+        if line is not None:
+            kept.append(line)
+        if kept == old and passwd_file.exists():
+            return False
+        write_file_atomic(passwd_file, "".join(ln + "\n" for ln in kept).encode())
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def set_broker_password(passwd_file: Path, user: str, password: str) -> None:
     """Add or replace ``user``'s line in a Mosquitto password file (created 0600)."""
-    lines = passwd_file.read_text(encoding="utf-8").splitlines() if passwd_file.exists() else []
-    kept = [ln for ln in lines if ln.strip() and not ln.startswith(f"{user}:")]
-    kept.append(password_line(user, password))
-    write_file_atomic(passwd_file, ("\n".join(kept) + "\n").encode())
+    edit_broker_password(passwd_file, user, password_line(user, password))
 
 
 def hub_password_lines(passwd_file: Path, hub_users: tuple[str, ...]) -> str:

@@ -20,7 +20,7 @@ from testkit.broker import TlsFiles
 from testkit.site import write_site
 from testkit.util import free_port
 
-CODE = "4F7Q-ABCDE-FGHJK-MNPQR-STVWX-YZ0123"
+CODE = "4F7QK2MZ-ABCDE-FGHJK-MNPQR-STVWX-YZ0123"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

@@ -23,7 +23,9 @@ from testkit.broker import Mosquitto, TlsFiles
 from testkit.county import County, make_county
 from testkit.util import free_port
 
-CODE = re.compile(r"^\s+([0-9A-Z]{4}(?:-[0-9A-Z]{5}){4}-[0-9A-Z]{6})\s*$", re.M)
+CODE = re.compile(r"^\s+([0-9A-Z]{8}(?:-[0-9A-Z]{5}){4}-[0-9A-Z]{6})\s*$", re.M)
+#: The brokers ``fleet_hub`` started, stopped after each test (tests/fleet/conftest.py).
+STARTED: list[Mosquitto] = []
 
 
 @dataclass
@@ -86,6 +88,7 @@ def fleet_hub(tmp_path: Path, platform: BookingPlatform, sites: tuple[str, ...],
                               files_dir / "server.key")
         broker.crl_file = crl_path(cfg)
     broker.start()
+    STARTED.append(broker)
     assert broker.proc is not None
     fh.set_hub(broker_reload=["kill", "-HUP", str(broker.proc.pid)])
     return fh

@@ -90,12 +90,24 @@ def test_wrong_tries_lock_a_code_and_a_newer_code_replaces_the_old(hub: tuple[Pa
     for left in (4, 3, 2, 1, 0):
         _refused(path, wrong, 403, f"wrong join code ({left} tries left)")
     _refused(path, code, 410, "locked after too many wrong tries")
-    _refused(path, "ZZZZ" + code[4:], 403, "no such join code")
+    _refused(path, "ZZZZZZZZ" + code[8:], 403, "no such join code")
     rc, out, _ = run(capsys, "site", "join-code", "minheim", "--config", str(path))
     assert rc == 0 and "any earlier open code" in out
     newer = CODE.search(out).group(1)  # type: ignore[union-attr]
     rc, out, _ = run(capsys, "site", "join-code", "minheim", "--config", str(path))
     _refused(path, newer, 410, "replaced by a newer one")
+
+
+def test_code_ids_have_40_bits_and_codes_of_an_upgraded_hub_with_20_bit_ids_still_parse() -> None:
+    code_id, secret = wj.new_code()
+    assert len(code_id) == wj.ID_CHARS == 8 and len(secret) == wj.SECRET_CHARS
+    text = wj.format_code(code_id, secret)
+    assert wj.parse_code(text) == (code_id, secret) == wj.parse_code(text.lower().replace("-", " "))
+    legacy = "4F7Q-ABCDE-FGHJK-MNPQR-STVWX-YZ0123"  # as an older hub printed them
+    assert wj.parse_code(legacy) == ("4F7Q", "ABCDEFGHJKMNPQRSTVWXYZ0123")
+    for bad in (legacy[:-1], text + "0", "4F7QK-" + text, text.replace(text[-1], "U!")):
+        with pytest.raises(wj.JoinError, match="not a join code"):
+            wj.parse_code(bad)
 
 
 def test_a_bad_request_uses_no_code_and_an_expired_code_is_refused(hub: tuple[Path, str]) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +21,22 @@ from hub.__main__ import main as hub_main
 from hub.alerts.webhooks import DELIVERY_HEADER, EVENT_HEADER
 from hub.store import AlertMail
 from testkit.county import County, HubThread
-from testkit.demo_county import hub_command
 from testkit.site import SiteFiles
 from testkit.smtpsink import SmtpSink
-from testkit.util import stop_process, wait_for
+from testkit.util import wait_for
 from testkit.webhook_sink import WebhookSink
 
 from .test_alerts import ALERTS
-from .test_alerts_live import _online, _store, _users, _with_alerts, county_fixture, minheim_fixture, smtp_fixture  # noqa: F401
+from .test_alerts_live import (  # noqa: F401
+    _online,
+    _store,
+    _users,
+    _with_alerts,
+    county_fixture,
+    kill_hub_before_delivery,
+    minheim_fixture,
+    smtp_fixture,
+)
 from .test_hub_config import refused, write_hub_config
 
 
@@ -125,23 +131,10 @@ def test_a_receiver_that_is_down_gets_the_alert_when_it_returns(
 def test_a_hub_killed_before_delivery_posts_the_alert_once_after_its_restart(
         county: County, smtp: SmtpSink, minheim: SiteFiles, hook: WebhookSink) -> None:
     _configure(county, smtp, hook, timeout_seconds=2.0)  # a short lease (2 x timeout + 10 s)
-    log = (county.hub_config_path.parent / "hub.log").open("ab")
-    run = [*hub_command(), "run", "--config", str(county.hub_config_path)]
-    hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        minheim.start(doors=True)
-        minheim.act("open eingang")
-        wait_for(lambda: (hs := _hooks(county)) and all(x.attempts >= 1 and x.state == "pending" for x in hs), 30,
-                 what="the webhook queued and tried once")
-        hub.send_signal(signal.SIGKILL)
-        hub.wait()
-        hook.start()
-        hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        wait_for(lambda: (hs := _hooks(county)) and all(x.state == "sent" for x in hs), 30,
-                 what="the webhook delivered by the restarted hub")
-    finally:
-        stop_process(hub, 15)
-        log.close()
+    kill_hub_before_delivery(
+        county, minheim,
+        queued=lambda: bool((hs := _hooks(county)) and all(x.attempts >= 1 and x.state == "pending" for x in hs)),
+        receiver_up=hook.start, delivered=lambda: bool((hs := _hooks(county)) and all(x.state == "sent" for x in hs)))
     assert [d.doc["event"] for d in hook.deliveries()] == ["alert.opened"]
 
 

@@ -9,7 +9,7 @@ import secrets
 import signal
 import subprocess
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -134,6 +134,28 @@ def test_a_forced_door_mails_its_caretaker_and_the_admins_once_and_once_more_whe
         assert all(msg["Subject"].startswith("[Torwart] Behoben: Site minheim: Tür eingang") for msg in resolved)
 
 
+def kill_hub_before_delivery(county: County, minheim: SiteFiles, *, queued: Callable[[], bool],
+                             receiver_up: Callable[[], None], delivered: Callable[[], bool]) -> None:
+    """The hub as a process; the site's door forced while the alert's receiver is down; once
+    ``queued()`` (claimed and tried), SIGKILL the hub, start the receiver (``receiver_up``),
+    start the hub again and wait for ``delivered()``."""
+    log = (county.hub_config_path.parent / "hub.log").open("ab")
+    run = [*hub_command(), "run", "--config", str(county.hub_config_path)]
+    hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        minheim.start(doors=True)
+        minheim.act("open eingang")
+        wait_for(queued, 30, what="the alert queued and tried once")
+        hub.send_signal(signal.SIGKILL)
+        hub.wait()
+        receiver_up()
+        hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        wait_for(delivered, 30, what="the queued alert delivered by the restarted hub")
+    finally:
+        stop_process(hub, 15)
+        log.close()
+
+
 def test_a_hub_killed_before_delivery_sends_each_message_once_after_its_restart(
     county: County, smtp: SmtpSink, minheim: SiteFiles
 ) -> None:
@@ -142,24 +164,12 @@ def test_a_hub_killed_before_delivery_sends_each_message_once_after_its_restart(
     # messages claimed for that long.
     _with_alerts(county, smtp, timeout_seconds=2.0)
     _users(county)
-    log = (county.hub_config_path.parent / "hub.log").open("ab")
-    run = [*hub_command(), "run", "--config", str(county.hub_config_path)]
-    hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        minheim.start(doors=True)
-        minheim.act("open eingang")
-        wait_for(lambda: (ms := _mails(county)) and all(x.attempts >= 1 and x.state == "pending" for x in ms), 30,
-                 what="the alert queued and tried once")
-        hub.send_signal(signal.SIGKILL)
-        hub.wait()
-        smtp.start()
-        hub = subprocess.Popen(run, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        wait_for(lambda: _all_sent(county), 30, what="the queued messages sent by the restarted hub")
-        assert _to(smtp) == [ADMIN, CARE_M]
-        assert len({msg["Message-ID"] for _, msg in smtp.messages()}) == 2
-    finally:
-        stop_process(hub, 15)
-        log.close()
+    kill_hub_before_delivery(
+        county, minheim,
+        queued=lambda: bool((ms := _mails(county)) and all(x.attempts >= 1 and x.state == "pending" for x in ms)),
+        receiver_up=smtp.start, delivered=lambda: _all_sent(county))
+    assert _to(smtp) == [ADMIN, CARE_M]
+    assert len({msg["Message-ID"] for _, msg in smtp.messages()}) == 2
 
 
 def test_a_site_offline_too_long_is_an_alert_delivered_when_the_mail_server_returns_and_resolved_online(

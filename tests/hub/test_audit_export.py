@@ -97,6 +97,13 @@ def test_acts_through_dashboard_api_and_cli_are_recorded_once_with_who_where_and
         (me, "refused", "eingang")]
     assert dt.datetime.fromisoformat(unlocks[0]["time"]).timestamp() == pytest.approx(ok.at, abs=1)
 
+    # A booking sync run by hand is an act too (the running hub's own syncs are not).
+    assert hub_main(["sync", "--config", cfg]) == 0
+    capsys.readouterr()
+    synced = [r for r in audit(env, since=before) if r.act == "bookings.sync"]
+    assert [(r.who, r.via, r.outcome) for r in synced] == [(me, "cli", "ok")]
+    assert synced[0].detail is not None and " bookings, " in synced[0].detail
+
 
 def test_the_audit_page_and_its_csv_are_for_admins_only(env: Env) -> None:
     boss, anna = env.login("boss"), env.login("anna")

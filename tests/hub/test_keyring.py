@@ -142,6 +142,26 @@ def test_a_site_at_the_version_that_does_not_trust_the_new_key_holds_the_switch_
         assert "it signs from now on" in (hub.keys_step() or "")
 
 
+def test_a_revoked_site_holds_neither_the_switch_nor_the_retirement_back(
+        cfg: config_mod.HubConfig, capsys: Capsys) -> None:
+    """A stolen Pi, revoked: it never acknowledges anything again, and must not keep the
+    whole county on the old key until someone edits it out of the config."""
+    path = str(cfg.hub.data_path.parent / "hub.toml")
+    with open_hub(cfg) as hub:
+        hub.caches.rebuild(SITE, 1_800_000_000)
+        hub.rotate_key()
+        assert hub.keys_step() is None and hub.key_status().waiting == [SITE]
+    assert main(["site", "revoke", SITE, "--config", path]) == 0
+    capsys.readouterr()
+    with open_hub(cfg) as hub:
+        assert hub.key_status().waiting == []
+        assert "it signs from now on" in (hub.keys_step() or "")
+        assert hub.retire_key().kid != hub.keyring.phase().signing.kid  # type: ignore[union-attr]
+        assert [k.state for k in hub._store.signing_keys()] == ["retired", "signing"]
+    assert main(["keys", "status", "--config", path]) == 0
+    assert "no (revoked: holds nothing back)" in capsys.readouterr().out
+
+
 def test_a_missing_seed_is_named_and_nothing_is_signed(cfg: config_mod.HubConfig) -> None:
     with open_hub(cfg) as hub:
         hub.caches.rebuild(SITE, 1_800_000_000)

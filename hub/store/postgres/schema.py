@@ -207,6 +207,9 @@ CREATE TABLE leader_lease (name TEXT PRIMARY KEY, holder TEXT, term BIGINT NOT N
 CREATE TABLE changes ({ID}, node TEXT NOT NULL, site_id TEXT NOT NULL, what TEXT NOT NULL, at {D} NOT NULL);
 CREATE INDEX idx_changes_at ON changes (at);
 """),
+    ("_alert_conditions", f"""
+CREATE TABLE alert_conditions (site_id TEXT, kind TEXT, since {D} NOT NULL, PRIMARY KEY (site_id, kind));
+"""),
 ]
 
 

@@ -23,7 +23,13 @@ from pathlib import Path
 from sqlite_utils import Database, Migrations
 
 from ..types import StoreError
-from .schema_alerting import _alert_acks_and_prefs, _alert_channels, _audit_trail, _push_subscriptions
+from .schema_alerting import (
+    _alert_acks_and_prefs,
+    _alert_channels,
+    _alert_conditions,
+    _audit_trail,
+    _push_subscriptions,
+)
 from .schema_fleet import _fleet_lifecycle, _signing_keys
 
 log = logging.getLogger(__name__)
@@ -318,7 +324,8 @@ def _nodes(db: Database) -> None:
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_full_precision,
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
                                _alerts, _alert_acks_and_prefs, _audit_trail, _alert_channels,
-                               _push_subscriptions, _signing_keys, _fleet_lifecycle, _nodes]
+                               _push_subscriptions, _signing_keys, _fleet_lifecycle, _nodes,
+                               _alert_conditions]
 
 
 def _migrations() -> Migrations:

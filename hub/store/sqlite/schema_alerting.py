@@ -1,6 +1,6 @@
 """The hub store's SQLite migrations for alerting (appended to ``schema.MIGRATIONS``):
 acknowledgements and per-user settings, the audit trail, the alert queue's channels, Web
-Push subscriptions."""
+Push subscriptions, the alert conditions' start times."""
 
 from __future__ import annotations
 
@@ -63,3 +63,13 @@ def _push_subscriptions(db: Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)")
     db.table("push_subscriptions").create_index(["user_name"])
+
+
+def _alert_conditions(db: Database) -> None:
+    """Since when a slow alert's condition holds (``clock_untrusted``, ``cache_stale``), one
+    row per (site, kind) while it holds, deleted when it ends: every hub node and every
+    restart count the alert's duration from the same start (hub/alerts/conditions.py)."""
+    db.table("alert_conditions").create(
+        {"site_id": str, "kind": str, "since": float},
+        pk=("site_id", "kind"), not_null={"since"},
+    )

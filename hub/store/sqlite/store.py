@@ -38,6 +38,7 @@ from .alertprefs import AlertPrefsMixin
 from .alerts import AlertsMixin
 from .audit import AuditMixin
 from .caches import CachesMixin
+from .conditions import ConditionsMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
@@ -72,7 +73,7 @@ def _booking(row: sqlite3.Row, room_id: str | None = None) -> StoredBooking:
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
                   FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin, KeyRingMixin,
-                  FleetMixin, NodesMixin):
+                  FleetMixin, NodesMixin, ConditionsMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -27,6 +27,7 @@ from ..config import AlertsSection, HubConfig
 from ..store import AlertRow, OutMail, Store
 from . import audience, rules, webhooks, webpush
 from .conditions import StoredSince
+from .denials import StoredDenials
 from .texts import compose
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Alerter:
         self.enabled = frozenset(self.a.kinds)
         self.urgent = frozenset(self.a.urgent)
         self.since = StoredSince(store)
-        self.denials = rules.Denials(self.a.denials, self.a.denials_minutes * 60.0)
+        self.denials = StoredDenials(store, self.a.denials, self.a.denials_minutes * 60.0)
 
     # --- who hears, and the messages ---------------------------------------------------------------
 
@@ -120,14 +121,16 @@ class Alerter:
         return alert_id
 
     def on_event(self, site: str, ev: m.Event, now: float | None = None) -> None:
-        """What a newly stored event opens or clears. Durations are counted on the hub's
-        clock, and on the site's only where the event says it was trusted."""
+        """What a newly stored event opens or clears (it must be in the store already: the
+        denials' window is counted from the stored refusals). Durations are counted on the
+        hub's clock, and on the site's only where the event says it was trusted."""
         t = time.time() if now is None else now
         for d in rules.from_event(ev):
             self.apply(site, d, t)
-        guess = self.denials.add(site, ev, ev.ts if ev.clock_synced else t)
-        if guess is not None:
-            self.apply(site, guess, t)
+        if rules.DENIALS in self.enabled and rules.guessing(ev):  # one store read (hub/alerts/denials.py)
+            guess = self.denials.add(site, ev, ev.ts if ev.clock_synced else t)
+            if guess is not None:
+                self.apply(site, guess, t)
         if isinstance(ev, m.ClockUntrusted | m.ClockTrusted):
             self.since.see((site, rules.CLOCK_UNTRUSTED), isinstance(ev, m.ClockUntrusted), t)
 

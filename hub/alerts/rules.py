@@ -27,7 +27,7 @@ clears them:
 The durations are counted from the condition's first sighting (``Since``). The running
 hub keeps those starts in its store (hub/alerts/conditions.py: ``StoredSince``), so a
 restart or another hub node counts from the same start. The denials' window (``Denials``)
-is kept in memory: see its docstring.
+is read from the refusals stored in the events (hub/alerts/denials.py: ``StoredDenials``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from wire import messages as m
 
@@ -163,10 +163,28 @@ def timed(kind: str, key: tuple[str, str], since: Since, *, is_open: bool, now: 
     return None
 
 
+def guessing(ev: m.Event) -> TypeGuard[m.AccessDenied]:
+    """A refused badge that looks like someone trying cards (``GUESS_REASONS``)."""
+    return isinstance(ev, m.AccessDenied) and ev.reason in GUESS_REASONS
+
+
+def burst(times: Iterable[float], count: int, window: float) -> float | None:
+    """The time of the last of the first ``count`` refusals (``times``, in any order)
+    that lie within ``window`` seconds of each other, or None when there are none."""
+    ts = sorted(times)
+    for i in range(count - 1, len(ts)):
+        if ts[i] - ts[i - count + 1] <= window:
+            return ts[i]
+    return None
+
+
 class Denials:
-    """Refused badges per (site, door) within a sliding window (``window`` seconds), in the
-    memory of this process: a restart forgets at most one window; with several hub nodes
-    each counts only the refusals it takes in (docs/alerts.md, "Durations")."""
+    """Refused badges per (site, door) within a sliding window (``window`` seconds).
+
+    This class keeps them in the memory of the process (the rules' own reference); the
+    running hub counts from the refusals stored in its events instead, which every hub
+    node shares and a restart keeps: ``hub.alerts.denials.StoredDenials`` overrides
+    ``_times`` and ``_last`` (docs/alerts.md, "Durations")."""
 
     def __init__(self, count: int, window: float) -> None:
         self.count = count
@@ -175,24 +193,35 @@ class Denials:
 
     def add(self, site: str, ev: m.Event, at: float) -> Decision | None:
         """Count a refusal that looks like guessing, as of ``at`` (the event's time where
-        its clock was trusted, else the hub's); ``open`` once there are ``count`` in the window."""
-        if not isinstance(ev, m.AccessDenied) or ev.reason not in GUESS_REASONS:
+        its clock was trusted, else the hub's): ``open`` once ``count`` refusals at its
+        door lie within one window around ``at``; the alert opens at the last of them."""
+        if not guessing(ev):
             return None
-        q = self._seen.setdefault((site, ev.door), deque())
+        end = burst(self._times(site, ev.door, at), self.count, self.window)
+        if end is None:
+            return None
+        return Decision("open", DENIALS, ev.door, end, f"{self.count} / {self.window / 60:g} min")
+
+    def quiet(self, site: str, door: str, opened_at: float, now: float) -> bool:
+        """No refusal at the door for a whole window (since the last one known, or the
+        alert's opening if that is later)."""
+        last = self._last(site, door, now)
+        return now - (opened_at if last is None else max(last, opened_at)) >= self.window
+
+    def _times(self, site: str, door: str, at: float) -> list[float]:
+        """Record the refusal at ``at``; the times of the door's refusals within a window of it."""
+        q = self._seen.setdefault((site, door), deque())
         q.append(at)
         while q and q[0] < at - self.window:
             q.popleft()
         while len(q) > self.count:
             q.popleft()
-        if len(q) >= self.count:
-            return Decision("open", DENIALS, ev.door, at, f"{len(q)} / {self.window / 60:g} min")
-        return None
+        return list(q)
 
-    def quiet(self, site: str, door: str, opened_at: float, now: float) -> bool:
-        """No refusal at the door for a whole window (the last one known, or the alert's opening)."""
+    def _last(self, site: str, door: str, now: float) -> float | None:
+        """The time of the door's last refusal known (None: none)."""
         q = self._seen.get((site, door))
-        last = q[-1] if q else opened_at
-        return now - last >= self.window
+        return max(q) if q else None
 
 
 def sync(failures: int, last_error: str | None, is_open: bool, needed: int, now: float) -> Decision | None:

@@ -16,6 +16,7 @@ from wire import messages as m
 from .alerts import AlertMail, AlertPrefs, AlertRow, OutMail
 from .audit import AuditEntry, AuditKey, AuditRow, EventKey
 from .cache_rows import CacheBooking
+from .denied import DeniedRow
 from .fleet import JoinCode, SiteCert
 from .keyring import KeyRollout, SigningKeyRow
 from .nodes import Change, Lease, NodeInfo, NodeRow
@@ -189,6 +190,8 @@ class Store(Protocol):
     def alert_conditions(self, site_id: str | None = None) -> dict[tuple[str, str], float]: ...
     def hold_condition(self, site_id: str, kind: str, *, since: float) -> float: ...
     def end_condition(self, site_id: str, kind: str) -> bool: ...
+    # a site's refused badges, from its stored events (hub/store/sqlite/denied.py)
+    def access_denied(self, site_id: str, *, received_since: float, limit: int) -> list[DeniedRow]: ...
 
     # Web Push subscriptions of dashboard users
     def add_push_subscription(self, user_name: str, endpoint: str, p256dh: str, auth: str, *,

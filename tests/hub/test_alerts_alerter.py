@@ -64,6 +64,12 @@ def _alerter(tmp_path: Path, store: Store, extra: str = "") -> tuple[Alerter, Wo
     return Alerter(_cfg(tmp_path, extra), store, w.wake, w.notify), w
 
 
+def stored(store: Store, site: str, ev: m.Event, received_at: float) -> m.Event:
+    """``ev`` stored as the ingest stores it (the alerter sees an event once it is stored)."""
+    store.store_events(site, [(ev.seq, ev.id, ev.type, ev.ts, m.encode(ev).decode())], received_at=received_at)
+    return ev
+
+
 def _sent(store: Store) -> list[tuple[str, str]]:
     return [(x.what, x.recipient) for x in store.alert_mails()]
 
@@ -150,12 +156,14 @@ def test_an_untrusted_clock_and_a_stale_cache_alert_after_their_durations(tmp_pa
 def test_repeated_denials_alert_once_and_clear_after_a_quiet_window(tmp_path: Path, store: Store) -> None:
     al, _ = _alerter(tmp_path, store, "denials = 3\ndenials_minutes = 2\n")
     for i in range(5):
-        al.on_event("altdorf", m.AccessDenied(id=f"d{i}", site="altdorf", ts=T0 + i, door="eingang", cred=None,
-                                              reason="unknown_credential", **HEAD), now=T0 + 3600)
+        ev = m.AccessDenied(id=f"d{i}", site="altdorf", ts=T0 + i, door="eingang", cred=None,
+                            reason="unknown_credential", **{**HEAD, "seq": i + 1})
+        al.on_event("altdorf", stored(store, "altdorf", ev, T0 + 3600), now=T0 + 3600)
     # A site whose clock is not trusted: counted on the hub's clock (its own says 1970).
     for i in range(3):
-        al.on_event("minheim", m.AccessDenied(id=f"u{i}", site="minheim", ts=5.0, door="hof", cred=None,
-                                              reason="wrong_door", **{**HEAD, "clock_synced": False}), now=T0 + i)
+        ev = m.AccessDenied(id=f"u{i}", site="minheim", ts=5.0, door="hof", cred=None, reason="wrong_door",
+                            **{**HEAD, "seq": i + 1, "clock_synced": False})
+        al.on_event("minheim", stored(store, "minheim", ev, T0 + i), now=T0 + i)
     assert [(a.site_id, a.subject, a.opened_at) for a in store.open_alerts()] == [
         ("altdorf", "eingang", T0 + 2), ("minheim", "hof", T0 + 2)]
     al.apply("minheim", rules.Decision("clear", "denials", "hof", T0 + 3), now=T0 + 3)

@@ -210,6 +210,9 @@ CREATE INDEX idx_changes_at ON changes (at);
     ("_alert_conditions", f"""
 CREATE TABLE alert_conditions (site_id TEXT, kind TEXT, since {D} NOT NULL, PRIMARY KEY (site_id, kind));
 """),
+    ("_events_by_site_type_received", """
+CREATE INDEX idx_events_site_id_type_received_at ON events (site_id, type, received_at);
+"""),
 ]
 
 

@@ -28,6 +28,7 @@ from .schema_alerting import (
     _alert_channels,
     _alert_conditions,
     _audit_trail,
+    _events_by_site_type_received,
     _push_subscriptions,
 )
 from .schema_fleet import _fleet_lifecycle, _signing_keys
@@ -325,7 +326,7 @@ MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _booking_versions_at_ful
                                _webhook_signatures, _event_streams, _site_refusals, _feedback_queue,
                                _alerts, _alert_acks_and_prefs, _audit_trail, _alert_channels,
                                _push_subscriptions, _signing_keys, _fleet_lifecycle, _nodes,
-                               _alert_conditions]
+                               _alert_conditions, _events_by_site_type_received]
 
 
 def _migrations() -> Migrations:

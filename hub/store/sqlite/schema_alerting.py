@@ -1,6 +1,7 @@
 """The hub store's SQLite migrations for alerting (appended to ``schema.MIGRATIONS``):
 acknowledgements and per-user settings, the audit trail, the alert queue's channels, Web
-Push subscriptions, the alert conditions' start times."""
+Push subscriptions, the alert conditions' start times, the index the repeated-denials
+alert reads a site's refusals by."""
 
 from __future__ import annotations
 
@@ -73,3 +74,11 @@ def _alert_conditions(db: Database) -> None:
         {"site_id": str, "kind": str, "since": float},
         pk=("site_id", "kind"), not_null={"since"},
     )
+
+
+def _events_by_site_type_received(db: Database) -> None:
+    """The index ``events (site_id, type, received_at)``: the repeated-denials alert reads a
+    site's ``access.denied`` events received within its window on every refusal and for
+    every open ``denials`` alert (``Store.access_denied``, hub/alerts/denials.py), so that
+    every hub node counts from the same events."""
+    db.table("events").create_index(["site_id", "type", "received_at"])

@@ -39,6 +39,7 @@ from .alerts import AlertsMixin
 from .audit import AuditMixin
 from .caches import CachesMixin
 from .conditions import ConditionsMixin
+from .denied import DeniedMixin
 from .enroll import EnrollMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
@@ -73,7 +74,7 @@ def _booking(row: sqlite3.Row, room_id: str | None = None) -> StoredBooking:
 
 class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixin, RefusalsMixin,
                   FeedbackMixin, AlertsMixin, AlertPrefsMixin, PrivacyMixin, AuditMixin, PushMixin, KeyRingMixin,
-                  FleetMixin, NodesMixin, ConditionsMixin):
+                  FleetMixin, NodesMixin, ConditionsMixin, DeniedMixin):
     """The hub's store on one SQLite file (created and migrated on open)."""
 
     # --- sites and rooms ----------------------------------------------------------------

@@ -9,16 +9,17 @@ The session: never started clean (``clean_start`` 0), kept for ``session_expiry`
 across reconnects, process restarts and broker restarts (Mosquitto restores after a restart
 only the sessions that were not started clean). The subscriptions ask for retained
 messages only when they are new (MQTT 5 retain handling 1), so a site that holds a cache
-does not download its full cache again after a dropped uplink, an agent restart or a
-broker restart; what the hub published meanwhile (a new full, deltas, commands) waits in
-the session and arrives on reconnect. A site that holds no cache (a fresh or wiped
-install that finds an old session, or one that could not store its cache) takes the
-``cache`` subscription anew on every connect, which brings the retained ``cache.full``;
-whatever else the old session queued is judged as always (a delta on a base the site does
-not hold is refused ``base_mismatch``, which the hub answers with a full; commands are
-verified and expire). A cache message paho acknowledged but the process did not apply
-(killed in between) is not lost for good: the site's status keeps reporting the version
-it holds, and the hub sends what that version lacks (hub/publisher.py ``converge``).
+does not download its full cache again after a dropped uplink or a broker restart; what
+the hub published meanwhile (a new full, deltas, commands) waits in the session and
+arrives on reconnect. The ``cache`` subscription is taken anew (which brings the retained
+``cache.full``) on the first connect of every process, and on every connect while the
+site holds no cache (a fresh or wiped install that finds an old session, or one that could
+not store its cache): a cache message paho acknowledged but the previous process never
+applied (killed in between) is then replaced at once by the retained full, rather than
+when the hub, seeing the old version in the site's status, sends what it lacks
+(hub/publisher.py ``converge``, after its resend time). Whatever else the old session
+queued is judged as always (a delta on a base the site does not hold is refused
+``base_mismatch``, which the hub answers with a full; commands are verified and expire).
 
 The link does not queue while offline: ``publish`` says whether the message went out,
 and the agent's outbox resends what the hub has not acknowledged after a reconnect.
@@ -68,6 +69,8 @@ class Link:
         self._sink = sink
         self._connected = threading.Event()
         self._closing = False
+        #: Until the first CONNACK of this process (see ``_on_connect``).
+        self._process_start = True
         self._status_topic = topic(self.site, Kind.STATUS)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"torwart-site-{self.site}",
                         protocol=MQTTProtocolVersion.MQTTv5)
@@ -140,11 +143,16 @@ class Link:
         if rc.is_failure:
             log.warning("broker refused the connection: %s", rc)
             return
-        if flags.session_present and not self._sink.holds_cache():
-            # A resumed session does not resend the retained full cache, and this site has
-            # none (it could not store it, or a fresh install found an old session): take
-            # the subscription anew, which brings the retained cache.
+        if flags.session_present and (self._process_start or not self._sink.holds_cache()):
+            # A resumed session does not resend the retained full cache. Take the
+            # subscription anew, which brings it, when this site has none (it could not
+            # store it, or a fresh install found an old session), and once per process
+            # start: a cache message the previous process took but never applied (killed
+            # in between; paho had acknowledged it) is then not waited for until the hub
+            # resends. A reconnect of a running process (a dropped uplink, a broker
+            # restart) downloads nothing again.
             client.unsubscribe(topic(self.site, Kind.CACHE))
+        self._process_start = False
         # Retained messages only for a subscription the session did not have yet (see above).
         client.subscribe([(topic(self.site, kind), SubscribeOptions(qos=1, retainHandling=1)) for kind in SITE_READS])
         self._connected.set()

@@ -192,8 +192,8 @@ class SimSite:
         self._delay = None
         self.r.connected, self.r.connects = True, self.r.connects + 1
         self.r.connected_at, self.r.session_present = time.time(), bool(flags.session_present)
-        if flags.session_present and self.r.version is None:
-            client.unsubscribe(topic(self.r.site, Kind.CACHE))  # as edge/link.py: fetch the retained full anew
+        if flags.session_present and (self.r.connects == 1 or self.r.version is None):
+            client.unsubscribe(topic(self.r.site, Kind.CACHE))  # as edge/link.py: the retained full anew
         client.subscribe([(topic(self.r.site, k), SubscribeOptions(qos=1, retainHandling=1)) for k in SITE_READS])
         self.publish_status()
         for seq in sorted(self.pending):  # the outbox: whatever the hub has not acknowledged

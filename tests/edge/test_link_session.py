@@ -123,7 +123,7 @@ def test_after_a_broker_restart_a_site_at_the_latest_version_gets_no_full_again_
     assert read_cache(site) == (2, 2)
 
 
-def test_a_restarted_agent_resumes_its_session_gets_no_full_again_and_what_was_published_meanwhile(
+def test_a_restarted_agent_resumes_its_session_gets_what_was_published_meanwhile_and_the_retained_full_once(
     tmp_path: Path, broker: Mosquitto, mock_pins: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge.link")
@@ -138,10 +138,15 @@ def test_a_restarted_agent_resumes_its_session_gets_no_full_again_and_what_was_p
         before = resumed(caplog)
         with agent_in_thread(site):
             hub.wait_online(not_boot=first.boot)
-            acks = acks_until(hub, 2)
+            # The first connect of a process takes the cache subscription anew (a message the
+            # last process took but never applied is not waited for): the retained version 1
+            # comes once more and is refused as stale; the delta from the session applies.
+            seen: list[tuple[int | None, bool, str | None]] = []
+            while not (any(v == 2 and ok for v, ok, _ in seen) and any(e == "stale_version" for *_, e in seen)):
+                a = hub.cache_ack()
+                seen.append((a.version, a.ok, a.error))
             assert resumed(caplog) == before + 1
-        # No retained version 1 again (it would be refused stale_version), and the delta applied.
-        assert all(ok for _, ok, _ in acks), acks
+        assert all(ok or e == "stale_version" for _, ok, e in seen), seen
         assert read_cache(site) == (2, 2)
 
 

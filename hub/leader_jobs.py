@@ -120,8 +120,8 @@ class LeaderJobs:
         term = run.__enter__()
 
         def done(report: SyncReport | None) -> None:
-            if report is None:  # storing it failed (the loop logged why)
-                run.__exit__(HubError, HubError("the booking sync failed"), None)
+            if report is None:  # storing it failed, or the lease was lost meanwhile (the loop logged why)
+                run.__exit__(HubError, HubError("the booking sync failed or was dropped"), None)
                 return
             run.__exit__(None, None, None)
             (log.info if report.changed else log.debug)(
@@ -132,7 +132,7 @@ class LeaderJobs:
                             self.leadership.term)
 
         try:
-            self.hub.sync_in_background(done)
+            self.hub.sync_in_background(done, still_leading=lambda: term is not None and self.leadership.term == term)
         except BaseException as exc:
             run.__exit__(type(exc), exc, exc.__traceback__)
             raise

@@ -54,13 +54,16 @@ class Bookings(Pushing):
         """Whether a ``sync_in_background`` is still reading the platform."""
         return self._sync_thread is not None and self._sync_thread.is_alive()
 
-    def sync_in_background(self, done: Callable[[SyncReport | None], object] | None = None) -> bool:
+    def sync_in_background(self, done: Callable[[SyncReport | None], object] | None = None,
+                           still_leading: Callable[[], bool] | None = None) -> bool:
         """``sync_now`` with the platform read on a thread of its own, so that this hub's
         loop goes on with the sites' messages meanwhile (the running hub's schedule). The
         cursor is read now; when the pages are in, storing them (or recording the
         failure: nothing else changes), bringing out the changed sites' caches and
         ``done(report)`` are posted to the loop (``done(None)`` when that raised). False
-        (and nothing starts) while the previous one is still reading."""
+        (and nothing starts) while the previous one is still reading. ``still_leading``
+        (several nodes): asked before storing; False drops what was read, unstored (another
+        node leads now and syncs itself), and ``done(None)``."""
         if self.sync_reading:
             return False
         sync = self.booking_sync
@@ -69,6 +72,10 @@ class Bookings(Pushing):
         def finish(fetched: SyncResult | SyncError) -> None:
             report: SyncReport | None = None
             try:
+                if still_leading is not None and not still_leading():
+                    log.warning("booking sync %s: this node no longer leads; what it read is dropped, not stored",
+                                sync.source)
+                    return
                 report = sync.finish(start, fetched)
                 if report.ok and report.sites:
                     self.changed(set(report.sites))

@@ -131,10 +131,11 @@ def write_file_atomic(path: Path, data: bytes, *, mode: int = 0o600, like_existi
 def edit_broker_password(passwd_file: Path, user: str, line: str | None) -> bool:
     """Replace ``user``'s line in a Mosquitto password file with ``line`` (None: drop it;
     the file is created 0600 when missing); whether the file changed. The read-modify-write
-    holds an exclusive lock on ``passwd_file.lock``, so that two writers (a running hub
-    answering a join, the command line revoking a site) never lose each other's change."""
+    holds an exclusive lock on the file's directory (no lock file whose owner could lock
+    another user out), so that two writers (a running hub answering a join, the command
+    line revoking a site) never lose each other's change."""
     passwd_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(passwd_file.with_name(passwd_file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(passwd_file.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         lines = passwd_file.read_text(encoding="utf-8").splitlines() if passwd_file.exists() else []

@@ -23,6 +23,8 @@ class Bookings(Pushing):
 
     _sync: BookingSync | None
     _sync_thread: threading.Thread | None = None
+    #: From a background sync's start until its result was stored (or dropped) on the loop.
+    _sync_busy: bool = False
 
     @property
     def booking_sync(self) -> BookingSync:
@@ -51,8 +53,9 @@ class Bookings(Pushing):
 
     @property
     def sync_reading(self) -> bool:
-        """Whether a ``sync_in_background`` is still reading the platform."""
-        return self._sync_thread is not None and self._sync_thread.is_alive()
+        """Whether a ``sync_in_background`` is still reading the platform, or its result
+        waits on the loop to be stored (a new one would read from the old cursor)."""
+        return self._sync_busy
 
     def sync_in_background(self, done: Callable[[SyncReport | None], object] | None = None,
                            still_leading: Callable[[], bool] | None = None) -> bool:
@@ -80,6 +83,7 @@ class Bookings(Pushing):
                 if report.ok and report.sites:
                     self.changed(set(report.sites))
             finally:
+                self._sync_busy = False
                 if done is not None:
                     done(report)  # None: storing it raised (the loop logs it)
 
@@ -93,6 +97,7 @@ class Bookings(Pushing):
 
         self._sync_thread = threading.Thread(target=read, name="booking-sync", daemon=True)
         self._sync_thread.start()
+        self._sync_busy = True  # finish, posted to this loop, runs only after this returns
         return True
 
     def apply_push(self, push: SignedPush) -> dict[str, int] | None:

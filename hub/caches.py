@@ -227,8 +227,9 @@ class CacheManager:
     def rebuild(self, site_id: str, now: int, *, min_version: int = 0) -> int | None:
         """Compute the site's entries; if they differ from the latest version's (or that
         version has used up half its validity, or there is none), record a new version
-        and return it; otherwise return None. The version is committed before it is
-        returned, so whatever the caller publishes is already durable.
+        and return it; otherwise return None. Outside a ``Store.batch`` the version is
+        committed before it is returned, so whatever the caller publishes is durable; inside
+        one (``rebuild_batch``) only once the batch ends: publish after it.
 
         ``min_version``: a version the site reports although the hub never issued it
         (the store was restored from an older backup); a new version above it is issued

@@ -53,7 +53,8 @@ def worker_share(ports: range, env: Mapping[str, str] = os.environ) -> range:
     """The part of ``ports`` this test worker picks from: with pytest-xdist's N workers
     (``PYTEST_XDIST_WORKER`` = gwK, ``PYTEST_XDIST_WORKER_COUNT`` = N; the processes a test
     starts inherit them) every N-th port from the K-th, so that two workers never pick the
-    same port, even one a server is being restarted on; all of ``ports`` otherwise."""
+    same port, even one a server is being restarted on; all of ``ports`` otherwise. (A
+    worker and the processes it starts share one share, each picking at random.)"""
     worker, count = env.get("PYTEST_XDIST_WORKER", ""), env.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
         return ports

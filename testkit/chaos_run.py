@@ -176,6 +176,9 @@ def _checks(world: World, faults: Faults, sampler: ProcSampler, converged: bool)
         "per_site": seqs,
         "emitted": sum(v["emitted"] for v in seqs.values()) + sum(x["old_last_seq"] for x in faults.reinstalls),
         "stored": sum(v["stored"] for v in seqs.values()),
+        # Events a reinstalled site's old outbox held unacknowledged when its disk was wiped:
+        # gone with the disk, unless the hub had stored them before its ack came back.
+        "wiped_unacked": sum(x["old_last_seq"] - x["old_acked"] for x in faults.reinstalls),
         "lost": sum(max(v["missing"], v["emitted"] - v["stream_distinct"]) for v in seqs.values()),
         "duplicates": sum(v["stream_duplicates"] for v in seqs.values()),
         "gaps": sum(v["stream_gaps"] + (len(v["gaps"]) if v["streams"] <= 1 else 0) for v in seqs.values()),

@@ -63,7 +63,8 @@ def test_a_short_chaos_run_on_three_hub_nodes_and_postgresql_loses_nothing_and_r
     failed = [k for k, ok in report["verdicts"].items() if not ok]
     assert not failed, f"failed verdicts {failed}; report in {tmp_path / 'chaos.json'}"
     assert report["events"]["lost"] == 0 and report["events"]["duplicates"] == 0
-    assert report["events"]["emitted"] == report["events"]["stored"] > 0
+    ev = report["events"]  # a wiped site's unacknowledged events may be gone with its disk
+    assert ev["emitted"] - ev["wiped_unacked"] <= ev["stored"] <= ev["emitted"] and ev["stored"] > 0, ev
     assert report["caches"]["not_converged"] == {}
     assert report["crashes"] == [] and report["tracebacks"] == {}
     nodes = report["nodes"]

@@ -174,6 +174,18 @@ def _validate_text(cfg_path: Path, text: str) -> HubConfig:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _check_new_site_id(cfg: HubConfig, site_id: str) -> None:
+    """ProvisionError unless ``site_id`` is a valid id that is not the hub's own broker user."""
+    try:
+        check_ident(site_id, "site id")
+    except WireError:
+        raise ProvisionError(f"{site_id!r} is not a valid site id: 1-64 characters of a-z, 0-9 and '-', "
+                             "starting with a letter or digit") from None
+    if site_id == hub_mqtt_user(cfg):
+        raise ProvisionError(f"{site_id!r} is the hub's own broker user name: a site with that id would get the "
+                             "hub's rights over every site at the broker; pick another id")
+
+
 def site_add(
     cfg_path: str | Path, cfg: HubConfig, site_id: str, *, name: str, broker_host: str,
     broker_port: int | None = None, tls: bool, out_dir: str | Path | None = None,
@@ -193,14 +205,7 @@ def site_add(
     is not empty.
     """
     cfg_path = Path(cfg_path)
-    try:
-        check_ident(site_id, "site id")
-    except WireError:
-        raise ProvisionError(f"{site_id!r} is not a valid site id: 1-64 characters of a-z, 0-9 and '-', "
-                             "starting with a letter or digit") from None
-    if site_id == hub_mqtt_user(cfg):
-        raise ProvisionError(f"{site_id!r} is the hub's own broker user name: a site with that id would get the "
-                             "hub's rights over every site at the broker; pick another id")
+    _check_new_site_id(cfg, site_id)
     declared = next((s for s in cfg.sites if s.id == site_id), None)
     if declared is not None and Path(declared.cred_key_file).exists():
         raise ProvisionError(f"site {site_id!r} is already configured in {cfg_path} and has its key "
@@ -284,13 +289,7 @@ def site_declare(cfg_path: str | Path, cfg: HubConfig, site_id: str, *, name: st
     its own key pair and gets the rest when it joins. Returns (the reloaded config, whether the
     block was appended). ProvisionError as ``site_add``."""
     cfg_path = Path(cfg_path)
-    try:
-        check_ident(site_id, "site id")
-    except WireError:
-        raise ProvisionError(f"{site_id!r} is not a valid site id: 1-64 characters of a-z, 0-9 and '-', "
-                             "starting with a letter or digit") from None
-    if site_id == hub_mqtt_user(cfg):
-        raise ProvisionError(f"{site_id!r} is the hub's own broker user name; pick another id")
+    _check_new_site_id(cfg, site_id)
     declared = next((s for s in cfg.sites if s.id == site_id), None)
     if declared is not None and Path(declared.cred_key_file).exists():
         raise ProvisionError(f"site {site_id!r} is already configured in {cfg_path} and has its key "

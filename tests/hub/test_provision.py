@@ -189,23 +189,32 @@ def test_a_declared_site_is_provisioned_with_its_rooms_and_distinct_placeholder_
     config.load(path)  # the declared key now exists
 
 
+def _add_or_declare(how: str, path: Path, cfg: HubConfig, site_id: str) -> object:
+    """A site added with its bundle (``site add --bundle``) or declared to join by code."""
+    if how == "add":
+        return provision_site.site_add(path, cfg, site_id, name="x", broker_host="h", tls=False)
+    return provision_site.site_declare(path, cfg, site_id, name="x")
+
+
+@pytest.mark.parametrize("how", ["add", "declare"])
 @pytest.mark.parametrize("bad", ["Altdorf", "-x", "a" * 65, "a/b", ""])
-def test_a_bad_site_id_is_refused_and_nothing_is_written(tmp_path: Path, bad: str) -> None:
+def test_a_bad_site_id_is_refused_and_nothing_is_written(tmp_path: Path, bad: str, how: str) -> None:
     path, cfg = initialised(tmp_path)
     original = path.read_text()
     with pytest.raises(ProvisionError, match="not a valid site id"):
-        provision_site.site_add(path, cfg, bad, name="x", broker_host="h", tls=False)
+        _add_or_declare(how, path, cfg, bad)
     assert path.read_text() == original
     assert not (tmp_path / "data" / "provision").exists()
 
 
-def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["add", "declare"])
+def test_a_site_named_like_the_hubs_broker_user_is_refused_and_nothing_is_written(tmp_path: Path, how: str) -> None:
     path, cfg = initialised(tmp_path)
     files = provision.broker_files(cfg)
     passwd, acl = files.passwd, files.acl
     before = (path.read_text(), passwd.read_bytes(), acl.read_bytes())
     with pytest.raises(ProvisionError, match="broker user"):
-        provision_site.site_add(path, cfg, provision.hub_mqtt_user(cfg), name="x", broker_host="h", tls=False)
+        _add_or_declare(how, path, cfg, provision.hub_mqtt_user(cfg))
     assert (path.read_text(), passwd.read_bytes(), acl.read_bytes()) == before
     assert not (tmp_path / "data" / "provision").exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 
@@ -77,3 +78,12 @@ def rebuild(hub: Hub, sites: Iterable[str], now: int | None = None) -> None:
     for site, version in hub.rebuild(sites, now):
         print(f"site {site}: " + (f"new cache version {version} (the running hub publishes it)"
                                   if version is not None else "cache unchanged"))
+
+
+def print_site_added(broker_host: str) -> None:
+    """The last lines of ``site add`` (with a bundle or by join code): restart the hub, and a
+    warning when the site was told a loopback broker address no Pi can reach."""
+    print("restart the hub to serve the new site (systemctl restart torwart-hub)")
+    if broker_host in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: the site will connect to {broker_host}; a Pi needs the broker's public name "
+              "(--broker-host)", file=sys.stderr)

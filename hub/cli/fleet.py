@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..provision import fleet
 from ..provision.site import site_declare
-from .common import load, open_cli_hub, prepare_store, when
+from .common import load, open_cli_hub, prepare_store, print_site_added, when
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -43,10 +43,7 @@ def cmd_site_add_join(args: argparse.Namespace) -> int:
              else f"declared in {args.config}")
     print(f"site {args.site}: {where}")
     _print_code(args.site, code, args.code_hours)
-    print("restart the hub to serve the new site (systemctl restart torwart-hub)")
-    if host in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: the site will connect to {host}; a Pi needs the broker's public name (--broker-host)",
-              file=sys.stderr)
+    print_site_added(host)
     return 0
 
 

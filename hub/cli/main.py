@@ -53,7 +53,7 @@ from .admin import (
     cmd_sites,
 )
 from .backup import add_backup_commands
-from .common import iso_time, load, open_cli_hub, prepare_store, rebuild, setup_logging
+from .common import iso_time, load, open_cli_hub, prepare_store, print_site_added, rebuild, setup_logging
 from .export import add_audit_command, add_csv_options
 from .fleet import add_fleet_commands, cmd_site_add_join
 from .fleet import code_options as _code_options
@@ -114,10 +114,7 @@ def cmd_site_add(args: argparse.Namespace) -> int:
     print("  the bundle holds the site's secrets: delete it once copied")
     print(f"broker: password added to {bundle.broker.passwd}, ACL in {bundle.broker.acl}; "
           "reload Mosquitto (systemctl reload mosquitto)")
-    print("restart the hub to serve the new site (systemctl restart torwart-hub)")
-    if host in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: the site will connect to {host}; a Pi needs the broker's public name (--broker-host)",
-              file=sys.stderr)
+    print_site_added(host)
     return 0
 
 

@@ -60,6 +60,21 @@ def test_init_broker_group_from_the_command_line(tmp_path: Path, capsys: Capsys)
     assert stat.S_IMODE((tmp_path / "data" / "mosquitto" / "passwd").stat().st_mode) == 0o640
 
 
+@pytest.mark.parametrize("mode", [["--bundle"], []])
+def test_site_add_warns_when_the_site_is_given_a_loopback_broker(tmp_path: Path, capsys: Capsys,
+                                                                 mode: list[str]) -> None:
+    # A Pi told "localhost" would connect to itself: both ways of adding a site say so, and
+    # restart the hub, while a public name gets no warning.
+    path = str(hub_config(tmp_path))
+    run(capsys, "init", "--config", path)
+    code, out, err = run(capsys, "site", "add", "altdorf", *mode, "--broker-host", "localhost", "--config", path)
+    assert code == 0 and "systemctl restart torwart-hub" in out
+    assert "will connect to localhost" in err and "--broker-host" in err
+    code, out, err = run(capsys, "site", "add", "bausendorf", *mode, "--broker-host", "mqtt.example", "--config",
+                         path)
+    assert code == 0 and "systemctl restart torwart-hub" in out and "warning" not in err
+
+
 def test_site_add_says_where_the_bundle_is_and_what_to_copy(tmp_path: Path, capsys: Capsys) -> None:
     path = str(hub_config(tmp_path))
     run(capsys, "init", "--config", path)

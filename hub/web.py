@@ -99,8 +99,8 @@ def create_app(service: Hub) -> Starlette:
         except Exception as exc:
             if not store_outage(exc):
                 raise
-            # The push is not applied; the platform's retry applies it (apply_push forgets a
-            # signature it remembered before the store went away, if the store lets it by then).
+            # The push is not applied (its signature is remembered only in the same transaction
+            # as its booking); the platform's retry applies it.
             log_failure(log, exc, "webhook for booking %s not applied; answered 503", push.booking.id)
             return error(503, "the hub's store is unavailable for a moment; send it again",
                          {"Retry-After": "5"})

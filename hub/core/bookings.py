@@ -101,22 +101,22 @@ class Bookings(Pushing):
         return True
 
     def apply_push(self, push: SignedPush) -> dict[str, int] | None:
-        """Apply a verified webhook push once: remember its signature and store its booking,
-        then bring out the caches it changes; site → new version, or None when the
-        signature was accepted before (a replay). A push that fails to apply is forgotten
-        again, so that the platform's retry of the same request is not taken for a replay."""
+        """Apply a verified webhook push once: remember its signature and store its booking
+        in one transaction, then bring out the caches it changes; site → new version, or
+        None when the signature was accepted before (a replay). A push that fails to apply,
+        or a hub that dies or loses its store on the way, leaves neither the booking nor its
+        signature behind, so that the platform's retry of the same request is applied and
+        not taken for a replay. Bringing out the caches comes after the commit: a failure
+        there leaves the booking stored (its sites get versions at their next rebuild)."""
         store, now = self._store, time.time()
         # A signature whose timestamp is this far back fails the timestamp check anyway.
         forget_before = int(now) - MAX_SKEW_SECONDS - 60
-        if not store.remember_webhook_signature(push.signature, ts=push.timestamp, at=now,
-                                                forget_before=forget_before):
-            return None
-        try:
+        with store.batch():
+            if not store.remember_webhook_signature(push.signature, ts=push.timestamp, at=now,
+                                                    forget_before=forget_before):
+                return None
             report = self.booking_sync.apply_webhook(push.booking, int(time.time()))
-            return self.changed(set(report.sites)) if report.ok else {}
-        except BaseException:
-            store.forget_webhook_signature(push.signature)
-            raise
+        return self.changed(set(report.sites)) if report.ok else {}
 
     def _close_sync(self) -> None:
         if self._sync is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,44 @@ def test_a_push_that_is_not_signed_over_its_timestamp_is_refused(tmp_path: Path)
             assert _status(hub) is None
             assert post_webhook(county.http_url, body, headers) == 200
             assert _status(hub) == "confirmed"
+
+
+# A hub process that takes a push and dies (power cut, SIGKILL) after remembering its
+# signature and before storing its booking: os._exit in place of storing the booking.
+_DIE_MID_PUSH = """
+import os, sys, time
+from hub import config
+from hub.booking.webhook import verify_and_parse
+from hub.core import open_hub
+from hub.sync import BookingSync
+cfg_path, secret, ts, sig = sys.argv[1:5]
+body = sys.stdin.buffer.read()
+push = verify_and_parse(body, sig, ts, bytes.fromhex(secret), now=time.time())
+BookingSync.apply_webhook = lambda *a, **k: os._exit(9)
+with open_hub(config.load(cfg_path)) as hub:
+    hub.apply_push(push)
+"""
+
+
+def test_a_push_whose_hub_dies_before_storing_it_is_applied_when_the_platform_sends_it_again(
+    tmp_path: Path,
+) -> None:
+    # Remembering the signature and storing the booking are one transaction: had the
+    # signature outlived the process alone, the platform's retry would be refused as a
+    # replay and the booking (a cancellation, say) missed until the next complete sync.
+    with Mosquitto(tmp_path / "broker") as broker, BookingPlatform() as platform:
+        county = make_county(tmp_path, broker, platform, ("minheim",))
+        body, headers = signed_webhook(_booking(county, "cancelled", dt.datetime.now(dt.UTC)), county.webhook_secret)
+        died = subprocess.run(
+            [sys.executable, "-c", _DIE_MID_PUSH, str(county.hub_config_path), county.webhook_secret.hex(),
+             headers["X-Torwart-Timestamp"], headers["X-Torwart-Signature"]],
+            input=body, capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2], check=False)
+        assert died.returncode == 9, died.stderr.decode()
+        with HubThread(county) as hub:
+            assert _status(hub) is None
+            assert post_webhook(county.http_url, body, headers) == 200  # the very same request, once more
+            assert _status(hub) == "cancelled"
+            assert post_webhook(county.http_url, body, headers) == 401  # and now it is a replay
 
 
 def _pb(status: str, updated_at: float, pin: str | None = None) -> PlatformBooking:

@@ -299,11 +299,6 @@ class SqliteStore(MembersMixin, EventsMixin, CachesMixin, UsersMixin, EnrollMixi
             return c.execute("INSERT INTO webhook_signatures (signature, ts, seen_at) VALUES (?, ?, ?) "
                              "ON CONFLICT (signature) DO NOTHING", (signature, ts, at)).rowcount == 1
 
-    def forget_webhook_signature(self, signature: str) -> None:
-        """Forget a signature whose booking could not be applied, so the platform may retry."""
-        with self._write() as c:
-            c.execute("DELETE FROM webhook_signatures WHERE signature = ?", (signature,))
-
     # --- booking sync state -------------------------------------------------------------------------
 
     def get_sync_state(self, source: str) -> SyncState:

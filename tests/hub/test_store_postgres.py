@@ -237,6 +237,30 @@ def test_a_server_restart_fails_the_operation_clearly_and_the_next_one_connects_
         assert s.store_events("minheim", events([4])).acked_upto == 4
 
 
+def test_a_connection_lost_inside_a_batch_stores_nothing_of_it_even_where_the_caller_goes_on(store_url: str) -> None:
+    # Hub.changed catches one site's failure inside a batch and goes on with the next site.
+    # After the connection broke, the next operation must not connect again and commit on
+    # its own: the batch is all or nothing, and its end reports the loss.
+    failures: list[BaseException] = []
+    with open_store(store_url) as s:
+        s.sync_sites(SITES)
+        with pytest.raises(StoreUnavailable) as at_end, s.batch():
+            assert s.store_events("minheim", events([1, 2])).new == 2
+            with psycopg.connect(store_url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (s._pg.info.backend_pid,))  # type: ignore[attr-defined]
+            for seq in (3, 4):  # each fails alone; the caller carries on
+                try:
+                    s.store_events("minheim", events([seq]))
+                except Exception as exc:  # collected, asserted below
+                    failures.append(exc)
+        assert [type(e) for e in failures] == [StoreUnavailable, StoreUnavailable], failures
+        assert all("batch" in str(e) for e in failures), failures
+        assert "nothing of it is stored" in str(at_end.value)
+        # Nothing of the batch is stored; the next operation connects again.
+        assert s.events(site_id="minheim", limit=10) == []
+        assert s.store_events("minheim", events([1])).acked_upto == 1
+
+
 def test_what_was_committed_survives_a_crash_of_the_server(own_server: Postgres) -> None:
     url = own_server.url(own_server.fresh_db(), password=True)
     with open_store(url) as s:

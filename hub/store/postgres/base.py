@@ -127,6 +127,7 @@ class PgBase(SqliteBase):
         self._pg = _connect(self.url)
         self._conn = cast(sqlite3.Connection, PgConn(self._pg))
         self._write_locked = False  # this transaction holds WRITE_LOCK
+        self._outer: PgConn | None = None  # the connection of the open outermost transaction
         try:
             migrate(self._pg, shown(self.url))
         except BaseException:
@@ -157,44 +158,66 @@ class PgBase(SqliteBase):
                 self._pg.close()
         raise AssertionError("unreachable")
 
+    def _broke(self, what: str) -> StoreUnavailable:
+        return StoreUnavailable(f"store {shown(self.url)}: the connection broke, {what}")
+
+    def _inside(self) -> bool:
+        """Whether an outer transaction of this store is open; StoreUnavailable when its
+        connection broke meanwhile. An operation then must not connect again and commit on
+        its own: the outer transaction (a batch) is all or nothing."""
+        if self._outer is None:
+            return False
+        if self._outer.pg.broken or self._outer.pg.closed:
+            raise self._broke("within a transaction (a batch): nothing of it is stored")
+        return True
+
     @contextmanager
     def _tx(self, begin: bytes, lock: bool) -> Iterator[sqlite3.Connection]:
-        conn = cast(PgConn, self._conn)
-        if conn.in_transaction:
-            if lock and not self._write_locked:  # a write inside a read transaction
-                conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                self._write_locked = True
-            conn.pg.execute(b"SAVEPOINT nested")
+        if self._inside():
+            conn = cast(PgConn, self._conn)
             try:
-                yield self._conn
-            except BaseException:
+                if lock and not self._write_locked:  # a write inside a read transaction
+                    conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    self._write_locked = True
+                conn.pg.execute(b"SAVEPOINT nested")
+                try:
+                    yield self._conn
+                except BaseException:
+                    if not conn.pg.broken:
+                        conn.pg.execute(b"ROLLBACK TO SAVEPOINT nested")
+                        conn.pg.execute(b"RELEASE SAVEPOINT nested")
+                    raise
+                conn.pg.execute(b"RELEASE SAVEPOINT nested")
+            except psycopg.OperationalError as exc:
                 if not conn.pg.broken:
-                    conn.pg.execute(b"ROLLBACK TO SAVEPOINT nested")
-                    conn.pg.execute(b"RELEASE SAVEPOINT nested")
-                raise
-            conn.pg.execute(b"RELEASE SAVEPOINT nested")
+                    raise
+                raise self._broke(f"within a transaction (a batch): nothing of it is stored: "
+                                  f"{str(exc).strip()}") from None
             return
         conn = self._begin(begin)
+        self._outer = conn
         committing = False
         try:
             if lock:
                 conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 self._write_locked = True
             yield self._conn
+            if conn.pg.broken:  # an operation inside failed on it, and the caller went on
+                raise self._broke("within the transaction: nothing of it is stored")
             committing = True
             conn.pg.execute(b"COMMIT")
         except psycopg.OperationalError as exc:
             conn.pg.close()
             what = ("it broke while committing: the operation may or may not be stored" if committing
                     else "nothing of the operation under way is stored")
-            raise StoreUnavailable(f"store {shown(self.url)}: the connection broke, {what}: "
-                                   f"{str(exc).strip()}") from None
+            raise self._broke(f"{what}: {str(exc).strip()}") from None
         except BaseException:
             if not conn.pg.broken and conn.in_transaction:
                 conn.pg.execute(b"ROLLBACK")
             raise
         finally:
             self._write_locked = False
+            self._outer = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -216,8 +239,7 @@ class PgBase(SqliteBase):
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several queries see one snapshot."""
-        conn = cast(PgConn, self._conn)
-        if conn.in_transaction:
+        if self._inside():
             yield self._conn
             return
         with self._tx(b"BEGIN ISOLATION LEVEL REPEATABLE READ", False) as c:

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from hub.errors import HubError
-from hub.store import CacheVersionConflict, EventBatch, IncomingEvent, Store, StoreError, open_store
+from hub.store import CacheVersionConflict, EventBatch, IncomingEvent, NodeInfo, Store, StoreError, open_store
 from hub.store.postgres import StoreUnavailable
 from hub.store.postgres.base import translate
 from hub.store.postgres.schema import MIGRATIONS
@@ -259,6 +259,42 @@ def test_a_connection_lost_inside_a_batch_stores_nothing_of_it_even_where_the_ca
         # Nothing of the batch is stored; the next operation connects again.
         assert s.events(site_id="minheim", limit=10) == []
         assert s.store_events("minheim", events([1])).acked_upto == 1
+
+
+def test_the_lease_and_heartbeats_are_not_held_up_by_a_long_write_of_another_connection(store_url: str) -> None:
+    # A first sync of a million bookings holds one write transaction for 10-20 s. The
+    # leader's lease thread (its own connection) must renew meanwhile, or the leader loses
+    # its lease to its own sync and stops its jobs.
+    holding, release = threading.Event(), threading.Event()
+    renewed: list[bool] = []
+
+    def long_write() -> None:
+        with open_store(store_url) as s, s.batch():
+            s.store_events("minheim", events([1]))
+            holding.set()
+            release.wait(30)
+
+    def renew() -> None:
+        with open_store(store_url) as s:
+            s.heartbeat_node(NodeInfo(id="n1", host="h", pid=1, version="v", started_at=1.0, role="leader",
+                                      instance="i"), now=1000.0)
+            renewed.append(s.try_lease("n1", now=1000.0, seconds=15).held_by("n1", 1000.0))
+
+    with open_store(store_url) as s:
+        s.sync_sites(SITES)
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        assert holding.wait(30)
+        lease = threading.Thread(target=renew)
+        lease.start()
+        lease.join(10)
+        assert not lease.is_alive() and renewed == [True], "the lease waited for the long write"
+    finally:
+        release.set()
+        writer.join(30)
+    with open_store(store_url) as s:
+        assert len(s.events(site_id="minheim", limit=10)) == 1
 
 
 def test_what_was_committed_survives_a_crash_of_the_server(own_server: Postgres) -> None:

@@ -226,6 +226,13 @@ class PgBase(SqliteBase):
         with self._tx(b"BEGIN", True) as c:
             yield c
 
+    @contextmanager
+    def _write_own_rows(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction without ``WRITE_LOCK`` (``SqliteBase._write_own_rows``): row
+        locks order the single-row compare-and-set of the lease among nodes."""
+        with self._tx(b"BEGIN", False) as c:
+            yield c
+
     def _tuples(self, sql: str, params: Sequence[Any], make: Callable[..., T]) -> list[T]:
         """``SqliteBase._tuples`` on this connection (psycopg's ``args_row``)."""
         with self._pg.cursor(row_factory=args_row(make)) as cur:

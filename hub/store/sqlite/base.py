@@ -96,6 +96,17 @@ class SqliteBase:
         self.close()
 
     @contextmanager
+    def _write_own_rows(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction of single-statement changes to rows only their writer keeps
+        (a node's heartbeat, the lease's compare-and-set), which no other operation reads
+        in step with the rest of the store. Here ``_write``: SQLite has one write lock. The
+        PostgreSQL store leaves out its store-wide write lock, so that a long write of
+        another connection (a first sync of a million bookings) does not hold up the
+        leader's lease."""
+        with self._write() as c:
+            yield c
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: take the write lock before reading,
         so read-modify-write is safe across processes); a savepoint when nested."""

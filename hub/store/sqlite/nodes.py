@@ -30,7 +30,7 @@ class NodesMixin(SqliteBase):
 
     def heartbeat_node(self, node: NodeInfo, *, now: float) -> None:
         """Record that ``node`` is alive at ``now`` (its row created or updated)."""
-        with self._write() as c:
+        with self._write_own_rows() as c:
             c.execute(
                 f"INSERT INTO nodes ({_NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
@@ -58,7 +58,7 @@ class NodesMixin(SqliteBase):
         as it stands after the attempt: ``held_by(node_id, now)`` says who won."""
         if seconds <= 0:
             raise ValueError("a lease lasts a positive number of seconds")
-        with self._write() as c:
+        with self._write_own_rows() as c:
             c.execute(
                 f"INSERT INTO leader_lease (name, {_LEASE_COLS}) "  # noqa: S608
                 "VALUES (?, ?, 1, ?, ?, ?, 0, NULL) "
@@ -84,7 +84,7 @@ class NodesMixin(SqliteBase):
     def release_lease(self, node_id: str, *, now: float) -> bool:
         """Give up the lease if ``node_id`` holds it (it expires at ``now``, the holder is
         cleared, the term stays until the next holder); False if it did not hold it."""
-        with self._write() as c:
+        with self._write_own_rows() as c:
             return c.execute("UPDATE leader_lease SET holder = NULL, previous = holder, expires_at = ? "
                              "WHERE name = ? AND holder = ?", (now, LEASE, node_id)).rowcount > 0
 

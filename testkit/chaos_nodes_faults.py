@@ -84,9 +84,19 @@ def plan(ns: NodesSize, seed: int, fault_seconds: float) -> list[tuple[float, st
              + ["postgres"] * ns.pg_restarts)
     rng.shuffle(kinds)
     slot = 0.8 * fault_seconds / max(1, len(kinds))
-    return [(i * slot + rng.uniform(0.05, 0.5) * slot, k,
-             rng.uniform(*(ns.pg_down_seconds if k == "postgres" else ns.down_seconds)))
-            for i, k in enumerate(kinds)]
+    return [(i * slot + rng.uniform(0.05, 0.5) * slot, k, _down_seconds(ns, k, rng)) for i, k in enumerate(kinds)]
+
+
+def _down_seconds(ns: NodesSize, kind: str, rng: random.Random) -> float:
+    """How long a fault keeps its part down. A killed leader stays down for longer than the
+    lease, so that another node has to take over (and the takeover is timed); a leader
+    back sooner takes its own lease back at its start, which the publish kills (and the
+    other nodes' kills) with their shorter times leave to chance."""
+    if kind == "postgres":
+        return rng.uniform(*ns.pg_down_seconds)
+    if kind == "leader":
+        return ns.lease_seconds + rng.uniform(2.0, 6.0)
+    return rng.uniform(*ns.down_seconds)
 
 
 def faults(f: Faults) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ..booking import SyncResult
 from ..booking.webhook import MAX_SKEW_SECONDS, SignedPush
 from ..errors import SyncError
+from ..heap import LARGE_SYNC, release_freed
 from ..sync import BookingSync, Progress, SyncReport
 from .push import Pushing
 
@@ -86,6 +87,9 @@ class Bookings(Pushing):
                 self._sync_busy = False
                 if done is not None:
                     done(report)  # None: storing it raised (the loop logs it)
+                if isinstance(fetched, SyncResult) and len(fetched.bookings) >= LARGE_SYNC:
+                    # After this turn, when what the sync read is garbage (its threads' arenas).
+                    self.post(release_freed)
 
         def read() -> None:
             try:

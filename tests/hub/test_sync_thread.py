@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import hub.core.bookings as bookings_mod
 from hub.core import Hub
 from hub.store import Store, open_store
 from hub.sync import SyncReport
@@ -162,3 +163,29 @@ def test_what_a_node_read_after_losing_the_lease_is_dropped_unstored(
     assert store.cache_state("minheim") is None
     # Leading again: the next sync stores everything.
     assert _sync(hub, loop).ok and len(store.cache_bookings("minheim", 0, 2**40)) == 30
+
+
+def test_a_large_sync_gives_freed_memory_back_after_its_result_is_stored(
+    rig: tuple[Hub, Store, Loop], booking_platform: BookingPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the sync's threads decoded is freed into their malloc arenas; after a large sync
+    the loop asks malloc to give it back (hub.heap; scripts/bench_scale measures the RSS),
+    once the result is stored, and not after a small one."""
+    hub, store, loop = rig
+    trims: list[int] = []
+    monkeypatch.setattr(bookings_mod, "LARGE_SYNC", 20)
+    monkeypatch.setattr(bookings_mod, "release_freed",
+                        lambda: trims.append(len(store.cache_bookings("minheim", 0, 2**40))))
+    _bookings(booking_platform, 10)
+    assert _sync(hub, loop).ok
+    done = threading.Event()
+    loop.queue.post(done.set)  # after anything the sync's end posted
+    loop.run_until(done)
+    assert trims == []
+    _bookings(booking_platform, 30)  # 30 bookings now: b0..b29
+    assert _sync(hub, loop).ok
+    done.clear()
+    loop.queue.post(done.set)
+    loop.run_until(done)
+    assert trims == [30]  # once, with the whole result stored
+

@@ -10,9 +10,9 @@ there is no glibc (musl, macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,8 @@ LARGE_SYNC = 10_000
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        fn = ctypes.CDLL(name).malloc_trim
+    try:  # the symbols already loaded into this process (no ldconfig subprocess)
+        fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
     fn.argtypes = (ctypes.c_size_t,)
@@ -37,6 +34,11 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def release_freed() -> bool:
     """Return free heap pages of every malloc arena to the system; whether any was (False
-    too where malloc cannot be asked)."""
+    too where malloc cannot be asked). Logs how long it took: the caller's thread waits."""
     trim = _malloc_trim()
-    return bool(trim(0)) if trim is not None else False
+    if trim is None:
+        return False
+    t0 = time.monotonic()
+    released = bool(trim(0))
+    log.info("gave freed memory back to the system in %.0f ms", (time.monotonic() - t0) * 1000)
+    return released

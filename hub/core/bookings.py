@@ -13,6 +13,7 @@ from ..booking import SyncResult
 from ..booking.webhook import MAX_SKEW_SECONDS, SignedPush
 from ..errors import SyncError
 from ..heap import LARGE_SYNC, release_freed
+from ..outage import log_failure
 from ..sync import BookingSync, Progress, SyncReport
 from .push import Pushing
 
@@ -85,11 +86,11 @@ class Bookings(Pushing):
                     self.changed(set(report.sites))
             finally:
                 self._sync_busy = False
-                if done is not None:
-                    done(report)  # None: storing it raised (the loop logs it)
                 if isinstance(fetched, SyncResult) and len(fetched.bookings) >= LARGE_SYNC:
                     # After this turn, when what the sync read is garbage (its threads' arenas).
                     self.post(release_freed)
+                if done is not None:
+                    done(report)  # None: storing it raised (the loop logs it)
 
         def read() -> None:
             try:
@@ -120,7 +121,14 @@ class Bookings(Pushing):
                                                     forget_before=forget_before):
                 return None
             report = self.booking_sync.apply_webhook(push.booking, int(time.time()))
-        return self.changed(set(report.sites)) if report.ok else {}
+        if not report.ok:
+            return {}
+        try:
+            return self.changed(set(report.sites))
+        except Exception as exc:  # applied all the same: the platform's retry would be a replay
+            log_failure(log, exc, "webhook for booking %s: stored, but bringing out the caches of %s failed; "
+                        "they get versions at their next rebuild", push.booking.id, ",".join(sorted(report.sites)))
+            return {}
 
     def _close_sync(self) -> None:
         if self._sync is not None:

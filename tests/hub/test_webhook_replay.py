@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from hub.booking.base import PlatformBooking
+from hub.core import Hub
+from hub.errors import HubError
 from hub.store import open_store
 from hub.store.sqlite import schema as store_schema
 from testkit.booking_fake import BookingPlatform, iso, post_webhook, push_webhook, signed_webhook
@@ -134,6 +136,26 @@ def test_a_push_whose_hub_dies_before_storing_it_is_applied_when_the_platform_se
             assert post_webhook(county.http_url, body, headers) == 200  # the very same request, once more
             assert _status(hub) == "cancelled"
             assert post_webhook(county.http_url, body, headers) == 401  # and now it is a replay
+
+
+def test_a_push_stored_whose_caches_then_fail_is_answered_as_applied(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The booking and its signature are committed; bringing out the caches fails after that
+    # (the signing key unreadable, the store gone). Answering "send it again" would make the
+    # platform's retry a replay (401): the push is answered as applied, and its sites get
+    # versions at their next rebuild.
+    with Mosquitto(tmp_path / "broker") as broker, BookingPlatform() as platform:
+        county = make_county(tmp_path, broker, platform, ("minheim",))
+        body, headers = signed_webhook(_booking(county, "cancelled", dt.datetime.now(dt.UTC)), county.webhook_secret)
+        with HubThread(county) as hub:
+            def failing(self: Hub, sites: object) -> dict[str, int]:
+                raise HubError("the signing key cannot be read")
+
+            monkeypatch.setattr(Hub, "changed", failing)
+            assert post_webhook(county.http_url, body, headers) == 200
+            assert _status(hub) == "cancelled"
+            monkeypatch.undo()
+            assert post_webhook(county.http_url, body, headers) == 401
 
 
 def _pb(status: str, updated_at: float, pin: str | None = None) -> PlatformBooking:

@@ -40,6 +40,7 @@ from wire.keys import read_key_file
 from .config import HubConfig, SiteConfig
 from .errors import HubError
 from .keyring import KeyRing
+from .outage import log_failure, store_outage
 from .store import CacheLogRow, CacheVersionConflict, Store, pseudonym
 
 log = logging.getLogger(__name__)
@@ -290,17 +291,19 @@ class CacheManager:
                     try:
                         with self.store.batch():  # a savepoint: a failing site undoes only its part
                             v = self.rebuild(site, now)
-                    except Exception:
+                    except Exception as exc:
+                        if store_outage(exc):  # the whole batch is lost: the other sites would fail alike
+                            raise
                         log.exception("site %s: cache rebuild failed; the other sites carry on", site)
                         continue
                     if v is not None:
                         out[site] = v
-        except Exception:
+        except Exception as exc:
             if self._built is not None:
                 for site in out:
                     self._built.pop(site, None)
-            log.exception("recording the cache versions of %d sites failed: none of them is published",
-                          len(out))
+            log_failure(log, exc, "recording the cache versions of %d sites failed: none of them is published",
+                        len(out))
             return {}
         return out
 

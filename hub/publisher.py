@@ -28,6 +28,7 @@ from wire.topics import Kind
 
 from .caches import CacheManager
 from .link import HubLink
+from .outage import log_failure, store_outage
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,13 @@ class Publisher:
                     try:
                         with self.caches.store.batch():
                             self.caches.mark_retained_full(site, version)
-                    except Exception:
+                    except Exception as exc:
+                        if store_outage(exc):  # the whole batch is lost: the other sites would fail alike
+                            raise
                         log.exception("site %s: recording retained cache.full %d failed", site, version)
-        except Exception:
-            log.exception("recording %d retained cache.fulls failed; they are published again later", len(marks))
+        except Exception as exc:
+            log_failure(log, exc, "recording %d retained cache.fulls failed; they are published again later",
+                        len(marks))
 
     def publish_full(self, site: str) -> Published:
         """Publish the latest version as the retained cache.full, and record it as such

@@ -6,19 +6,22 @@ crash between the commit and the publishing is made good when the hub comes back
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub import config
 from hub.caches import CacheManager
 from hub.config import HubConfig
 from hub.core import Hub
-from hub.store import StoreError
+from hub.store import StoreError, open_store
 from hub.store.sqlite import SqliteStore
+from testkit.postgres import Postgres, fresh_store_url
 from tests.hub._bookings import Bk
 from tests.hub.test_alerts_alerter import ALTDORF
 from tests.hub.test_hub_config import SITE, write_hub_config
@@ -158,3 +161,36 @@ def test_versions_committed_but_never_published_go_out_when_the_hub_is_back(
     fulls = _fulls(link, cfg)
     assert {s: f.version for s, f in fulls.items()} == built
     assert all(store.cache_state(s).retained_version == built[s] for s in SITES)  # type: ignore[union-attr]
+
+
+def test_a_postgresql_connection_lost_mid_batch_records_nothing_and_logs_one_outage(
+    cfg: HubConfig, postgres_server: Postgres, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The connection breaks after the first site's rebuild: the sites after it must not get
+    # versions outside the batch (each connecting again and committing alone), nor a
+    # traceback each; the batch records nothing and says so once, and the next run converges.
+    url = fresh_store_url(postgres_server)
+    with open_store(url) as pg:
+        pg.sync_sites(cfg.sites)
+        _book(pg, 6)  # type: ignore[arg-type]
+        caches = CacheManager(pg, cfg, config.signing_key(cfg))
+        real = CacheManager.rebuild
+
+        def rebuild_then_cut(self: CacheManager, site: str, now: int) -> int | None:
+            v = real(self, site, now)
+            if site == SITES[0]:
+                with psycopg.connect(url, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (pg._pg.info.backend_pid,))  # type: ignore[attr-defined]
+            return v
+
+        with caplog.at_level("INFO", logger="hub"):
+            CacheManager.rebuild = rebuild_then_cut  # type: ignore[method-assign]
+            try:
+                assert caches.rebuild_batch(list(SITES), int(time.time())) == {}
+            finally:
+                CacheManager.rebuild = real  # type: ignore[method-assign]
+        assert [pg.cache_state(s) for s in SITES] == [None, None]
+        failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(failures) == 1 and "none of them is published" in failures[0].getMessage(), failures
+        assert failures[0].exc_info is None  # an outage: one line, no traceback
+        assert set(caches.rebuild_batch(list(SITES), int(time.time()))) == set(SITES)

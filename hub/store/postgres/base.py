@@ -13,13 +13,17 @@ Transactions keep SQLite's promises across hub nodes:
   write lock: writers from every node run one at a time, so each operation's
   read-modify-write (event stream gaps, cache versions, claims of queued rows) sees every
   write committed before it, with no lost update and no serialization failure to retry.
-  Readers are never blocked;
+  Readers are never blocked. The exception: a node's heartbeat and the leader's lease
+  (``_write_own_rows``), single-statement compare-and-sets that row locks order, so that a
+  long write of any node never holds up the lease;
 - a read transaction (``_read``) is ``REPEATABLE READ``: its queries see one snapshot.
 
 The connection is opened with ``autocommit`` so that every transaction is the explicit
 ``BEGIN`` here. When the server goes away (restart, failover, a cut connection) the
 operation under way raises ``StoreUnavailable`` (its transaction is rolled back by the
-server, nothing of it is stored); the next operation connects again by itself.
+server, nothing of it is stored); the next operation connects again by itself, unless it
+runs inside the broken transaction (a ``batch``): then it raises ``StoreUnavailable`` too,
+and so does the batch's end, so that nothing of a batch is committed piecemeal.
 """
 
 from __future__ import annotations
@@ -247,7 +251,14 @@ class PgBase(SqliteBase):
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several queries see one snapshot."""
         if self._inside():
-            yield self._conn
+            conn = cast(PgConn, self._conn)
+            try:
+                yield self._conn
+            except psycopg.OperationalError as exc:
+                if not conn.pg.broken:
+                    raise
+                raise self._broke(f"within a transaction (a batch): nothing of it is stored: "
+                                  f"{str(exc).strip()}") from None
             return
         with self._tx(b"BEGIN ISOLATION LEVEL REPEATABLE READ", False) as c:
             yield c

@@ -66,7 +66,7 @@ class SqliteBase:
 
     def _open(self, path: str | Path) -> None:
         """Connect and migrate; the PostgreSQL store (``hub.store.postgres``) overrides this,
-        ``_write``, ``_read``, ``close`` and ``schema_version`` and shares every store
+        ``_write``, ``_write_own_rows``, ``_read``, ``close`` and ``schema_version`` and shares every store
         operation of the mixins built on this class."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +97,9 @@ class SqliteBase:
 
     @contextmanager
     def _write_own_rows(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction of single-statement changes to rows only their writer keeps
-        (a node's heartbeat, the lease's compare-and-set), which no other operation reads
-        in step with the rest of the store. Here ``_write``: SQLite has one write lock. The
+        """A write transaction of single-statement compare-and-sets on rows no other
+        operation reads in step with the rest of the store (a node's heartbeat, the
+        leader's lease). Here ``_write``: SQLite has one write lock. The
         PostgreSQL store leaves out its store-wide write lock, so that a long write of
         another connection (a first sync of a million bookings) does not hold up the
         leader's lease."""

@@ -302,8 +302,7 @@ class CacheManager:
             if self._built is not None:
                 for site in out:
                     self._built.pop(site, None)
-            log_failure(log, exc, "recording the cache versions of %d sites failed: none of them is published",
-                        len(out))
+            log_failure(log, exc, "storing the cache versions of %d sites failed: none of them is published", len(out))
             return {}
         return out
 
@@ -321,8 +320,7 @@ class CacheManager:
                 self._built = None
 
     def latest_version(self, site_id: str) -> int | None:
-        state = self.store.cache_state(site_id)
-        return None if state is None else state.version
+        return None if (state := self.store.cache_state(site_id)) is None else state.version
 
     def full_body(self, site_id: str) -> m.CacheFull:
         """The latest version as a cache.full (issued_at = its build time)."""
@@ -362,8 +360,7 @@ class CacheManager:
             return None
         target = rows[-1]
         folded = _fold(rows)
-        size = len(_encode(folded.upsert)) + len(_encode(folded.remove))
-        if size >= target.size:
+        if len(_encode(folded.upsert)) + len(_encode(folded.remove)) >= target.size:
             return None
         return m.CacheDelta(site=site_id, version=target.version, base_version=from_version,
                             issued_at=target.built_at, expires_at=target.built_at + self._valid,

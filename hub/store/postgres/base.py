@@ -176,10 +176,22 @@ class PgBase(SqliteBase):
         return True
 
     @contextmanager
+    def _nested(self) -> Iterator[PgConn]:
+        """Around work inside the open outer transaction: the connection breaking under it
+        is StoreUnavailable (the whole outer transaction is lost), not psycopg's error."""
+        conn = cast(PgConn, self._conn)
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            if not conn.pg.broken:
+                raise
+            raise self._broke(f"within a transaction (a batch): nothing of it is stored: "
+                              f"{str(exc).strip()}") from None
+
+    @contextmanager
     def _tx(self, begin: bytes, lock: bool) -> Iterator[sqlite3.Connection]:
         if self._inside():
-            conn = cast(PgConn, self._conn)
-            try:
+            with self._nested() as conn:
                 if lock and not self._write_locked:  # a write inside a read transaction
                     conn.pg.execute(b"SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                     self._write_locked = True
@@ -192,11 +204,6 @@ class PgBase(SqliteBase):
                         conn.pg.execute(b"RELEASE SAVEPOINT nested")
                     raise
                 conn.pg.execute(b"RELEASE SAVEPOINT nested")
-            except psycopg.OperationalError as exc:
-                if not conn.pg.broken:
-                    raise
-                raise self._broke(f"within a transaction (a batch): nothing of it is stored: "
-                                  f"{str(exc).strip()}") from None
             return
         conn = self._begin(begin)
         self._outer = conn
@@ -251,14 +258,8 @@ class PgBase(SqliteBase):
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several queries see one snapshot."""
         if self._inside():
-            conn = cast(PgConn, self._conn)
-            try:
+            with self._nested():
                 yield self._conn
-            except psycopg.OperationalError as exc:
-                if not conn.pg.broken:
-                    raise
-                raise self._broke(f"within a transaction (a batch): nothing of it is stored: "
-                                  f"{str(exc).strip()}") from None
             return
         with self._tx(b"BEGIN ISOLATION LEVEL REPEATABLE READ", False) as c:
             yield c
